@@ -1,0 +1,31 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: test lint bench demo clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(INSTALLED)
+
+## make test: set up .venv and run every check (lint, format, the whole test suite).
+test: lint
+	$(BIN)/pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## make bench: print the store's figures on SQLite and PostgreSQL.
+bench: $(INSTALLED)
+	$(BIN)/python -m tests.benchmarks.store --backend sqlite
+	$(BIN)/python -m tests.benchmarks.store --backend postgres
+
+demo:
+	@echo "make demo arrives with the gateway (issue 5); 'make test' and 'make bench' work now."
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,161 @@
+"""The reducer: `state = fold(state, recorded)`, the only way a brain learns anything.
+
+Deterministic and free of I/O: time comes from the event's `at`, never from a clock. For
+speed, fold updates `state` in place and returns it (a replay owns its state); to keep an
+earlier state, snapshot it with `encode_state`. Snapshot + tail equals a full replay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import msgspec
+
+from brain.state import RECENT_CALLS, Message, SessionState, ToolCall, Verdict
+from schemas import (
+    ApprovalDenied,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
+    BudgetReached,
+    ContentBlock,
+    ContextCompacted,
+    JudgeVerdict,
+    LoopDetected,
+    ModelResponse,
+    Recorded,
+    SessionCreated,
+    SessionForked,
+    SessionStatus,
+    TextBlock,
+    ToolDispatched,
+    ToolRequested,
+    ToolResult,
+    ToolResultBlock,
+    UnknownEvent,
+    UserInterrupt,
+    UserMessage,
+)
+
+
+class FoldError(Exception):
+    """The events do not continue the state (a gap or a repeat in seq)."""
+
+
+def initial_state(session_id: str) -> SessionState:
+    return SessionState(session_id=session_id)
+
+
+def replay(recorded: Iterable[Recorded], state: SessionState) -> SessionState:
+    for item in recorded:
+        state = fold(state, item)
+    return state
+
+
+def fold(state: SessionState, recorded: Recorded) -> SessionState:
+    if recorded.seq != state.seq + 1:
+        raise FoldError(
+            f"session {state.session_id}: event seq {recorded.seq} after state seq {state.seq}"
+        )
+    state.seq = recorded.seq
+    state.updated_at = recorded.at
+    _apply(state, recorded.event, recorded.seq, recorded.at)
+    return state
+
+
+def _apply(state: SessionState, event: object, seq: int, at: float) -> None:  # noqa: PLR0915
+    match event:
+        case SessionCreated(spec=spec, title=title):
+            state.spec = spec
+            state.title = title
+            state.created_at = at
+        case UserMessage(text=text):
+            _add_block(state, "user", TextBlock(text=text), seq)
+            state.pending_input = True
+            state.interrupted = False
+        case UserInterrupt():
+            state.interrupted = True
+        case ModelResponse(content=content, usage=usage, cost_usd=cost):
+            state.messages.append(Message(role="assistant", content=list(content), seq=seq))
+            state.usage = state.usage + usage
+            state.cost_usd += cost
+            state.turns += 1
+            state.pending_input = False
+        case ToolRequested(call_id=call_id, name=name, input=arguments, idempotent=idempotent):
+            state.open_calls[call_id] = ToolCall(
+                call_id=call_id,
+                name=name,
+                input=arguments,
+                idempotent=idempotent,
+                requested_seq=seq,
+            )
+            state.recent_calls.append(call_signature(name, arguments))
+            del state.recent_calls[:-RECENT_CALLS]
+        case ApprovalRequested(call_id=call_id, expires_at=expires_at):
+            if call := state.open_calls.get(call_id):
+                call.phase = "awaiting_approval"
+                call.approval_expires_at = expires_at
+        case ApprovalGranted(call_id=call_id):
+            _set_phase(state, call_id, "approved")
+        case ApprovalDenied(call_id=call_id):
+            _set_phase(state, call_id, "denied")
+        case ApprovalExpired(call_id=call_id):
+            _set_phase(state, call_id, "expired")
+        case ToolDispatched(call_id=call_id, attempt=attempt, sandbox_id=sandbox_id):
+            if call := state.open_calls.get(call_id):
+                call.phase = "dispatched"
+                call.attempt = attempt
+                call.sandbox_id = sandbox_id
+        case ToolResult(call_id=call_id, output=output, blob=blob, is_error=is_error):
+            # A result for a call that is not open (a duplicate) changes nothing.
+            if state.open_calls.pop(call_id, None) is not None:
+                state.calls_finished += 1
+                block = ToolResultBlock(
+                    call_id=call_id, output=output, blob=blob, is_error=is_error
+                )
+                _add_block(state, "user", block, seq)
+        case JudgeVerdict(passed=passed, judge=judge, detail=detail):
+            state.verdict = Verdict(passed=passed, judge=judge, detail=detail, seq=seq)
+        case BudgetReached(budget=budget):
+            state.budget_reached = budget
+        case LoopDetected(reason=reason, signature=signature):
+            state.loop_detected = reason or signature
+        case ContextCompacted(up_to_seq=up_to_seq, summary=summary):
+            state.summary = summary
+            state.compacted_through = max(state.compacted_through, up_to_seq)
+            state.messages = [m for m in state.messages if m.seq > state.compacted_through]
+        case SessionStatus(status=status, reason=reason):
+            state.status = status
+            state.status_reason = reason
+            if status == "running":
+                # Resuming clears the guards that paused the session.
+                state.budget_reached = None
+                state.loop_detected = None
+                state.interrupted = False
+        case SessionForked(parent_session_id=parent, at_seq=at_seq):
+            state.forked_from = parent
+            state.forked_at_seq = at_seq
+        case UnknownEvent():
+            state.unknown_events += 1
+        case _:
+            raise FoldError(f"not an event: {type(event).__name__}")
+
+
+def _add_block(state: SessionState, role: str, block: ContentBlock, seq: int) -> None:
+    """Append to the last message when it has the same role, so roles always alternate."""
+    if state.messages and state.messages[-1].role == role:
+        state.messages[-1].content.append(block)
+    else:
+        state.messages.append(Message(role=role, content=[block], seq=seq))  # type: ignore[arg-type]
+
+
+def _set_phase(state: SessionState, call_id: str, phase: str) -> None:
+    if call := state.open_calls.get(call_id):
+        call.phase = phase  # type: ignore[assignment]
+
+
+def call_signature(name: str, arguments: dict[str, object]) -> str:
+    """Same tool, same input → same signature (keys sorted), for loop detection."""
+    canonical = msgspec.json.encode(arguments, order="sorted")
+    return f"{name}:{hashlib.sha256(canonical).hexdigest()[:16]}"

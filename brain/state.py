@@ -1,0 +1,90 @@
+"""What a brain knows about a session: exactly what folding its log yields, nothing more."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+from schemas import AgentSpec, BudgetName, ContentBlock, Status, Usage
+
+# Bump when SessionState or fold changes meaning: snapshots of another version are ignored
+# (the store keys snapshots by this), so a new reducer replays from the log instead.
+STATE_VERSION: Final = 1
+
+# How many recent tool-call signatures the state keeps for loop detection.
+RECENT_CALLS: Final = 16
+
+CallPhase = Literal["requested", "awaiting_approval", "approved", "denied", "expired", "dispatched"]
+
+
+class ToolCall(msgspec.Struct, kw_only=True):
+    """A tool call that has no `tool.result` yet."""
+
+    call_id: str
+    name: str
+    input: dict[str, object]
+    idempotent: bool
+    requested_seq: int
+    phase: CallPhase = "requested"
+    approval_expires_at: float | None = None
+    attempt: int = 0
+    sandbox_id: str = ""
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """One conversation turn; `seq` is the event that opened it (compaction cuts by seq)."""
+
+    role: Literal["user", "assistant"]
+    content: list[ContentBlock]
+    seq: int
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    passed: bool
+    judge: str
+    detail: str
+    seq: int
+
+
+class SessionState(msgspec.Struct, kw_only=True):
+    session_id: str
+    seq: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    spec: AgentSpec | None = None
+    title: str = ""
+    status: Status = "idle"
+    status_reason: str = ""
+    forked_from: str | None = None
+    forked_at_seq: int | None = None
+    # Conversation: a compaction summary, then the messages after it (roles alternate).
+    summary: str = ""
+    compacted_through: int = 0
+    messages: list[Message] = []
+    open_calls: dict[str, ToolCall] = {}
+    calls_finished: int = 0
+    recent_calls: list[str] = []
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    turns: int = 0
+    # User input arrived that the model has not answered yet.
+    pending_input: bool = False
+    interrupted: bool = False
+    budget_reached: BudgetName | None = None
+    loop_detected: str | None = None
+    verdict: Verdict | None = None
+    # Events of a newer writer this reader could not decode; replay goes on past them.
+    unknown_events: int = 0
+
+
+_STATE_ENCODER: Final = msgspec.msgpack.Encoder()
+_STATE_DECODER: Final = msgspec.msgpack.Decoder(SessionState)
+
+
+def encode_state(state: SessionState) -> bytes:
+    return _STATE_ENCODER.encode(state)
+
+
+def decode_state(data: bytes) -> SessionState:
+    return _STATE_DECODER.decode(data)

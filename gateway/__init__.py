@@ -1,0 +1,1 @@
+"""The gateway: keel over HTTP (arrives with the gateway issue)."""

@@ -1,0 +1,71 @@
+"""The agent spec: everything a session is created with, fixed for its whole life."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Permission = Literal["allow", "ask", "deny"]
+
+
+class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Which model drives the session and how it is called."""
+
+    provider: str = "scripted"
+    name: str = "scripted"
+    max_output_tokens: int = 4096
+    temperature: float | None = None
+    base_url: str | None = None
+    # Provider-specific knobs (e.g. the scripted model's script) travel here untouched.
+    options: dict[str, object] = {}
+
+
+class Budgets(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Limits that pause the session when reached; `None` means unlimited."""
+
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    max_turns: int | None = None
+    max_wall_seconds: float | None = None
+
+
+class CompletionCondition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who, other than the worker model, decides that the goal is reached.
+
+    `none` trusts the model's own stop; `command` runs `command` in the sandbox and passes on
+    exit status 0; `judge` asks `judge_model` with `criteria`.
+    """
+
+    kind: Literal["none", "command", "judge"] = "none"
+    command: str | None = None
+    judge_model: ModelSpec | None = None
+    criteria: str | None = None
+
+
+class SandboxSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The limits of the disposable sandbox the session's tools run in."""
+
+    backend: Literal["local", "docker"] | None = None
+    image: str | None = None
+    network: bool = False
+    cpus: float = 1.0
+    memory_mb: int = 1024
+    pids: int = 256
+    call_timeout_s: float = 120.0
+    max_output_bytes: int = 1_000_000
+
+
+class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a session runs: model, instructions, tools and the guards around them."""
+
+    model: ModelSpec = ModelSpec()
+    system_prompt: str = ""
+    tools: list[str] = []
+    # Per-tool permission; a tool not named here falls back to `default_permission`.
+    permissions: dict[str, Permission] = {}
+    default_permission: Permission = "allow"
+    approval_timeout_s: float = 3600.0
+    budgets: Budgets = Budgets()
+    completion: CompletionCondition = CompletionCondition()
+    sandbox: SandboxSpec = SandboxSpec()

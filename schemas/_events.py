@@ -1,0 +1,178 @@
+"""Every event a session log can hold.
+
+Events are frozen msgspec Structs tagged by a literal `type` (so renaming a class never breaks a
+stored log). Each carries a schema version `v`; new fields always get defaults, and decoding
+ignores fields it does not know, so an older reader can replay a newer writer's log.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+from schemas._agent import AgentSpec
+from schemas._content import AssistantBlock, BlobRef, StopReason, Usage
+
+Status = Literal["idle", "running", "waiting", "paused", "completed", "failed", "cancelled"]
+TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
+
+Outcome = Literal["ok", "error", "unknown"]
+BudgetName = Literal["tokens", "cost", "turns", "wall_clock"]
+
+
+class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    v: int = 1
+
+
+class SessionCreated(_EventBase, tag="session.created"):
+    """Always seq 1: the agent spec the session runs with."""
+
+    spec: AgentSpec
+    title: str = ""
+    metadata: dict[str, str] = {}
+
+
+class UserMessage(_EventBase, tag="user.message"):
+    text: str
+    # The client's own id for this message, so a retried POST is recognisable in the log.
+    message_id: str | None = None
+
+
+class UserInterrupt(_EventBase, tag="user.interrupt"):
+    reason: str = ""
+
+
+class ModelResponse(_EventBase, tag="model.response"):
+    content: list[AssistantBlock]
+    stop_reason: StopReason
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    model: str = ""
+    duration_ms: float = 0.0
+
+
+class ToolRequested(_EventBase, tag="tool.requested"):
+    call_id: str
+    name: str
+    input: dict[str, object] = {}
+    idempotent: bool = False
+
+
+class ToolDispatched(_EventBase, tag="tool.dispatched"):
+    call_id: str
+    attempt: int = 1
+    sandbox_id: str = ""
+
+
+class ToolResult(_EventBase, tag="tool.result"):
+    """The one outcome of a call. `unknown` means the sandbox died and nobody can tell."""
+
+    call_id: str
+    output: str = ""
+    blob: BlobRef | None = None
+    is_error: bool = False
+    outcome: Outcome = "ok"
+    duration_ms: float = 0.0
+
+
+class ApprovalRequested(_EventBase, tag="approval.requested"):
+    call_id: str
+    # Unix seconds; past it the approval is recorded as expired, never left blocking.
+    expires_at: float
+    reason: str = ""
+
+
+class ApprovalGranted(_EventBase, tag="approval.granted"):
+    call_id: str
+    by: str = ""
+    reason: str = ""
+
+
+class ApprovalDenied(_EventBase, tag="approval.denied"):
+    call_id: str
+    by: str = ""
+    reason: str = ""
+
+
+class ApprovalExpired(_EventBase, tag="approval.expired"):
+    call_id: str
+
+
+class JudgeVerdict(_EventBase, tag="judge.verdict"):
+    passed: bool
+    judge: Literal["command", "model"]
+    detail: str = ""
+
+
+class BudgetReached(_EventBase, tag="budget.reached"):
+    budget: BudgetName
+    limit: float
+    used: float
+
+
+class LoopDetected(_EventBase, tag="loop.detected"):
+    signature: str
+    repeats: int
+    reason: str = ""
+
+
+class ContextCompacted(_EventBase, tag="context.compacted"):
+    """The conversation before (and including) `up_to_seq` is replaced by `summary`."""
+
+    up_to_seq: int
+    summary: str
+    tokens_before: int = 0
+    tokens_after: int = 0
+
+
+class SessionStatus(_EventBase, tag="session.status"):
+    status: Status
+    reason: str = ""
+
+
+class SessionForked(_EventBase, tag="session.forked"):
+    """Recorded in the child: its log starts as a copy of the parent's up to `at_seq`."""
+
+    parent_session_id: str
+    at_seq: int
+
+
+Event = (
+    SessionCreated
+    | UserMessage
+    | UserInterrupt
+    | ModelResponse
+    | ToolRequested
+    | ToolDispatched
+    | ToolResult
+    | ApprovalRequested
+    | ApprovalGranted
+    | ApprovalDenied
+    | ApprovalExpired
+    | JudgeVerdict
+    | BudgetReached
+    | LoopDetected
+    | ContextCompacted
+    | SessionStatus
+    | SessionForked
+)
+
+EVENT_CLASSES: Final[tuple[type[_EventBase], ...]] = Event.__args__  # type: ignore[attr-defined]
+
+
+class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event this reader cannot decode (a newer type or version): kept as raw JSON."""
+
+    type: str
+    data: str
+    error: str = ""
+
+
+class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as stored: its place in the log and when it was appended (unix seconds)."""
+
+    seq: int
+    at: float
+    type: str
+    event: Event | UnknownEvent

@@ -1,0 +1,49 @@
+"""The session store: keel's single source of truth.
+
+An append-only, hash-chained, fenced event log per session, with leases, snapshots and
+blobs, on SQLite (embedded) or PostgreSQL (scale-out). Errors: see `session_store._errors`.
+"""
+
+from session_store._errors import (
+    BlobNotFound,
+    Conflict,
+    Fenced,
+    InvalidEvent,
+    InvalidInput,
+    LeaseHeld,
+    PayloadTooLarge,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from session_store._open import open_store
+from session_store._postgres import PostgresEventStore
+from session_store._protocol import EventStore
+from session_store._records import Lease, SessionInfo, SessionPage, Snapshot, Verification
+from session_store._sql import StoreLimits
+from session_store._sqlite import SqliteEventStore
+
+__all__ = [
+    "BlobNotFound",
+    "Conflict",
+    "EventStore",
+    "Fenced",
+    "InvalidEvent",
+    "InvalidInput",
+    "Lease",
+    "LeaseHeld",
+    "PayloadTooLarge",
+    "PostgresEventStore",
+    "SessionExists",
+    "SessionInfo",
+    "SessionNotFound",
+    "SessionPage",
+    "Snapshot",
+    "SqliteEventStore",
+    "StoreError",
+    "StoreLimits",
+    "StoreUnavailable",
+    "Verification",
+    "open_store",
+]

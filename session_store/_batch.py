@@ -1,0 +1,92 @@
+"""Group commit, the pure half: decide which queued appends of one batch commit.
+
+Appends from many callers are gathered and committed in one transaction (one fsync), so
+durability is not weakened while throughput scales. Each append is still judged on its own,
+against the head its predecessors in the batch left, so one stale append fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from session_store._errors import Conflict, Fenced, SessionNotFound, StoreError
+from session_store._hashing import chain_hash
+
+
+@dataclass(slots=True)
+class PendingAppend:
+    session_id: str
+    # (type, data) pairs, already validated and encoded.
+    rows: list[tuple[str, str]]
+    expect_seq: int | None
+    # None for the unfenced user-input path.
+    epoch: int | None
+    # The last session.status carried by the append, as (status, reason).
+    status: tuple[str, str] | None
+    future: asyncio.Future[int] = field(repr=False)
+
+
+@dataclass(slots=True)
+class Head:
+    seq: int
+    epoch: int
+    hash: bytes
+    status: str
+    status_reason: str
+
+
+@dataclass(slots=True)
+class Plan:
+    event_rows: list[dict[str, object]] = field(default_factory=list)
+    session_rows: dict[str, dict[str, object]] = field(default_factory=dict)
+    accepted: list[tuple[PendingAppend, int]] = field(default_factory=list)
+    rejected: list[tuple[PendingAppend, StoreError]] = field(default_factory=list)
+
+
+def plan_batch(pending: list[PendingAppend], heads: dict[str, Head], at: float) -> Plan:
+    """Judge each append in order against the running heads; `heads` is updated in place."""
+    plan = Plan()
+    for append in pending:
+        head = heads.get(append.session_id)
+        error = _rejection(append, head)
+        if error is not None:
+            plan.rejected.append((append, error))
+            continue
+        assert head is not None
+        for type_, data in append.rows:
+            head.seq += 1
+            head.hash = chain_hash(head.hash, append.session_id, head.seq, type_, at, data)
+            plan.event_rows.append(
+                {
+                    "session_id": append.session_id,
+                    "seq": head.seq,
+                    "type": type_,
+                    "at": at,
+                    "data": data,
+                    "hash": head.hash,
+                }
+            )
+        if append.status is not None:
+            head.status, head.status_reason = append.status
+        plan.session_rows[append.session_id] = {
+            "sid": append.session_id,
+            "head_seq": head.seq,
+            "head_hash": head.hash,
+            "status": head.status,
+            "status_reason": head.status_reason,
+            "updated_at": at,
+        }
+        plan.accepted.append((append, head.seq))
+    return plan
+
+
+def _rejection(append: PendingAppend, head: Head | None) -> StoreError | None:
+    if head is None:
+        return SessionNotFound(append.session_id)
+    # Fenced wins over Conflict: a superseded writer must stop, not re-read and retry.
+    if append.epoch is not None and append.epoch != head.epoch:
+        return Fenced(append.session_id, append.epoch, head.epoch)
+    if append.expect_seq is not None and append.expect_seq != head.seq:
+        return Conflict(append.session_id, append.expect_seq, head.seq)
+    return None

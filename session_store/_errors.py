@@ -1,0 +1,85 @@
+"""The store's one exception tree. No driver exception ever leaves this package.
+
+StoreError
+├── SessionNotFound    the session id is unknown
+├── SessionExists      create_session with an id already taken
+├── Conflict           append's expect_seq is not the session's head
+├── Fenced             the caller's lease epoch is no longer current: stop touching the session
+├── LeaseHeld          claim while another owner holds an unexpired lease
+├── InvalidInput       a bad id, tenant, seq or argument
+│   ├── InvalidEvent       not a valid event, or one only the store may write
+│   └── PayloadTooLarge    an encoded event or blob over the configured limit
+├── BlobNotFound       no blob with that digest
+└── StoreUnavailable   the database failed in a way retrying did not fix
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    pass
+
+
+class SessionNotFound(StoreError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} not found")
+        self.session_id = session_id
+
+
+class SessionExists(StoreError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} already exists")
+        self.session_id = session_id
+
+
+class Conflict(StoreError):
+    def __init__(self, session_id: str, expect_seq: int, head_seq: int) -> None:
+        super().__init__(
+            f"session {session_id!r}: expected head {expect_seq}, but head is {head_seq}"
+        )
+        self.session_id = session_id
+        self.expect_seq = expect_seq
+        self.head_seq = head_seq
+
+
+class Fenced(StoreError):
+    def __init__(self, session_id: str, epoch: int, current_epoch: int) -> None:
+        super().__init__(
+            f"session {session_id!r}: lease epoch {epoch} was superseded by {current_epoch}"
+        )
+        self.session_id = session_id
+        self.epoch = epoch
+        self.current_epoch = current_epoch
+
+
+class LeaseHeld(StoreError):
+    def __init__(self, session_id: str, owner: str, until: float) -> None:
+        super().__init__(f"session {session_id!r} is leased by {owner!r} until {until:.3f}")
+        self.session_id = session_id
+        self.owner = owner
+        self.until = until
+
+
+class InvalidInput(StoreError):
+    pass
+
+
+class InvalidEvent(InvalidInput):
+    pass
+
+
+class PayloadTooLarge(InvalidInput):
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} is {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class BlobNotFound(StoreError):
+    def __init__(self, digest: str) -> None:
+        super().__init__(f"blob {digest!r} not found")
+        self.digest = digest
+
+
+class StoreUnavailable(StoreError):
+    pass

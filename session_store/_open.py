@@ -1,0 +1,24 @@
+"""Pick a backend from a store URL (`KEEL_STORE_URL`)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from session_store._postgres import PostgresEventStore
+from session_store._protocol import EventStore
+from session_store._sqlite import SqliteEventStore
+
+
+def open_store(url: str) -> EventStore:
+    """`sqlite:///path/to/keel.db`, or `postgresql://user@host:port/db[?schema=name]`.
+
+    The store is not migrated yet: call `migrate()` first.
+    """
+    if url.startswith("sqlite:///"):
+        return SqliteEventStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        schema = query.pop("schema", None)
+        return PostgresEventStore(urlunsplit(parts._replace(query=urlencode(query))), schema=schema)
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://...")

@@ -1,0 +1,68 @@
+"""The scale-out backend: PostgreSQL through asyncpg.
+
+Appends lock their sessions' head rows (SELECT ... FOR UPDATE, in id order so two batches
+never deadlock), so fencing holds across any number of processes and hosts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from session_store._sql import SqlEventStore, StoreLimits
+
+T = TypeVar("T")
+
+# serialization_failure, deadlock_detected, lock_not_available, admin_shutdown,
+# cannot_connect_now, and the connection-exception class.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P03"})
+
+
+class PostgresEventStore(SqlEventStore):
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        clock: Callable[[], float] = time.time,
+        limits: StoreLimits | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+        super().__init__(clock=clock, limits=limits)
+        self._engine = create_async_engine(
+            _asyncpg_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args=connect_args,
+        )
+
+    async def _run_write(self, operation: Callable[[Connection], T]) -> T:
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(operation)
+
+    async def _run_read(self, operation: Callable[[Connection], T]) -> T:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(operation)
+
+    async def _close_backend(self) -> None:
+        await self._engine.dispose()
+
+    def _is_transient(self, exc: DBAPIError) -> bool:
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        return sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+
+
+def _asyncpg_url(url: str) -> str:
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url!r}")

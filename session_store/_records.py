@@ -1,0 +1,58 @@
+"""What the store returns: plain frozen Structs, safe to hand to any other package."""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas import Status
+
+
+class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    tenant: str
+    created_at: float
+    updated_at: float
+    head_seq: int
+    status: Status
+    status_reason: str = ""
+    lease_owner: str | None = None
+    lease_epoch: int = 0
+    lease_until: float | None = None
+
+
+class SessionPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[SessionInfo]
+    # Pass back as `cursor` for the next page; None on the last page.
+    next_cursor: str | None = None
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    """Proof of ownership: every fenced append names `epoch`."""
+
+    session_id: str
+    owner: str
+    epoch: int
+    until: float
+    # The head when the lease was taken, so the new owner knows where its log ends.
+    head_seq: int
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    seq: int
+    version: int
+    state: bytes
+
+
+class Verification(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of re-walking a session's hash chain.
+
+    `bad_seq` is the first seq that is edited, missing or out of place; None when `ok`.
+    """
+
+    session_id: str
+    ok: bool
+    checked: int
+    head_seq: int
+    bad_seq: int | None = None
+    problem: str = ""

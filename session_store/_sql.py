@@ -1,0 +1,642 @@
+"""The event store over SQLAlchemy Core, shared by the SQLite and PostgreSQL backends.
+
+Every operation is one plain function over a SQLAlchemy `Connection`, run whole in one hop
+by the backend (`_write` / `_read`): PostgreSQL runs it on asyncpg through `run_sync`, SQLite
+on its own writer thread. A backend also says which driver errors are transient; all else
+(fenced group commit, leases, snapshots, the hash chain, blobs) lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import msgspec
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from schemas import (
+    TERMINAL_STATUSES,
+    BlobRef,
+    Event,
+    Recorded,
+    SessionCreated,
+    decode_event,
+    new_id,
+)
+from session_store._batch import Head, PendingAppend, Plan, plan_batch
+from session_store._errors import (
+    BlobNotFound,
+    Fenced,
+    InvalidInput,
+    LeaseHeld,
+    PayloadTooLarge,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from session_store._hashing import GENESIS, blob_digest, chain_hash
+from session_store._migrate import upgrade_to_head
+from session_store._records import Lease, SessionInfo, SessionPage, Snapshot, Verification
+from session_store._tables import blobs, events, sessions, snapshots
+from session_store._validate import check_id, encode_append, encode_checked
+
+T = TypeVar("T")
+
+_SESSION_COLUMNS = (
+    sessions.c.session_id,
+    sessions.c.tenant,
+    sessions.c.created_at,
+    sessions.c.updated_at,
+    sessions.c.head_seq,
+    sessions.c.status,
+    sessions.c.status_reason,
+    sessions.c.lease_owner,
+    sessions.c.lease_epoch,
+    sessions.c.lease_until,
+)
+
+_UPDATE_HEAD = (
+    update(sessions)
+    .where(sessions.c.session_id == bindparam("sid"))
+    .values(
+        head_seq=bindparam("head_seq"),
+        head_hash=bindparam("head_hash"),
+        status=bindparam("status"),
+        status_reason=bindparam("status_reason"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+
+# Built once: SQLAlchemy memoizes a statement's cache key, so the hot path skips rebuilding.
+_LOCK_HEADS = (
+    select(
+        sessions.c.session_id,
+        sessions.c.head_seq,
+        sessions.c.lease_epoch,
+        sessions.c.head_hash,
+        sessions.c.status,
+        sessions.c.status_reason,
+    )
+    .where(sessions.c.session_id.in_(bindparam("ids", expanding=True)))
+    .order_by(sessions.c.session_id)
+    .with_for_update()
+)
+_INSERT_EVENTS = insert(events)
+
+_VERIFY_PAGE = 5000
+
+
+class StoreLimits(msgspec.Struct, frozen=True, kw_only=True):
+    # One encoded event; tool output over this belongs in a blob (the event keeps a ref).
+    max_event_bytes: int = 256 * 1024
+    max_blob_bytes: int = 64 * 1024 * 1024
+    blob_preview_chars: int = 2000
+    # Attempts for one operation when the database reports a transient failure.
+    attempts: int = 5
+
+
+class SqlEventStore:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, limits: StoreLimits | None = None
+    ) -> None:
+        self._clock = clock
+        self.limits = limits or StoreLimits()
+        self._pending: list[PendingAppend] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- backend hooks ----------------------------------------------------------------------
+
+    async def _run_write(self, operation: Callable[[Connection], T]) -> T:
+        """Run `operation` in one write transaction (committed when it returns)."""
+        raise NotImplementedError
+
+    async def _run_read(self, operation: Callable[[Connection], T]) -> T:
+        """Run `operation` on a read connection; it may see a newer head than it started with."""
+        raise NotImplementedError
+
+    def _is_transient(self, exc: DBAPIError) -> bool:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Finish queued appends, then close every connection."""
+        if self._flusher is not None:
+            await self._flusher
+        await self._close_backend()
+
+    async def _close_backend(self) -> None:
+        raise NotImplementedError
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration; safe to call from many processes."""
+        await self._write(upgrade_to_head)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def create_session(
+        self, tenant: str, created: SessionCreated, *, session_id: str | None = None
+    ) -> SessionInfo:
+        """Create a session whose log starts with `created` at seq 1."""
+        check_id("tenant", tenant)
+        session_id = check_id("session id", new_id("ses") if session_id is None else session_id)
+        if not isinstance(created, SessionCreated):
+            raise InvalidInput("a session starts with a SessionCreated event")
+        type_, data = encode_checked(created, self.limits.max_event_bytes)
+        now = self._clock()
+        head_hash = chain_hash(GENESIS, session_id, 1, type_, now, data)
+
+        def create(conn: Connection) -> None:
+            conn.execute(
+                insert(sessions),
+                {
+                    "session_id": session_id,
+                    "tenant": tenant,
+                    "created_at": now,
+                    "updated_at": now,
+                    "head_seq": 1,
+                    "head_hash": head_hash,
+                    "status": "idle",
+                    "status_reason": "",
+                    "lease_owner": None,
+                    "lease_epoch": 0,
+                    "lease_until": None,
+                },
+            )
+            conn.execute(
+                insert(events),
+                {
+                    "session_id": session_id,
+                    "seq": 1,
+                    "type": type_,
+                    "at": now,
+                    "data": data,
+                    "hash": head_hash,
+                },
+            )
+
+        try:
+            await self._write(create)
+        except IntegrityError as exc:
+            raise SessionExists(session_id) from exc
+        return SessionInfo(
+            session_id=session_id,
+            tenant=tenant,
+            created_at=now,
+            updated_at=now,
+            head_seq=1,
+            status="idle",
+        )
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        query = select(*_SESSION_COLUMNS).where(sessions.c.session_id == session_id)
+
+        def get(conn: Connection) -> SessionInfo:
+            row = conn.execute(query).first()
+            if row is None:
+                raise SessionNotFound(session_id)
+            return SessionInfo(**row._mapping)
+
+        return await self._read(get)
+
+    async def list_sessions(
+        self,
+        tenant: str,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A tenant's sessions, newest first; `cursor` is the previous page's `next_cursor`."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput(f"limit must be 1..1000, got {limit}")
+        query = select(*_SESSION_COLUMNS).where(sessions.c.tenant == tenant)
+        if status is not None:
+            query = query.where(sessions.c.status == status)
+        if cursor is not None:
+            query = query.where(sessions.c.session_id < cursor)
+        query = query.order_by(sessions.c.session_id.desc()).limit(limit + 1)
+
+        def page(conn: Connection) -> SessionPage:
+            rows = conn.execute(query).all()
+            items = [SessionInfo(**row._mapping) for row in rows[:limit]]
+            more = len(rows) > limit
+            return SessionPage(items=items, next_cursor=items[-1].session_id if more else None)
+
+        return await self._read(page)
+
+    # -- the log ----------------------------------------------------------------------------
+
+    async def append(
+        self, session_id: str, events: Sequence[Event], expect_seq: int, epoch: int
+    ) -> int:
+        """Append all of `events` or none; only if the head is `expect_seq` and the lease
+        epoch is `epoch`. Returns the new head. Raises Conflict or Fenced otherwise."""
+        return await self._append(session_id, events, expect_seq, epoch)
+
+    async def append_input(
+        self, session_id: str, events: Sequence[Event], expect_seq: int | None = None
+    ) -> int:
+        """The unfenced path for user input (the gateway holds no lease)."""
+        return await self._append(session_id, events, expect_seq, None)
+
+    async def _append(
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        expect_seq: int | None,
+        epoch: int | None,
+    ) -> int:
+        rows, status = encode_append(events, self.limits.max_event_bytes)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        pending = PendingAppend(session_id, rows, expect_seq, epoch, status, future)
+        self._pending.append(pending)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        try:
+            # Shielded: cancelling the caller must not cancel an outcome others depend on.
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if pending in self._pending:
+                self._pending.remove(pending)
+            else:
+                # Already in a batch: it commits or fails without us; nobody reads it.
+                future.add_done_callback(_consume)
+            raise
+
+    async def _flush(self) -> None:
+        """Group commit: while appends are queued, commit all of them in one transaction.
+
+        Appends that arrive during a commit form the next batch, so under load each fsync
+        carries many appends, and an idle store commits a lone append at once.
+        """
+        while self._pending:
+            batch, self._pending = self._pending, []
+            await self._commit(batch)
+
+    async def _write_batch(self, batch: list[PendingAppend]) -> Plan:
+        """Commit one group of appends in one transaction (a backend may take a faster path)."""
+        return await self._write(lambda conn: self._commit_batch(conn, batch))
+
+    async def _commit(self, batch: list[PendingAppend]) -> None:
+        try:
+            plan = await self._write_batch(batch)
+        except IntegrityError as exc:
+            # Impossible while the head rows are locked, unless the log was edited by hand.
+            _fail_all(batch, StoreUnavailable(f"the log disagrees with its head: {exc.orig}"))
+        except StoreError as exc:
+            _fail_all(batch, exc)
+        except BaseException as exc:
+            _fail_all(batch, StoreUnavailable(f"append failed: {exc!r}"))
+            raise
+        else:
+            for pending, head in plan.accepted:
+                pending.future.set_result(head)
+            for pending, error in plan.rejected:
+                pending.future.set_exception(error)
+
+    def _commit_batch(self, conn: Connection, batch: list[PendingAppend]) -> Plan:
+        ids = sorted({pending.session_id for pending in batch})
+        result = conn.execute(_LOCK_HEADS, {"ids": ids})
+        heads = {row[0]: Head(row[1], row[2], row[3], row[4], row[5]) for row in result}
+        plan = plan_batch(batch, heads, self._clock())
+        if plan.event_rows:
+            conn.execute(_INSERT_EVENTS, plan.event_rows)
+            conn.execute(_UPDATE_HEAD, list(plan.session_rows.values()))
+        return plan
+
+    async def read(
+        self, session_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[Recorded]:
+        """Events with seq > `after_seq`, in order, at most `limit` of them."""
+        query = (
+            select(events.c.seq, events.c.type, events.c.at, events.c.data)
+            .where(events.c.session_id == session_id, events.c.seq > after_seq)
+            .order_by(events.c.seq)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+
+        def read(conn: Connection) -> list[Recorded]:
+            rows = conn.execute(query).all()
+            if not rows:
+                _require_session(conn, session_id)
+            return [
+                Recorded(seq=seq, at=at, type=type_, event=decode_event(type_, data))
+                for seq, type_, at, data in rows
+            ]
+
+        return await self._read(read)
+
+    async def head(self, session_id: str) -> int:
+        return await self._read(lambda conn: _require_session(conn, session_id))
+
+    # -- leases -----------------------------------------------------------------------------
+
+    async def claim(self, session_id: str, owner: str, ttl: float) -> Lease:
+        """Take the session: raises the epoch, which fences every earlier owner.
+
+        Succeeds when the lease is free, expired, or already `owner`'s (a brain restarted in
+        place takes its sessions back at once, without waiting for expiry).
+        """
+        check_id("lease owner", owner)
+
+        def claim(conn: Connection) -> Lease:
+            now = self._clock()
+            until = now + ttl
+            row = conn.execute(
+                update(sessions)
+                .where(
+                    sessions.c.session_id == session_id,
+                    or_(
+                        sessions.c.lease_owner.is_(None),
+                        sessions.c.lease_until < now,
+                        sessions.c.lease_owner == owner,
+                    ),
+                )
+                .values(
+                    lease_owner=owner, lease_epoch=sessions.c.lease_epoch + 1, lease_until=until
+                )
+                .returning(sessions.c.lease_epoch, sessions.c.head_seq)
+            ).first()
+            if row is None:
+                held = conn.execute(
+                    select(sessions.c.lease_owner, sessions.c.lease_until).where(
+                        sessions.c.session_id == session_id
+                    )
+                ).first()
+                if held is None:
+                    raise SessionNotFound(session_id)
+                raise LeaseHeld(session_id, held[0], held[1])
+            return Lease(
+                session_id=session_id, owner=owner, epoch=row[0], until=until, head_seq=row[1]
+            )
+
+        return await self._write(claim)
+
+    async def renew(self, lease: Lease, ttl: float) -> Lease:
+        """Extend a lease; raises Fenced if another owner has taken the session since."""
+
+        def renew(conn: Connection) -> Lease:
+            until = self._clock() + ttl
+            row = conn.execute(
+                update(sessions)
+                .where(
+                    sessions.c.session_id == lease.session_id,
+                    sessions.c.lease_epoch == lease.epoch,
+                    sessions.c.lease_owner == lease.owner,
+                )
+                .values(lease_until=until)
+                .returning(sessions.c.head_seq)
+            ).first()
+            if row is None:
+                current = conn.execute(
+                    select(sessions.c.lease_epoch).where(sessions.c.session_id == lease.session_id)
+                ).scalar()
+                if current is None:
+                    raise SessionNotFound(lease.session_id)
+                raise Fenced(lease.session_id, lease.epoch, current)
+            return msgspec.structs.replace(lease, until=until, head_seq=row[0])
+
+        return await self._write(renew)
+
+    async def release(self, lease: Lease) -> bool:
+        """Give the session up; False (and no change) if the lease was already superseded."""
+        query = (
+            update(sessions)
+            .where(
+                sessions.c.session_id == lease.session_id,
+                sessions.c.lease_epoch == lease.epoch,
+            )
+            .values(lease_owner=None, lease_until=None)
+        )
+        return await self._write(lambda conn: conn.execute(query).rowcount == 1)
+
+    async def expired_leases(self, limit: int = 100) -> list[str]:
+        """Non-terminal sessions whose owner's lease ran out: the sweeper re-queues them."""
+
+        def expired(conn: Connection) -> list[str]:
+            query = (
+                select(sessions.c.session_id)
+                .where(
+                    and_(
+                        sessions.c.lease_owner.is_not(None),
+                        sessions.c.lease_until < self._clock(),
+                        sessions.c.status.not_in(TERMINAL_STATUSES),
+                    )
+                )
+                .order_by(sessions.c.lease_until)
+                .limit(limit)
+            )
+            return list(conn.execute(query).scalars())
+
+        return await self._read(expired)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def save_snapshot(
+        self, session_id: str, seq: int, state: bytes, version: int = 1
+    ) -> None:
+        """Keep `state` as the fold of events 1..`seq`; replaces older snapshots of `version`.
+
+        `version` names the reducer that made it, so a changed reducer never loads a
+        snapshot it cannot read: it finds none of its version and replays in full.
+        """
+        if not isinstance(state, bytes):
+            raise InvalidInput("a snapshot state is bytes")
+
+        def save(conn: Connection) -> None:
+            head = _require_session(conn, session_id)
+            if not 1 <= seq <= head:
+                raise InvalidInput(f"snapshot seq {seq} is outside 1..{head}")
+            conn.execute(
+                delete(snapshots).where(
+                    snapshots.c.session_id == session_id, snapshots.c.version == version
+                )
+            )
+            conn.execute(
+                insert(snapshots),
+                {
+                    "session_id": session_id,
+                    "version": version,
+                    "seq": seq,
+                    "at": self._clock(),
+                    "state": state,
+                },
+            )
+
+        await self._write(save)
+
+    async def latest_snapshot(self, session_id: str, version: int = 1) -> Snapshot | None:
+        query = (
+            select(snapshots.c.seq, snapshots.c.state)
+            .where(snapshots.c.session_id == session_id, snapshots.c.version == version)
+            .order_by(snapshots.c.seq.desc())
+            .limit(1)
+        )
+
+        def latest(conn: Connection) -> Snapshot | None:
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            return Snapshot(session_id=session_id, seq=row[0], version=version, state=bytes(row[1]))
+
+        return await self._read(latest)
+
+    # -- audit ------------------------------------------------------------------------------
+
+    async def verify(self, session_id: str) -> Verification:
+        """Re-walk the hash chain; names the first seq that was edited, deleted or moved."""
+        return await self._read(lambda conn: _verify_chain(conn, session_id))
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    async def put_blob(self, data: bytes, media_type: str = "text/plain") -> BlobRef:
+        """Store `data` once under its sha256; storing the same bytes again is free."""
+        if not isinstance(data, bytes):
+            raise InvalidInput("a blob is bytes")
+        if len(data) > self.limits.max_blob_bytes:
+            raise PayloadTooLarge("blob", len(data), self.limits.max_blob_bytes)
+        digest = blob_digest(data)
+        preview = data[: self.limits.blob_preview_chars * 4].decode("utf-8", "replace")
+        ref = BlobRef(
+            digest=digest,
+            size=len(data),
+            preview=preview[: self.limits.blob_preview_chars],
+            media_type=media_type,
+        )
+
+        def put(conn: Connection) -> None:
+            exists = conn.execute(select(blobs.c.size).where(blobs.c.digest == digest)).first()
+            if exists is None:
+                conn.execute(
+                    insert(blobs),
+                    {
+                        "digest": digest,
+                        "size": len(data),
+                        "media_type": media_type,
+                        "created_at": self._clock(),
+                        "data": data,
+                    },
+                )
+
+        # Another writer may store the same bytes first: same digest, same content.
+        with contextlib.suppress(IntegrityError):
+            await self._write(put)
+        return ref
+
+    async def get_blob(self, digest: str) -> bytes:
+        def get(conn: Connection) -> bytes:
+            data = conn.execute(select(blobs.c.data).where(blobs.c.digest == digest)).scalar()
+            if data is None:
+                raise BlobNotFound(digest)
+            return bytes(data)
+
+        return await self._read(get)
+
+    # -- errors -----------------------------------------------------------------------------
+
+    async def _write(self, operation: Callable[[Connection], T]) -> T:
+        return await self._retrying(self._run_write, operation)
+
+    async def _read(self, operation: Callable[[Connection], T]) -> T:
+        return await self._retrying(self._run_read, operation)
+
+    async def _retrying(
+        self,
+        run: Callable[[Callable[[Connection], T]], Awaitable[T]],
+        operation: Callable[[Connection], T],
+    ) -> T:
+        """Run `operation`, retrying transient database failures; conflicts are not retried.
+
+        IntegrityError passes through for the caller to translate; any other driver error
+        that survives the retries becomes StoreUnavailable.
+        """
+        delay = 0.01
+        for attempt in range(1, self.limits.attempts + 1):
+            try:
+                return await run(operation)
+            except IntegrityError:
+                raise
+            except DBAPIError as exc:
+                if attempt == self.limits.attempts or not self._is_transient(exc):
+                    raise StoreUnavailable(f"database error: {exc.orig!r}") from exc
+            except OSError as exc:
+                if attempt == self.limits.attempts:
+                    raise StoreUnavailable(f"database unreachable: {exc!r}") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 4, 1.0)
+        raise AssertionError("unreachable")
+
+
+def _require_session(conn: Connection, session_id: str) -> int:
+    head = conn.execute(
+        select(sessions.c.head_seq).where(sessions.c.session_id == session_id)
+    ).scalar()
+    if head is None:
+        raise SessionNotFound(session_id)
+    return int(head)
+
+
+def _verify_chain(conn: Connection, session_id: str) -> Verification:
+    head = conn.execute(
+        select(sessions.c.head_seq, sessions.c.head_hash).where(sessions.c.session_id == session_id)
+    ).first()
+    if head is None:
+        raise SessionNotFound(session_id)
+    head_seq, head_hash = head
+
+    def bad(seq: int, problem: str, checked: int) -> Verification:
+        return Verification(
+            session_id=session_id,
+            ok=False,
+            checked=checked,
+            head_seq=head_seq,
+            bad_seq=seq,
+            problem=problem,
+        )
+
+    prev = GENESIS
+    expected = 1
+    while True:
+        rows = conn.execute(
+            select(events.c.seq, events.c.type, events.c.at, events.c.data, events.c.hash)
+            .where(events.c.session_id == session_id, events.c.seq >= expected)
+            .order_by(events.c.seq)
+            .limit(_VERIFY_PAGE)
+        ).all()
+        for seq, type_, at, data, stored in rows:
+            if seq != expected:
+                return bad(expected, f"seq {expected} is missing", expected - 1)
+            # Chained from the previous row's stored hash, so an edited row is named itself
+            # and the row after it still verifies.
+            if chain_hash(prev, session_id, seq, type_, at, data) != stored:
+                return bad(seq, f"seq {seq} does not match its hash: edited or moved", seq - 1)
+            prev = bytes(stored)
+            expected += 1
+        if len(rows) < _VERIFY_PAGE:
+            break
+    last = expected - 1
+    if last < head_seq:
+        return bad(expected, f"the log ends at {last} but its head is {head_seq}", last)
+    if last > head_seq:
+        return bad(head_seq + 1, f"rows past the head {head_seq}", last)
+    if prev != head_hash:
+        return bad(head_seq, "the last event does not match the session's head hash", last)
+    return Verification(session_id=session_id, ok=True, checked=last, head_seq=head_seq)
+
+
+def _fail_all(batch: list[PendingAppend], error: StoreError) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(error)
+
+
+def _consume(future: asyncio.Future[int]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,71 @@
+"""The store's tables, as SQLAlchemy Core metadata. The migrations create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("head_seq", BigInteger, nullable=False),
+    Column("head_hash", LargeBinary(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text, nullable=False, default=""),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_epoch", BigInteger, nullable=False, default=0),
+    Column("lease_until", Float, nullable=True),
+    Index("ix_sessions_tenant_status", "tenant", "status", "session_id"),
+    Index("ix_sessions_lease_until", "lease_until"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("session_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    # msgspec JSON as text, so `sqlite3` and `psql` show it as written.
+    Column("data", Text, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    PrimaryKeyConstraint("session_id", "seq"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("session_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("session_id", "version", "seq"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)

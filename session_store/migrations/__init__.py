@@ -1,0 +1,1 @@
+"""Alembic migrations for the session store; applied by `EventStore.migrate()`."""

@@ -1,0 +1,118 @@
+"""The store backends under test, each a real database: a SQLite file, the local PostgreSQL.
+
+A backend can make stores, hand out a URL (for child processes) and run raw SQL (to tamper
+with a log the way an attacker with database access would).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+import pytest
+
+from session_store import EventStore, PostgresEventStore, SqliteEventStore, open_store
+
+POSTGRES_URL = os.environ.get(
+    "KEEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+class Backend(Protocol):
+    name: str
+    url: str
+
+    def make_store(self) -> EventStore: ...
+    async def execute(self, sql: str) -> None: ...
+
+
+class SqliteBackend:
+    name = "sqlite"
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "keel.db"
+        self.url = f"sqlite:///{self.path}"
+
+    def make_store(self) -> EventStore:
+        return SqliteEventStore(self.path)
+
+    async def execute(self, sql: str) -> None:
+        import sqlite3
+
+        connection = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            connection.execute(sql)
+        finally:
+            connection.close()
+
+
+class PostgresBackend:
+    name = "postgres"
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.url = f"{POSTGRES_URL}?schema={schema}"
+
+    def make_store(self) -> EventStore:
+        return PostgresEventStore(POSTGRES_URL, schema=self.schema)
+
+    async def execute(self, sql: str) -> None:
+        connection = await asyncpg.connect(
+            POSTGRES_URL, server_settings={"search_path": self.schema}
+        )
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+
+def require_postgres() -> None:
+    """Skip when PostgreSQL is absent, unless KEEL_REQUIRE_POSTGRES=1 (CI): then fail."""
+    import asyncio
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = f"PostgreSQL not reachable at {POSTGRES_URL}: {exc!r}"
+        if os.environ.get("KEEL_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def postgres_schema() -> Iterator[str]:
+    """A fresh, empty schema for one test; dropped afterwards."""
+    import asyncio
+
+    schema = f"keel_test_{secrets.token_hex(6)}"
+
+    async def run(sql: str) -> None:
+        connection = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(f"CREATE SCHEMA {schema}"))
+    try:
+        yield schema
+    finally:
+        asyncio.run(run(f"DROP SCHEMA {schema} CASCADE"))
+
+
+__all__ = [
+    "POSTGRES_URL",
+    "Backend",
+    "PostgresBackend",
+    "SqliteBackend",
+    "open_store",
+    "postgres_schema",
+    "require_postgres",
+]

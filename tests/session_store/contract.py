@@ -1,0 +1,408 @@
+"""The behaviour every store backend must have. Subclassed once per backend (test_sqlite.py,
+test_postgres.py); this base is not collected because its name does not start with Test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from schemas import (
+    AgentSpec,
+    ModelResponse,
+    SessionCreated,
+    SessionStatus,
+    TextBlock,
+    ToolRequested,
+    ToolResult,
+    UnknownEvent,
+    UserMessage,
+)
+from session_store import (
+    BlobNotFound,
+    Conflict,
+    EventStore,
+    Fenced,
+    InvalidEvent,
+    InvalidInput,
+    LeaseHeld,
+    PayloadTooLarge,
+    SessionExists,
+    SessionNotFound,
+    StoreLimits,
+)
+from tests.backends import Backend
+
+CREATED = SessionCreated(spec=AgentSpec(system_prompt="be brief"), title="t")
+
+
+def message(i: int) -> UserMessage:
+    return UserMessage(text=f"message {i}")
+
+
+class StoreContract:
+    @pytest.fixture
+    def backend(self) -> Backend:
+        raise NotImplementedError
+
+    @pytest.fixture
+    async def store(self, backend: Backend) -> AsyncIterator[EventStore]:
+        store = backend.make_store()
+        await store.migrate()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def test_create_starts_the_log_with_session_created(self, store: EventStore) -> None:
+        info = await store.create_session("acme", CREATED)
+        assert info.head_seq == 1 and info.status == "idle" and info.tenant == "acme"
+        [first] = await store.read(info.session_id)
+        assert first.seq == 1 and first.type == "session.created" and first.event == CREATED
+        assert await store.get_session(info.session_id) == msgspec.structs.replace(
+            info, updated_at=info.created_at
+        )
+
+    async def test_create_with_a_taken_id_is_refused(self, store: EventStore) -> None:
+        await store.create_session("acme", CREATED, session_id="ses_fixed")
+        with pytest.raises(SessionExists):
+            await store.create_session("acme", CREATED, session_id="ses_fixed")
+        assert await store.head("ses_fixed") == 1
+
+    @pytest.mark.parametrize("bad", ["", "has space", "x" * 65, "semi;colon", "nul\0"])
+    async def test_bad_ids_are_refused(self, store: EventStore, bad: str) -> None:
+        with pytest.raises(InvalidInput):
+            await store.create_session("acme", CREATED, session_id=bad)
+        with pytest.raises(InvalidInput):
+            await store.create_session(bad, CREATED)
+
+    async def test_unknown_session(self, store: EventStore) -> None:
+        for call in (
+            store.get_session("ses_nope"),
+            store.read("ses_nope"),
+            store.head("ses_nope"),
+            store.claim("ses_nope", "brain-1", 5),
+            store.verify("ses_nope"),
+            store.append_input("ses_nope", [message(1)]),
+            store.append("ses_nope", [message(1)], 1, 1),
+        ):
+            with pytest.raises(SessionNotFound):
+                await call
+
+    async def test_list_sessions_by_tenant_and_status_with_cursor(self, store: EventStore) -> None:
+        ids = [(await store.create_session("acme", CREATED)).session_id for _ in range(7)]
+        other = await store.create_session("globex", CREATED)
+        await store.append_input(ids[2], [SessionStatus(status="completed")])
+
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await store.list_sessions("acme", limit=3, cursor=cursor)
+            seen += [s.session_id for s in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == sorted(ids, reverse=True)
+        assert other.session_id not in seen
+
+        completed = await store.list_sessions("acme", status="completed")
+        assert [s.session_id for s in completed.items] == [ids[2]]
+        assert completed.items[0].status == "completed"
+        with pytest.raises(InvalidInput):
+            await store.list_sessions("acme", limit=0)
+
+    # -- append and read --------------------------------------------------------------------
+
+    async def test_fenced_append_and_read(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        head = await store.append(sid, [message(1), message(2)], expect_seq=1, epoch=lease.epoch)
+        assert head == 3
+        head = await store.append(sid, [message(3)], expect_seq=3, epoch=lease.epoch)
+        assert head == 4
+        events = await store.read(sid)
+        assert [e.seq for e in events] == [1, 2, 3, 4]
+        assert [e.event for e in events[1:]] == [message(1), message(2), message(3)]
+        assert [e.seq for e in await store.read(sid, after_seq=2)] == [3, 4]
+        assert [e.seq for e in await store.read(sid, after_seq=1, limit=2)] == [2, 3]
+        assert await store.read(sid, after_seq=4) == []
+        assert events[1].at >= events[0].at
+
+    async def test_stale_expect_seq_is_a_conflict_and_writes_nothing(
+        self, store: EventStore
+    ) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        await store.append(sid, [message(1)], 1, lease.epoch)
+        with pytest.raises(Conflict) as caught:
+            await store.append(sid, [message(2), message(3)], 1, lease.epoch)
+        assert caught.value.head_seq == 2
+        assert await store.head(sid) == 2
+
+    async def test_superseded_epoch_is_fenced_forever(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        old = await store.claim(sid, "brain-1", ttl=30)
+        new = await store.claim(sid, "brain-1", ttl=30)  # restart in place: same owner
+        assert new.epoch == old.epoch + 1
+        for expect in (1, 2):
+            with pytest.raises(Fenced):
+                await store.append(sid, [message(1)], expect, old.epoch)
+        with pytest.raises(Fenced):
+            await store.renew(old, ttl=30)
+        assert await store.release(old) is False
+        assert await store.append(sid, [message(1)], 1, new.epoch) == 2
+
+    async def test_concurrent_appends_at_one_seq_have_one_winner(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        results = await asyncio.gather(
+            *(store.append(sid, [message(i)], 1, lease.epoch) for i in range(20)),
+            return_exceptions=True,
+        )
+        assert sum(r == 2 for r in results) == 1
+        assert sum(isinstance(r, Conflict) for r in results) == 19
+        assert [e.seq for e in await store.read(sid)] == [1, 2]
+
+    async def test_group_commit_keeps_each_session_gapless(self, store: EventStore) -> None:
+        sids = [(await store.create_session("acme", CREATED)).session_id for _ in range(10)]
+        leases = {sid: await store.claim(sid, "brain-1", ttl=30) for sid in sids}
+
+        async def writer(sid: str) -> None:
+            head = 1
+            for i in range(15):
+                head = await store.append(sid, [message(i)], head, leases[sid].epoch)
+
+        await asyncio.gather(*(writer(sid) for sid in sids))
+        for sid in sids:
+            events = await store.read(sid)
+            assert [e.seq for e in events] == list(range(1, 17))
+            assert (await store.verify(sid)).ok
+
+    async def test_append_input_needs_no_lease(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        assert await store.append_input(sid, [message(1)]) == 2
+        assert await store.append_input(sid, [message(2)], expect_seq=2) == 3
+        with pytest.raises(Conflict):
+            await store.append_input(sid, [message(3)], expect_seq=2)
+        # The owner's next append sees the input as a conflict, re-reads and carries on.
+        with pytest.raises(Conflict):
+            await store.append(sid, [message(4)], 1, lease.epoch)
+        assert await store.append(sid, [message(4)], 3, lease.epoch) == 4
+
+    async def test_status_events_update_the_session_row(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        await store.append_input(
+            sid, [SessionStatus(status="running"), SessionStatus(status="paused", reason="budget")]
+        )
+        info = await store.get_session(sid)
+        assert (info.status, info.status_reason, info.head_seq) == ("paused", "budget", 3)
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            [],
+            ["not an event"],
+            [{"type": "user.message", "text": "a dict is not an event"}],
+            [UserMessage(text=3)],  # type: ignore[arg-type]
+            [ToolResult(call_id="c1", outcome="maybe")],  # type: ignore[arg-type]
+            [ToolRequested(call_id="c1", name="bash", input={"x": object()})],
+            [
+                ModelResponse(
+                    content=[TextBlock(text="hi")], stop_reason="end_turn", cost_usd=float("nan")
+                )
+            ],
+            [SessionCreated(spec=AgentSpec())],
+            [UserMessage(text="ok"), UserMessage(text=None)],  # type: ignore[arg-type]
+        ],
+    )
+    async def test_invalid_events_are_refused_and_nothing_is_written(
+        self, store: EventStore, bad: list[object]
+    ) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        with pytest.raises(InvalidEvent):
+            await store.append(sid, bad, 1, lease.epoch)  # type: ignore[arg-type]
+        with pytest.raises(InvalidEvent):
+            await store.append_input(sid, bad)  # type: ignore[arg-type]
+        assert await store.head(sid) == 1
+        assert len(await store.read(sid)) == 1
+
+    async def test_oversize_event_is_refused_and_nothing_is_written(
+        self, store: EventStore
+    ) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        limit = StoreLimits().max_event_bytes
+        huge = ToolResult(call_id="c1", output="x" * limit)
+        with pytest.raises(PayloadTooLarge) as caught:
+            await store.append(sid, [message(1), huge], 1, lease.epoch)
+        assert caught.value.limit == limit
+        assert await store.head(sid) == 1
+
+    async def test_cancelled_append_commits_whole_or_not_at_all(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        task = asyncio.create_task(store.append(sid, [message(1), message(2)], 1, lease.epoch))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        # Queued behind the cancelled append, so when it returns that one is decided.
+        head = await store.append_input(sid, [message(3)])
+        texts = [e.event.text for e in (await store.read(sid))[1:]]  # type: ignore[union-attr]
+        assert texts in (["message 3"], ["message 1", "message 2", "message 3"])
+        assert head == len(texts) + 1
+
+    async def test_unknown_event_types_are_kept_raw(
+        self, store: EventStore, backend: Backend
+    ) -> None:
+        """A newer writer's event type must not break an older reader's replay."""
+        sid = (await store.create_session("acme", CREATED)).session_id
+        await backend.execute(
+            "INSERT INTO events (session_id, seq, type, at, data, hash) VALUES "
+            f"('{sid}', 2, 'agent.dreamed', 1.0, '{{\"dream\": 1}}', '')"
+        )
+        events = await store.read(sid)
+        assert events[1].event == UnknownEvent(type="agent.dreamed", data='{"dream": 1}')
+
+    # -- leases -----------------------------------------------------------------------------
+
+    async def test_claim_renew_release(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        assert (lease.epoch, lease.owner, lease.head_seq) == (1, "brain-1", 1)
+        with pytest.raises(LeaseHeld) as caught:
+            await store.claim(sid, "brain-2", ttl=30)
+        assert caught.value.owner == "brain-1"
+        renewed = await store.renew(lease, ttl=60)
+        assert renewed.epoch == lease.epoch and renewed.until > lease.until
+        assert await store.release(renewed) is True
+        info = await store.get_session(sid)
+        assert info.lease_owner is None and info.lease_epoch == 1
+        taken = await store.claim(sid, "brain-2", ttl=30)
+        assert taken.epoch == 2
+
+    async def test_expired_lease_is_claimable_and_listed_for_the_sweeper(
+        self, store: EventStore
+    ) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        done = (await store.create_session("acme", CREATED)).session_id
+        await store.append_input(done, [SessionStatus(status="completed")])
+        short = await store.claim(sid, "brain-1", ttl=0.05)
+        await store.claim(done, "brain-1", ttl=0.05)
+        assert await store.expired_leases() == []
+        await asyncio.sleep(0.1)
+        assert await store.expired_leases() == [sid]  # terminal sessions are not swept
+        taken = await store.claim(sid, "brain-2", ttl=30)
+        assert taken.epoch == short.epoch + 1
+        assert await store.expired_leases() == []
+        with pytest.raises(Fenced):
+            await store.append(sid, [message(1)], 1, short.epoch)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def test_snapshots(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        await store.append_input(sid, [message(i) for i in range(5)])
+        assert await store.latest_snapshot(sid) is None
+        await store.save_snapshot(sid, 3, b"state@3")
+        await store.save_snapshot(sid, 6, b"state@6")
+        await store.save_snapshot(sid, 4, b"v2@4", version=2)
+        latest = await store.latest_snapshot(sid)
+        assert latest is not None and (latest.seq, latest.state) == (6, b"state@6")
+        other = await store.latest_snapshot(sid, version=2)
+        assert other is not None and (other.seq, other.state) == (4, b"v2@4")
+        assert await store.latest_snapshot(sid, version=3) is None
+        with pytest.raises(InvalidInput):
+            await store.save_snapshot(sid, 7, b"beyond the head")
+        with pytest.raises(InvalidInput):
+            await store.save_snapshot(sid, 0, b"before the log")
+        with pytest.raises(SessionNotFound):
+            await store.save_snapshot("ses_nope", 1, b"x")
+
+    # -- hash chain -------------------------------------------------------------------------
+
+    async def _session_with_events(self, store: EventStore, count: int) -> str:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        await store.append_input(sid, [message(i) for i in range(count - 1)])
+        return sid
+
+    async def test_verify_passes_on_an_untouched_log(self, store: EventStore) -> None:
+        sid = await self._session_with_events(store, 10)
+        result = await store.verify(sid)
+        assert result.ok and result.checked == 10 and result.bad_seq is None
+
+    async def test_verify_names_an_edited_row(self, store: EventStore, backend: Backend) -> None:
+        sid = await self._session_with_events(store, 10)
+        await backend.execute(
+            f"UPDATE events SET data = replace(data, 'message 4', 'message X') "
+            f"WHERE session_id = '{sid}' AND seq = 6"
+        )
+        result = await store.verify(sid)
+        assert not result.ok and result.bad_seq == 6, result
+
+    async def test_verify_names_an_edited_timestamp(
+        self, store: EventStore, backend: Backend
+    ) -> None:
+        sid = await self._session_with_events(store, 10)
+        await backend.execute(
+            f"UPDATE events SET at = at - 60 WHERE session_id = '{sid}' AND seq = 3"
+        )
+        assert (await store.verify(sid)).bad_seq == 3
+
+    async def test_verify_names_a_deleted_row(self, store: EventStore, backend: Backend) -> None:
+        sid = await self._session_with_events(store, 10)
+        await backend.execute(f"DELETE FROM events WHERE session_id = '{sid}' AND seq = 4")
+        result = await store.verify(sid)
+        assert not result.ok and result.bad_seq == 4 and "missing" in result.problem
+
+    async def test_verify_names_a_truncated_tail(self, store: EventStore, backend: Backend) -> None:
+        sid = await self._session_with_events(store, 10)
+        await backend.execute(f"DELETE FROM events WHERE session_id = '{sid}' AND seq >= 9")
+        result = await store.verify(sid)
+        assert not result.ok and result.bad_seq == 9
+
+    async def test_verify_names_reordered_rows(self, store: EventStore, backend: Backend) -> None:
+        sid = await self._session_with_events(store, 10)
+        for statement in (
+            f"UPDATE events SET seq = 1000 WHERE session_id = '{sid}' AND seq = 5",
+            f"UPDATE events SET seq = 5 WHERE session_id = '{sid}' AND seq = 6",
+            f"UPDATE events SET seq = 6 WHERE session_id = '{sid}' AND seq = 1000",
+        ):
+            await backend.execute(statement)
+        result = await store.verify(sid)
+        assert not result.ok and result.bad_seq == 5
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    async def test_blobs_are_stored_once_by_digest(self, store: EventStore) -> None:
+        data = b"line\n" * 100_000
+        ref = await store.put_blob(data)
+        again = await store.put_blob(data)
+        assert ref == again and ref.size == len(data) and len(ref.digest) == 64
+        assert ref.preview.startswith("line\nline\n") and len(ref.preview) <= 2000
+        assert await store.get_blob(ref.digest) == data
+        with pytest.raises(BlobNotFound):
+            await store.get_blob("0" * 64)
+        with pytest.raises(InvalidInput):
+            await store.put_blob("not bytes")  # type: ignore[arg-type]
+
+    async def test_a_tool_result_can_reference_a_blob(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        ref = await store.put_blob(b"x" * 1_000_000)
+        result = ToolResult(call_id="c1", output=ref.preview, blob=ref)
+        await store.append_input(sid, [result])
+        [_, stored] = await store.read(sid)
+        assert stored.event == result
+
+    # -- migrations -------------------------------------------------------------------------
+
+    async def test_migrate_is_idempotent(self, store: EventStore) -> None:
+        await store.migrate()
+        sid = (await store.create_session("acme", CREATED)).session_id
+        await store.migrate()
+        assert await store.head(sid) == 1
