@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from schemas import (
+    EVENT_CLASSES,
+    EVENT_TYPES,
+    AgentSpec,
+    ApprovalDenied,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
+    BlobRef,
+    BudgetReached,
+    Budgets,
+    CompletionCondition,
+    ContextCompacted,
+    Event,
+    JudgeVerdict,
+    LoopDetected,
+    ModelResponse,
+    ModelSpec,
+    SandboxSpec,
+    SessionCreated,
+    SessionForked,
+    SessionStatus,
+    TextBlock,
+    ToolDispatched,
+    ToolRequested,
+    ToolResult,
+    ToolUseBlock,
+    UnknownEvent,
+    Usage,
+    UserInterrupt,
+    UserMessage,
+    decode_event,
+    encode_event,
+    event_type,
+    new_id,
+)
+
+ONE_OF_EACH: list[Event] = [
+    SessionCreated(
+        spec=AgentSpec(
+            model=ModelSpec(provider="anthropic", name="claude-sonnet-4-5"),
+            system_prompt="You fix bugs.",
+            tools=["bash", "read_file"],
+            permissions={"bash": "ask"},
+            budgets=Budgets(max_tokens=100_000, max_cost_usd=2.5, max_turns=40),
+            completion=CompletionCondition(kind="command", command="pytest -q"),
+            sandbox=SandboxSpec(backend="docker", network=False, memory_mb=512),
+        ),
+        title="fix the tests",
+    ),
+    UserMessage(text="the tests fail", message_id="m1"),
+    UserInterrupt(reason="stop"),
+    ModelResponse(
+        content=[
+            TextBlock(text="Let me look."),
+            ToolUseBlock(call_id="c1", name="bash", input={"command": "pytest -q"}),
+        ],
+        stop_reason="tool_use",
+        usage=Usage(input_tokens=1200, output_tokens=40),
+        cost_usd=0.0042,
+        model="claude-sonnet-4-5",
+        duration_ms=812.5,
+    ),
+    ToolRequested(call_id="c1", name="bash", input={"command": "pytest -q"}),
+    ApprovalRequested(call_id="c1", expires_at=1_800_000_000.0, reason="bash asks"),
+    ApprovalGranted(call_id="c1", by="alice"),
+    ApprovalDenied(call_id="c2", by="bob", reason="no"),
+    ApprovalExpired(call_id="c3"),
+    ToolDispatched(call_id="c1", attempt=1, sandbox_id="sbx_1"),
+    ToolResult(
+        call_id="c1",
+        output="1 failed",
+        blob=BlobRef(digest="ab" * 32, size=10_000, preview="1 failed"),
+        is_error=True,
+        outcome="error",
+        duration_ms=2100.0,
+    ),
+    JudgeVerdict(passed=True, judge="command", detail="exit 0"),
+    BudgetReached(budget="cost", limit=2.5, used=2.51),
+    LoopDetected(signature="bash:abc", repeats=5, reason="same call 5 times"),
+    ContextCompacted(up_to_seq=40, summary="fixed two tests", tokens_before=90_000),
+    SessionStatus(status="completed", reason="judge passed"),
+    SessionForked(parent_session_id="ses_parent", at_seq=12),
+]
+
+
+def test_the_sample_covers_every_event_type() -> None:
+    assert {event_type(e) for e in ONE_OF_EACH} == EVENT_TYPES
+    assert len(EVENT_CLASSES) == len(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=event_type)
+def test_every_event_round_trips(event: Event) -> None:
+    data = encode_event(event)
+    assert msgspec.json.decode(data)["type"] == event_type(event)
+    assert decode_event(event_type(event), data) == event
+    assert decode_event(event_type(event), data.decode()) == event
+
+
+def test_every_event_carries_a_schema_version() -> None:
+    for event in ONE_OF_EACH:
+        assert msgspec.json.decode(encode_event(event))["v"] == 1
+
+
+def test_unknown_fields_are_ignored() -> None:
+    """A newer writer may add fields; an older reader still decodes the event."""
+    data = b'{"type": "user.message", "v": 2, "text": "hi", "attachments": [1, 2]}'
+    assert decode_event("user.message", data) == UserMessage(text="hi", v=2)
+
+
+def test_unknown_types_are_kept_raw() -> None:
+    assert decode_event("agent.dreamed", '{"x": 1}') == UnknownEvent(
+        type="agent.dreamed", data='{"x": 1}'
+    )
+
+
+def test_undecodable_data_of_a_known_type_is_kept_raw() -> None:
+    decoded = decode_event("user.message", b'{"type": "user.message", "text": 42}')
+    assert isinstance(decoded, UnknownEvent) and decoded.type == "user.message"
+    assert "text" in decoded.error
+    assert isinstance(decode_event("user.message", b"not json"), UnknownEvent)
+
+
+def test_events_are_immutable() -> None:
+    with pytest.raises(AttributeError):
+        UserMessage(text="a").text = "b"  # type: ignore[misc]
+
+
+def test_defaults_keep_stored_specs_small() -> None:
+    assert encode_event(SessionCreated(spec=AgentSpec())) == (
+        b'{"type":"session.created","spec":{},"title":"","metadata":{},"v":1}'
+    )
+
+
+def test_ids_are_time_ordered() -> None:
+    earlier = new_id("ses", now=1_000.0)
+    later = new_id("ses", now=1_000.001)
+    assert earlier < later and earlier.startswith("ses_") and len(earlier) == 32
