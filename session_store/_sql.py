@@ -275,15 +275,21 @@ class SqlEventStore:
         Appends that arrive during a commit form the next batch, so under load each fsync
         carries many appends, and an idle store commits a lone append at once.
         """
-        while self._pending:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._commit(batch)
+        except asyncio.CancelledError:
             batch, self._pending = self._pending, []
-            await self._commit(batch)
+            _fail_all(batch, StoreUnavailable("the store is shutting down"))
+            raise
 
     async def _write_batch(self, batch: list[PendingAppend]) -> Plan:
         """Commit one group of appends in one transaction (a backend may take a faster path)."""
         return await self._write(lambda conn: self._commit_batch(conn, batch))
 
     async def _commit(self, batch: list[PendingAppend]) -> None:
+        """Commit `batch` and settle every future in it, whatever happens."""
         try:
             plan = await self._write_batch(batch)
         except IntegrityError as exc:
@@ -291,9 +297,12 @@ class SqlEventStore:
             _fail_all(batch, StoreUnavailable(f"the log disagrees with its head: {exc.orig}"))
         except StoreError as exc:
             _fail_all(batch, exc)
-        except BaseException as exc:
-            _fail_all(batch, StoreUnavailable(f"append failed: {exc!r}"))
+        except asyncio.CancelledError:
+            _fail_all(batch, StoreUnavailable("the store is shutting down"))
             raise
+        except Exception as exc:
+            # A bug fails this batch's appends; it must not strand the appends queued after it.
+            _fail_all(batch, StoreUnavailable(f"append failed: {exc!r}"))
         else:
             for pending, head in plan.accepted:
                 pending.future.set_result(head)

@@ -14,8 +14,13 @@ from typing import Protocol
 
 import asyncpg
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, create_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from session_store import EventStore, PostgresEventStore, SqliteEventStore, open_store
+from session_store._tables import metadata
 
 POSTGRES_URL = os.environ.get(
     "KEEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -28,6 +33,13 @@ class Backend(Protocol):
 
     def make_store(self) -> EventStore: ...
     async def execute(self, sql: str) -> None: ...
+    async def schema_diff(self) -> list[object]: ...
+
+
+def _diff(connection: Connection) -> list[object]:
+    """What Alembic's autogenerate sees between the migrated database and `_tables.py`."""
+    context = MigrationContext.configure(connection)
+    return list(compare_metadata(context, metadata))
 
 
 class SqliteBackend:
@@ -49,6 +61,14 @@ class SqliteBackend:
         finally:
             connection.close()
 
+    async def schema_diff(self) -> list[object]:
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as connection:
+                return _diff(connection)
+        finally:
+            engine.dispose()
+
 
 class PostgresBackend:
     name = "postgres"
@@ -68,6 +88,17 @@ class PostgresBackend:
             await connection.execute(sql)
         finally:
             await connection.close()
+
+    async def schema_diff(self) -> list[object]:
+        engine = create_async_engine(
+            POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://", 1),
+            connect_args={"server_settings": {"search_path": self.schema}},
+        )
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(_diff)
+        finally:
+            await engine.dispose()
 
 
 def require_postgres() -> None:

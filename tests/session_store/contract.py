@@ -401,6 +401,11 @@ class StoreContract:
 
     # -- migrations -------------------------------------------------------------------------
 
+    async def test_migrations_create_exactly_the_declared_tables(
+        self, store: EventStore, backend: Backend
+    ) -> None:
+        assert await backend.schema_diff() == []
+
     async def test_migrate_is_idempotent(self, store: EventStore) -> None:
         await store.migrate()
         sid = (await store.create_session("acme", CREATED)).session_id

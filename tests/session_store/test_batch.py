@@ -1,0 +1,79 @@
+"""Group commit: the pure planning of a batch, and a batch that fails for a bug."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from schemas import UserMessage
+from session_store import Conflict, Fenced, SessionNotFound, SqliteEventStore, StoreUnavailable
+from session_store._batch import Head, PendingAppend, plan_batch
+from session_store._hashing import GENESIS, chain_hash
+from tests.session_store.contract import CREATED
+
+
+def pending(sid: str, expect: int | None, epoch: int | None, n: int = 1) -> PendingAppend:
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    rows = [("user.message", f'{{"text": "{i}"}}') for i in range(n)]
+    return PendingAppend(sid, rows, expect, epoch, None, future)
+
+
+async def test_each_append_is_judged_against_the_head_its_predecessors_left() -> None:
+    heads = {"a": Head(1, 7, GENESIS, "idle", ""), "b": Head(4, 2, GENESIS, "running", "")}
+    batch = [
+        pending("a", 1, 7, n=2),  # ok: a -> 3
+        pending("a", 1, 7),  # stale: a is at 3 now
+        pending("a", 3, 6),  # old epoch: fenced, even though the seq matches
+        pending("b", None, None),  # unfenced input: b -> 5
+        pending("zzz", 1, 1),  # unknown session
+        pending("a", 3, 7),  # ok: a -> 4
+    ]
+    plan = plan_batch(batch, heads, at=123.0)
+    assert [(p.session_id, head) for p, head in plan.accepted] == [("a", 3), ("b", 5), ("a", 4)]
+    assert [type(error) for _, error in plan.rejected] == [Conflict, Fenced, SessionNotFound]
+    assert [(r["session_id"], r["seq"]) for r in plan.event_rows] == [
+        ("a", 2),
+        ("a", 3),
+        ("b", 5),
+        ("a", 4),
+    ]
+    # The chain runs through the batch: each hash covers the one before it.
+    first, second = plan.event_rows[0], plan.event_rows[1]
+    assert first["hash"] == chain_hash(GENESIS, "a", 2, "user.message", 123.0, '{"text": "0"}')
+    assert second["hash"] == chain_hash(
+        first["hash"],
+        "a",
+        3,
+        "user.message",
+        123.0,
+        '{"text": "1"}',  # type: ignore[arg-type]
+    )
+    assert plan.session_rows["a"]["head_seq"] == 4 and plan.session_rows["b"]["head_seq"] == 5
+
+
+async def test_a_batch_that_fails_for_a_bug_does_not_strand_later_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteEventStore(tmp_path / "keel.db")
+    await store.migrate()
+    try:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        real = store._write_batch
+        calls = 0
+
+        async def broken_once(batch: list[PendingAppend]):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug")
+            return await real(batch)
+
+        monkeypatch.setattr(store, "_write_batch", broken_once)
+        with pytest.raises(StoreUnavailable, match="a bug"):
+            await store.append_input(sid, [UserMessage(text="lost to the bug")])
+        assert await store.append_input(sid, [UserMessage(text="fine")]) == 2
+        assert await store.head(sid) == 2
+    finally:
+        await store.close()
