@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import msgspec
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from schemas import (
@@ -258,16 +258,9 @@ class SqlEventStore:
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        try:
-            # Shielded: cancelling the caller must not cancel an outcome others depend on.
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if pending in self._pending:
-                self._pending.remove(pending)
-            else:
-                # Already in a batch: it commits or fails without us; nobody reads it.
-                future.add_done_callback(_consume)
-            raise
+        # Cancelling the caller cancels `future`: if its batch was not taken yet, the append
+        # is dropped; if it was, the append commits or fails without anyone waiting for it.
+        return await future
 
     async def _flush(self) -> None:
         """Group commit: while appends are queued, commit all of them in one transaction.
@@ -277,8 +270,10 @@ class SqlEventStore:
         """
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
-                await self._commit(batch)
+                batch = [p for p in self._pending if not p.future.cancelled()]
+                self._pending = []
+                if batch:
+                    await self._commit(batch)
         except asyncio.CancelledError:
             batch, self._pending = self._pending, []
             _fail_all(batch, StoreUnavailable("the store is shutting down"))
@@ -305,9 +300,11 @@ class SqlEventStore:
             _fail_all(batch, StoreUnavailable(f"append failed: {exc!r}"))
         else:
             for pending, head in plan.accepted:
-                pending.future.set_result(head)
+                if not pending.future.done():
+                    pending.future.set_result(head)
             for pending, error in plan.rejected:
-                pending.future.set_exception(error)
+                if not pending.future.done():
+                    pending.future.set_exception(error)
 
     def _commit_batch(self, conn: Connection, batch: list[PendingAppend]) -> Plan:
         ids = sorted({pending.session_id for pending in batch})
@@ -615,7 +612,11 @@ def _verify_chain(conn: Connection, session_id: str) -> Verification:
     while True:
         rows = conn.execute(
             select(events.c.seq, events.c.type, events.c.at, events.c.data, events.c.hash)
-            .where(events.c.session_id == session_id, events.c.seq >= expected)
+            .where(
+                events.c.session_id == session_id,
+                events.c.seq >= expected,
+                events.c.seq <= head_seq,
+            )
             .order_by(events.c.seq)
             .limit(_VERIFY_PAGE)
         ).all()
@@ -633,10 +634,16 @@ def _verify_chain(conn: Connection, session_id: str) -> Verification:
     last = expected - 1
     if last < head_seq:
         return bad(expected, f"the log ends at {last} but its head is {head_seq}", last)
-    if last > head_seq:
-        return bad(head_seq + 1, f"rows past the head {head_seq}", last)
     if prev != head_hash:
         return bad(head_seq, "the last event does not match the session's head hash", last)
+    # Appends may commit while we walk; they move the head with their rows in one
+    # transaction, so reading the highest seq before the head again finds only forged rows.
+    highest = conn.execute(
+        select(func.max(events.c.seq)).where(events.c.session_id == session_id)
+    ).scalar()
+    head_now = _require_session(conn, session_id)
+    if highest is not None and highest > head_now:
+        return bad(head_now + 1, f"rows past the head {head_now}", last)
     return Verification(session_id=session_id, ok=True, checked=last, head_seq=head_seq)
 
 
@@ -644,8 +651,3 @@ def _fail_all(batch: list[PendingAppend], error: StoreError) -> None:
     for pending in batch:
         if not pending.future.done():
             pending.future.set_exception(error)
-
-
-def _consume(future: asyncio.Future[int]) -> None:
-    if not future.cancelled():
-        future.exception()

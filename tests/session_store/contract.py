@@ -366,6 +366,30 @@ class StoreContract:
         result = await store.verify(sid)
         assert not result.ok and result.bad_seq == 9
 
+    async def test_verify_names_forged_rows_past_the_head(
+        self, store: EventStore, backend: Backend
+    ) -> None:
+        sid = await self._session_with_events(store, 3)
+        await backend.execute(
+            "INSERT INTO events (session_id, seq, type, at, data, hash) VALUES "
+            f"('{sid}', 4, 'user.message', 1.0, '{{\"text\": \"forged\"}}', '')"
+        )
+        result = await store.verify(sid)
+        assert not result.ok and result.bad_seq == 4 and "past the head" in result.problem
+
+    async def test_verify_passes_while_appends_commit(self, store: EventStore) -> None:
+        sid = await self._session_with_events(store, 2000)
+
+        async def keep_appending() -> None:
+            for i in range(50):
+                await store.append_input(sid, [message(i)])
+
+        writer = asyncio.create_task(keep_appending())
+        results = [await store.verify(sid) for _ in range(3)]
+        await writer
+        assert all(r.ok for r in results), results
+        assert (await store.verify(sid)).checked == 2050
+
     async def test_verify_names_reordered_rows(self, store: EventStore, backend: Backend) -> None:
         sid = await self._session_with_events(store, 10)
         for statement in (
