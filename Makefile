@@ -18,6 +18,7 @@ test: lint
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## make bench: print the store's figures on SQLite and PostgreSQL.
 bench: $(INSTALLED)

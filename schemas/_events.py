@@ -25,7 +25,7 @@ class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     v: int = 1
 
 
-class SessionCreated(_EventBase, tag="session.created"):
+class SessionCreated(_EventBase, tag="session.created", frozen=True):
     """Always seq 1: the agent spec the session runs with."""
 
     spec: AgentSpec
@@ -33,17 +33,17 @@ class SessionCreated(_EventBase, tag="session.created"):
     metadata: dict[str, str] = {}
 
 
-class UserMessage(_EventBase, tag="user.message"):
+class UserMessage(_EventBase, tag="user.message", frozen=True):
     text: str
     # The client's own id for this message, so a retried POST is recognisable in the log.
     message_id: str | None = None
 
 
-class UserInterrupt(_EventBase, tag="user.interrupt"):
+class UserInterrupt(_EventBase, tag="user.interrupt", frozen=True):
     reason: str = ""
 
 
-class ModelResponse(_EventBase, tag="model.response"):
+class ModelResponse(_EventBase, tag="model.response", frozen=True):
     content: list[AssistantBlock]
     stop_reason: StopReason
     usage: Usage = Usage()
@@ -52,20 +52,20 @@ class ModelResponse(_EventBase, tag="model.response"):
     duration_ms: float = 0.0
 
 
-class ToolRequested(_EventBase, tag="tool.requested"):
+class ToolRequested(_EventBase, tag="tool.requested", frozen=True):
     call_id: str
     name: str
     input: dict[str, object] = {}
     idempotent: bool = False
 
 
-class ToolDispatched(_EventBase, tag="tool.dispatched"):
+class ToolDispatched(_EventBase, tag="tool.dispatched", frozen=True):
     call_id: str
     attempt: int = 1
     sandbox_id: str = ""
 
 
-class ToolResult(_EventBase, tag="tool.result"):
+class ToolResult(_EventBase, tag="tool.result", frozen=True):
     """The one outcome of a call. `unknown` means the sandbox died and nobody can tell."""
 
     call_id: str
@@ -76,48 +76,48 @@ class ToolResult(_EventBase, tag="tool.result"):
     duration_ms: float = 0.0
 
 
-class ApprovalRequested(_EventBase, tag="approval.requested"):
+class ApprovalRequested(_EventBase, tag="approval.requested", frozen=True):
     call_id: str
     # Unix seconds; past it the approval is recorded as expired, never left blocking.
     expires_at: float
     reason: str = ""
 
 
-class ApprovalGranted(_EventBase, tag="approval.granted"):
+class ApprovalGranted(_EventBase, tag="approval.granted", frozen=True):
     call_id: str
     by: str = ""
     reason: str = ""
 
 
-class ApprovalDenied(_EventBase, tag="approval.denied"):
+class ApprovalDenied(_EventBase, tag="approval.denied", frozen=True):
     call_id: str
     by: str = ""
     reason: str = ""
 
 
-class ApprovalExpired(_EventBase, tag="approval.expired"):
+class ApprovalExpired(_EventBase, tag="approval.expired", frozen=True):
     call_id: str
 
 
-class JudgeVerdict(_EventBase, tag="judge.verdict"):
+class JudgeVerdict(_EventBase, tag="judge.verdict", frozen=True):
     passed: bool
     judge: Literal["command", "model"]
     detail: str = ""
 
 
-class BudgetReached(_EventBase, tag="budget.reached"):
+class BudgetReached(_EventBase, tag="budget.reached", frozen=True):
     budget: BudgetName
     limit: float
     used: float
 
 
-class LoopDetected(_EventBase, tag="loop.detected"):
+class LoopDetected(_EventBase, tag="loop.detected", frozen=True):
     signature: str
     repeats: int
     reason: str = ""
 
 
-class ContextCompacted(_EventBase, tag="context.compacted"):
+class ContextCompacted(_EventBase, tag="context.compacted", frozen=True):
     """The conversation before (and including) `up_to_seq` is replaced by `summary`."""
 
     up_to_seq: int
@@ -126,12 +126,12 @@ class ContextCompacted(_EventBase, tag="context.compacted"):
     tokens_after: int = 0
 
 
-class SessionStatus(_EventBase, tag="session.status"):
+class SessionStatus(_EventBase, tag="session.status", frozen=True):
     status: Status
     reason: str = ""
 
 
-class SessionForked(_EventBase, tag="session.forked"):
+class SessionForked(_EventBase, tag="session.forked", frozen=True):
     """Recorded in the child: its log starts as a copy of the parent's up to `at_seq`."""
 
     parent_session_id: str
@@ -158,7 +158,7 @@ Event = (
     | SessionForked
 )
 
-EVENT_CLASSES: Final[tuple[type[_EventBase], ...]] = Event.__args__  # type: ignore[attr-defined]
+EVENT_CLASSES: Final[tuple[type[_EventBase], ...]] = Event.__args__
 
 
 class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
