@@ -1,6 +1,6 @@
 """A store client run as its own OS process by the process-level tests.
 
-    python -m tests.session_store._worker race URL SESSION EPOCH NAME ROUNDS START_AT
+    python -m tests.session_store._worker race URL SESSION EPOCH NAME ROUNDS
     python -m tests.session_store._worker append URL SESSION OWNER
     python -m tests.session_store._worker zombie URL SESSION OWNER
 
@@ -72,8 +72,10 @@ async def main(argv: list[str]) -> None:
     store = open_store(url)
     try:
         if command == "race":
-            epoch, name, rounds, start_at = rest
-            await asyncio.sleep(max(0.0, float(start_at) - time.time()))
+            epoch, name, rounds = rest
+            # A barrier: every racer is up before any starts, however slow the machine.
+            say("ready")
+            await asyncio.to_thread(sys.stdin.readline)
             await race(store, sid, int(epoch), name, int(rounds))
         elif command == "append":
             await append_forever(store, sid, rest[0])

@@ -13,7 +13,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ def spawn() -> Iterator[Spawn]:
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.session_store._worker", *args],
             cwd=ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -73,12 +73,15 @@ class ProcessContract:
     ) -> None:
         sid = (await store.create_session("acme", CREATED)).session_id
         lease = await store.claim(sid, "shared", ttl=600)
-        start_at = str(time.time() + 2.0)  # every process is up and imported by then
         names = [f"w{i}" for i in range(4)]
-        children = [
-            spawn("race", backend.url, sid, str(lease.epoch), name, "40", start_at)
-            for name in names
-        ]
+        children = [spawn("race", backend.url, sid, str(lease.epoch), name, "40") for name in names]
+        for child in children:
+            assert child.stdout is not None and child.stdin is not None
+            ready = await asyncio.to_thread(child.stdout.readline)
+            assert ready == "ready\n", ready + child.stderr.read()  # type: ignore[union-attr]
+        for child in children:
+            child.stdin.write("go\n")  # type: ignore[union-attr]
+            child.stdin.flush()  # type: ignore[union-attr]
         wins: dict[str, list[int]] = {}
         losses = 0
         for name, child in zip(names, children, strict=True):
