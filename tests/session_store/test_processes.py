@@ -135,7 +135,7 @@ class ProcessContract:
         sid = (await store.create_session("acme", CREATED)).session_id
         rng = random.Random(int(os.environ.get("KEEL_TEST_SEED", "7")))
         acked: dict[str, tuple[int, int]] = {}
-        for _ in range(12):
+        for _ in range(20):
             child = spawn("append", backend.url, sid, "brain-1")
             assert child.stdout is not None
             # Wait for the first acknowledgement, so every kill lands mid-stream.
@@ -165,7 +165,7 @@ class ProcessContract:
         for tag, parts in groups.items():
             size = int(parts[0][1].split("/")[1])
             assert [p for _, p in parts] == [f"{i}/{size}" for i in range(size)], tag
-        assert len(acked) >= 12
+        assert len(acked) >= 20
 
 
 class TestSqliteProcesses(ProcessContract):
