@@ -49,9 +49,45 @@ from schemas._events import (
     UserInterrupt,
     UserMessage,
 )
+from schemas._hands import (
+    CallAccepted,
+    CallProgress,
+    CallRequest,
+    CancelRequest,
+    OutcomeAck,
+    ProvisionReply,
+    ProvisionRequest,
+    ToolOutcome,
+)
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
+from schemas._tools import (
+    TOOLS,
+    BashInput,
+    EditFileInput,
+    GrepInput,
+    ListFilesInput,
+    ReadFileInput,
+    ToolSpec,
+    WriteFileInput,
+)
 
 __all__ = [
+    "WriteFileInput",
+    "ToolSpec",
+    "ToolOutcome",
+    "ReadFileInput",
+    "ProvisionRequest",
+    "ProvisionReply",
+    "OutcomeAck",
+    "ListFilesInput",
+    "GrepInput",
+    "EditFileInput",
+    "CancelRequest",
+    "CallRequest",
+    "CallProgress",
+    "CallAccepted",
+    "BashInput",
+    "TOOLS",
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "ID_PATTERN",

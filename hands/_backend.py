@@ -1,0 +1,74 @@
+"""What a sandbox backend does, and the host-side layout every sandbox shares.
+
+A sandbox is a directory on the hands host (`workspace/`, mounted writable at /workspace, and
+`ipc/`, mounted at /keel/ipc, where the executor listens on a unix socket and keeps its call
+records) plus an isolated process tree running the executor. Backends differ only in how
+they isolate that process tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from schemas import SandboxSpec
+
+# The sandbox user, also baked into the sandbox image.
+SANDBOX_UID = 10001
+EXECUTOR_SOURCE = Path(__file__).with_name("executor.py")
+
+
+class SandboxRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What identifies a sandbox to any host, including one that starts after a crash."""
+
+    sandbox_id: str
+    session_id: str
+    host_id: str
+    backend: str
+    created_at: float
+    spec: SandboxSpec = SandboxSpec()
+    # The backend's own handle: a process id (local) or a container id (docker).
+    handle: str = ""
+
+
+class SandboxDirs:
+    def __init__(self, sandboxes_root: Path, sandbox_id: str) -> None:
+        self.root = sandboxes_root / sandbox_id
+        self.workspace = self.root / "workspace"
+        self.ipc = self.root / "ipc"
+        self.socket = self.ipc / "executor.sock"
+        self.state = self.ipc / "state"
+        self.record = self.root / "record.json"
+
+    def output_file(self, in_sandbox_path: str) -> Path:
+        """Where a file the executor names (under /keel/ipc) lives on the host."""
+        return self.ipc / Path(in_sandbox_path).relative_to("/keel/ipc")
+
+
+class SandboxBackend(Protocol):
+    name: str
+
+    async def prepare(self, dirs: SandboxDirs) -> None:
+        """Make the host directories usable by the sandbox user (after files are added)."""
+        ...
+
+    async def start(self, record: SandboxRecord, dirs: SandboxDirs) -> str:
+        """Start the executor isolated in `dirs`; returns the backend handle."""
+        ...
+
+    async def alive(self, record: SandboxRecord) -> bool: ...
+
+    async def kill(self, record: SandboxRecord) -> None:
+        """Kill the sandbox at once (its calls in flight are lost)."""
+        ...
+
+    async def remove(self, record: SandboxRecord) -> None:
+        """Kill it if needed and free everything it held except its directory."""
+        ...
+
+    async def reap_unknown(self, known: set[str]) -> int:
+        """Remove this backend's sandboxes whose handle is not in `known` (orphans of a
+        host that died before recording them); returns how many."""
+        ...

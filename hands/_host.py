@@ -1,0 +1,524 @@
+"""The hands host: the NATS-facing side of the sandboxes on one machine.
+
+It joins the `hands` queue group for provisioning, serves each sandbox's own subjects,
+forwards calls to the sandbox's executor over its unix socket, and publishes every outcome
+to JetStream with `Nats-Msg-Id = call_id`. It holds no credentials of keel's and never
+touches the session log. On start it adopts the sandboxes a dead host left behind and
+removes what cannot be adopted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+from nats.js.object_store import ObjectStore
+
+from hands._backend import SandboxBackend, SandboxDirs, SandboxRecord
+from hands._checkpoint import fingerprint, pack, unpack
+from hands._client import ExecutorClient, SandboxLost
+from hands._settings import HandsSettings
+from schemas import (
+    TOOLS,
+    BlobRef,
+    CallAccepted,
+    CallProgress,
+    CallRequest,
+    CancelRequest,
+    OutcomeAck,
+    ProvisionReply,
+    ProvisionRequest,
+    ToolOutcome,
+    new_id,
+)
+from schemas._hands import (
+    BLOB_BUCKET,
+    CHECKPOINT_BUCKET,
+    HANDS_QUEUE,
+    OUTCOME_STREAM,
+    OUTCOME_SUBJECTS,
+    PROVISION_SUBJECT,
+    outcome_subject,
+    progress_subject,
+    sandbox_subject,
+)
+
+log = logging.getLogger("keel.hands")
+
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass
+class Sandbox:
+    record: SandboxRecord
+    dirs: SandboxDirs
+    client: ExecutorClient
+    subscriptions: list[Any] = field(default_factory=list)
+    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    checkpoint: str | None = None
+    fingerprint: str = ""
+    lost: bool = False
+
+
+class HandsHost:
+    def __init__(self, settings: HandsSettings, backend: SandboxBackend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.sandboxes_root = settings.data_dir / "sandboxes"
+        self.sandboxes: dict[str, Sandbox] = {}
+        self._warm: list[Sandbox] = []
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._blobs: ObjectStore | None = None
+        self._checkpoints: ObjectStore | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.sandboxes_root.mkdir(parents=True, exist_ok=True)
+        self._nc = await nats.connect(
+            self.settings.nats_url, name=self.settings.host_id, max_reconnect_attempts=-1
+        )
+        self._js = self._nc.jetstream()
+        await ensure_outcome_stream(self._js)
+        self._blobs = await _bucket(self._js, BLOB_BUCKET)
+        self._checkpoints = await _bucket(self._js, CHECKPOINT_BUCKET)
+        await self._adopt_or_remove_leftovers()
+        await self._nc.subscribe(PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._on_provision)
+        for _ in range(self.settings.warm_pool):
+            self._spawn(self._fill_warm_pool())
+        await self._nc.flush()
+        log.info("hands host %s serving on %s", self.settings.host_id, self.settings.nats_url)
+
+    async def close(self, *, destroy_sandboxes: bool = False) -> None:
+        """Stop serving. Sandboxes keep running for the next host unless told otherwise."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sandbox in [*self.sandboxes.values(), *self._warm]:
+            if destroy_sandboxes:
+                await self._destroy(sandbox)
+            else:
+                await sandbox.client.close()
+        if self._nc is not None:
+            await self._nc.drain()
+
+    # -- provisioning -----------------------------------------------------------------------
+
+    async def _on_provision(self, msg: Msg) -> None:
+        # Provisioning takes a while: never hold up the next request behind it.
+        self._spawn(self._answer_provision(msg))
+
+    async def _answer_provision(self, msg: Msg) -> None:
+        try:
+            request = msgspec.json.decode(msg.data, type=ProvisionRequest)
+        except msgspec.DecodeError as exc:
+            await msg.respond(_ENCODER.encode(ProvisionReply(error=f"bad request: {exc}")))
+            return
+        try:
+            sandbox = await self.provision(request)
+        except Exception as exc:
+            log.exception("provisioning failed")
+            reply = ProvisionReply(
+                host_id=self.settings.host_id, error=f"provisioning failed: {exc}"
+            )
+        else:
+            reply = ProvisionReply(
+                sandbox_id=sandbox.record.sandbox_id,
+                host_id=self.settings.host_id,
+                checkpoint=sandbox.checkpoint,
+            )
+        await msg.respond(_ENCODER.encode(reply))
+
+    async def provision(self, request: ProvisionRequest) -> Sandbox:
+        sandbox = self._take_warm(request)
+        if sandbox is None:
+            sandbox = await self._create(request.session_id, request)
+        if request.checkpoint:
+            await self._restore(sandbox, request.checkpoint)
+        await self._serve(sandbox)
+        return sandbox
+
+    def _take_warm(self, request: ProvisionRequest) -> Sandbox | None:
+        for sandbox in self._warm:
+            if sandbox.record.spec == request.sandbox and not sandbox.lost:
+                self._warm.remove(sandbox)
+                record = msgspec.structs.replace(sandbox.record, session_id=request.session_id)
+                sandbox.record = record
+                sandbox.dirs.record.write_bytes(_ENCODER.encode(record))
+                self._spawn(self._fill_warm_pool())
+                return sandbox
+        return None
+
+    async def _fill_warm_pool(self) -> None:
+        sandbox = await self._create("warm", ProvisionRequest(session_id="warm"))
+        self._warm.append(sandbox)
+
+    async def _create(self, session_id: str, request: ProvisionRequest) -> Sandbox:
+        sandbox_id = new_id("sbx")
+        dirs = SandboxDirs(self.sandboxes_root, sandbox_id)
+        dirs.workspace.mkdir(parents=True)
+        dirs.state.mkdir(parents=True)
+        record = SandboxRecord(
+            sandbox_id=sandbox_id,
+            session_id=session_id,
+            host_id=self.settings.host_id,
+            backend=self.backend.name,
+            created_at=time.time(),
+            spec=request.sandbox,
+        )
+        await self.backend.prepare(dirs)
+        handle = await self.backend.start(record, dirs)
+        record = msgspec.structs.replace(record, handle=handle)
+        dirs.record.write_bytes(_ENCODER.encode(record))
+        try:
+            client = await ExecutorClient.connect(dirs.socket)
+        except SandboxLost:
+            await self.backend.remove(record)
+            shutil.rmtree(dirs.root, ignore_errors=True)
+            raise
+        sandbox = Sandbox(record=record, dirs=dirs, client=client)
+        self._spawn(self._watch(sandbox))
+        return sandbox
+
+    async def _restore(self, sandbox: Sandbox, checkpoint: str) -> None:
+        assert self._checkpoints is not None
+        data = (await self._checkpoints.get(checkpoint)).data
+        assert data is not None
+        await asyncio.to_thread(unpack, data, sandbox.dirs.workspace)
+        await self.backend.prepare(sandbox.dirs)
+        sandbox.checkpoint = checkpoint
+        sandbox.fingerprint = await asyncio.to_thread(fingerprint, sandbox.dirs.workspace)
+
+    async def _serve(self, sandbox: Sandbox) -> None:
+        assert self._nc is not None
+        sandbox_id = sandbox.record.sandbox_id
+        self.sandboxes[sandbox_id] = sandbox
+        handlers = {
+            "call": self._on_call,
+            "cancel": self._on_cancel,
+            "ack": self._on_ack,
+            "destroy": self._on_destroy,
+        }
+        for verb, handler in handlers.items():
+            subscription = await self._nc.subscribe(
+                sandbox_subject(sandbox_id, verb),  # type: ignore[arg-type]
+                cb=_bound(handler, sandbox),
+            )
+            sandbox.subscriptions.append(subscription)
+        # The server knows the subjects before anyone is told the sandbox exists.
+        await self._nc.flush()
+
+    async def _adopt_or_remove_leftovers(self) -> None:
+        """Sandboxes a previous host left: adopt the live ones, remove the rest."""
+        known: set[str] = set()
+        for path in sorted(self.sandboxes_root.glob("*/record.json")):
+            dirs = SandboxDirs(self.sandboxes_root, path.parent.name)
+            try:
+                record = msgspec.json.decode(path.read_bytes(), type=SandboxRecord)
+            except msgspec.DecodeError:
+                shutil.rmtree(dirs.root, ignore_errors=True)
+                continue
+            if record.backend != self.backend.name:
+                continue
+            adopted = False
+            if await self.backend.alive(record):
+                try:
+                    client = await ExecutorClient.connect(dirs.socket, within_s=2.0)
+                    await client.ping()
+                    sandbox = Sandbox(record=record, dirs=dirs, client=client)
+                    if record.session_id == "warm":
+                        self._warm.append(sandbox)
+                    else:
+                        await self._serve(sandbox)
+                        self._resume_calls(sandbox)
+                    self._spawn(self._watch(sandbox))
+                    adopted = True
+                    known.add(record.handle)
+                    log.info("adopted sandbox %s", record.sandbox_id)
+                except SandboxLost:
+                    pass
+            if not adopted:
+                await self.backend.remove(record)
+                shutil.rmtree(dirs.root, ignore_errors=True)
+                log.info("removed sandbox %s left by a dead host", record.sandbox_id)
+        orphans = await self.backend.reap_unknown(known)
+        if orphans:
+            log.info("removed %d orphaned sandboxes", orphans)
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def _resume_calls(self, sandbox: Sandbox) -> None:
+        """Ask an adopted sandbox for every call its dead host did not see acknowledged.
+
+        The executor answers each from its record (or waits for the one still running), never
+        running anything twice; republishing is harmless, since JetStream drops a repeated
+        Nats-Msg-Id and a brain ignores an outcome it has already recorded.
+        """
+        calls = sandbox.dirs.state / "calls"
+        for started in sorted(calls.glob("*.started")):
+            call_id = started.name.removesuffix(".started")
+            if (calls / f"{call_id}.acked").exists():
+                continue
+            try:
+                kept = msgspec.json.decode(started.read_bytes())
+                request = CallRequest(
+                    call_id=call_id,
+                    session_id=sandbox.record.session_id,
+                    name=str(kept["tool"]),
+                    input=dict(kept["input"] or {}),
+                )
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+                continue
+            self._start_call(sandbox, request)
+
+    async def _on_call(self, sandbox: Sandbox, msg: Msg) -> None:
+        try:
+            request = msgspec.json.decode(msg.data, type=CallRequest)
+        except msgspec.DecodeError as exc:
+            await _respond(msg, CallAccepted(call_id="", error=f"malformed call: {exc}"))
+            return
+        call_id = request.call_id
+        calls = sandbox.dirs.state / "calls"
+        duplicate = call_id in sandbox.running or (calls / f"{call_id}.started").exists()
+        await _respond(msg, CallAccepted(call_id=call_id, duplicate=duplicate))
+        if call_id not in sandbox.running:
+            self._start_call(sandbox, request)
+
+    def _start_call(self, sandbox: Sandbox, request: CallRequest) -> None:
+        task = self._spawn(self._run_call(sandbox, request))
+        sandbox.running[request.call_id] = task
+
+        def finished(_: asyncio.Task[Any]) -> None:
+            sandbox.running.pop(request.call_id, None)
+
+        task.add_done_callback(finished)
+
+    async def _run_call(self, sandbox: Sandbox, request: CallRequest) -> None:
+        started = time.monotonic()
+        problem = _invalid(request)
+        if problem is not None:
+            outcome = self._outcome(sandbox, request, problem, is_error=True, outcome="error")
+        elif sandbox.lost:
+            outcome = self._lost_outcome(sandbox, request)
+        else:
+            heartbeat = self._spawn(self._heartbeat(sandbox, request, started))
+            try:
+                result = await sandbox.client.call(
+                    {
+                        "call_id": request.call_id,
+                        "tool": request.name,
+                        "input": request.input,
+                        "max_output_bytes": self.settings.max_output_bytes,
+                        "spill_bytes": self.settings.max_spill_bytes,
+                        "timeout_s": sandbox.record.spec.call_timeout_s,
+                    }
+                )
+                outcome = await self._finish(sandbox, request, result)
+            except SandboxLost:
+                outcome = self._lost_outcome(sandbox, request)
+            finally:
+                heartbeat.cancel()
+        await self._publish(outcome)
+
+    async def _finish(
+        self, sandbox: Sandbox, request: CallRequest, result: dict[str, Any]
+    ) -> ToolOutcome:
+        blob = None
+        if result.get("full_output"):
+            path = sandbox.dirs.output_file(result["full_output"])
+            if path.exists():
+                blob = await self._put_blob(path.read_bytes(), result["output"])
+        if TOOLS[request.name].mutating and not result.get("duplicate"):
+            await self._checkpoint(sandbox)
+        return ToolOutcome(
+            call_id=request.call_id,
+            session_id=request.session_id,
+            sandbox_id=sandbox.record.sandbox_id,
+            output=result["output"],
+            blob=blob,
+            is_error=bool(result["is_error"]),
+            outcome="unknown" if result.get("unknown") else "error" if result["is_error"] else "ok",
+            exit_code=result.get("exit_code"),
+            duration_ms=float(result.get("duration_ms") or 0.0),
+            checkpoint=sandbox.checkpoint,
+        )
+
+    def _lost_outcome(self, sandbox: Sandbox, request: CallRequest) -> ToolOutcome:
+        sandbox.lost = True
+        return self._outcome(
+            sandbox,
+            request,
+            "the sandbox was lost (it died or was killed) before the call finished; "
+            "its effects are unknown",
+            is_error=True,
+            outcome="unknown",
+            sandbox_lost=True,
+        )
+
+    def _outcome(
+        self, sandbox: Sandbox, request: CallRequest, output: str, **fields: Any
+    ) -> ToolOutcome:
+        return ToolOutcome(
+            call_id=request.call_id,
+            session_id=request.session_id,
+            sandbox_id=sandbox.record.sandbox_id,
+            output=output,
+            checkpoint=sandbox.checkpoint,
+            **fields,
+        )
+
+    async def _publish(self, outcome: ToolOutcome) -> None:
+        """Publish until JetStream has it: an outcome is never dropped for a passing fault."""
+        assert self._js is not None
+        delay = 0.05
+        while True:
+            try:
+                await self._js.publish(
+                    outcome_subject(outcome.session_id),
+                    _ENCODER.encode(outcome),
+                    headers={"Nats-Msg-Id": outcome.call_id},
+                )
+                return
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("publishing outcome %s failed (%s); retrying", outcome.call_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _heartbeat(self, sandbox: Sandbox, request: CallRequest, started: float) -> None:
+        assert self._nc is not None
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            progress = CallProgress(
+                call_id=request.call_id,
+                sandbox_id=sandbox.record.sandbox_id,
+                elapsed_ms=(time.monotonic() - started) * 1000,
+            )
+            await self._nc.publish(progress_subject(request.session_id), _ENCODER.encode(progress))
+
+    async def _on_cancel(self, sandbox: Sandbox, msg: Msg) -> None:
+        with contextlib.suppress(msgspec.DecodeError, SandboxLost):
+            request = msgspec.json.decode(msg.data, type=CancelRequest)
+            await sandbox.client.cancel(request.call_id)
+        await _respond(msg, b"")
+
+    async def _on_ack(self, sandbox: Sandbox, msg: Msg) -> None:
+        with contextlib.suppress(msgspec.DecodeError, SandboxLost):
+            ack = msgspec.json.decode(msg.data, type=OutcomeAck)
+            await sandbox.client.forget(ack.call_id)
+        await _respond(msg, b"")
+
+    async def _on_destroy(self, sandbox: Sandbox, msg: Msg) -> None:
+        await self._destroy(sandbox)
+        await _respond(msg, b"")
+
+    async def _destroy(self, sandbox: Sandbox) -> None:
+        for subscription in sandbox.subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+        self.sandboxes.pop(sandbox.record.sandbox_id, None)
+        await sandbox.client.close()
+        await self.backend.remove(sandbox.record)
+        await asyncio.to_thread(shutil.rmtree, sandbox.dirs.root, True)
+
+    async def _watch(self, sandbox: Sandbox) -> None:
+        """Notice a sandbox dying even when no call is in flight."""
+        await sandbox.client.wait_lost()
+        sandbox.lost = True
+        if sandbox in self._warm:
+            self._warm.remove(sandbox)
+            await self._destroy(sandbox)
+            self._spawn(self._fill_warm_pool())
+
+    # -- storage ----------------------------------------------------------------------------
+
+    async def _checkpoint(self, sandbox: Sandbox) -> None:
+        assert self._checkpoints is not None
+        current = await asyncio.to_thread(fingerprint, sandbox.dirs.workspace)
+        if current == sandbox.fingerprint and sandbox.checkpoint is not None:
+            return
+        digest, data = await asyncio.to_thread(pack, sandbox.dirs.workspace)
+        if digest != sandbox.checkpoint:
+            await self._checkpoints.put(digest, data)
+        sandbox.checkpoint = digest
+        sandbox.fingerprint = current
+
+    async def _put_blob(self, data: bytes, preview: str) -> BlobRef:
+        assert self._blobs is not None
+        digest = hashlib.sha256(data).hexdigest()
+        await self._blobs.put(digest, data)
+        return BlobRef(digest=digest, size=len(data), preview=preview[:2000])
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+        return task
+
+
+async def ensure_outcome_stream(js: JetStreamContext) -> None:
+    config = StreamConfig(
+        name=OUTCOME_STREAM,
+        subjects=[OUTCOME_SUBJECTS],
+        max_age=7 * 24 * 3600,
+        duplicate_window=15 * 60,
+    )
+    try:
+        await js.stream_info(OUTCOME_STREAM)
+    except NotFoundError:
+        await js.add_stream(config)
+
+
+async def _bucket(js: JetStreamContext, name: str) -> ObjectStore:
+    try:
+        return await js.object_store(name)
+    except (NotFoundError, nats.js.errors.BucketNotFoundError):
+        return await js.create_object_store(name)
+
+
+def _invalid(request: CallRequest) -> str | None:
+    spec = TOOLS.get(request.name)
+    if spec is None:
+        return f"unknown tool {request.name!r}; the tools are {', '.join(sorted(TOOLS))}"
+    try:
+        msgspec.convert(request.input, spec.input_type)
+    except msgspec.ValidationError as exc:
+        return f"invalid input for {request.name}: {exc}"
+    return None
+
+
+def _bound(handler: Any, sandbox: Sandbox) -> Any:
+    async def callback(msg: Msg) -> None:
+        await handler(sandbox, msg)
+
+    return callback
+
+
+async def _respond(msg: Msg, body: msgspec.Struct | bytes) -> None:
+    if msg.reply:
+        data = body if isinstance(body, bytes) else _ENCODER.encode(body)
+        with contextlib.suppress(nats.errors.Error):
+            await msg.respond(data)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("hands task failed", exc_info=error)
+
+
+__all__ = ["HandsHost", "ensure_outcome_stream"]

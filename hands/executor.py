@@ -1,0 +1,405 @@
+"""The sandbox executor: the small program that runs tools inside a sandbox.
+
+It runs under the sandbox's own Python with the standard library only (the sandbox image has
+no keel packages), listens on a unix socket in a directory the hands host mounted in, and
+speaks newline-delimited JSON:
+
+    {"op": "call", "call_id", "tool", "input", "timeout_s", "max_output_bytes", "spill_bytes"}
+        -> {"op": "result", "call_id", "output", "is_error", "exit_code", "truncated",
+            "full_output", "duration_ms", "duplicate"}
+    {"op": "cancel", "call_id"}   the call's process group is killed; its result says so
+    {"op": "forget", "call_id"}   the outcome was delivered: drop its full output (the small
+                                  record stays, so the call_id is still never run twice)
+    {"op": "ping"} -> {"op": "pong"}
+
+Every call is recorded under the state directory before it runs and its result after, so a
+call_id is executed at most once, even if the host that sent it died and another asks again.
+The executor never talks to the network; it could not anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fnmatch
+import json
+import os
+import re
+import resource
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+READ_CHUNK = 65536
+MAX_LISTED = 2000
+
+
+class ToolError(Exception):
+    """A tool failed in a way the model should see (missing file, ambiguous edit...)."""
+
+
+class Executor:
+    def __init__(self, workspace: Path, state: Path, memory_bytes: int | None) -> None:
+        self.workspace = workspace
+        self.calls = state / "calls"
+        self.outputs = state / "out"
+        self.calls.mkdir(parents=True, exist_ok=True)
+        self.outputs.mkdir(parents=True, exist_ok=True)
+        self.memory_bytes = memory_bytes
+        self.running: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self.groups: dict[str, int] = {}
+        self.cancelled: set[str] = set()
+
+    # -- the protocol -----------------------------------------------------------------------
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lock = asyncio.Lock()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def send(message: dict[str, Any]) -> None:
+            async with lock:
+                writer.write(json.dumps(message).encode() + b"\n")
+                await writer.drain()
+
+        async def answer(request: dict[str, Any]) -> None:
+            await send(await self.call(request))
+
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    op = request["op"]
+                except (ValueError, KeyError, TypeError):
+                    await send({"op": "error", "error": "malformed request"})
+                    continue
+                if op == "call":
+                    task = asyncio.create_task(answer(request))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                elif op == "cancel":
+                    self.cancel(str(request.get("call_id")))
+                elif op == "forget":
+                    self.forget(str(request.get("call_id")))
+                elif op == "ping":
+                    await send({"op": "pong"})
+                else:
+                    await send({"op": "error", "error": f"unknown op {op!r}"})
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        call_id = str(request.get("call_id", ""))
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", call_id):
+            return _result(call_id, "invalid call_id", is_error=True)
+        done = self.calls / f"{call_id}.json"
+        started = self.calls / f"{call_id}.started"
+        if done.exists():
+            return {**json.loads(done.read_text()), "duplicate": True}
+        if call_id in self.running:
+            return {**await asyncio.shield(self.running[call_id]), "duplicate": True}
+        if started.exists():
+            # Started by an executor that is gone: nobody can tell what it did.
+            result = _result(
+                call_id, "the call was interrupted and its outcome is unknown", is_error=True
+            )
+            result["unknown"] = True
+            _write_atomic(done, json.dumps(result))
+            return {**result, "duplicate": True}
+        # The request is kept, so a host that adopts this sandbox can ask for the outcome.
+        started.write_text(json.dumps({"tool": request.get("tool"), "input": request.get("input")}))
+        task = asyncio.create_task(self.run(call_id, request))
+        self.running[call_id] = task
+        try:
+            result = await asyncio.shield(task)
+        finally:
+            self.running.pop(call_id, None)
+        _write_atomic(done, json.dumps(result))
+        return result
+
+    def cancel(self, call_id: str) -> None:
+        self.cancelled.add(call_id)
+        if (group := self.groups.get(call_id)) is not None:
+            _kill_group(group)
+
+    def forget(self, call_id: str) -> None:
+        if call_id in self.running or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", call_id):
+            return
+        (self.outputs / f"{call_id}.out").unlink(missing_ok=True)
+        (self.calls / f"{call_id}.acked").touch()
+
+    # -- the tools --------------------------------------------------------------------------
+
+    async def run(self, call_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        started = time.monotonic()
+        tool = request.get("tool")
+        arguments = request.get("input") or {}
+        limit = int(request.get("max_output_bytes", 30_000))
+        try:
+            if tool == "bash":
+                result = await self.bash(call_id, arguments, request)
+            elif tool in ("read_file", "write_file", "edit_file", "list_files", "grep"):
+                output = await asyncio.to_thread(getattr(self, tool), arguments)
+                result = _result(call_id, output)
+            else:
+                raise ToolError(f"unknown tool {tool!r}")
+        except ToolError as exc:
+            result = _result(call_id, str(exc), is_error=True)
+        except (OSError, ValueError, TypeError, KeyError, re.error) as exc:
+            result = _result(call_id, f"{type(exc).__name__}: {exc}", is_error=True)
+        if not result.get("full_output") and len(result["output"].encode()) > limit:
+            full = self.outputs / f"{call_id}.out"
+            full.write_text(result["output"])
+            result["full_output"] = str(full)
+            result["output"] = _head(result["output"], limit)
+            result["truncated"] = True
+        result["duration_ms"] = (time.monotonic() - started) * 1000
+        return result
+
+    async def bash(
+        self, call_id: str, arguments: dict[str, Any], request: dict[str, Any]
+    ) -> dict[str, Any]:
+        command = arguments["command"]
+        if not isinstance(command, str):
+            raise ToolError("command must be a string")
+        timeout = float(arguments.get("timeout_s") or request.get("timeout_s") or 120.0)
+        limit = int(request.get("max_output_bytes", 30_000))
+        spill_limit = int(request.get("spill_bytes", 64 * 1024 * 1024))
+        spill_path = self.outputs / f"{call_id}.out"
+        process = await asyncio.create_subprocess_exec(
+            "/bin/bash",
+            "-c",
+            command,
+            cwd=self.workspace,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=self._limit_child,
+        )
+        self.groups[call_id] = process.pid
+        try:
+            head, total, timed_out, flooded = await self._collect(
+                process, spill_path, limit, spill_limit, timeout
+            )
+        finally:
+            self.groups.pop(call_id, None)
+            _kill_group(process.pid)  # whatever the command left running in its group
+        code = process.returncode
+        text = head.decode("utf-8", "replace")
+        truncated = total > limit
+        if call_id in self.cancelled:
+            note, is_error = "[cancelled]", True
+        elif timed_out:
+            note, is_error = f"[timed out after {timeout:g}s; process group killed]", True
+        elif flooded:
+            note, is_error = f"[output over {spill_limit} bytes; process group killed]", True
+        else:
+            note, is_error = f"[exit code {code}]", code != 0
+        if truncated:
+            note = f"[output truncated: {total} bytes, showing the first {limit}]\n{note}"
+        else:
+            spill_path.unlink(missing_ok=True)
+        result = _result(call_id, f"{text}\n{note}" if text else note, is_error=is_error)
+        result["exit_code"] = code
+        if truncated:
+            result["truncated"] = True
+            result["full_output"] = str(spill_path)
+        return result
+
+    async def _collect(
+        self,
+        process: asyncio.subprocess.Process,
+        spill_path: Path,
+        limit: int,
+        spill_limit: int,
+        deadline_s: float,
+    ) -> tuple[bytes, int, bool, bool]:
+        """Read the command's output until it exits: the head in memory, the rest spilled
+        to a file up to `spill_limit` (past it, the whole process group is killed)."""
+        head = bytearray()
+        total = 0
+        flooded = False
+        with spill_path.open("wb") as spill:
+
+            async def pump() -> None:
+                nonlocal total, flooded
+                assert process.stdout is not None
+                while chunk := await process.stdout.read(READ_CHUNK):
+                    total += len(chunk)
+                    if len(head) < limit:
+                        head.extend(chunk[: limit - len(head)])
+                    if total <= spill_limit:
+                        spill.write(chunk)
+                    elif not flooded:
+                        flooded = True
+                        _kill_group(process.pid)
+
+            try:
+                await asyncio.wait_for(asyncio.gather(pump(), process.wait()), deadline_s)
+                timed_out = False
+            except TimeoutError:
+                timed_out = True
+                _kill_group(process.pid)
+                await process.wait()
+        return bytes(head), total, timed_out, flooded
+
+    def _limit_child(self) -> None:
+        # Runs in the child before exec: a memory hog fails its own allocations instead of
+        # waking the OOM killer, which might pick the executor.
+        if self.memory_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
+
+    def read_file(self, arguments: dict[str, Any]) -> str:
+        path = self._path(arguments["path"])
+        if not path.is_file():
+            raise ToolError(f"no such file: {arguments['path']}")
+        text = path.read_text(errors="replace")
+        start, end = arguments.get("start_line"), arguments.get("end_line")
+        if start is None and end is None:
+            return text
+        lines = text.splitlines(keepends=True)
+        first = max(1, int(start or 1))
+        last = min(len(lines), int(end or len(lines)))
+        if first > len(lines):
+            raise ToolError(f"{arguments['path']} has {len(lines)} lines; asked from {first}")
+        return "".join(lines[first - 1 : last])
+
+    def write_file(self, arguments: dict[str, Any]) -> str:
+        path = self._path(arguments["path"])
+        content = arguments["content"]
+        if not isinstance(content, str):
+            raise ToolError("content must be a string")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode()
+        path.write_bytes(data)
+        return f"wrote {len(data)} bytes to {arguments['path']}"
+
+    def edit_file(self, arguments: dict[str, Any]) -> str:
+        path = self._path(arguments["path"])
+        old, new = arguments["old_string"], arguments["new_string"]
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise ToolError("old_string and new_string must be strings")
+        if not old:
+            raise ToolError("old_string is empty; use write_file to create a file")
+        if not path.is_file():
+            raise ToolError(f"no such file: {arguments['path']}")
+        text = path.read_text()
+        count = text.count(old)
+        if count == 0:
+            raise ToolError(f"old_string not found in {arguments['path']}")
+        if count > 1:
+            raise ToolError(
+                f"old_string occurs {count} times in {arguments['path']}; "
+                "include more surrounding text so it is unique"
+            )
+        path.write_text(text.replace(old, new, 1))
+        return f"edited {arguments['path']}"
+
+    def list_files(self, arguments: dict[str, Any]) -> str:
+        root = self._path(arguments.get("path") or ".")
+        if not root.is_dir():
+            raise ToolError(f"no such directory: {arguments.get('path')}")
+        pattern = arguments.get("pattern") or "**/*"
+        found = sorted(str(p.relative_to(root)) for p in root.glob(pattern) if p.is_file())
+        if len(found) > MAX_LISTED:
+            extra = len(found) - MAX_LISTED
+            return "\n".join([*found[:MAX_LISTED], f"[{extra} more files not listed]"])
+        return "\n".join(found) if found else "[no files match]"
+
+    def grep(self, arguments: dict[str, Any]) -> str:
+        flags = re.IGNORECASE if arguments.get("ignore_case") else 0
+        try:
+            regex = re.compile(arguments["pattern"], flags)
+        except re.error as exc:
+            raise ToolError(f"invalid regular expression: {exc}") from exc
+        root = self._path(arguments.get("path") or ".")
+        name_glob = arguments.get("glob")
+        limit = int(arguments.get("max_matches") or 500)
+        files = [root] if root.is_file() else sorted(_walk(root))
+        matches: list[str] = []
+        for file in files:
+            relative = file.name if file == root else str(file.relative_to(root))
+            if name_glob and not (
+                fnmatch.fnmatch(relative, name_glob) or fnmatch.fnmatch(file.name, name_glob)
+            ):
+                continue
+            try:
+                data = file.read_bytes()
+            except OSError:
+                continue
+            if b"\0" in data[:8192]:
+                continue  # binary
+            for number, line in enumerate(data.decode(errors="replace").splitlines(), 1):
+                if regex.search(line):
+                    matches.append(f"{relative}:{number}:{line}")
+                    if len(matches) >= limit:
+                        return "\n".join([*matches, f"[stopped at {limit} matches]"])
+        return "\n".join(matches) if matches else "[no matches]"
+
+    def _path(self, raw: object) -> Path:
+        if not isinstance(raw, str) or not raw:
+            raise ToolError("path must be a non-empty string")
+        return self.workspace / raw
+
+
+def _walk(root: Path) -> list[Path]:
+    files = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories[:] = [d for d in subdirectories if d != ".git"]
+        files += [Path(directory) / name for name in names]
+    return files
+
+
+def _result(call_id: str, output: str, *, is_error: bool = False) -> dict[str, Any]:
+    return {
+        "op": "result",
+        "call_id": call_id,
+        "output": output,
+        "is_error": is_error,
+        "exit_code": None,
+        "truncated": False,
+        "full_output": None,
+        "duration_ms": 0.0,
+        "duplicate": False,
+    }
+
+
+def _head(text: str, limit: int) -> str:
+    cut = text.encode()[:limit].decode(errors="ignore")
+    return f"{cut}\n[output truncated: {len(text.encode())} bytes, showing the first {limit}]"
+
+
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--state", required=True)
+    parser.add_argument("--memory-bytes", type=int, default=0)
+    args = parser.parse_args()
+    executor = Executor(Path(args.workspace), Path(args.state), args.memory_bytes or None)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(args.socket)
+    server = await asyncio.start_unix_server(executor.serve, path=args.socket)
+    # Ready: the host waits for this line before it sends anything.
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
