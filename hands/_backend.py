@@ -8,6 +8,8 @@ they isolate that process tree.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Protocol
 
@@ -42,9 +44,21 @@ class SandboxDirs:
         self.state = self.ipc / "state"
         self.record = self.root / "record.json"
 
-    def output_file(self, in_sandbox_path: str) -> Path:
-        """Where a file the executor names (under /keel/ipc) lives on the host."""
-        return self.ipc / Path(in_sandbox_path).relative_to("/keel/ipc")
+    def read_output(self, call_id: str) -> bytes | None:
+        """The full output the executor spilled for `call_id`, or None.
+
+        The sandbox can write here, so the host never trusts a path it names and never
+        follows a link it planted: it opens the one expected file, without following links.
+        """
+        path = self.state / "out" / f"{call_id}.out"
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        with os.fdopen(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return None
+            return file.read()
 
 
 class SandboxBackend(Protocol):

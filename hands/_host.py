@@ -184,16 +184,20 @@ class HandsHost:
         await self.backend.prepare(dirs)
         handle = await self.backend.start(record, dirs)
         record = msgspec.structs.replace(record, handle=handle)
-        dirs.record.write_bytes(_ENCODER.encode(record))
         try:
+            dirs.record.write_bytes(_ENCODER.encode(record))
             client = await ExecutorClient.connect(dirs.socket)
-        except SandboxLost:
-            await self.backend.remove(record)
-            shutil.rmtree(dirs.root, ignore_errors=True)
+        except BaseException:
+            # Failed or cancelled half way: never leave a sandbox nobody knows about.
+            await asyncio.shield(self._discard(record, dirs))
             raise
         sandbox = Sandbox(record=record, dirs=dirs, client=client)
         self._spawn(self._watch(sandbox))
         return sandbox
+
+    async def _discard(self, record: SandboxRecord, dirs: SandboxDirs) -> None:
+        await self.backend.remove(record)
+        await asyncio.to_thread(shutil.rmtree, dirs.root, True)
 
     async def _restore(self, sandbox: Sandbox, checkpoint: str) -> None:
         assert self._checkpoints is not None
@@ -253,8 +257,7 @@ class HandsHost:
                 except SandboxLost:
                     pass
             if not adopted:
-                await self.backend.remove(record)
-                shutil.rmtree(dirs.root, ignore_errors=True)
+                await self._discard(record, dirs)
                 log.info("removed sandbox %s left by a dead host", record.sandbox_id)
         orphans = await self.backend.reap_unknown(known)
         if orphans:
@@ -340,9 +343,9 @@ class HandsHost:
     ) -> ToolOutcome:
         blob = None
         if result.get("full_output"):
-            path = sandbox.dirs.output_file(result["full_output"])
-            if path.exists():
-                blob = await self._put_blob(path.read_bytes(), result["output"])
+            data = await asyncio.to_thread(sandbox.dirs.read_output, request.call_id)
+            if data is not None:
+                blob = await self._put_blob(data, result["output"])
         if TOOLS[request.name].mutating and not result.get("duplicate"):
             await self._checkpoint(sandbox)
         return ToolOutcome(
@@ -432,8 +435,7 @@ class HandsHost:
                 await subscription.unsubscribe()
         self.sandboxes.pop(sandbox.record.sandbox_id, None)
         await sandbox.client.close()
-        await self.backend.remove(sandbox.record)
-        await asyncio.to_thread(shutil.rmtree, sandbox.dirs.root, True)
+        await self._discard(sandbox.record, sandbox.dirs)
 
     async def _watch(self, sandbox: Sandbox) -> None:
         """Notice a sandbox dying even when no call is in flight."""

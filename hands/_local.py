@@ -154,6 +154,9 @@ def _mounts(dirs: SandboxDirs) -> list[str]:
         "--ro-bind",
         str(EXECUTOR_SOURCE),
         "/keel/executor.py",
+        # Last: the root bubblewrap built is read-only too; only /workspace and /tmp write.
+        "--remount-ro",
+        "/",
         "--chdir",
         "/workspace",
     ]

@@ -1,0 +1,229 @@
+"""Sandboxes die and are replaced; hosts die and are replaced; no call ever runs twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import nats
+import pytest
+
+from hands import HandsHost, HandsSettings
+from hands._backend import SandboxBackend, SandboxRecord
+from schemas import CallProgress, CallRequest, new_id
+from schemas._hands import progress_subject
+from tests.hands.client import HandsTestClient
+
+ROOT = Path(__file__).resolve().parents[2]
+SESSION = "ses_life"
+
+
+async def test_a_killed_sandbox_is_reported_and_replaced_from_its_checkpoint(
+    host: HandsHost, client: HandsTestClient, backend: SandboxBackend
+) -> None:
+    sandbox = (await client.provision(SESSION)).sandbox_id
+    wrote = await client.call(sandbox, SESSION, "write_file", {"path": "keep.txt", "content": "v1"})
+    assert wrote.checkpoint
+    call_id = new_id("call")
+    request = CallRequest(
+        call_id=call_id, session_id=SESSION, name="bash", input={"command": "sleep 30"}
+    )
+    assert not (await client.send(sandbox, request)).error
+    await asyncio.sleep(0.5)
+    await backend.kill(host.sandboxes[sandbox].record)
+
+    lost = await client.outcome(SESSION, call_id)
+    assert lost.sandbox_lost and lost.outcome == "unknown" and lost.is_error
+    assert lost.checkpoint == wrote.checkpoint
+    # Anything sent to the dead sandbox is answered, not left hanging.
+    late = await client.call(sandbox, SESSION, "read_file", {"path": "keep.txt"})
+    assert late.sandbox_lost
+
+    replacement = await client.provision(SESSION, checkpoint=lost.checkpoint)
+    assert replacement.sandbox_id != sandbox and replacement.checkpoint == wrote.checkpoint
+    kept = await client.call(replacement.sandbox_id, SESSION, "read_file", {"path": "keep.txt"})
+    assert kept.output == "v1"
+
+
+async def test_the_same_call_id_runs_once(host: HandsHost, client: HandsTestClient) -> None:
+    sandbox = (await client.provision(SESSION)).sandbox_id
+    request = CallRequest(
+        call_id=new_id("call"),
+        session_id=SESSION,
+        name="bash",
+        input={"command": "echo ran >> counter; sleep 0.5; wc -l < counter"},
+    )
+    first, second = await asyncio.gather(
+        client.send(sandbox, request), client.send(sandbox, request)
+    )
+    assert sorted([first.duplicate, second.duplicate]) == [False, True]
+    outcome = await client.outcome(SESSION, request.call_id)
+    assert outcome.output.startswith("1\n")
+    again = await client.send(sandbox, request)  # long after: answered from the kept outcome
+    assert again.duplicate
+    count = await client.call(sandbox, SESSION, "read_file", {"path": "counter"})
+    assert count.output == "ran\n"
+    assert await client.outcomes(SESSION, request.call_id) == 1
+
+
+async def test_cancel_kills_the_running_command(host: HandsHost, client: HandsTestClient) -> None:
+    sandbox = (await client.provision(SESSION)).sandbox_id
+    call_id = new_id("call")
+    request = CallRequest(
+        call_id=call_id, session_id=SESSION, name="bash", input={"command": "sleep 30"}
+    )
+    await client.send(sandbox, request)
+    await asyncio.sleep(0.3)
+    await client.cancel(sandbox, call_id)
+    outcome = await asyncio.wait_for(client.outcome(SESSION, call_id), 10)
+    assert outcome.is_error and "[cancelled]" in outcome.output
+
+
+async def test_long_calls_send_heartbeats(host: HandsHost, client: HandsTestClient) -> None:
+    sandbox = (await client.provision(SESSION)).sandbox_id
+    beats = await client.nc.subscribe(progress_subject(SESSION))
+    await client.call(sandbox, SESSION, "bash", {"command": "sleep 1"})
+    progress = msgspec.json.decode((await beats.next_msg(timeout=1)).data, type=CallProgress)
+    assert progress.sandbox_id == sandbox and progress.elapsed_ms > 0
+
+
+async def test_bad_calls_get_clear_error_outcomes(host: HandsHost, client: HandsTestClient) -> None:
+    sandbox = (await client.provision(SESSION)).sandbox_id
+    unknown = await client.call(sandbox, SESSION, "rm_rf", {})
+    assert unknown.is_error and "unknown tool 'rm_rf'" in unknown.output
+    missing = await client.call(sandbox, SESSION, "bash", {})
+    assert missing.is_error and "command" in missing.output
+    wrong = await client.call(sandbox, SESSION, "read_file", {"path": 7})
+    assert wrong.is_error and "Expected `str`" in wrong.output
+    extra = await client.call(sandbox, SESSION, "grep", {"pattern": "x", "recursive": True})
+    assert extra.is_error and "recursive" in extra.output
+    reply = await client.nc.request(f"keel.sandbox.{sandbox}.call", b"{not json", timeout=5)
+    assert b"malformed call" in reply.data
+    huge = CallRequest(
+        call_id=new_id("call"),
+        session_id=SESSION,
+        name="write_file",
+        input={"path": "big", "content": "x" * (client.nc.max_payload + 1)},
+    )
+    with pytest.raises(nats.errors.MaxPayloadError):
+        await client.send(sandbox, huge)
+    # Nothing of that broke the host.
+    assert (await client.call(sandbox, SESSION, "bash", {"command": "echo ok"})).exit_code == 0
+
+
+async def test_warm_pool_serves_provisioning(
+    settings: HandsSettings, backend: SandboxBackend, client: HandsTestClient
+) -> None:
+    host = HandsHost(msgspec.structs.replace(settings, warm_pool=1), backend)
+    await host.start()
+    try:
+        for _ in range(100):
+            if host._warm:
+                break
+            await asyncio.sleep(0.05)
+        warm = host._warm[0].record.sandbox_id
+        reply = await client.provision(SESSION)
+        assert reply.sandbox_id == warm
+        outcome = await client.call(warm, SESSION, "bash", {"command": "pwd"})
+        assert outcome.output.startswith("/workspace")
+    finally:
+        await host.close(destroy_sandboxes=True)
+
+
+# -- a hands host that dies --------------------------------------------------------------
+
+
+@pytest.fixture
+def host_process(settings: HandsSettings, backend: SandboxBackend) -> Iterator[object]:
+    """Start `python -m hands` processes on the test's NATS and data directory."""
+    children: list[subprocess.Popen[str]] = []
+
+    def start() -> subprocess.Popen[str]:
+        env = {
+            **os.environ,
+            "KEEL_NATS_URL": settings.nats_url,
+            "KEEL_HANDS_DIR": str(settings.data_dir),
+            "KEEL_SANDBOX_BACKEND": settings.backend,
+            "KEEL_SANDBOX_IMAGE": settings.docker_image,
+        }
+        child = subprocess.Popen(
+            [sys.executable, "-m", "hands"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        children.append(child)
+        assert child.stdout is not None
+        for line in child.stdout:
+            if "ready" in line:
+                return child
+        raise AssertionError(f"the hands host did not start: {child.wait()}")
+
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    # The killed hosts' sandboxes outlive them by design: remove them here.
+    for path in (settings.data_dir / "sandboxes").glob("*/record.json"):
+        record = msgspec.json.decode(path.read_bytes(), type=SandboxRecord)
+        asyncio.run(backend.remove(record))
+
+
+async def test_a_killed_host_is_replaced_and_nothing_runs_twice(
+    host_process,
+    client: HandsTestClient,
+    backend: SandboxBackend,
+    settings: HandsSettings,  # type: ignore[no-untyped-def]
+) -> None:
+    first = await asyncio.to_thread(host_process)
+    sandbox = (await client.provision(SESSION)).sandbox_id
+    done = await client.call(sandbox, SESSION, "write_file", {"path": "a", "content": "a"})
+    request = CallRequest(
+        call_id=new_id("call"),
+        session_id=SESSION,
+        name="bash",
+        input={"command": "echo ran >> counter; sleep 2; echo finished"},
+    )
+    await client.send(sandbox, request)
+    await asyncio.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    # A sandbox record whose sandbox is already gone: the next host must clean it up.
+    dead = settings.data_dir / "sandboxes" / "sbx_dead"
+    dead.mkdir()
+    (dead / "record.json").write_bytes(
+        msgspec.json.encode(
+            SandboxRecord(
+                sandbox_id="sbx_dead",
+                session_id=SESSION,
+                host_id="gone",
+                backend=settings.backend,
+                created_at=0.0,
+                handle="sbx_dead",
+            )
+        )
+    )
+
+    await asyncio.to_thread(host_process)  # adopts the sandbox and asks for its calls
+    outcome = await client.outcome(SESSION, request.call_id)
+    assert not outcome.is_error and "finished" in outcome.output
+    # An outcome published before the crash is still there to collect.
+    assert (await client.outcome(SESSION, done.call_id)).checkpoint == done.checkpoint
+    again = await client.send(sandbox, request)
+    assert again.duplicate
+    count = await client.call(sandbox, SESSION, "read_file", {"path": "counter"})
+    assert count.output == "ran\n"
+    assert await client.outcomes(SESSION, request.call_id) == 1
+    # What the dead host left that could not be adopted is removed, not orphaned.
+    assert {p.name for p in (settings.data_dir / "sandboxes").iterdir()} == {sandbox}
