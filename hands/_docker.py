@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from typing import Any
 
 import docker
@@ -28,6 +29,9 @@ class DockerBackend:
         self._docker = docker.from_env()
 
     async def prepare(self, dirs: SandboxDirs) -> None:
+        # The executor is copied next to the sandbox: the engine resolves bind mounts on its
+        # own machine, where a hands host running in a container has no site-packages path.
+        await asyncio.to_thread(shutil.copyfile, EXECUTOR_SOURCE, dirs.root / "executor.py")
         await asyncio.to_thread(_chown_tree, dirs.workspace)
         await asyncio.to_thread(_chown_tree, dirs.ipc)
 
@@ -66,7 +70,7 @@ class DockerBackend:
             "volumes": {
                 str(dirs.workspace): {"bind": "/workspace", "mode": "rw"},
                 str(dirs.ipc): {"bind": "/keel/ipc", "mode": "rw"},
-                str(EXECUTOR_SOURCE): {"bind": "/keel/executor.py", "mode": "ro"},
+                str(dirs.root / "executor.py"): {"bind": "/keel/executor.py", "mode": "ro"},
             },
             "labels": {
                 LABEL: record.sandbox_id,
