@@ -1,8 +1,9 @@
 """The sandbox executor: the small program that runs tools inside a sandbox.
 
 It runs under the sandbox's own Python with the standard library only (the sandbox image has
-no keel packages), listens on a unix socket in a directory the hands host mounted in, and
-speaks newline-delimited JSON:
+no keel packages) and without asyncio (whose import alone would double a sandbox's cold
+start), listens on a unix socket in a directory the hands host mounted in, and speaks
+newline-delimited JSON:
 
     {"op": "call", "call_id", "tool", "input", "timeout_s", "max_output_bytes", "spill_bytes"}
         -> {"op": "result", "call_id", "output", "is_error", "exit_code", "truncated",
@@ -20,14 +21,16 @@ The executor never talks to the network; it could not anyway.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import fnmatch
 import json
 import os
 import re
-import resource
+import select
 import signal
+import socketserver
+import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,81 +51,82 @@ class Executor:
         self.calls.mkdir(parents=True, exist_ok=True)
         self.outputs.mkdir(parents=True, exist_ok=True)
         self.memory_bytes = memory_bytes
-        self.running: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self.lock = threading.Lock()
+        # call_id -> set when its result is recorded (a duplicate request waits on it).
+        self.running: dict[str, threading.Event] = {}
         self.groups: dict[str, int] = {}
         self.cancelled: set[str] = set()
 
     # -- the protocol -----------------------------------------------------------------------
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        lock = asyncio.Lock()
-        tasks: set[asyncio.Task[None]] = set()
+    def serve(self, reader: Any, writer: Any) -> None:
+        """One host connection: requests in, results out, calls answered as they finish."""
+        write_lock = threading.Lock()
 
-        async def send(message: dict[str, Any]) -> None:
-            async with lock:
+        def send(message: dict[str, Any]) -> None:
+            with write_lock, contextlib.suppress(OSError):
                 writer.write(json.dumps(message).encode() + b"\n")
-                await writer.drain()
+                writer.flush()
 
-        async def answer(request: dict[str, Any]) -> None:
-            await send(await self.call(request))
+        def answer(request: dict[str, Any]) -> None:
+            send(self.call(request))
 
-        try:
-            while line := await reader.readline():
-                try:
-                    request = json.loads(line)
-                    op = request["op"]
-                except (ValueError, KeyError, TypeError):
-                    await send({"op": "error", "error": "malformed request"})
-                    continue
-                if op == "call":
-                    task = asyncio.create_task(answer(request))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                elif op == "cancel":
-                    self.cancel(str(request.get("call_id")))
-                elif op == "forget":
-                    self.forget(str(request.get("call_id")))
-                elif op == "ping":
-                    await send({"op": "pong"})
-                else:
-                    await send({"op": "error", "error": f"unknown op {op!r}"})
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+        for line in reader:
+            try:
+                request = json.loads(line)
+                op = request["op"]
+            except (ValueError, KeyError, TypeError):
+                send({"op": "error", "error": "malformed request"})
+                continue
+            if op == "call":
+                threading.Thread(target=answer, args=(request,), daemon=True).start()
+            elif op == "cancel":
+                self.cancel(str(request.get("call_id")))
+            elif op == "forget":
+                self.forget(str(request.get("call_id")))
+            elif op == "ping":
+                send({"op": "pong"})
+            else:
+                send({"op": "error", "error": f"unknown op {op!r}"})
 
-    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
         call_id = str(request.get("call_id", ""))
         if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", call_id):
             return _result(call_id, "invalid call_id", is_error=True)
         done = self.calls / f"{call_id}.json"
         started = self.calls / f"{call_id}.started"
-        if done.exists():
+        with self.lock:
+            waiting = self.running.get(call_id)
+            fresh = waiting is None and not done.exists() and not started.exists()
+            if fresh:
+                # The request is kept, so a host that adopts this sandbox can ask for it.
+                kept = {"tool": request.get("tool"), "input": request.get("input")}
+                started.write_text(json.dumps(kept))
+                self.running[call_id] = threading.Event()
+        if waiting is not None:
+            waiting.wait()
+        if not fresh:
+            if not done.exists():
+                # Started by an executor that is gone: nobody can tell what it did.
+                result = _result(
+                    call_id, "the call was interrupted and its outcome is unknown", is_error=True
+                )
+                result["unknown"] = True
+                _write_atomic(done, json.dumps(result))
             return {**json.loads(done.read_text()), "duplicate": True}
-        if call_id in self.running:
-            return {**await asyncio.shield(self.running[call_id]), "duplicate": True}
-        if started.exists():
-            # Started by an executor that is gone: nobody can tell what it did.
-            result = _result(
-                call_id, "the call was interrupted and its outcome is unknown", is_error=True
-            )
-            result["unknown"] = True
-            _write_atomic(done, json.dumps(result))
-            return {**result, "duplicate": True}
-        # The request is kept, so a host that adopts this sandbox can ask for the outcome.
-        started.write_text(json.dumps({"tool": request.get("tool"), "input": request.get("input")}))
-        task = asyncio.create_task(self.run(call_id, request))
-        self.running[call_id] = task
         try:
-            result = await asyncio.shield(task)
+            result = self.run(call_id, request)
+            _write_atomic(done, json.dumps(result))
         finally:
-            self.running.pop(call_id, None)
-        _write_atomic(done, json.dumps(result))
+            with self.lock:
+                self.running.pop(call_id).set()
         return result
 
     def cancel(self, call_id: str) -> None:
-        self.cancelled.add(call_id)
-        if (group := self.groups.get(call_id)) is not None:
+        with self.lock:
+            self.cancelled.add(call_id)
+            group = self.groups.get(call_id)
+        if group is not None:
             _kill_group(group)
 
     def forget(self, call_id: str) -> None:
@@ -133,17 +137,16 @@ class Executor:
 
     # -- the tools --------------------------------------------------------------------------
 
-    async def run(self, call_id: str, request: dict[str, Any]) -> dict[str, Any]:
+    def run(self, call_id: str, request: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         tool = request.get("tool")
         arguments = request.get("input") or {}
         limit = int(request.get("max_output_bytes", 30_000))
         try:
             if tool == "bash":
-                result = await self.bash(call_id, arguments, request)
+                result = self.bash(call_id, arguments, request)
             elif tool in ("read_file", "write_file", "edit_file", "list_files", "grep"):
-                output = await asyncio.to_thread(getattr(self, tool), arguments)
-                result = _result(call_id, output)
+                result = _result(call_id, getattr(self, tool)(arguments))
             else:
                 raise ToolError(f"unknown tool {tool!r}")
         except ToolError as exc:
@@ -159,7 +162,7 @@ class Executor:
         result["duration_ms"] = (time.monotonic() - started) * 1000
         return result
 
-    async def bash(
+    def bash(
         self, call_id: str, arguments: dict[str, Any], request: dict[str, Any]
     ) -> dict[str, Any]:
         command = arguments["command"]
@@ -169,25 +172,28 @@ class Executor:
         limit = int(request.get("max_output_bytes", 30_000))
         spill_limit = int(request.get("spill_bytes", 64 * 1024 * 1024))
         spill_path = self.outputs / f"{call_id}.out"
-        process = await asyncio.create_subprocess_exec(
-            "/bin/bash",
-            "-c",
-            command,
+        # prlimit, not a preexec_fn (unsafe with threads): a memory hog then fails its own
+        # allocations instead of waking the OOM killer, which might pick the executor.
+        limit_memory = ["prlimit", f"--as={self.memory_bytes}"] if self.memory_bytes else []
+        process = subprocess.Popen(
+            [*limit_memory, "/bin/bash", "-c", command],
             cwd=self.workspace,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=self._limit_child,
         )
-        self.groups[call_id] = process.pid
+        with self.lock:
+            self.groups[call_id] = process.pid
         try:
-            head, total, timed_out, flooded = await self._collect(
+            head, total, timed_out, flooded = self._collect(
                 process, spill_path, limit, spill_limit, timeout
             )
         finally:
-            self.groups.pop(call_id, None)
+            with self.lock:
+                self.groups.pop(call_id, None)
             _kill_group(process.pid)  # whatever the command left running in its group
+            process.wait()
         code = process.returncode
         text = head.decode("utf-8", "replace")
         truncated = total > limit
@@ -210,48 +216,49 @@ class Executor:
             result["full_output"] = str(spill_path)
         return result
 
-    async def _collect(
+    def _collect(
         self,
-        process: asyncio.subprocess.Process,
+        process: subprocess.Popen[bytes],
         spill_path: Path,
         limit: int,
         spill_limit: int,
         deadline_s: float,
     ) -> tuple[bytes, int, bool, bool]:
-        """Read the command's output until it exits: the head in memory, the rest spilled
-        to a file up to `spill_limit` (past it, the whole process group is killed)."""
+        """Read the command's output until it ends: the head in memory, the rest spilled to
+        a file up to `spill_limit` (past it, or past the deadline, the group is killed)."""
+        assert process.stdout is not None
+        pipe = process.stdout.fileno()
         head = bytearray()
         total = 0
-        flooded = False
+        timed_out = flooded = False
+        deadline = time.monotonic() + deadline_s
         with spill_path.open("wb") as spill:
-
-            async def pump() -> None:
-                nonlocal total, flooded
-                assert process.stdout is not None
-                while chunk := await process.stdout.read(READ_CHUNK):
-                    total += len(chunk)
-                    if len(head) < limit:
-                        head.extend(chunk[: limit - len(head)])
-                    if total <= spill_limit:
-                        spill.write(chunk)
-                    elif not flooded:
-                        flooded = True
-                        _kill_group(process.pid)
-
-            try:
-                await asyncio.wait_for(asyncio.gather(pump(), process.wait()), deadline_s)
-                timed_out = False
-            except TimeoutError:
-                timed_out = True
-                _kill_group(process.pid)
-                await process.wait()
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and not timed_out:
+                    timed_out = True
+                    _kill_group(process.pid)
+                    # A straggler that left the group may hold the pipe: read a moment more.
+                    deadline = time.monotonic() + 1.0
+                    continue
+                if remaining <= 0:
+                    break
+                ready, _, _ = select.select([pipe], [], [], remaining)
+                if not ready:
+                    continue
+                chunk = os.read(pipe, READ_CHUNK)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if len(head) < limit:
+                    head.extend(chunk[: limit - len(head)])
+                if total <= spill_limit:
+                    spill.write(chunk)
+                elif not flooded:
+                    flooded = True
+                    _kill_group(process.pid)
+        process.stdout.close()
         return bytes(head), total, timed_out, flooded
-
-    def _limit_child(self) -> None:
-        # Runs in the child before exec: a memory hog fails its own allocations instead of
-        # waking the OOM killer, which might pick the executor.
-        if self.memory_bytes:
-            resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
 
     def read_file(self, arguments: dict[str, Any]) -> str:
         path = self._path(arguments["path"])
@@ -384,7 +391,11 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-async def main() -> None:
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--socket", required=True)
     parser.add_argument("--workspace", required=True)
@@ -392,14 +403,18 @@ async def main() -> None:
     parser.add_argument("--memory-bytes", type=int, default=0)
     args = parser.parse_args()
     executor = Executor(Path(args.workspace), Path(args.state), args.memory_bytes or None)
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            executor.serve(self.rfile, self.wfile)
+
     with contextlib.suppress(FileNotFoundError):
         os.unlink(args.socket)
-    server = await asyncio.start_unix_server(executor.serve, path=args.socket)
-    # Ready: the host waits for this line before it sends anything.
-    print("ready", flush=True)
-    async with server:
-        await server.serve_forever()
+    with _Server(args.socket, Handler) as server:
+        # Ready: the host may connect from now on.
+        print("ready", flush=True)
+        server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -27,7 +27,7 @@ PACKAGES=(
 )
 # Checked inside the rootfs before it becomes an image, so a missing module fails the build,
 # not the first sandbox.
-PYTHON_CHECK='import argparse, asyncio, contextlib, fnmatch, hashlib, json, os, pathlib, re, resource, signal, socket, subprocess, tarfile, time'
+PYTHON_CHECK='import argparse, contextlib, fnmatch, json, os, pathlib, re, select, signal, socketserver, subprocess, threading, time'
 
 [[ $EUID -eq 0 ]] || die "must run as root (debootstrap and docker import need it)"
 command -v debootstrap >/dev/null || die "debootstrap is missing; run deploy/sandbox/ensure-docker.sh"
