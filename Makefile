@@ -20,10 +20,12 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## make bench: print the store's figures on SQLite and PostgreSQL.
+## make bench: print the figures of the store (SQLite, PostgreSQL) and the hands (local, Docker).
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.store --backend sqlite
 	$(BIN)/python -m tests.benchmarks.store --backend postgres
+	$(BIN)/python -m tests.benchmarks.hands --backend local
+	$(BIN)/python -m tests.benchmarks.hands --backend docker
 
 demo:
 	@echo "make demo arrives with the gateway (issue 5); 'make test' and 'make bench' work now."

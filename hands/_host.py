@@ -85,6 +85,7 @@ class HandsHost:
         self._blobs: ObjectStore | None = None
         self._checkpoints: ObjectStore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._warm_added = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -167,6 +168,13 @@ class HandsHost:
     async def _fill_warm_pool(self) -> None:
         sandbox = await self._create("warm", ProvisionRequest(session_id="warm"))
         self._warm.append(sandbox)
+        self._warm_added.set()
+
+    async def wait_for_warm(self) -> None:
+        """Return once the warm pool holds a sandbox."""
+        while not self._warm:
+            self._warm_added.clear()
+            await self._warm_added.wait()
 
     async def _create(self, session_id: str, request: ProvisionRequest) -> Sandbox:
         sandbox_id = new_id("sbx")
@@ -326,6 +334,7 @@ class HandsHost:
                         "call_id": request.call_id,
                         "tool": request.name,
                         "input": request.input,
+                        "idempotent": TOOLS[request.name].idempotent,
                         "max_output_bytes": self.settings.max_output_bytes,
                         "spill_bytes": self.settings.max_spill_bytes,
                         "timeout_s": sandbox.record.spec.call_timeout_s,

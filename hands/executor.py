@@ -5,7 +5,8 @@ no keel packages) and without asyncio (whose import alone would double a sandbox
 start), listens on a unix socket in a directory the hands host mounted in, and speaks
 newline-delimited JSON:
 
-    {"op": "call", "call_id", "tool", "input", "timeout_s", "max_output_bytes", "spill_bytes"}
+    {"op": "call", "call_id", "tool", "input", "idempotent", "timeout_s", "max_output_bytes",
+     "spill_bytes"}
         -> {"op": "result", "call_id", "output", "is_error", "exit_code", "truncated",
             "full_output", "duration_ms", "duplicate"}
     {"op": "cancel", "call_id"}   the call's process group is killed; its result says so
@@ -13,8 +14,9 @@ newline-delimited JSON:
                                   record stays, so the call_id is still never run twice)
     {"op": "ping"} -> {"op": "pong"}
 
-Every call is recorded under the state directory before it runs and its result after, so a
-call_id is executed at most once, even if the host that sent it died and another asks again.
+Every call of a tool that is not idempotent is recorded under the state directory before it
+runs and its result after, so its call_id is executed at most once, even if the host that sent
+it died and another asks again. Idempotent calls (reads) simply run.
 The executor never talks to the network; it could not anyway.
 """
 
@@ -93,6 +95,9 @@ class Executor:
         call_id = str(request.get("call_id", ""))
         if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", call_id):
             return _result(call_id, "invalid call_id", is_error=True)
+        if request.get("idempotent") is True:
+            # Safe to run again (read_file, list_files, grep): no records to keep or consult.
+            return self.run(call_id, request)
         done = self.calls / f"{call_id}.json"
         started = self.calls / f"{call_id}.started"
         with self.lock:

@@ -123,10 +123,7 @@ async def test_warm_pool_serves_provisioning(
     host = HandsHost(msgspec.structs.replace(settings, warm_pool=1), backend)
     await host.start()
     try:
-        for _ in range(100):
-            if host._warm:
-                break
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(host.wait_for_warm(), 30)
         warm = host._warm[0].record.sandbox_id
         reply = await client.provision(SESSION)
         assert reply.sandbox_id == warm

@@ -1,4 +1,4 @@
-"""The benchmark must keep running: a quick pass per backend, checked for every figure."""
+"""The benchmarks must keep running: a quick pass per backend, checked for every figure."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.backends import require_postgres
+from tests.hands.conftest import docker_backend, local_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,4 +28,23 @@ def test_store_benchmark_prints_every_figure(backend: str) -> None:
     )
     assert run.returncode == 0, run.stderr
     for figure in ("1. sequential", "2a.", "2b.", "3. wake", "4. full replay", "5. on disk"):
+        assert figure in run.stdout, run.stdout
+
+
+@pytest.mark.parametrize("backend", ["local", "docker"])
+def test_hands_benchmark_prints_every_figure(backend: str) -> None:
+    if backend == "docker":
+        docker_backend()
+    else:
+        local_backend()
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.hands", "--backend", backend, "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    for figure in ("1. round trip", "2. cold start", "3. warm pool", "4. checkpoint"):
         assert figure in run.stdout, run.stdout
