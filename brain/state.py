@@ -63,6 +63,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     compacted_through: int = 0
     messages: list[Message] = []
     open_calls: dict[str, ToolCall] = {}
+    # The newest workspace checkpoint a tool result names: where a new sandbox starts.
+    checkpoint: str | None = None
     calls_finished: int = 0
     recent_calls: list[str] = []
     usage: Usage = Usage()

@@ -74,6 +74,8 @@ class ToolResult(_EventBase, tag="tool.result", frozen=True):
     is_error: bool = False
     outcome: Outcome = "ok"
     duration_ms: float = 0.0
+    # The workspace checkpoint the call left behind: a replacement sandbox starts from it.
+    checkpoint: str | None = None
 
 
 class ApprovalRequested(_EventBase, tag="approval.requested", frozen=True):

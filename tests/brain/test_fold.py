@@ -128,7 +128,11 @@ def build_log(plan: list[tuple[str, int, str, dict[str, object]]]) -> list[Event
             case "dispatch" if call:
                 events.append(ToolDispatched(call_id=call, attempt=n % 3 + 1, sandbox_id=text))
             case "result" if call:
-                events.append(ToolResult(call_id=call, output=text, is_error=n % 2 == 1))
+                events.append(
+                    ToolResult(
+                        call_id=call, output=text, is_error=n % 2 == 1, checkpoint=f"ck{n % 4}"
+                    )
+                )
             case "verdict":
                 events.append(JudgeVerdict(passed=n % 2 == 0, judge="command", detail=text))
             case "budget":
@@ -202,8 +206,8 @@ def test_a_tool_call_from_request_to_result() -> None:
         [
             ApprovalGranted(call_id="c1", by="alice"),
             ToolDispatched(call_id="c1", attempt=1, sandbox_id="sbx"),
-            ToolResult(call_id="c1", output="3 passed"),
-            ToolResult(call_id="c1", output="a duplicate result changes nothing"),
+            ToolResult(call_id="c1", output="3 passed", checkpoint="ck1"),
+            ToolResult(call_id="c1", output="a duplicate changes nothing", checkpoint="ck2"),
         ],
         start=6,
     )
@@ -213,7 +217,7 @@ def test_a_tool_call_from_request_to_result() -> None:
         "sbx",
     )
     state = replay(more[2:], state)
-    assert state.open_calls == {} and state.calls_finished == 1
+    assert state.open_calls == {} and state.calls_finished == 1 and state.checkpoint == "ck1"
     assert [m.role for m in state.messages] == ["user", "assistant", "user"]
     assert state.messages[-1].content == [ToolResultBlock(call_id="c1", output="3 passed")]
 

@@ -79,6 +79,7 @@ ONE_OF_EACH: list[Event] = [
         is_error=True,
         outcome="error",
         duration_ms=2100.0,
+        checkpoint="cd" * 32,
     ),
     JudgeVerdict(passed=True, judge="command", detail="exit 0"),
     BudgetReached(budget="cost", limit=2.5, used=2.51),
