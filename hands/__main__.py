@@ -19,7 +19,7 @@ def make_backend(settings: HandsSettings) -> SandboxBackend:
         from hands._docker import DockerBackend
 
         return DockerBackend(settings.docker_image)
-    return LocalBackend()
+    return LocalBackend(settings.local_isolation)
 
 
 async def run(settings: HandsSettings) -> None:

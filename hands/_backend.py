@@ -86,3 +86,11 @@ class SandboxBackend(Protocol):
         """Remove this backend's sandboxes whose handle is not in `known` (orphans of a
         host that died before recording them); returns how many."""
         ...
+
+
+def chown_tree(root: Path) -> None:
+    """Give a directory tree to the sandbox user, never following a link planted in it."""
+    os.chown(root, SANDBOX_UID, SANDBOX_UID)
+    for directory, subdirectories, names in os.walk(root):
+        for name in [*subdirectories, *names]:
+            os.lchown(os.path.join(directory, name), SANDBOX_UID, SANDBOX_UID)

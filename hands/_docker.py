@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 from typing import Any
 
 import docker
 import docker.errors
 
-from hands._backend import EXECUTOR_SOURCE, SANDBOX_UID, SandboxDirs, SandboxRecord
+from hands._backend import (
+    EXECUTOR_SOURCE,
+    SANDBOX_UID,
+    SandboxDirs,
+    SandboxRecord,
+    chown_tree,
+)
 
 LABEL = "keel.sandbox"
 
@@ -32,8 +37,8 @@ class DockerBackend:
         # The executor is copied next to the sandbox: the engine resolves bind mounts on its
         # own machine, where a hands host running in a container has no site-packages path.
         await asyncio.to_thread(shutil.copyfile, EXECUTOR_SOURCE, dirs.root / "executor.py")
-        await asyncio.to_thread(_chown_tree, dirs.workspace)
-        await asyncio.to_thread(_chown_tree, dirs.ipc)
+        await asyncio.to_thread(chown_tree, dirs.workspace)
+        await asyncio.to_thread(chown_tree, dirs.ipc)
 
     async def start(self, record: SandboxRecord, dirs: SandboxDirs) -> str:
         spec = record.spec
@@ -112,10 +117,3 @@ class DockerBackend:
     def _remove(self, handle: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):
             self._docker.containers.get(handle).remove(force=True)
-
-
-def _chown_tree(root: os.PathLike[str]) -> None:
-    os.chown(root, SANDBOX_UID, SANDBOX_UID)
-    for directory, subdirectories, names in os.walk(root):
-        for name in [*subdirectories, *names]:
-            os.lchown(os.path.join(directory, name), SANDBOX_UID, SANDBOX_UID)

@@ -1,9 +1,10 @@
-"""The embedded sandbox backend: the executor under bubblewrap, limited by cgroups.
+"""The embedded sandbox backend: the executor in Linux namespaces, limited by cgroups.
 
 No network (a private network namespace with only its own loopback), the system mounted
-read-only, /workspace writable, an empty environment, a non-root user in its own user, pid,
-ipc and uts namespaces. The sandbox runs in its own session, so it outlives a hands host that
-dies, and a new host adopts it.
+read-only, /workspace writable, an empty environment, a non-root user, its own pid, ipc,
+mount and uts namespaces. Built with bubblewrap when it is installed, else with `unshare`
+(util-linux) plus a chroot, which needs the host to run as root. The sandbox runs in its own
+session, so it outlives a hands host that dies, and a new host adopts it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Literal
 
-from hands._backend import EXECUTOR_SOURCE, SANDBOX_UID, SandboxDirs, SandboxRecord
+from hands._backend import (
+    EXECUTOR_SOURCE,
+    SANDBOX_UID,
+    SandboxDirs,
+    SandboxRecord,
+    chown_tree,
+)
 from hands._cgroup import Cgroup
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc")
@@ -28,26 +36,35 @@ class LocalBackendUnavailable(Exception):
 class LocalBackend:
     name = "local"
 
-    def __init__(self) -> None:
-        bwrap = shutil.which("bwrap")
-        if bwrap is None:
-            raise LocalBackendUnavailable("bubblewrap (bwrap) is not installed")
+    def __init__(self, isolation: Literal["bwrap", "unshare"] | None = None) -> None:
+        """`isolation`: bubblewrap or unshare; by default bubblewrap when it is installed."""
         if not Path(PYTHON).exists():
             raise LocalBackendUnavailable(f"{PYTHON} is missing: the executor needs it")
-        self._bwrap = bwrap
+        if isolation is None:
+            isolation = "bwrap" if shutil.which("bwrap") else "unshare"
+        if isolation == "bwrap" and shutil.which("bwrap") is None:
+            raise LocalBackendUnavailable("bubblewrap (bwrap) is not installed")
+        if isolation == "unshare" and (os.geteuid() != 0 or not shutil.which("unshare")):
+            raise LocalBackendUnavailable(
+                "without bubblewrap, the local backend needs unshare and a hands host run as root"
+            )
+        self.isolation = isolation
         # Sandboxes this process started: kept to reap them (adopted ones are not our children).
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     async def prepare(self, dirs: SandboxDirs) -> None:
-        """Nothing to do: the sandbox user is mapped to the host's own user."""
+        """Under unshare the sandbox user is a real host user, who must own its directories;
+        under bubblewrap it is mapped to the host's own user."""
+        if self.isolation == "unshare":
+            await asyncio.to_thread(chown_tree, dirs.workspace)
+            await asyncio.to_thread(chown_tree, dirs.ipc)
 
     async def start(self, record: SandboxRecord, dirs: SandboxDirs) -> str:
         spec = record.spec
         memory = spec.memory_mb * 1024 * 1024
         group = Cgroup(record.sandbox_id)
         await asyncio.to_thread(group.create, memory_bytes=memory, pids=spec.pids, cpus=spec.cpus)
-        command = [self._bwrap, *_isolation(), *_mounts(dirs)]
-        command += [
+        executor = [
             PYTHON,
             "-I",
             "/keel/executor.py",
@@ -60,8 +77,12 @@ class LocalBackend:
             "--memory-bytes",
             str(memory),
         ]
-        if spec.network:
-            command.remove("--unshare-net")
+        if self.isolation == "bwrap":
+            command = [shutil.which("bwrap") or "bwrap", *_isolation(), *_mounts(dirs), *executor]
+            if spec.network:
+                command.remove("--unshare-net")
+        else:
+            command = _unshare_command(dirs, executor, network=spec.network)
         log = (dirs.root / "sandbox.log").open("ab")
         # The shell joins the cgroups, then becomes bubblewrap: nothing escapes the limits.
         self._children[record.sandbox_id] = subprocess.Popen(  # noqa: ASYNC220 - returns at once
@@ -161,3 +182,65 @@ def _mounts(dirs: SandboxDirs) -> list[str]:
         "/workspace",
     ]
     return mounts
+
+
+# Runs as root in fresh mount/pid/net/ipc/uts namespaces (nothing propagates back to the
+# host): builds a root of read-only binds on a tmpfs, then chroots into it as the sandbox
+# user, with no privileges to regain and an empty environment.
+_UNSHARE_SETUP = r"""
+set -eu
+root=$1 workspace=$2 ipc=$3 executor=$4 uid=$5
+shift 5
+mount --make-rprivate /
+mount -t tmpfs -o mode=0755,size=1m keel-root "$root"
+for dir in /usr /etc; do
+    mkdir -p "$root$dir"
+    mount --rbind "$dir" "$root$dir"
+    mount -o remount,bind,ro "$root$dir"
+done
+for link in /bin /sbin /lib /lib64; do
+    if [ -L "$link" ]; then ln -s "$(readlink "$link")" "$root$link"; fi
+done
+mkdir -p "$root/proc" "$root/dev" "$root/tmp" "$root/workspace" "$root/keel/ipc"
+mount -t proc proc "$root/proc"
+mount -t tmpfs -o mode=0755,size=64k keel-dev "$root/dev"
+for device in null zero full random urandom tty; do
+    touch "$root/dev/$device"
+    mount --bind "/dev/$device" "$root/dev/$device"
+done
+mount -t tmpfs -o mode=1777,size=64m keel-tmp "$root/tmp"
+mount --bind "$workspace" "$root/workspace"
+mount --bind "$ipc" "$root/keel/ipc"
+touch "$root/keel/executor.py"
+mount --bind "$executor" "$root/keel/executor.py"
+mount -o remount,bind,ro "$root/keel/executor.py"
+mount -o remount,ro "$root"
+cd "$root"
+# This shell stays as the namespace's pid 1: its `wait` reaps the orphans a killed command
+# leaves, which would otherwise linger as zombies.
+chroot --userspec="$uid:$uid" . /usr/bin/setpriv --no-new-privs --inh-caps=-all \
+    /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/workspace LANG=C.UTF-8 "$@" &
+wait $!
+"""
+
+
+def _unshare_command(dirs: SandboxDirs, executor: list[str], *, network: bool) -> list[str]:
+    root = dirs.root / "root"
+    root.mkdir(exist_ok=True)
+    namespaces = ["--mount", "--pid", "--fork", "--ipc", "--uts"]
+    if not network:
+        namespaces.append("--net")
+    return [
+        "unshare",
+        *namespaces,
+        "/bin/sh",
+        "-c",
+        _UNSHARE_SETUP,
+        "sandbox",
+        str(root),
+        str(dirs.workspace),
+        str(dirs.ipc),
+        str(EXECUTOR_SOURCE),
+        str(SANDBOX_UID),
+        *executor,
+    ]

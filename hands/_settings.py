@@ -15,6 +15,9 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = Path.home() / ".local" / "share" / "keel" / "hands"
     backend: Literal["local", "docker"] = "local"
     docker_image: str = "keel-sandbox:latest"
+    # How the local backend isolates: bubblewrap, or unshare + chroot; None picks bubblewrap
+    # when it is installed.
+    local_isolation: Literal["bwrap", "unshare"] | None = None
     host_id: str = f"hands-{socket.gethostname()}"
     # Sandboxes started ahead of demand, so provisioning costs almost nothing.
     warm_pool: int = 0
@@ -34,6 +37,8 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
             values["data_dir"] = Path(env["KEEL_HANDS_DIR"])
         if "KEEL_SANDBOX_BACKEND" in env:
             values["backend"] = env["KEEL_SANDBOX_BACKEND"]
+        if "KEEL_LOCAL_ISOLATION" in env:
+            values["local_isolation"] = env["KEEL_LOCAL_ISOLATION"]
         if "KEEL_SANDBOX_IMAGE" in env:
             values["docker_image"] = env["KEEL_SANDBOX_IMAGE"]
         if "KEEL_HANDS_ID" in env:

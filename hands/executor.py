@@ -190,10 +190,16 @@ class Executor:
         )
         with self.lock:
             self.groups[call_id] = process.pid
+        deadline = time.monotonic() + timeout
         try:
             head, total, timed_out, flooded = self._collect(
-                process, spill_path, limit, spill_limit, timeout
+                process, spill_path, limit, spill_limit, deadline
             )
+            # Its output ended; let the command itself finish (it may still be exiting).
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                timed_out = True
         finally:
             with self.lock:
                 self.groups.pop(call_id, None)
@@ -227,7 +233,7 @@ class Executor:
         spill_path: Path,
         limit: int,
         spill_limit: int,
-        deadline_s: float,
+        deadline: float,
     ) -> tuple[bytes, int, bool, bool]:
         """Read the command's output until it ends: the head in memory, the rest spilled to
         a file up to `spill_limit` (past it, or past the deadline, the group is killed)."""
@@ -236,7 +242,6 @@ class Executor:
         head = bytearray()
         total = 0
         timed_out = flooded = False
-        deadline = time.monotonic() + deadline_s
         with spill_path.open("wb") as spill:
             while True:
                 remaining = deadline - time.monotonic()

@@ -23,10 +23,12 @@ def _missing(what: str, variable: str) -> None:
     pytest.skip(f"{what} is not available")
 
 
-def local_backend() -> SandboxBackend:
-    if shutil.which("bwrap") is None:
+def local_backend(isolation: str = "bwrap") -> SandboxBackend:
+    if isolation == "bwrap" and shutil.which("bwrap") is None:
         _missing("bubblewrap", "KEEL_REQUIRE_BWRAP")
-    return LocalBackend()
+    if isolation == "unshare" and os.geteuid() != 0:
+        _missing("root (for the unshare sandbox)", "KEEL_REQUIRE_UNSHARE")
+    return LocalBackend(isolation)  # type: ignore[arg-type]
 
 
 def docker_backend() -> SandboxBackend:
@@ -53,14 +55,17 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
-@pytest.fixture(params=["local", "docker"])
+@pytest.fixture(params=["local", "unshare", "docker"])
 def backend_name(request: pytest.FixtureRequest) -> str:
+    """Every hands test runs on each backend: bubblewrap, unshare + chroot, Docker."""
     return str(request.param)
 
 
 @pytest.fixture
 def backend(backend_name: str) -> SandboxBackend:
-    return local_backend() if backend_name == "local" else docker_backend()
+    if backend_name == "docker":
+        return docker_backend()
+    return local_backend("unshare" if backend_name == "unshare" else "bwrap")
 
 
 @pytest.fixture
@@ -68,7 +73,8 @@ def settings(nats_server: NatsServer, tmp_path: Path, backend_name: str) -> Hand
     return HandsSettings(
         nats_url=nats_server.url,
         data_dir=tmp_path / "hands",
-        backend=backend_name,  # type: ignore[arg-type]
+        backend="docker" if backend_name == "docker" else "local",
+        local_isolation="unshare" if backend_name == "unshare" else None,
         docker_image=SANDBOX_IMAGE,
         host_id="hands-test",
         heartbeat_s=0.2,

@@ -147,6 +147,7 @@ def host_process(settings: HandsSettings, backend: SandboxBackend) -> Iterator[o
             "KEEL_NATS_URL": settings.nats_url,
             "KEEL_HANDS_DIR": str(settings.data_dir),
             "KEEL_SANDBOX_BACKEND": settings.backend,
+            "KEEL_LOCAL_ISOLATION": settings.local_isolation or "bwrap",
             "KEEL_SANDBOX_IMAGE": settings.docker_image,
         }
         child = subprocess.Popen(
