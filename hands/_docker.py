@@ -47,6 +47,7 @@ class DockerBackend:
             "command": [
                 "python3",
                 "-I",
+                "-S",
                 "/keel/executor.py",
                 "--socket",
                 "/keel/ipc/executor.sock",

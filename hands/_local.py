@@ -67,6 +67,7 @@ class LocalBackend:
         executor = [
             PYTHON,
             "-I",
+            "-S",
             "/keel/executor.py",
             "--socket",
             "/keel/ipc/executor.sock",
