@@ -327,7 +327,12 @@ class HandsHost:
         elif sandbox.lost:
             outcome = self._lost_outcome(sandbox, request)
         else:
-            heartbeat = self._spawn(self._heartbeat(sandbox, request, started))
+            # No task for the many calls that finish before the first beat is due.
+            beats: list[asyncio.Task[None]] = []
+            first_beat = asyncio.get_running_loop().call_later(
+                self.settings.heartbeat_s,
+                lambda: beats.append(self._spawn(self._heartbeat(sandbox, request, started))),
+            )
             try:
                 result = await sandbox.client.call(
                     {
@@ -344,7 +349,9 @@ class HandsHost:
             except SandboxLost:
                 outcome = self._lost_outcome(sandbox, request)
             finally:
-                heartbeat.cancel()
+                first_beat.cancel()
+                for beat in beats:
+                    beat.cancel()
         await self._publish(outcome)
 
     async def _finish(
@@ -414,13 +421,13 @@ class HandsHost:
     async def _heartbeat(self, sandbox: Sandbox, request: CallRequest, started: float) -> None:
         assert self._nc is not None
         while True:
-            await asyncio.sleep(self.settings.heartbeat_s)
             progress = CallProgress(
                 call_id=request.call_id,
                 sandbox_id=sandbox.record.sandbox_id,
                 elapsed_ms=(time.monotonic() - started) * 1000,
             )
             await self._nc.publish(progress_subject(request.session_id), _ENCODER.encode(progress))
+            await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _on_cancel(self, sandbox: Sandbox, msg: Msg) -> None:
         with contextlib.suppress(msgspec.DecodeError, SandboxLost):

@@ -90,6 +90,7 @@ async def test_long_calls_send_heartbeats(host: HandsHost, client: HandsTestClie
     beats = await client.nc.subscribe(progress_subject(SESSION))
     await client.call(sandbox, SESSION, "bash", {"command": "sleep 1"})
     progress = msgspec.json.decode((await beats.next_msg(timeout=1)).data, type=CallProgress)
+    await beats.unsubscribe()
     assert progress.sandbox_id == sandbox and progress.elapsed_ms > 0
 
 
