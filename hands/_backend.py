@@ -22,6 +22,24 @@ SANDBOX_UID = 10001
 EXECUTOR_SOURCE = Path(__file__).with_name("executor.py")
 
 
+def executor_command(python: str, memory_bytes: int) -> list[str]:
+    """How a sandbox starts its executor, in the paths every backend mounts it at."""
+    return [
+        python,
+        "-I",  # isolated: no environment, no user site, no script directory on the path
+        "-S",  # no site module: the executor needs only the standard library
+        "/keel/executor.py",
+        "--socket",
+        "/keel/ipc/executor.sock",
+        "--workspace",
+        "/workspace",
+        "--state",
+        "/keel/ipc/state",
+        "--memory-bytes",
+        str(memory_bytes),
+    ]
+
+
 class SandboxRecord(msgspec.Struct, frozen=True, kw_only=True):
     """What identifies a sandbox to any host, including one that starts after a crash."""
 

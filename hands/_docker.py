@@ -21,6 +21,7 @@ from hands._backend import (
     SandboxDirs,
     SandboxRecord,
     chown_tree,
+    executor_command,
 )
 
 LABEL = "keel.sandbox"
@@ -44,20 +45,7 @@ class DockerBackend:
         spec = record.spec
         memory = spec.memory_mb * 1024 * 1024
         options: dict[str, Any] = {
-            "command": [
-                "python3",
-                "-I",
-                "-S",
-                "/keel/executor.py",
-                "--socket",
-                "/keel/ipc/executor.sock",
-                "--workspace",
-                "/workspace",
-                "--state",
-                "/keel/ipc/state",
-                "--memory-bytes",
-                str(memory),
-            ],
+            "command": executor_command("python3", memory),
             "name": f"keel-{record.sandbox_id}",
             "detach": True,
             "network_mode": "default" if spec.network else "none",

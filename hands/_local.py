@@ -22,6 +22,7 @@ from hands._backend import (
     SandboxDirs,
     SandboxRecord,
     chown_tree,
+    executor_command,
 )
 from hands._cgroup import Cgroup
 
@@ -64,20 +65,7 @@ class LocalBackend:
         memory = spec.memory_mb * 1024 * 1024
         group = Cgroup(record.sandbox_id)
         await asyncio.to_thread(group.create, memory_bytes=memory, pids=spec.pids, cpus=spec.cpus)
-        executor = [
-            PYTHON,
-            "-I",
-            "-S",
-            "/keel/executor.py",
-            "--socket",
-            "/keel/ipc/executor.sock",
-            "--workspace",
-            "/workspace",
-            "--state",
-            "/keel/ipc/state",
-            "--memory-bytes",
-            str(memory),
-        ]
+        executor = executor_command(PYTHON, memory)
         if self.isolation == "bwrap":
             command = [shutil.which("bwrap") or "bwrap", *_isolation(), *_mounts(dirs), *executor]
             if spec.network:

@@ -4,7 +4,6 @@ test_postgres.py); this base is not collected because its name does not start wi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
@@ -43,18 +42,11 @@ def message(i: int) -> UserMessage:
 
 
 class StoreContract:
+    """Subclasses provide the `backend` fixture; `store` (conftest.py) is migrated on it."""
+
     @pytest.fixture
     def backend(self) -> Backend:
         raise NotImplementedError
-
-    @pytest.fixture
-    async def store(self, backend: Backend) -> AsyncIterator[EventStore]:
-        store = backend.make_store()
-        await store.migrate()
-        try:
-            yield store
-        finally:
-            await store.close()
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,18 +55,11 @@ def spawn() -> Iterator[Spawn]:
 
 
 class ProcessContract:
+    """Subclasses provide the `backend` fixture; `store` (conftest.py) is migrated on it."""
+
     @pytest.fixture
     def backend(self) -> Backend:
         raise NotImplementedError
-
-    @pytest.fixture
-    async def store(self, backend: Backend) -> AsyncIterator[EventStore]:
-        store = backend.make_store()
-        await store.migrate()
-        try:
-            yield store
-        finally:
-            await store.close()
 
     async def test_racing_processes_win_each_seq_once(
         self, store: EventStore, backend: Backend, spawn: Spawn
