@@ -42,6 +42,7 @@ from schemas import (
     ProvisionReply,
     ProvisionRequest,
     ToolOutcome,
+    is_valid_id,
     new_id,
 )
 from schemas._hands import (
@@ -146,12 +147,18 @@ class HandsHost:
         await msg.respond(_ENCODER.encode(reply))
 
     async def provision(self, request: ProvisionRequest) -> Sandbox:
+        if not is_valid_id(request.session_id):
+            raise ValueError(f"invalid session id {request.session_id!r}")
         sandbox = self._take_warm(request)
         if sandbox is None:
             sandbox = await self._create(request.session_id, request)
-        if request.checkpoint:
-            await self._restore(sandbox, request.checkpoint)
-        await self._serve(sandbox)
+        try:
+            if request.checkpoint:
+                await self._restore(sandbox, request.checkpoint)
+            await self._serve(sandbox)
+        except BaseException:
+            await asyncio.shield(self._destroy(sandbox))
+            raise
         return sandbox
 
     def _take_warm(self, request: ProvisionRequest) -> Sandbox | None:
@@ -209,7 +216,10 @@ class HandsHost:
 
     async def _restore(self, sandbox: Sandbox, checkpoint: str) -> None:
         assert self._checkpoints is not None
-        data = (await self._checkpoints.get(checkpoint)).data
+        try:
+            data = (await self._checkpoints.get(checkpoint)).data
+        except nats.js.errors.ObjectNotFoundError as exc:
+            raise ValueError(f"no workspace checkpoint {checkpoint!r}") from exc
         assert data is not None
         await asyncio.to_thread(unpack, data, sandbox.dirs.workspace)
         await self.backend.prepare(sandbox.dirs)
@@ -304,6 +314,9 @@ class HandsHost:
             await _respond(msg, CallAccepted(call_id="", error=f"malformed call: {exc}"))
             return
         call_id = request.call_id
+        if not (is_valid_id(call_id) and is_valid_id(request.session_id)):
+            await _respond(msg, CallAccepted(call_id=call_id, error="invalid call or session id"))
+            return
         calls = sandbox.dirs.state / "calls"
         duplicate = call_id in sandbox.running or (calls / f"{call_id}.started").exists()
         await _respond(msg, CallAccepted(call_id=call_id, duplicate=duplicate))

@@ -16,7 +16,7 @@ import pytest
 
 from hands import HandsHost, HandsSettings
 from hands._backend import SandboxBackend, SandboxRecord
-from schemas import CallProgress, CallRequest, new_id
+from schemas import CallProgress, CallRequest, ProvisionReply, ProvisionRequest, new_id
 from schemas._hands import progress_subject
 from tests.hands.client import HandsTestClient
 
@@ -114,8 +114,24 @@ async def test_bad_calls_get_clear_error_outcomes(host: HandsHost, client: Hands
     )
     with pytest.raises(nats.errors.MaxPayloadError):
         await client.send(sandbox, huge)
+    bad_ids = CallRequest(call_id="a b", session_id="ses.*", name="bash", input={})
+    assert "invalid call or session id" in (await client.send(sandbox, bad_ids)).error
     # Nothing of that broke the host.
     assert (await client.call(sandbox, SESSION, "bash", {"command": "echo ok"})).exit_code == 0
+
+
+async def test_provisioning_from_a_missing_checkpoint_fails_cleanly(
+    host: HandsHost, client: HandsTestClient, settings: HandsSettings
+) -> None:
+    reply = await client.nc.request(
+        "keel.hands.provision",
+        msgspec.json.encode(ProvisionRequest(session_id=SESSION, checkpoint="0" * 64)),
+        timeout=30,
+    )
+    answer = msgspec.json.decode(reply.data, type=ProvisionReply)
+    assert "no workspace checkpoint" in answer.error and not answer.sandbox_id
+    assert host.sandboxes == {}
+    assert list((settings.data_dir / "sandboxes").iterdir()) == []
 
 
 async def test_warm_pool_serves_provisioning(
