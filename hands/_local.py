@@ -109,6 +109,7 @@ class LocalBackend:
         orphans = names - known
         for name in orphans:
             await asyncio.to_thread(Cgroup(name).remove)
+            self._reap(name)
         return len(orphans)
 
 

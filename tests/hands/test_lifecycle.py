@@ -15,7 +15,8 @@ import nats
 import pytest
 
 from hands import HandsHost, HandsSettings
-from hands._backend import SandboxBackend, SandboxRecord
+from hands._backend import SandboxBackend, SandboxDirs, SandboxRecord
+from hands._client import ExecutorClient
 from schemas import CallProgress, CallRequest, ProvisionReply, ProvisionRequest, new_id
 from schemas._hands import progress_subject
 from tests.hands.client import HandsTestClient
@@ -242,3 +243,31 @@ async def test_a_killed_host_is_replaced_and_nothing_runs_twice(
     assert await client.outcomes(SESSION, request.call_id) == 1
     # What the dead host left that could not be adopted is removed, not orphaned.
     assert {p.name for p in (settings.data_dir / "sandboxes").iterdir()} == {sandbox}
+
+
+async def test_a_new_host_removes_orphans_that_have_no_record(
+    settings: HandsSettings, backend: SandboxBackend, tmp_path: Path
+) -> None:
+    """A host that died between starting a sandbox and recording it leaves an orphan with
+    keel's labels (Docker) or cgroup (local): the next host removes it."""
+    dirs = SandboxDirs(tmp_path / "elsewhere", "sbx_orphan")
+    dirs.workspace.mkdir(parents=True)
+    dirs.state.mkdir(parents=True)
+    await backend.prepare(dirs)
+    record = SandboxRecord(
+        sandbox_id="sbx_orphan",
+        session_id=SESSION,
+        host_id="gone",
+        backend=settings.backend,
+        created_at=0.0,
+    )
+    record = msgspec.structs.replace(record, handle=await backend.start(record, dirs))
+    await (await ExecutorClient.connect(dirs.socket)).close()  # it is up
+    assert await backend.alive(record)
+    host = HandsHost(settings, backend)
+    await host.start()
+    try:
+        assert not await backend.alive(record)
+    finally:
+        await host.close(destroy_sandboxes=True)
+        await backend.remove(record)
