@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import nats
 from nats.aio.client import Client as NATS
@@ -41,7 +43,18 @@ class HandsTestClient:
         request = ProvisionRequest(
             session_id=session_id, sandbox=spec or SandboxSpec(), checkpoint=checkpoint
         )
-        reply = await self.nc.request(PROVISION_SUBJECT, _ENCODER.encode(request), timeout=60)
+        # No responders means no hands host is subscribed right now (one may be restarting):
+        # a client waits a little and asks again, as a brain must.
+        for attempt in range(20):
+            try:
+                reply = await self.nc.request(
+                    PROVISION_SUBJECT, _ENCODER.encode(request), timeout=60
+                )
+                break
+            except nats.errors.NoRespondersError:
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.1)
         result = msgspec.json.decode(reply.data, type=ProvisionReply)
         assert not result.error, result.error
         return result
