@@ -100,9 +100,10 @@ class SandboxBackend(Protocol):
         """Kill it if needed and free everything it held except its directory."""
         ...
 
-    async def reap_unknown(self, known: set[str]) -> int:
-        """Remove this backend's sandboxes whose handle is not in `known` (orphans of a
-        host that died before recording them); returns how many."""
+    async def reap_unknown(self, host_id: str, known: set[str]) -> int:
+        """Remove the sandboxes host `host_id` started whose handle is not in `known`
+        (orphans of an incarnation that died before recording them); returns how many.
+        Other hosts' sandboxes on the same machine are never touched."""
         ...
 
 

@@ -8,7 +8,6 @@ on a unix socket in a bind-mounted directory, so a call costs no `docker exec` r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 from typing import Any
 
@@ -94,9 +93,11 @@ class DockerBackend:
     async def remove(self, record: SandboxRecord) -> None:
         await asyncio.to_thread(self._remove, record.handle)
 
-    async def reap_unknown(self, known: set[str]) -> int:
+    async def reap_unknown(self, host_id: str, known: set[str]) -> int:
         containers = await asyncio.to_thread(
-            self._docker.containers.list, all=True, filters={"label": LABEL}
+            self._docker.containers.list,
+            all=True,
+            filters={"label": [LABEL, f"keel.host={host_id}"]},
         )
         orphans = [c.id for c in containers if c.id not in known]
         for container_id in orphans:
@@ -104,5 +105,11 @@ class DockerBackend:
         return len(orphans)
 
     def _remove(self, handle: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
+        try:
             self._docker.containers.get(handle).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            # 409: someone is removing it already, which is all we wanted.
+            if exc.status_code != 409:
+                raise

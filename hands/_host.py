@@ -277,7 +277,7 @@ class HandsHost:
             if not adopted:
                 await self._discard(record, dirs)
                 log.info("removed sandbox %s left by a dead host", record.sandbox_id)
-        orphans = await self.backend.reap_unknown(known)
+        orphans = await self.backend.reap_unknown(self.settings.host_id, known)
         if orphans:
             log.info("removed %d orphaned sandboxes", orphans)
 

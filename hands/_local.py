@@ -63,7 +63,9 @@ class LocalBackend:
     async def start(self, record: SandboxRecord, dirs: SandboxDirs) -> str:
         spec = record.spec
         memory = spec.memory_mb * 1024 * 1024
-        group = Cgroup(record.sandbox_id)
+        # The host's id in the group's name: a host reaps only its own orphans.
+        handle = f"{record.host_id}.{record.sandbox_id}"
+        group = Cgroup(handle)
         await asyncio.to_thread(group.create, memory_bytes=memory, pids=spec.pids, cpus=spec.cpus)
         executor = executor_command(PYTHON, memory)
         if self.isolation == "bwrap":
@@ -74,7 +76,7 @@ class LocalBackend:
             command = _unshare_command(dirs, executor, network=spec.network)
         log = (dirs.root / "sandbox.log").open("ab")
         # The shell joins the cgroups, then becomes bubblewrap: nothing escapes the limits.
-        self._children[record.sandbox_id] = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+        self._children[handle] = subprocess.Popen(  # noqa: ASYNC220 - returns at once
             ["/bin/sh", "-c", f'{group.join_command()} && exec "$@"', "sandbox", *command],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -84,7 +86,7 @@ class LocalBackend:
             close_fds=True,
         )
         log.close()
-        return record.sandbox_id
+        return handle
 
     async def alive(self, record: SandboxRecord) -> bool:
         return bool(Cgroup(record.handle).pids())
@@ -103,10 +105,10 @@ class LocalBackend:
             child.kill()
             child.wait()
 
-    async def reap_unknown(self, known: set[str]) -> int:
+    async def reap_unknown(self, host_id: str, known: set[str]) -> int:
         parent = next(iter(Cgroup("_").dirs.values())).parent
         names = {p.name for p in parent.iterdir() if p.is_dir()} if parent.is_dir() else set()
-        orphans = names - known
+        orphans = {name for name in names if name.startswith(f"{host_id}.")} - known
         for name in orphans:
             await asyncio.to_thread(Cgroup(name).remove)
             self._reap(name)

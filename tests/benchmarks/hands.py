@@ -151,7 +151,7 @@ async def main(backend_name: str, quick: bool) -> None:
                 nats_url=server.url,
                 data_dir=Path(directory) / "hands",
                 backend=backend_name,  # type: ignore[arg-type]
-                host_id="bench",
+                host_id=new_id("bench"),
             )
             print(f"keel hands benchmark ({'quick' if quick else 'full'}): {backend_name} backend")
             print(f"machine: os.cpu_count()={os.cpu_count()}")

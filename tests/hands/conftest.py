@@ -10,6 +10,7 @@ import pytest
 
 from hands import HandsHost, HandsSettings, LocalBackend
 from hands._backend import SandboxBackend
+from schemas import new_id
 from tests.hands.client import HandsTestClient
 from tests.nats_server import NatsServer
 
@@ -76,7 +77,8 @@ def settings(nats_server: NatsServer, tmp_path: Path, backend_name: str) -> Hand
         backend="docker" if backend_name == "docker" else "local",
         local_isolation="unshare" if backend_name == "unshare" else None,
         docker_image=SANDBOX_IMAGE,
-        host_id="hands-test",
+        # Unique: a host reaps only its own orphans, so parallel runs never touch each other.
+        host_id=new_id("hands-test"),
         heartbeat_s=0.2,
     )
 

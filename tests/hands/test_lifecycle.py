@@ -165,6 +165,7 @@ def host_process(settings: HandsSettings, backend: SandboxBackend) -> Iterator[o
             "KEEL_NATS_URL": settings.nats_url,
             "KEEL_HANDS_DIR": str(settings.data_dir),
             "KEEL_SANDBOX_BACKEND": settings.backend,
+            "KEEL_HANDS_ID": settings.host_id,
             "KEEL_LOCAL_ISOLATION": settings.local_isolation or "bwrap",
             "KEEL_SANDBOX_IMAGE": settings.docker_image,
         }
@@ -249,25 +250,34 @@ async def test_a_new_host_removes_orphans_that_have_no_record(
     settings: HandsSettings, backend: SandboxBackend, tmp_path: Path
 ) -> None:
     """A host that died between starting a sandbox and recording it leaves an orphan with
-    keel's labels (Docker) or cgroup (local): the next host removes it."""
+    its labels (Docker) or cgroup (local): its next incarnation removes it, while another
+    host's sandbox on the same machine is left alone."""
     dirs = SandboxDirs(tmp_path / "elsewhere", "sbx_orphan")
     dirs.workspace.mkdir(parents=True)
     dirs.state.mkdir(parents=True)
     await backend.prepare(dirs)
-    record = SandboxRecord(
-        sandbox_id="sbx_orphan",
-        session_id=SESSION,
-        host_id="gone",
-        backend=settings.backend,
-        created_at=0.0,
-    )
-    record = msgspec.structs.replace(record, handle=await backend.start(record, dirs))
-    await (await ExecutorClient.connect(dirs.socket)).close()  # it is up
-    assert await backend.alive(record)
+    others = SandboxDirs(tmp_path / "elsewhere", "sbx_other")
+    others.workspace.mkdir(parents=True)
+    others.state.mkdir(parents=True)
+    await backend.prepare(others)
+    records = []
+    for owner, place in ((settings.host_id, dirs), ("another-host", others)):
+        record = SandboxRecord(
+            sandbox_id=place.root.name,
+            session_id=SESSION,
+            host_id=owner,
+            backend=settings.backend,
+            created_at=0.0,
+        )
+        records.append(msgspec.structs.replace(record, handle=await backend.start(record, place)))
+        await (await ExecutorClient.connect(place.socket)).close()  # it is up
+    orphan, bystander = records
     host = HandsHost(settings, backend)
     await host.start()
     try:
-        assert not await backend.alive(record)
+        assert not await backend.alive(orphan)
+        assert await backend.alive(bystander)
     finally:
         await host.close(destroy_sandboxes=True)
-        await backend.remove(record)
+        for record in records:
+            await backend.remove(record)
