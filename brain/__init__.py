@@ -1,16 +1,20 @@
 """The brain: rebuilds a session from its log and drives it.
 
-So far: the pure reducer (`brain.fold`) and the state it folds into (`brain.state`);
-`wake`, `decide` and the providers arrive with the brain issue.
+So far: the pure reducer (`brain.fold`), the state it folds into (`brain.state`) and the pure
+next-step function (`brain.decide`); `wake`, the work queue and the model providers arrive
+with the rest of the brain issue.
 """
 
+from brain.decide import Action, decide
 from brain.fold import FoldError, fold, initial_state, replay
 from brain.state import STATE_VERSION, SessionState, decode_state, encode_state
 
 __all__ = [
+    "Action",
     "STATE_VERSION",
     "FoldError",
     "SessionState",
+    "decide",
     "decode_state",
     "encode_state",
     "fold",

@@ -1,0 +1,229 @@
+"""`decide(state, now) -> action`: what a brain does next, as a pure function of the state.
+
+No I/O and no clock: `now` is passed in (approvals expire, wall-clock budgets run out). The
+brain loops `decide` -> perform -> append until the action is `Wait` or `Complete`, so each
+call returns one step; tool calls ready together are dispatched together, to run in parallel.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from brain.fold import call_signature
+from brain.state import SessionState, ToolCall
+from schemas import TERMINAL_STATUSES, BudgetName, ToolResultBlock, ToolUseBlock
+
+# The same call this many times in a row is a loop: the session pauses with a reason.
+LOOP_REPEATS: Final = 5
+
+
+class CallModel(msgspec.Struct, frozen=True, tag=True):
+    """Send the conversation to the model and record its response."""
+
+
+class RequestTools(msgspec.Struct, frozen=True, tag=True):
+    """Record `tool.requested` for the tool_use blocks of the model's last response."""
+
+    calls: list[ToolUseBlock]
+
+
+class AskApproval(msgspec.Struct, frozen=True, tag=True):
+    call_id: str
+    expires_at: float
+
+
+class ExpireApproval(msgspec.Struct, frozen=True, tag=True):
+    call_id: str
+
+
+class Refuse(msgspec.Struct, frozen=True, tag=True):
+    """Record the call's one outcome as an error without running it."""
+
+    call_id: str
+    reason: str
+
+
+class Dispatch(msgspec.Struct, frozen=True, tag=True):
+    """Send these calls to the hands, all at once."""
+
+    call_ids: list[str]
+
+
+class ReachBudget(msgspec.Struct, frozen=True, tag=True):
+    budget: BudgetName
+    limit: float
+    used: float
+
+
+class DetectLoop(msgspec.Struct, frozen=True, tag=True):
+    signature: str
+    repeats: int
+
+
+class Pause(msgspec.Struct, frozen=True, tag=True):
+    reason: str
+
+
+class Judge(msgspec.Struct, frozen=True, tag=True):
+    """Ask the completion condition (command oracle or judge model) whether the goal is met."""
+
+
+class Complete(msgspec.Struct, frozen=True, tag=True):
+    reason: str
+
+
+class Wait(msgspec.Struct, frozen=True, tag=True):
+    """Nothing to do until something arrives: user input, an approval, tool outcomes."""
+
+    reason: str
+
+
+Action = (
+    CallModel
+    | RequestTools
+    | AskApproval
+    | ExpireApproval
+    | Refuse
+    | Dispatch
+    | ReachBudget
+    | DetectLoop
+    | Pause
+    | Judge
+    | Complete
+    | Wait
+)
+
+
+def decide(state: SessionState, now: float) -> Action:
+    if state.spec is None:
+        return Wait(reason="the session has no spec yet")
+    if state.status in TERMINAL_STATUSES:
+        return Wait(reason=f"the session is {state.status}")
+    if state.status == "paused":
+        return Wait(reason=f"paused: {state.status_reason}" if state.status_reason else "paused")
+    if state.interrupted:
+        return Pause(reason="interrupted by the user")
+    guard = _guards(state, now)
+    if guard is not None:
+        return guard
+    unrequested = _unrequested_tool_uses(state)
+    if unrequested:
+        return RequestTools(calls=unrequested)
+    if state.open_calls:
+        return _next_for_calls(state, now)
+    if state.messages and state.messages[-1].role == "user":
+        return CallModel()
+    if not state.messages:
+        return Wait(reason="waiting for user input")
+    return _finish(state)
+
+
+def _guards(state: SessionState, now: float) -> Action | None:
+    assert state.spec is not None
+    budgets = state.spec.budgets
+    if state.budget_reached is None:
+        checks: list[tuple[BudgetName, float | None, float]] = [
+            ("tokens", budgets.max_tokens, state.usage.total_tokens),
+            ("cost", budgets.max_cost_usd, state.cost_usd),
+            ("turns", budgets.max_turns, state.turns),
+            ("wall_clock", budgets.max_wall_seconds, now - state.created_at),
+        ]
+        for name, limit, used in checks:
+            if limit is not None and used >= limit:
+                return ReachBudget(budget=name, limit=float(limit), used=float(used))
+    recent = state.recent_calls[-LOOP_REPEATS:]
+    if (
+        state.loop_detected is None
+        and len(recent) == LOOP_REPEATS
+        and len(set(recent)) == 1
+        and _unfinished_call_with(state, recent[-1])
+    ):
+        return DetectLoop(signature=recent[-1], repeats=LOOP_REPEATS)
+    return None
+
+
+def _unfinished_call_with(state: SessionState, signature: str) -> bool:
+    """The loop is caught before its latest repeat runs, not after."""
+    return any(
+        call_signature(call.name, call.input) == signature
+        for call in state.open_calls.values()
+        if call.phase == "requested"
+    )
+
+
+def _unrequested_tool_uses(state: SessionState) -> list[ToolUseBlock]:
+    """tool_use blocks of the last response that have neither a request nor a result."""
+    last = next((m for m in reversed(state.messages) if m.role == "assistant"), None)
+    if last is None:
+        return []
+    answered = {
+        block.call_id
+        for message in state.messages
+        if message.seq > last.seq
+        for block in message.content
+        if isinstance(block, ToolResultBlock)
+    }
+    return [
+        block
+        for block in last.content
+        if isinstance(block, ToolUseBlock)
+        and block.call_id not in state.open_calls
+        and block.call_id not in answered
+    ]
+
+
+def _next_for_calls(state: SessionState, now: float) -> Action:
+    assert state.spec is not None
+    ready: list[str] = []
+    waiting_for_approval = False
+    for call in state.open_calls.values():
+        action = _next_for_call(state, call, now)
+        if action is None:
+            ready.append(call.call_id)
+        elif isinstance(action, Wait):
+            waiting_for_approval = waiting_for_approval or call.phase == "awaiting_approval"
+        else:
+            return action
+    if ready:
+        return Dispatch(call_ids=ready)
+    if waiting_for_approval:
+        return Wait(reason="waiting for an approval")
+    return Wait(reason="waiting for tool outcomes")
+
+
+def _next_for_call(state: SessionState, call: ToolCall, now: float) -> Action | None:
+    """The action one open call needs; None when it is ready to dispatch."""
+    assert state.spec is not None
+    if call.phase == "requested":
+        permission = state.spec.permissions.get(call.name, state.spec.default_permission)
+        if permission == "deny":
+            return Refuse(call_id=call.call_id, reason=f"the policy denies {call.name}")
+        if permission == "ask":
+            return AskApproval(call_id=call.call_id, expires_at=now + state.spec.approval_timeout_s)
+        return None
+    if call.phase == "awaiting_approval":
+        if call.approval_expires_at is not None and now >= call.approval_expires_at:
+            return ExpireApproval(call_id=call.call_id)
+        return Wait(reason="approval")
+    if call.phase == "approved":
+        return None
+    if call.phase in ("denied", "expired"):
+        return Refuse(call_id=call.call_id, reason=f"the approval was {call.phase}")
+    return Wait(reason="in flight")
+
+
+def _finish(state: SessionState) -> Action:
+    """The model ended its turn without asking for tools."""
+    assert state.spec is not None
+    if state.spec.completion.kind == "none":
+        return Complete(reason="the model ended its turn")
+    last_response = state.messages[-1].seq
+    verdict = state.verdict
+    if verdict is None or verdict.seq < last_response:
+        return Judge()
+    if verdict.passed:
+        return Complete(reason=f"the {verdict.judge} judge passed: {verdict.detail}")
+    # The model must see the failed verdict (context building shows it) and try again.
+    return CallModel()

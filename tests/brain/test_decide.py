@@ -1,0 +1,184 @@
+"""decide() without any I/O: states are built by folding events, as a brain would."""
+
+from __future__ import annotations
+
+from brain import initial_state, replay
+from brain.decide import (
+    AskApproval,
+    CallModel,
+    Complete,
+    DetectLoop,
+    Dispatch,
+    ExpireApproval,
+    Judge,
+    Pause,
+    ReachBudget,
+    Refuse,
+    RequestTools,
+    Wait,
+    decide,
+)
+from brain.state import SessionState
+from schemas import (
+    AgentSpec,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    Budgets,
+    CompletionCondition,
+    Event,
+    JudgeVerdict,
+    ModelResponse,
+    Recorded,
+    SessionCreated,
+    SessionStatus,
+    TextBlock,
+    ToolDispatched,
+    ToolRequested,
+    ToolResult,
+    ToolUseBlock,
+    Usage,
+    UserInterrupt,
+    UserMessage,
+    event_type,
+)
+
+NOW = 2_000.0
+
+
+def state_of(*events: Event, spec: AgentSpec | None = None) -> SessionState:
+    log = [SessionCreated(spec=spec or AgentSpec()), *events]
+    recorded = [
+        Recorded(seq=seq, at=1_000.0 + seq, type=event_type(e), event=e)
+        for seq, e in enumerate(log, 1)
+    ]
+    return replay(recorded, initial_state("ses_d"))
+
+
+def uses(*names: str) -> ModelResponse:
+    return ModelResponse(
+        content=[
+            ToolUseBlock(call_id=f"c{i}", name=n, input={"i": i}) for i, n in enumerate(names)
+        ],
+        stop_reason="tool_use",
+    )
+
+
+def requested(*names: str) -> list[Event]:
+    return [ToolRequested(call_id=f"c{i}", name=n, input={"i": i}) for i, n in enumerate(names)]
+
+
+END = ModelResponse(content=[TextBlock(text="done")], stop_reason="end_turn")
+
+
+def test_a_new_session_waits_for_input_then_calls_the_model() -> None:
+    assert decide(state_of(), NOW) == Wait(reason="waiting for user input")
+    assert decide(state_of(UserMessage(text="fix it")), NOW) == CallModel()
+
+
+def test_tool_uses_are_requested_then_dispatched_together() -> None:
+    state = state_of(UserMessage(text="go"), uses("read_file", "grep"))
+    action = decide(state, NOW)
+    assert isinstance(action, RequestTools) and [c.call_id for c in action.calls] == ["c0", "c1"]
+    state = state_of(
+        UserMessage(text="go"), uses("read_file", "grep"), *requested("read_file", "grep")
+    )
+    assert decide(state, NOW) == Dispatch(call_ids=["c0", "c1"])
+
+
+def test_in_flight_calls_wait_and_results_go_back_to_the_model() -> None:
+    events: list[Event] = [UserMessage(text="go"), uses("bash"), *requested("bash")]
+    events.append(ToolDispatched(call_id="c0", sandbox_id="sbx"))
+    assert decide(state_of(*events), NOW) == Wait(reason="waiting for tool outcomes")
+    events.append(ToolResult(call_id="c0", output="ok"))
+    assert decide(state_of(*events), NOW) == CallModel()
+
+
+def test_permissions_deny_and_ask_with_expiring_approvals() -> None:
+    spec = AgentSpec(permissions={"bash": "ask", "write_file": "deny"}, approval_timeout_s=60)
+    base: list[Event] = [
+        UserMessage(text="go"),
+        uses("bash", "write_file"),
+        *requested("bash", "write_file"),
+    ]
+    assert decide(state_of(*base, spec=spec), NOW) == AskApproval(call_id="c0", expires_at=NOW + 60)
+    asked = [*base, ApprovalRequested(call_id="c0", expires_at=NOW + 60)]
+    assert decide(state_of(*asked, spec=spec), NOW) == Refuse(
+        call_id="c1", reason="the policy denies write_file"
+    )
+    both = [*asked, ToolResult(call_id="c1", is_error=True, outcome="error")]
+    assert decide(state_of(*both, spec=spec), NOW) == Wait(reason="waiting for an approval")
+    assert decide(state_of(*both, spec=spec), NOW + 60) == ExpireApproval(call_id="c0")
+    granted = [*both, ApprovalGranted(call_id="c0", by="alice")]
+    assert decide(state_of(*granted, spec=spec), NOW) == Dispatch(call_ids=["c0"])
+    denied = [*both, ApprovalDenied(call_id="c0", by="bob")]
+    assert decide(state_of(*denied, spec=spec), NOW) == Refuse(
+        call_id="c0", reason="the approval was denied"
+    )
+
+
+def test_budgets_pause_the_session() -> None:
+    spec = AgentSpec(budgets=Budgets(max_tokens=100, max_wall_seconds=500))
+    spent = ModelResponse(
+        content=[TextBlock(text="x")], stop_reason="end_turn", usage=Usage(input_tokens=150)
+    )
+    assert decide(state_of(UserMessage(text="go"), spent, spec=spec), NOW) == ReachBudget(
+        budget="tokens", limit=100, used=150
+    )
+    late = state_of(UserMessage(text="go"), spec=spec)
+    assert decide(late, 1_001.0 + 500) == ReachBudget(budget="wall_clock", limit=500, used=500)
+
+
+def test_the_same_call_over_and_over_is_a_loop() -> None:
+    events: list[Event] = [UserMessage(text="go")]
+    for i in range(5):
+        events += [
+            ModelResponse(
+                content=[ToolUseBlock(call_id=f"c{i}", name="bash", input={"command": "ls"})],
+                stop_reason="tool_use",
+            ),
+            ToolRequested(call_id=f"c{i}", name="bash", input={"command": "ls"}),
+        ]
+        if i < 4:
+            events.append(ToolResult(call_id=f"c{i}", output="same"))
+    action = decide(state_of(*events), NOW)
+    assert isinstance(action, DetectLoop) and action.repeats == 5
+
+
+def test_interrupts_pauses_and_terminal_states() -> None:
+    assert decide(state_of(UserMessage(text="go"), UserInterrupt()), NOW) == Pause(
+        reason="interrupted by the user"
+    )
+    paused = state_of(UserMessage(text="go"), SessionStatus(status="paused", reason="budget"))
+    assert decide(paused, NOW) == Wait(reason="paused: budget")
+    done = state_of(UserMessage(text="go"), SessionStatus(status="completed"))
+    assert decide(done, NOW) == Wait(reason="the session is completed")
+
+
+def test_completion_is_judged_by_something_other_than_the_worker() -> None:
+    assert decide(state_of(UserMessage(text="go"), END), NOW) == Complete(
+        reason="the model ended its turn"
+    )
+    spec = AgentSpec(completion=CompletionCondition(kind="command", command="pytest -q"))
+    assert decide(state_of(UserMessage(text="go"), END, spec=spec), NOW) == Judge()
+    failed = state_of(
+        UserMessage(text="go"), END, JudgeVerdict(passed=False, judge="command"), spec=spec
+    )
+    assert decide(failed, NOW) == CallModel()
+    passed = state_of(
+        UserMessage(text="go"),
+        END,
+        JudgeVerdict(passed=True, judge="command", detail="exit 0"),
+        spec=spec,
+    )
+    assert decide(passed, NOW) == Complete(reason="the command judge passed: exit 0")
+    # A verdict older than the latest response does not count.
+    stale = state_of(
+        UserMessage(text="go"),
+        END,
+        JudgeVerdict(passed=True, judge="command"),
+        UserMessage(text="one more thing"),
+        END,
+        spec=spec,
+    )
+    assert decide(stale, NOW) == Judge()
