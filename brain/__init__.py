@@ -1,8 +1,8 @@
 """The brain: rebuilds a session from its log and drives it.
 
-So far: the pure reducer (`brain.fold`), the state it folds into (`brain.state`) and the pure
-next-step function (`brain.decide`); `wake`, the work queue and the model providers arrive
-with the rest of the brain issue.
+So far, the pure parts: the reducer (`brain.fold`), the state it folds into (`brain.state`),
+the next step (`brain.decide`) and the conversation a model is sent (`brain.context`); `wake`,
+the work queue and the model providers arrive with the rest of the brain issue.
 """
 
 from brain.decide import Action, decide
