@@ -1,0 +1,42 @@
+"""The provider interface: a built context in, one recorded model response out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+
+from brain.context import Context
+from schemas import ModelResponse, ModelSpec
+
+
+class ProviderError(Exception):
+    """The model could not answer; `retryable` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ToolDefinition(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    description: str
+    input_schema: dict[str, object]
+
+
+class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    model: ModelSpec
+    context: Context
+    tools: list[ToolDefinition] = []
+    # How many responses the session has recorded: a deterministic provider's position.
+    turn: int = 0
+
+
+class ModelProvider(Protocol):
+    async def complete(
+        self, request: ModelRequest, on_delta: Callable[[str], None] | None = None
+    ) -> ModelResponse:
+        """One response; streamed text goes to `on_delta` as it comes (never persisted)."""
+        ...

@@ -1,0 +1,66 @@
+"""The scripted model: plays a script of turns from `ModelSpec.options["script"]`.
+
+Deterministic: the turn played is the number of responses the session has recorded, and call
+ids are derived from the session and the turn, so a replayed or resumed session asks for the
+same thing with the same ids. Optional latency and token usage let drills and benchmarks
+stand in for a real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import msgspec
+
+from brain.providers._base import ModelRequest, ProviderError
+from schemas import ModelResponse, TextBlock, ToolUseBlock, Usage
+
+
+class ScriptCall(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    input: dict[str, object] = {}
+
+
+class ScriptTurn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    text: str = ""
+    tool_calls: list[ScriptCall] = []
+    latency_ms: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class ScriptedProvider:
+    async def complete(
+        self, request: ModelRequest, on_delta: Callable[[str], None] | None = None
+    ) -> ModelResponse:
+        try:
+            script = msgspec.convert(request.model.options.get("script", []), list[ScriptTurn])
+        except msgspec.ValidationError as exc:
+            raise ProviderError(f"invalid script: {exc}", retryable=False) from exc
+        if request.turn >= len(script):
+            return ModelResponse(
+                content=[TextBlock(text="(the script has ended)")],
+                stop_reason="end_turn",
+                model="scripted",
+            )
+        turn = script[request.turn]
+        if turn.latency_ms:
+            await asyncio.sleep(turn.latency_ms / 1000)
+        if turn.text and on_delta is not None:
+            for word in turn.text.split(" "):
+                on_delta(word + " ")
+        content: list[TextBlock | ToolUseBlock] = [TextBlock(text=turn.text)] if turn.text else []
+        content += [
+            ToolUseBlock(
+                call_id=f"{request.session_id}:t{request.turn}:{i}", name=c.name, input=c.input
+            )
+            for i, c in enumerate(turn.tool_calls)
+        ]
+        return ModelResponse(
+            content=content,
+            stop_reason="tool_use" if turn.tool_calls else "end_turn",
+            usage=Usage(input_tokens=turn.input_tokens, output_tokens=turn.output_tokens),
+            model="scripted",
+            duration_ms=turn.latency_ms,
+        )
