@@ -430,6 +430,10 @@ class HandsHost:
                 log.warning("publishing outcome %s failed (%s); retrying", outcome.call_id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+                if isinstance(exc, nats.js.errors.NoStreamResponseError):
+                    # The stream is gone (deleted, or a fresh JetStream): make it again.
+                    with contextlib.suppress(nats.errors.Error, TimeoutError):
+                        await ensure_outcome_stream(self._js)
 
     async def _heartbeat(self, sandbox: Sandbox, request: CallRequest, started: float) -> None:
         assert self._nc is not None

@@ -73,6 +73,27 @@ async def test_the_same_call_id_runs_once(host: HandsHost, client: HandsTestClie
     assert await client.outcomes(SESSION, request.call_id) == 1
 
 
+async def test_outcomes_survive_a_deleted_stream(host: HandsHost, client: HandsTestClient) -> None:
+    """Someone deletes the outcome stream: the host makes it again and still delivers."""
+    sandbox = (await client.provision(SESSION)).sandbox_id
+    await client.js.delete_stream("KEEL_OUTCOMES")
+    request = CallRequest(
+        call_id=new_id("call"),
+        session_id=SESSION,
+        name="bash",
+        input={"command": "echo still here"},
+    )
+    await client.send(sandbox, request)
+    for _ in range(100):
+        try:
+            await client.js.stream_info("KEEL_OUTCOMES")
+            break
+        except nats.js.errors.NotFoundError:
+            await asyncio.sleep(0.05)
+    outcome = await client.outcome(SESSION, request.call_id)
+    assert "still here" in outcome.output
+
+
 async def test_cancel_kills_the_running_command(host: HandsHost, client: HandsTestClient) -> None:
     sandbox = (await client.provision(SESSION)).sandbox_id
     call_id = new_id("call")
