@@ -184,6 +184,18 @@ class HandsHost:
             await self._warm_added.wait()
 
     async def _create(self, session_id: str, request: ProvisionRequest) -> Sandbox:
+        """Make a sandbox. A caller cancelled half way (a closing host) lets the creation
+        finish and then removes it: a backend's start cannot be interrupted safely (a Docker
+        container is created on a thread whatever happens to the task awaiting it)."""
+        creating = asyncio.ensure_future(self._create_now(session_id, request))
+        try:
+            return await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self._destroy(await creating)
+            raise
+
+    async def _create_now(self, session_id: str, request: ProvisionRequest) -> Sandbox:
         sandbox_id = new_id("sbx")
         dirs = SandboxDirs(self.sandboxes_root, sandbox_id)
         dirs.workspace.mkdir(parents=True)

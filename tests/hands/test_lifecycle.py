@@ -156,6 +156,18 @@ async def test_provisioning_from_a_missing_checkpoint_fails_cleanly(
     assert list((settings.data_dir / "sandboxes").iterdir()) == []
 
 
+async def test_closing_while_the_warm_pool_fills_leaves_nothing_behind(
+    settings: HandsSettings, backend: SandboxBackend
+) -> None:
+    host = HandsHost(msgspec.structs.replace(settings, warm_pool=2), backend)
+    await host.start()
+    await asyncio.sleep(0.05)  # the pool is being filled
+    await host.close(destroy_sandboxes=True)
+    assert list((settings.data_dir / "sandboxes").iterdir()) == []
+    # Nothing of this host's is left running either: a new host with its id finds no orphan.
+    assert await backend.reap_unknown(settings.host_id, set()) == 0
+
+
 async def test_warm_pool_serves_provisioning(
     settings: HandsSettings, backend: SandboxBackend, client: HandsTestClient
 ) -> None:
