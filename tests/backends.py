@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from session_store import EventStore, PostgresEventStore, SqliteEventStore, open_store
+from session_store import EventStore, PostgresEventStore, SqliteEventStore
 from session_store._tables import metadata
 
 POSTGRES_URL = os.environ.get(
@@ -143,7 +143,6 @@ __all__ = [
     "Backend",
     "PostgresBackend",
     "SqliteBackend",
-    "open_store",
     "postgres_schema",
     "require_postgres",
 ]
