@@ -2,7 +2,7 @@
 
 It joins the `hands` queue group for provisioning, serves each sandbox's own subjects,
 forwards calls to the sandbox's executor over its unix socket, and publishes every outcome
-to JetStream with `Nats-Msg-Id = call_id`. It holds no credentials of keel's and never
+to JetStream with `Nats-Msg-Id = <session>/<call_id>`. It holds no credentials of keel's and never
 touches the session log. On start it adopts the sandboxes a dead host left behind and
 removes what cannot be adopted.
 """
@@ -52,6 +52,7 @@ from schemas._hands import (
     OUTCOME_STREAM,
     OUTCOME_SUBJECTS,
     PROVISION_SUBJECT,
+    outcome_msg_id,
     outcome_subject,
     progress_subject,
     sandbox_subject,
@@ -435,7 +436,7 @@ class HandsHost:
                 await self._js.publish(
                     outcome_subject(outcome.session_id),
                     _ENCODER.encode(outcome),
-                    headers={"Nats-Msg-Id": outcome.call_id},
+                    headers={"Nats-Msg-Id": outcome_msg_id(outcome.session_id, outcome.call_id)},
                 )
                 return
             except (nats.errors.Error, TimeoutError) as exc:

@@ -2,8 +2,8 @@
 
 Provisioning is a request to the `hands` queue group; each sandbox then has subjects of its
 own. A call is acknowledged at once and its outcome is published to JetStream with
-`Nats-Msg-Id = call_id`, so a long call never hangs on one request and a brain that crashed
-collects the outcome later.
+`Nats-Msg-Id = <session>/<call_id>`, so a long call never hangs on one request and a brain
+that crashed collects the outcome later.
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ def sandbox_subject(sandbox_id: str, verb: Literal["call", "cancel", "ack", "des
 
 def outcome_subject(session_id: str) -> str:
     return f"keel.outcomes.{session_id}"
+
+
+def outcome_msg_id(session_id: str, call_id: str) -> str:
+    """JetStream deduplicates Nats-Msg-Id across the whole stream, so the id names the
+    session too: two sessions whose models chose the same call id never lose an outcome."""
+    return f"{session_id}/{call_id}"
 
 
 def progress_subject(session_id: str) -> str:

@@ -20,11 +20,12 @@ from session_store._errors import (
 from session_store._open import open_store
 from session_store._postgres import PostgresEventStore
 from session_store._protocol import EventStore
-from session_store._records import Lease, SessionInfo, SessionPage, Snapshot, Verification
+from session_store._records import Appended, Lease, SessionInfo, SessionPage, Snapshot, Verification
 from session_store._sql import StoreLimits
 from session_store._sqlite import SqliteEventStore
 
 __all__ = [
+    "Appended",
     "BlobNotFound",
     "Conflict",
     "EventStore",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from session_store._errors import Conflict, Fenced, SessionNotFound, StoreError
 from session_store._hashing import chain_hash
+from session_store._records import Appended
 
 
 @dataclass(slots=True)
@@ -24,7 +25,7 @@ class PendingAppend:
     epoch: int | None
     # The last session.status carried by the append, as (status, reason).
     status: tuple[str, str] | None
-    future: asyncio.Future[int] = field(repr=False)
+    future: asyncio.Future[Appended] = field(repr=False)
 
 
 @dataclass(slots=True)
@@ -40,7 +41,7 @@ class Head:
 class Plan:
     event_rows: list[dict[str, object]] = field(default_factory=list)
     session_rows: dict[str, dict[str, object]] = field(default_factory=dict)
-    accepted: list[tuple[PendingAppend, int]] = field(default_factory=list)
+    accepted: list[tuple[PendingAppend, Appended]] = field(default_factory=list)
     rejected: list[tuple[PendingAppend, StoreError]] = field(default_factory=list)
 
 
@@ -77,7 +78,7 @@ def plan_batch(pending: list[PendingAppend], heads: dict[str, Head], at: float) 
             "status_reason": head.status_reason,
             "updated_at": at,
         }
-        plan.accepted.append((append, head.seq))
+        plan.accepted.append((append, Appended(head_seq=head.seq, at=at)))
     return plan
 
 

@@ -37,6 +37,14 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True):
     head_seq: int
 
 
+class Appended(msgspec.Struct, frozen=True, kw_only=True):
+    """A committed append: the new head, and the `at` every event of it was stamped with,
+    so a writer can fold exactly what a later replay will read."""
+
+    head_seq: int
+    at: float
+
+
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     seq: int

@@ -41,7 +41,7 @@ from session_store._errors import (
 )
 from session_store._hashing import GENESIS, blob_digest, chain_hash
 from session_store._migrate import upgrade_to_head
-from session_store._records import Lease, SessionInfo, SessionPage, Snapshot, Verification
+from session_store._records import Appended, Lease, SessionInfo, SessionPage, Snapshot, Verification
 from session_store._tables import blobs, events, sessions, snapshots
 from session_store._validate import check_id, encode_append, encode_checked
 
@@ -234,14 +234,15 @@ class SqlEventStore:
 
     async def append(
         self, session_id: str, events: Sequence[Event], expect_seq: int, epoch: int
-    ) -> int:
+    ) -> Appended:
         """Append all of `events` or none; only if the head is `expect_seq` and the lease
-        epoch is `epoch`. Returns the new head. Raises Conflict or Fenced otherwise."""
+        epoch is `epoch`. Returns the new head and the events' `at`. Raises Conflict or Fenced
+        otherwise."""
         return await self._append(session_id, events, expect_seq, epoch)
 
     async def append_input(
         self, session_id: str, events: Sequence[Event], expect_seq: int | None = None
-    ) -> int:
+    ) -> Appended:
         """The unfenced path for user input (the gateway holds no lease)."""
         return await self._append(session_id, events, expect_seq, None)
 
@@ -251,9 +252,9 @@ class SqlEventStore:
         events: Sequence[Event],
         expect_seq: int | None,
         epoch: int | None,
-    ) -> int:
+    ) -> Appended:
         rows, status = encode_append(events, self.limits.max_event_bytes)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         pending = PendingAppend(session_id, rows, expect_seq, epoch, status, future)
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
@@ -299,9 +300,9 @@ class SqlEventStore:
             # A bug fails this batch's appends; it must not strand the appends queued after it.
             _fail_all(batch, StoreUnavailable(f"append failed: {exc!r}"))
         else:
-            for pending, head in plan.accepted:
+            for pending, appended in plan.accepted:
                 if not pending.future.done():
-                    pending.future.set_result(head)
+                    pending.future.set_result(appended)
             for pending, error in plan.rejected:
                 if not pending.future.done():
                     pending.future.set_exception(error)
@@ -366,7 +367,10 @@ class SqlEventStore:
                     ),
                 )
                 .values(
-                    lease_owner=owner, lease_epoch=sessions.c.lease_epoch + 1, lease_until=until
+                    lease_owner=owner,
+                    lease_epoch=sessions.c.lease_epoch + 1,
+                    lease_until=until,
+                    wake_at=None,
                 )
                 .returning(sessions.c.lease_epoch, sessions.c.head_seq)
             ).first()
@@ -411,37 +415,43 @@ class SqlEventStore:
 
         return await self._write(renew)
 
-    async def release(self, lease: Lease) -> bool:
-        """Give the session up; False (and no change) if the lease was already superseded."""
+    async def release(self, lease: Lease, *, wake_at: float | None = None) -> bool:
+        """Give the session up; False (and no change) if the lease was already superseded.
+
+        `wake_at` (unix seconds) leaves a timer: once due, `sessions_due` lists the session
+        again, so a wait with a deadline (an approval) never outlives its deadline.
+        """
         query = (
             update(sessions)
             .where(
                 sessions.c.session_id == lease.session_id,
                 sessions.c.lease_epoch == lease.epoch,
             )
-            .values(lease_owner=None, lease_until=None)
+            .values(lease_owner=None, lease_until=None, wake_at=wake_at)
         )
         return await self._write(lambda conn: conn.execute(query).rowcount == 1)
 
-    async def expired_leases(self, limit: int = 100) -> list[str]:
-        """Non-terminal sessions whose owner's lease ran out: the sweeper re-queues them."""
+    async def sessions_due(self, limit: int = 100) -> list[str]:
+        """Non-terminal sessions that need a brain and have none: the owner's lease ran out,
+        or a timer left at release is due. The sweeper re-queues them."""
 
-        def expired(conn: Connection) -> list[str]:
-            query = (
-                select(sessions.c.session_id)
-                .where(
-                    and_(
-                        sessions.c.lease_owner.is_not(None),
-                        sessions.c.lease_until < self._clock(),
-                        sessions.c.status.not_in(TERMINAL_STATUSES),
-                    )
-                )
-                .order_by(sessions.c.lease_until)
-                .limit(limit)
+        def due(conn: Connection) -> list[str]:
+            now = self._clock()
+            live = sessions.c.status.not_in(TERMINAL_STATUSES)
+            expired = (
+                select(sessions.c.session_id, sessions.c.lease_until.label("due"))
+                .where(and_(sessions.c.lease_until < now, sessions.c.lease_owner.is_not(None)))
+                .where(live)
             )
-            return list(conn.execute(query).scalars())
+            timers = (
+                select(sessions.c.session_id, sessions.c.wake_at.label("due"))
+                .where(and_(sessions.c.wake_at <= now, sessions.c.lease_owner.is_(None)))
+                .where(live)
+            )
+            query = expired.union_all(timers).order_by("due").limit(limit)
+            return [row[0] for row in conn.execute(query)]
 
-        return await self._read(expired)
+        return await self._read(due)
 
     # -- snapshots --------------------------------------------------------------------------
 

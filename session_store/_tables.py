@@ -32,8 +32,12 @@ sessions = Table(
     Column("lease_owner", String(128), nullable=True),
     Column("lease_epoch", BigInteger, nullable=False, default=0),
     Column("lease_until", Float, nullable=True),
+    # A timer a brain left when it let the session wait (an approval expiring): when it is
+    # due and nobody holds the lease, the sweeper hands the session to a brain.
+    Column("wake_at", Float, nullable=True),
     Index("ix_sessions_tenant_status", "tenant", "status", "session_id"),
     Index("ix_sessions_lease_until", "lease_until"),
+    Index("ix_sessions_wake_at", "wake_at"),
 )
 
 events = Table(

@@ -298,9 +298,10 @@ class Writer:
         for index in range(count):
             events = make_events(index)
             started = time.perf_counter()
-            self.head = await self.store.append(
+            appended = await self.store.append(
                 self.lease.session_id, events, expect_seq=self.head, epoch=self.lease.epoch
             )
+            self.head = appended.head_seq
             latencies.append(time.perf_counter() - started)
         return latencies
 
@@ -347,7 +348,7 @@ async def build_session(store: EventStore, size: int) -> str:
     head = 1
     for target in range(SNAPSHOT_EVERY - TAIL, size, SNAPSHOT_EVERY):
         batch = list(itertools.islice(log, target - head))
-        head = await store.append_input(session_id, batch, expect_seq=head)
+        head = (await store.append_input(session_id, batch, expect_seq=head)).head_seq
         state = replay(await store.read(session_id, after_seq=state.seq), state)
         await store.save_snapshot(session_id, head, encode_state(state), version=STATE_VERSION)
     await store.append_input(session_id, list(itertools.islice(log, size - head)), expect_seq=head)
@@ -420,7 +421,7 @@ async def bench_bytes(database: Database) -> None:
     for start in range(0, PAIR_EVENTS // 2, PAIR_BATCH // 2):
         pairs = range(start, start + PAIR_BATCH // 2)
         batch = [event for index in pairs for event in tool_pair(index)]
-        head = await store.append_input(session_id, batch, expect_seq=head)
+        head = (await store.append_input(session_id, batch, expect_seq=head)).head_seq
     after, _ = await database.events_bytes()
     per_event = (after - before) / head
     print(

@@ -29,11 +29,11 @@ async def race(store: EventStore, sid: str, epoch: int, name: str, rounds: int) 
     for _ in range(rounds):
         head = await store.head(sid)
         try:
-            new_head = await store.append(sid, [UserMessage(text=f"{name}@{head}")], head, epoch)
+            appended = await store.append(sid, [UserMessage(text=f"{name}@{head}")], head, epoch)
         except Conflict:
             say("lost")
         else:
-            say(f"won {new_head}")
+            say(f"won {appended.head_seq}")
 
 
 async def append_forever(store: EventStore, sid: str, owner: str) -> None:
@@ -45,7 +45,7 @@ async def append_forever(store: EventStore, sid: str, owner: str) -> None:
         size = rng.randint(1, 3)
         tag = f"{time.monotonic_ns()}"
         group = [UserMessage(text=f"{tag} {i}/{size}") for i in range(size)]
-        head = await store.append(sid, group, head, lease.epoch)
+        head = (await store.append(sid, group, head, lease.epoch)).head_seq
         say(f"ack {head} {tag} {size}")
 
 
@@ -58,7 +58,10 @@ async def zombie(store: EventStore, sid: str, owner: str) -> None:
     fenced = 0
     while fenced < 20:
         try:
-            head = await store.append(sid, [UserMessage(text=f"zombie@{head}")], head, lease.epoch)
+            appended = await store.append(
+                sid, [UserMessage(text=f"zombie@{head}")], head, lease.epoch
+            )
+            head = appended.head_seq
             say(f"ack {head}")
         except Fenced:
             fenced += 1

@@ -4,6 +4,7 @@ test_postgres.py); this base is not collected because its name does not start wi
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 import pytest
@@ -20,6 +21,7 @@ from schemas import (
     UserMessage,
 )
 from session_store import (
+    Appended,
     BlobNotFound,
     Conflict,
     EventStore,
@@ -112,10 +114,11 @@ class StoreContract:
     async def test_fenced_append_and_read(self, store: EventStore) -> None:
         sid = (await store.create_session("acme", CREATED)).session_id
         lease = await store.claim(sid, "brain-1", ttl=30)
-        head = await store.append(sid, [message(1), message(2)], expect_seq=1, epoch=lease.epoch)
-        assert head == 3
-        head = await store.append(sid, [message(3)], expect_seq=3, epoch=lease.epoch)
-        assert head == 4
+        first = await store.append(sid, [message(1), message(2)], expect_seq=1, epoch=lease.epoch)
+        assert first.head_seq == 3
+        second = await store.append(sid, [message(3)], expect_seq=3, epoch=lease.epoch)
+        assert second.head_seq == 4
+        assert first.at <= second.at
         events = await store.read(sid)
         assert [e.seq for e in events] == [1, 2, 3, 4]
         assert [e.event for e in events[1:]] == [message(1), message(2), message(3)]
@@ -146,7 +149,7 @@ class StoreContract:
         with pytest.raises(Fenced):
             await store.renew(old, ttl=30)
         assert await store.release(old) is False
-        assert await store.append(sid, [message(1)], 1, new.epoch) == 2
+        assert (await store.append(sid, [message(1)], 1, new.epoch)).head_seq == 2
 
     async def test_concurrent_appends_at_one_seq_have_one_winner(self, store: EventStore) -> None:
         sid = (await store.create_session("acme", CREATED)).session_id
@@ -155,7 +158,7 @@ class StoreContract:
             *(store.append(sid, [message(i)], 1, lease.epoch) for i in range(20)),
             return_exceptions=True,
         )
-        assert sum(r == 2 for r in results) == 1
+        assert sum(isinstance(r, Appended) and r.head_seq == 2 for r in results) == 1
         assert sum(isinstance(r, Conflict) for r in results) == 19
         assert [e.seq for e in await store.read(sid)] == [1, 2]
 
@@ -166,7 +169,7 @@ class StoreContract:
         async def writer(sid: str) -> None:
             head = 1
             for i in range(15):
-                head = await store.append(sid, [message(i)], head, leases[sid].epoch)
+                head = (await store.append(sid, [message(i)], head, leases[sid].epoch)).head_seq
 
         await asyncio.gather(*(writer(sid) for sid in sids))
         for sid in sids:
@@ -177,14 +180,14 @@ class StoreContract:
     async def test_append_input_needs_no_lease(self, store: EventStore) -> None:
         sid = (await store.create_session("acme", CREATED)).session_id
         lease = await store.claim(sid, "brain-1", ttl=30)
-        assert await store.append_input(sid, [message(1)]) == 2
-        assert await store.append_input(sid, [message(2)], expect_seq=2) == 3
+        assert (await store.append_input(sid, [message(1)])).head_seq == 2
+        assert (await store.append_input(sid, [message(2)], expect_seq=2)).head_seq == 3
         with pytest.raises(Conflict):
             await store.append_input(sid, [message(3)], expect_seq=2)
         # The owner's next append sees the input as a conflict, re-reads and carries on.
         with pytest.raises(Conflict):
             await store.append(sid, [message(4)], 1, lease.epoch)
-        assert await store.append(sid, [message(4)], 3, lease.epoch) == 4
+        assert (await store.append(sid, [message(4)], 3, lease.epoch)).head_seq == 4
 
     async def test_status_events_update_the_session_row(self, store: EventStore) -> None:
         sid = (await store.create_session("acme", CREATED)).session_id
@@ -244,7 +247,7 @@ class StoreContract:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         # Queued behind the cancelled append, so when it returns that one is decided.
-        head = await store.append_input(sid, [message(3)])
+        head = (await store.append_input(sid, [message(3)])).head_seq
         texts = [e.event.text for e in (await store.read(sid))[1:]]  # type: ignore[union-attr]
         assert texts in (["message 3"], ["message 1", "message 2", "message 3"])
         assert head == len(texts) + 1
@@ -286,14 +289,28 @@ class StoreContract:
         await store.append_input(done, [SessionStatus(status="completed")])
         short = await store.claim(sid, "brain-1", ttl=0.05)
         await store.claim(done, "brain-1", ttl=0.05)
-        assert await store.expired_leases() == []
+        assert await store.sessions_due() == []
         await asyncio.sleep(0.1)
-        assert await store.expired_leases() == [sid]  # terminal sessions are not swept
+        assert await store.sessions_due() == [sid]  # terminal sessions are not swept
         taken = await store.claim(sid, "brain-2", ttl=30)
         assert taken.epoch == short.epoch + 1
-        assert await store.expired_leases() == []
+        assert await store.sessions_due() == []
         with pytest.raises(Fenced):
             await store.append(sid, [message(1)], 1, short.epoch)
+
+    async def test_a_timer_left_at_release_makes_the_session_due(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        later = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        assert await store.release(lease, wake_at=time.time() + 0.05)
+        other = await store.claim(later, "brain-1", ttl=30)
+        assert await store.release(other, wake_at=time.time() + 3600)
+        assert await store.sessions_due() == []
+        await asyncio.sleep(0.1)
+        assert await store.sessions_due() == [sid]
+        taken = await store.claim(sid, "brain-2", ttl=30)  # claiming clears the timer
+        await store.release(taken)
+        assert await store.sessions_due() == []
 
     # -- snapshots --------------------------------------------------------------------------
 

@@ -8,14 +8,21 @@ from pathlib import Path
 import pytest
 
 from schemas import UserMessage
-from session_store import Conflict, Fenced, SessionNotFound, SqliteEventStore, StoreUnavailable
+from session_store import (
+    Appended,
+    Conflict,
+    Fenced,
+    SessionNotFound,
+    SqliteEventStore,
+    StoreUnavailable,
+)
 from session_store._batch import Head, PendingAppend, plan_batch
 from session_store._hashing import GENESIS, chain_hash
 from tests.session_store.contract import CREATED
 
 
 def pending(sid: str, expect: int | None, epoch: int | None, n: int = 1) -> PendingAppend:
-    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
     rows = [("user.message", f'{{"text": "{i}"}}') for i in range(n)]
     return PendingAppend(sid, rows, expect, epoch, None, future)
 
@@ -31,7 +38,12 @@ async def test_each_append_is_judged_against_the_head_its_predecessors_left() ->
         pending("a", 3, 7),  # ok: a -> 4
     ]
     plan = plan_batch(batch, heads, at=123.0)
-    assert [(p.session_id, head) for p, head in plan.accepted] == [("a", 3), ("b", 5), ("a", 4)]
+    assert [(p.session_id, done.head_seq) for p, done in plan.accepted] == [
+        ("a", 3),
+        ("b", 5),
+        ("a", 4),
+    ]
+    assert {done.at for _, done in plan.accepted} == {123.0}
     assert [type(error) for _, error in plan.rejected] == [Conflict, Fenced, SessionNotFound]
     assert [(r["session_id"], r["seq"]) for r in plan.event_rows] == [
         ("a", 2),
@@ -73,7 +85,7 @@ async def test_a_batch_that_fails_for_a_bug_does_not_strand_later_appends(
         monkeypatch.setattr(store, "_write_batch", broken_once)
         with pytest.raises(StoreUnavailable, match="a bug"):
             await store.append_input(sid, [UserMessage(text="lost to the bug")])
-        assert await store.append_input(sid, [UserMessage(text="fine")]) == 2
+        assert (await store.append_input(sid, [UserMessage(text="fine")])).head_seq == 2
         assert await store.head(sid) == 2
     finally:
         await store.close()

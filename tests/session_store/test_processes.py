@@ -113,7 +113,8 @@ class ProcessContract:
                 await asyncio.sleep(0.05)
         head = await store.head(sid)
         for i in range(5):
-            head = await store.append(sid, [UserMessage(text=f"b{i}")], head, taken.epoch)
+            appended = await store.append(sid, [UserMessage(text=f"b{i}")], head, taken.epoch)
+            head = appended.head_seq
         out, err = await asyncio.to_thread(child.communicate, timeout=60)
         assert child.returncode == 0, err
         assert out.split().count("fenced") == 20
