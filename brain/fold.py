@@ -107,14 +107,22 @@ def _apply(state: SessionState, event: object, seq: int, at: float) -> None:  # 
                 call.phase = "dispatched"
                 call.attempt = attempt
                 call.sandbox_id = sandbox_id
+                state.sandbox_id = sandbox_id or state.sandbox_id
         case ToolResult(
-            call_id=call_id, output=output, blob=blob, is_error=is_error, checkpoint=checkpoint
+            call_id=call_id,
+            output=output,
+            blob=blob,
+            is_error=is_error,
+            checkpoint=checkpoint,
+            sandbox_lost=sandbox_lost,
         ):
             # A result for a call that is not open (a duplicate) changes nothing.
-            if state.open_calls.pop(call_id, None) is not None:
+            if (call := state.open_calls.pop(call_id, None)) is not None:
                 state.calls_finished += 1
                 if checkpoint is not None:
                     state.checkpoint = checkpoint
+                if sandbox_lost and call.sandbox_id == state.sandbox_id:
+                    state.sandbox_id = None
                 block = ToolResultBlock(
                     call_id=call_id, output=output, blob=blob, is_error=is_error
                 )

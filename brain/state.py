@@ -10,7 +10,7 @@ from schemas import AgentSpec, BudgetName, ContentBlock, Status, Usage
 
 # Bump when SessionState or fold changes meaning: snapshots of another version are ignored
 # (the store keys snapshots by this), so a new reducer replays from the log instead.
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2
 
 # How many recent tool-call signatures the state keeps for loop detection.
 RECENT_CALLS: Final = 16
@@ -65,6 +65,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     open_calls: dict[str, ToolCall] = {}
     # The newest workspace checkpoint a tool result names: where a new sandbox starts.
     checkpoint: str | None = None
+    # The sandbox the latest call was dispatched to, until a result says it was lost.
+    sandbox_id: str | None = None
     calls_finished: int = 0
     recent_calls: list[str] = []
     usage: Usage = Usage()

@@ -70,8 +70,24 @@ from schemas._tools import (
     ToolSpec,
     WriteFileInput,
 )
+from schemas._work import (
+    WORK_CONSUMER,
+    WORK_STREAM,
+    WORK_SUBJECTS,
+    Attention,
+    ModelDelta,
+    delta_subject,
+    work_subject,
+)
 
 __all__ = [
+    "Attention",
+    "ModelDelta",
+    "WORK_CONSUMER",
+    "WORK_STREAM",
+    "WORK_SUBJECTS",
+    "delta_subject",
+    "work_subject",
     "WriteFileInput",
     "ToolSpec",
     "ToolOutcome",

@@ -76,6 +76,8 @@ class ToolResult(_EventBase, tag="tool.result", frozen=True):
     duration_ms: float = 0.0
     # The workspace checkpoint the call left behind: a replacement sandbox starts from it.
     checkpoint: str | None = None
+    # The sandbox died: the session's next call needs a new one (started from `checkpoint`).
+    sandbox_lost: bool = False
 
 
 class ApprovalRequested(_EventBase, tag="approval.requested", frozen=True):

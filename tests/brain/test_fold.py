@@ -130,7 +130,11 @@ def build_log(plan: list[tuple[str, int, str, dict[str, object]]]) -> list[Event
             case "result" if call:
                 events.append(
                     ToolResult(
-                        call_id=call, output=text, is_error=n % 2 == 1, checkpoint=f"ck{n % 4}"
+                        call_id=call,
+                        output=text,
+                        is_error=n % 2 == 1,
+                        checkpoint=f"ck{n % 4}",
+                        sandbox_lost=n % 5 == 0,
                     )
                 )
             case "verdict":
@@ -220,6 +224,30 @@ def test_a_tool_call_from_request_to_result() -> None:
     assert state.open_calls == {} and state.calls_finished == 1 and state.checkpoint == "ck1"
     assert [m.role for m in state.messages] == ["user", "assistant", "user"]
     assert state.messages[-1].content == [ToolResultBlock(call_id="c1", output="3 passed")]
+    assert state.sandbox_id == "sbx"
+
+
+def test_a_lost_sandbox_is_forgotten_and_its_last_checkpoint_kept() -> None:
+    state = run(
+        [
+            SessionCreated(spec=AgentSpec()),
+            UserMessage(text="go"),
+            ModelResponse(
+                content=[
+                    ToolUseBlock(call_id="c1", name="bash", input={"command": "make"}),
+                    ToolUseBlock(call_id="c2", name="bash", input={"command": "true"}),
+                ],
+                stop_reason="tool_use",
+            ),
+            ToolRequested(call_id="c1", name="bash", input={"command": "make"}),
+            ToolRequested(call_id="c2", name="bash", input={"command": "true"}),
+            ToolDispatched(call_id="c1", sandbox_id="sbx_old"),
+            ToolDispatched(call_id="c2", sandbox_id="sbx_old"),
+            ToolResult(call_id="c2", output="", checkpoint="ck1"),
+            ToolResult(call_id="c1", outcome="unknown", is_error=True, sandbox_lost=True),
+        ]
+    )
+    assert state.sandbox_id is None and state.checkpoint == "ck1"
 
 
 def test_roles_alternate_so_a_provider_accepts_the_conversation() -> None:

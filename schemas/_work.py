@@ -1,0 +1,42 @@
+"""How sessions reach brains on NATS: the work queue, and the live token stream.
+
+Anyone who changes a session (the gateway appending user input, a brain's sweeper finding an
+expired lease) publishes an `Attention` on `keel.work.<session>`. The `KEEL_WORK` stream keeps
+it until one brain has driven the session and released it (work-queue retention, one durable
+consumer shared by every brain). The brain driving a session also listens on that subject
+with a plain subscription, so input reaches it at once while it works.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+WORK_STREAM: Final = "KEEL_WORK"
+WORK_SUBJECTS: Final = "keel.work.*"
+WORK_CONSUMER: Final = "brains"
+
+
+def work_subject(session_id: str) -> str:
+    return f"keel.work.{session_id}"
+
+
+def delta_subject(session_id: str) -> str:
+    return f"keel.deltas.{session_id}"
+
+
+class Attention(msgspec.Struct, frozen=True, kw_only=True):
+    """Session `session_id` may have something to do."""
+
+    session_id: str
+    reason: str = ""
+
+
+class ModelDelta(msgspec.Struct, frozen=True, kw_only=True):
+    """A piece of a model response as it streams; never persisted (the log keeps the whole
+    `model.response`). `turn` tells viewers which response it belongs to."""
+
+    session_id: str
+    turn: int
+    text: str
