@@ -12,11 +12,18 @@ from schemas import ModelResponse, ModelSpec
 
 
 class ProviderError(Exception):
-    """The model could not answer; `retryable` says whether trying again may help."""
+    """The model could not answer; `retryable` says whether trying again may help.
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    `retry_after_s` is how long the provider asked us to wait (a `retry-after` header), if it
+    said.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class ToolDefinition(msgspec.Struct, frozen=True, kw_only=True):
