@@ -107,6 +107,7 @@ def _apply(state: SessionState, event: object, seq: int, at: float) -> None:  # 
                 call.phase = "dispatched"
                 call.attempt = attempt
                 call.sandbox_id = sandbox_id
+                call.dispatched_at = at
                 state.sandbox_id = sandbox_id or state.sandbox_id
         case ToolResult(
             call_id=call_id,

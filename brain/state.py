@@ -30,6 +30,8 @@ class ToolCall(msgspec.Struct, kw_only=True):
     approval_expires_at: float | None = None
     attempt: int = 0
     sandbox_id: str = ""
+    # When it was last dispatched: where a brain starts looking for its outcome.
+    dispatched_at: float = 0.0
 
 
 class Message(msgspec.Struct, kw_only=True):

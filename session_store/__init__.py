@@ -4,6 +4,8 @@ An append-only, hash-chained, fenced event log per session, with leases, snapsho
 blobs, on SQLite (embedded) or PostgreSQL (scale-out). Errors: see `session_store._errors`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from session_store._errors import (
     BlobNotFound,
     Conflict,
@@ -18,11 +20,27 @@ from session_store._errors import (
     StoreUnavailable,
 )
 from session_store._open import open_store
-from session_store._postgres import PostgresEventStore
 from session_store._protocol import EventStore
 from session_store._records import Appended, Lease, SessionInfo, SessionPage, Snapshot, Verification
 from session_store._sql import StoreLimits
-from session_store._sqlite import SqliteEventStore
+
+if TYPE_CHECKING:
+    from session_store._postgres import PostgresEventStore
+    from session_store._sqlite import SqliteEventStore
+
+
+def __getattr__(name: str) -> Any:
+    """Backends are imported on first use: a process pays only for the driver it uses."""
+    if name == "PostgresEventStore":
+        from session_store._postgres import PostgresEventStore
+
+        return PostgresEventStore
+    if name == "SqliteEventStore":
+        from session_store._sqlite import SqliteEventStore
+
+        return SqliteEventStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Appended",

@@ -280,6 +280,8 @@ class StoreContract:
         assert info.lease_owner is None and info.lease_epoch == 1
         taken = await store.claim(sid, "brain-2", ttl=30)
         assert taken.epoch == 2
+        assert await store.leases_of("brain-2") == [sid]
+        assert await store.leases_of("brain-1") == []
 
     async def test_expired_lease_is_claimable_and_listed_for_the_sweeper(
         self, store: EventStore

@@ -1,0 +1,57 @@
+"""`python -m brain`: run a brain until SIGINT/SIGTERM (configured by `KEEL_*` variables)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import msgspec
+
+from brain.service import Brain
+from brain.settings import BrainSettings
+
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def run(settings: BrainSettings) -> None:
+    brain = Brain(settings)
+    await brain.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"brain {settings.brain_id} ready", flush=True)
+    await stop.wait()
+    try:
+        await asyncio.wait_for(brain.close(), CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        # Say what hung, then exit anyway: whatever was in flight, the log has it.
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+        raise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m brain", description=__doc__)
+    parser.add_argument("--store-url", help="session store (default: KEEL_STORE_URL)")
+    parser.add_argument("--nats-url", help="NATS server (default: KEEL_NATS_URL)")
+    parser.add_argument("--brain-id", help="lease owner name (default: KEEL_BRAIN_ID)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = BrainSettings.from_env()
+    overrides = {
+        "store_url": args.store_url,
+        "nats_url": args.nats_url,
+        "brain_id": args.brain_id,
+    }
+    settings = msgspec.structs.replace(
+        settings, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

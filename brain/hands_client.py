@@ -1,0 +1,181 @@
+"""The brain's side of the hands: provision sandboxes, send calls, collect outcomes.
+
+A call is sent as a request that the hands answer at once (`CallAccepted`); its outcome comes
+later on `keel.outcomes.<session>`, which JetStream keeps, so a brain that was not listening
+when it was published (it crashed, or it let the session wait) collects it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Callable, Iterable
+from typing import Final
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from schemas import (
+    CallAccepted,
+    CallRequest,
+    OutcomeAck,
+    ProvisionReply,
+    ProvisionRequest,
+    SandboxSpec,
+    ToolOutcome,
+)
+from schemas._hands import (
+    OUTCOME_STREAM,
+    PROVISION_SUBJECT,
+    outcome_subject,
+    sandbox_subject,
+)
+
+_ENCODER: Final = msgspec.json.Encoder()
+_OUTCOME: Final = msgspec.json.Decoder(ToolOutcome)
+
+
+class HandsUnavailable(Exception):
+    """No hands host answered (none is running, or all are restarting)."""
+
+
+class SandboxGone(Exception):
+    """Nobody serves the sandbox any more: a call sent to it was delivered to no one."""
+
+
+class ProvisionFailed(Exception):
+    """A hands host answered but could not make a sandbox."""
+
+
+class HandsClient:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        provision_timeout_s: float = 120.0,
+        request_timeout_s: float = 10.0,
+        no_hands_for_s: float = 30.0,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.provision_timeout_s = provision_timeout_s
+        self.request_timeout_s = request_timeout_s
+        # How long provisioning keeps asking while no hands host is subscribed (one may be
+        # restarting) before it gives up.
+        self.no_hands_for_s = no_hands_for_s
+
+    async def provision(
+        self, session_id: str, spec: SandboxSpec, checkpoint: str | None
+    ) -> ProvisionReply:
+        request = _ENCODER.encode(
+            ProvisionRequest(session_id=session_id, sandbox=spec, checkpoint=checkpoint)
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.no_hands_for_s
+        delay = 0.05
+        while True:
+            try:
+                reply = await self.nc.request(
+                    PROVISION_SUBJECT, request, timeout=self.provision_timeout_s
+                )
+                break
+            except nats.errors.NoRespondersError:
+                if loop.time() + delay > deadline:
+                    raise HandsUnavailable(
+                        f"no hands host answered for {self.no_hands_for_s:.0f} s"
+                    ) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except TimeoutError:  # nats raises both its own and asyncio's
+                raise HandsUnavailable(
+                    f"provisioning took longer than {self.provision_timeout_s:.0f} s"
+                ) from None
+        answer = msgspec.json.decode(reply.data, type=ProvisionReply)
+        if answer.error:
+            raise ProvisionFailed(answer.error)
+        return answer
+
+    async def send(self, sandbox_id: str, call: CallRequest) -> CallAccepted:
+        """Hand `call` to its sandbox. Raises SandboxGone when nobody received it, which
+        proves it did not run there."""
+        try:
+            reply = await self.nc.request(
+                sandbox_subject(sandbox_id, "call"),
+                _ENCODER.encode(call),
+                timeout=self.request_timeout_s,
+            )
+        except nats.errors.NoRespondersError:
+            raise SandboxGone(sandbox_id) from None
+        return msgspec.json.decode(reply.data, type=CallAccepted)
+
+    async def ack(self, sandbox_id: str, call_id: str) -> None:
+        """The outcome is in the log: the hands may drop the full result (best effort)."""
+        await self.nc.publish(
+            sandbox_subject(sandbox_id, "ack"), _ENCODER.encode(OutcomeAck(call_id=call_id))
+        )
+
+    async def destroy(self, sandbox_id: str) -> None:
+        """The session ended: its sandbox goes (best effort; nobody may be serving it)."""
+        await self.nc.publish(sandbox_subject(sandbox_id, "destroy"), b"")
+
+    async def listen(
+        self, session_id: str, on_outcome: Callable[[ToolOutcome], None]
+    ) -> Subscription:
+        """Outcomes as they are published (a plain subscription: no JetStream round trip)."""
+
+        async def deliver(msg: Msg) -> None:
+            try:
+                on_outcome(_OUTCOME.decode(msg.data))
+            except msgspec.DecodeError:
+                return
+
+        return await self.nc.subscribe(outcome_subject(session_id), cb=deliver)
+
+    async def collect(
+        self, session_id: str, call_ids: Iterable[str], since: float
+    ) -> dict[str, ToolOutcome]:
+        """Outcomes JetStream kept for `call_ids`, published after about `since` (unix s).
+
+        Reads only the session's subject from shortly before `since`, so the cost depends on
+        the calls in question, not on the session's age.
+        """
+        wanted = set(call_ids)
+        found: dict[str, ToolOutcome] = {}
+        # A minute of slack for clocks that disagree between machines.
+        start = datetime.datetime.fromtimestamp(since - 60, tz=datetime.UTC)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=start,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=30.0,
+        )
+        try:
+            subscription = await self.js.pull_subscribe(
+                outcome_subject(session_id), stream=OUTCOME_STREAM, config=config
+            )
+        except nats.js.errors.NotFoundError:
+            return found  # no stream yet: nothing was ever published
+        try:
+            pending = (await subscription.consumer_info()).num_pending or 0
+            while pending > 0 and wanted - found.keys():
+                try:
+                    messages = await subscription.fetch(min(pending, 256), timeout=2.0)
+                except TimeoutError:  # nats raises both its own and asyncio's
+                    break
+                pending -= len(messages)
+                for message in messages:
+                    try:
+                        outcome = _OUTCOME.decode(message.data)
+                    except msgspec.DecodeError:
+                        continue
+                    if outcome.call_id in wanted:
+                        found[outcome.call_id] = outcome
+        finally:
+            await subscription.unsubscribe()
+        return found

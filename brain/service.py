@@ -1,0 +1,251 @@
+"""A brain process: pulls "session needs attention" from the work queue and wakes sessions.
+
+- Work: one durable pull consumer (`brains`) on the `KEEL_WORK` stream is shared by every
+  brain, so each message goes to one of them. A message is acked only after the session it
+  names was driven and released; a brain that dies leaves it unacked, and JetStream delivers
+  it again.
+- Sweeper: every brain periodically asks the store for non-terminal sessions whose lease
+  expired (their brain died or froze) or whose timer is due (an approval expiring), and puts
+  them on the work queue. Nothing stays "running" with no owner.
+- Restart in place: a brain started with the id of one that died takes that one's sessions
+  back at once (the store lets an owner reclaim its own lease), without waiting for expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Final
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+
+from brain.crashpoints import Crashpoints
+from brain.hands_client import HandsClient
+from brain.providers import Providers
+from brain.settings import BrainSettings
+from brain.wake import BrainDeps, WakeResult, wake
+from schemas import (
+    WORK_CONSUMER,
+    WORK_STREAM,
+    WORK_SUBJECTS,
+    Attention,
+    work_subject,
+)
+from session_store import EventStore, StoreError, open_store
+
+log = logging.getLogger("keel.brain")
+
+_ENCODER: Final = msgspec.json.Encoder()
+_ATTENTION: Final = msgspec.json.Decoder(Attention)
+
+# How long a work message may go unacknowledged before JetStream gives it to another brain;
+# a brain driving a session longer than this says "still working" every third of it.
+ACK_WAIT_S: Final = 30.0
+# JetStream drops a repeated Nats-Msg-Id within this window (sweeps of several brains).
+DUPLICATE_WINDOW_S: Final = 5.0
+
+
+async def ensure_work_stream(js: JetStreamContext) -> None:
+    config = StreamConfig(
+        name=WORK_STREAM,
+        subjects=[WORK_SUBJECTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        await js.update_stream(config)
+
+
+async def request_attention(
+    js: JetStreamContext, session_id: str, reason: str, msg_id: str | None = None
+) -> None:
+    """Put `session_id` on the work queue (durably: JetStream has it when this returns)."""
+    headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+    body = _ENCODER.encode(Attention(session_id=session_id, reason=reason))
+    await js.publish(work_subject(session_id), body, headers=headers)
+
+
+class Brain:
+    def __init__(
+        self,
+        settings: BrainSettings,
+        *,
+        store: EventStore | None = None,
+        providers: Providers | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.store_url)
+        self._owns_store = store is None
+        self.providers = providers or Providers()
+        self.active: set[str] = set()
+        self._handling = 0
+        self._slot_freed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._deps: BrainDeps | None = None
+
+    async def start(self) -> None:
+        if self._owns_store:
+            await self.store.migrate()
+        self._nc = await nats.connect(
+            self.settings.nats_url, name=self.settings.brain_id, max_reconnect_attempts=-1
+        )
+        self._js = self._nc.jetstream()
+        await ensure_work_stream(self._js)
+        self._deps = BrainDeps(
+            store=self.store,
+            nc=self._nc,
+            hands=HandsClient(self._nc),
+            settings=self.settings,
+            providers=self.providers.provider_for,
+            crash=Crashpoints(self.settings.crash_at),
+        )
+        subscription = await self._js.pull_subscribe(
+            WORK_SUBJECTS,
+            durable=WORK_CONSUMER,
+            stream=WORK_STREAM,
+            config=ConsumerConfig(ack_wait=ACK_WAIT_S, max_deliver=-1, max_ack_pending=-1),
+        )
+        for session_id in await self.store.leases_of(self.settings.brain_id):
+            self._spawn(self._take_back(session_id))
+        self._spawn(self._pull(subscription))
+        self._spawn(self._sweep())
+        log.info("brain %s serving on %s", self.settings.brain_id, self.settings.nats_url)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._nc is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._nc.drain()
+        await self.providers.aclose()
+        if self._owns_store:
+            await self.store.close()
+
+    # -- work -------------------------------------------------------------------------------
+
+    async def _pull(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while True:
+            free = self.settings.max_sessions - self._handling
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                messages = await subscription.fetch(free, timeout=1.0)
+            except TimeoutError:  # nats raises both its own and asyncio's
+                continue
+            except Exception as exc:
+                # The loop that feeds the brain must outlive any fault of NATS's.
+                log.warning("fetching work failed: %r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for message in messages:
+                self._handling += 1
+                self._spawn(self._handle(message))
+
+    async def _handle(self, message: Msg) -> None:
+        try:
+            try:
+                attention = _ATTENTION.decode(message.data)
+            except msgspec.DecodeError:
+                log.warning("dropping a malformed work message: %r", message.data[:200])
+                await message.term()
+                return
+            session_id = attention.session_id
+            if session_id in self.active:
+                # The run driving it hears the same message on its own subscription.
+                await message.ack()
+                return
+            progress = asyncio.create_task(_keep_in_progress(message))
+            try:
+                await self._drive(session_id)
+            except (StoreError, nats.errors.Error, OSError) as exc:
+                log.warning("session %s: %s; it goes back on the queue", session_id, exc)
+                await message.nak(delay=1.0)
+                return
+            finally:
+                progress.cancel()
+            await message.ack()
+        finally:
+            self._handling -= 1
+            self._slot_freed.set()
+
+    async def _take_back(self, session_id: str) -> None:
+        try:
+            await self._drive(session_id)
+        except (StoreError, nats.errors.Error, OSError) as exc:
+            log.warning("session %s: taking it back failed: %s", session_id, exc)
+
+    async def _drive(self, session_id: str) -> WakeResult | None:
+        assert self._deps is not None
+        if session_id in self.active:
+            return None
+        self.active.add(session_id)
+        try:
+            while True:
+                result = await wake(session_id, self._deps)
+                log.info(
+                    "session %s: %s (%s) at seq %d",
+                    session_id,
+                    result.stopped,
+                    result.status,
+                    result.head_seq,
+                )
+                if not result.again:
+                    return result
+        finally:
+            self.active.discard(session_id)
+
+    # -- the sweeper ------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        assert self._js is not None
+        while True:
+            await asyncio.sleep(self.settings.sweep_every_s)
+            try:
+                due = await self.store.sessions_due()
+            except StoreError as exc:
+                log.warning("sweeping failed: %s", exc)
+                continue
+            # One message per session per second, however many brains sweep it.
+            window = int(time.time())
+            for session_id in due:
+                try:
+                    await request_attention(
+                        self._js, session_id, "sweep", msg_id=f"sweep/{session_id}/{window}"
+                    )
+                except nats.errors.Error as exc:
+                    log.warning("re-queueing %s failed: %s", session_id, exc)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+
+async def _keep_in_progress(message: Msg) -> None:
+    while True:
+        await asyncio.sleep(ACK_WAIT_S / 3)
+        with contextlib.suppress(nats.errors.Error):
+            await message.in_progress()
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("brain task failed", exc_info=task.exception())

@@ -1,0 +1,67 @@
+"""A small but real coding session for the scripted model: write code and its test, run the
+test (it fails), fix the code, run it again, count the runs, finish.
+
+Every `bash` run appends a line to `.runs` in the workspace, a side-effect counter: the last
+call prints how many runs there were, so a drill can prove no non-idempotent call ran twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import AgentSpec, Budgets, ModelSpec, SandboxSpec
+
+APP_BUGGY = "def add(a, b):\n    return a - b\n"
+TEST = "from app import add\nassert add(2, 3) == 5, add(2, 3)\nprint('test passed')\n"
+# -B: the fix keeps the file size and mtime second, so a cached .pyc would hide it.
+RUN_TEST = "echo run >> .runs && python3 -B test_app.py"
+TOOLS = ["bash", "read_file", "write_file", "edit_file", "list_files", "grep"]
+
+
+def coding_script(model_latency_ms: float = 0.0, *, slow_turn: int | None = None) -> list[Any]:
+    """Turns of the scripted model; `slow_turn` takes 1.5 s (a drill kills the brain then)."""
+    turns: list[dict[str, Any]] = [
+        {
+            "text": "I'll write the function and its test.",
+            "tool_calls": [
+                {"name": "write_file", "input": {"path": "app.py", "content": APP_BUGGY}},
+                {"name": "write_file", "input": {"path": "test_app.py", "content": TEST}},
+            ],
+        },
+        {
+            "text": "Now run the test.",
+            "tool_calls": [{"name": "bash", "input": {"command": RUN_TEST}}],
+        },
+        {
+            "text": "The test fails: add subtracts. Fix it.",
+            "tool_calls": [
+                {
+                    "name": "edit_file",
+                    "input": {"path": "app.py", "old_string": "a - b", "new_string": "a + b"},
+                },
+                {"name": "grep", "input": {"pattern": "def add"}},
+            ],
+        },
+        {"text": "Run it again.", "tool_calls": [{"name": "bash", "input": {"command": RUN_TEST}}]},
+        {
+            "text": "How many test runs were there?",
+            "tool_calls": [{"name": "bash", "input": {"command": "wc -l < .runs"}}],
+        },
+        {"text": "The test passes; add is fixed.", "input_tokens": 900, "output_tokens": 40},
+    ]
+    for index, turn in enumerate(turns):
+        turn.setdefault("input_tokens", 100 * (index + 1))
+        turn.setdefault("output_tokens", 20)
+        turn["latency_ms"] = 1500.0 if index == slow_turn else model_latency_ms
+    return turns
+
+
+def coding_spec(script: list[Any], **fields: Any) -> AgentSpec:
+    return AgentSpec(
+        model=ModelSpec(provider="scripted", name="scripted", options={"script": script}),
+        system_prompt="You are a careful engineer.",
+        tools=TOOLS,
+        budgets=Budgets(max_turns=50),
+        sandbox=SandboxSpec(call_timeout_s=30),
+        **fields,
+    )

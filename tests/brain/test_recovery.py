@@ -1,0 +1,163 @@
+"""Recovery drills: brains are real processes, SIGKILLed at each point of a step, frozen past
+their lease, restarted in place. Every time another brain finishes the session, every
+invariant holds, and the workspace's run counter shows no call ran twice."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats.js import JetStreamContext
+
+from hands import HandsHost
+from schemas import ModelResponse, Recorded, ToolResult, new_id
+from session_store import EventStore
+from tests.backends import Backend
+from tests.brain.conftest import start_session, wait_for_status
+from tests.brain.invariants import check_invariants
+from tests.brain.processes import BrainProcess
+from tests.brain.scenario import coding_script, coding_spec
+from tests.nats_server import NatsServer
+
+
+@pytest.fixture
+def spawn(
+    store_backend: Backend, nats_server: NatsServer, tmp_path: Path
+) -> Iterator[BrainProcess]:
+    started: list[BrainProcess] = []
+
+    def spawn(brain_id: str | None = None, **fields: object) -> BrainProcess:
+        brain_id = brain_id or new_id("brain")
+        brain = BrainProcess(
+            store_url=store_backend.url,
+            nats_url=nats_server.url,
+            brain_id=brain_id,
+            log_path=tmp_path / f"{brain_id}.{len(started)}.log",
+            **fields,  # type: ignore[arg-type]
+        )
+        started.append(brain)
+        return brain.start()
+
+    yield spawn  # type: ignore[misc]
+    for brain in started:
+        brain.stop()
+
+
+def assert_ran_once(log: list[Recorded]) -> None:
+    """The counter the script's last call printed: two test runs, each exactly once."""
+    results = [r.event for r in log if isinstance(r.event, ToolResult)]
+    assert results[-1].output.splitlines()[0] == "2", results[-1]
+    turns = [r.event for r in log if isinstance(r.event, ModelResponse)]
+    assert len(turns) == 6, "a model response was recorded twice or lost"
+
+
+async def wait_for_event(
+    store: EventStore, session_id: str, kind: type, count: int = 1, timeout_s: float = 30.0
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(isinstance(r.event, kind) for r in await store.read(session_id)) < count:
+        assert time.monotonic() < deadline, f"no {count} x {kind.__name__} in {timeout_s}s"
+        await asyncio.sleep(0.02)
+
+
+# Where the first brain dies: the n-th time it reaches each point of a step. The second
+# bash call (the first test run) is the 2nd dispatch; a snapshot every 5 events lands
+# mid-session.
+CRASH_POINTS = [
+    "before_model_call:3",
+    "after_model_response:2",
+    "after_tool_requested:2",
+    "after_dispatched:2",
+    "after_send:2",
+    "after_tool_result:2",
+    "during_snapshot:2",
+]
+
+
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
+async def test_a_brain_killed_at_each_point_is_replaced_and_nothing_runs_twice(
+    crash_at: str,
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    spawn: object,
+) -> None:
+    first = spawn(crash_at=crash_at, snapshot_every=5)  # type: ignore[operator]
+    session_id = await start_session(store, js, coding_spec(coding_script()))
+    assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
+    spawn(snapshot_every=5)  # type: ignore[operator]
+    info = await wait_for_status(store, session_id, {"completed", "failed"})
+    assert info.status == "completed", info
+    assert_ran_once(await check_invariants(store, session_id))
+
+
+async def test_a_brain_killed_during_a_slow_model_call_is_replaced(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
+) -> None:
+    first = spawn()  # type: ignore[operator]
+    session_id = await start_session(store, js, coding_spec(coding_script(slow_turn=2)))
+    await wait_for_event(store, session_id, ModelResponse, count=2)
+    await wait_for_event(store, session_id, ToolResult, count=3)
+    await asyncio.sleep(0.5)  # the third model call takes 1.5 s: kill it midway
+    first.kill()
+    spawn()  # type: ignore[operator]
+    info = await wait_for_status(store, session_id, {"completed", "failed"})
+    assert info.status == "completed", info
+    assert_ran_once(await check_invariants(store, session_id))
+
+
+async def test_a_frozen_brain_past_its_lease_is_fenced_and_stops(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
+) -> None:
+    zombie = spawn()  # type: ignore[operator]
+    session_id = await start_session(store, js, coding_spec(coding_script(slow_turn=1)))
+    await wait_for_event(store, session_id, ToolResult, count=2)
+    zombie.signal(signal.SIGSTOP)  # mid model call, holding the lease
+    frozen_at = await store.head(session_id)
+    spawn()  # type: ignore[operator]
+    await wait_for_event(store, session_id, ModelResponse, count=3)
+    taken = await store.get_session(session_id)
+    assert taken.lease_owner != zombie.brain_id
+    zombie.signal(signal.SIGCONT)
+    info = await wait_for_status(store, session_id, {"completed", "failed"})
+    assert info.status == "completed", info
+    log = await check_invariants(store, session_id)
+    assert_ran_once(log)
+    deadline = time.monotonic() + 10
+    while "fenced" not in zombie.output():
+        assert time.monotonic() < deadline, zombie.output()
+        await asyncio.sleep(0.05)
+    assert zombie.process is not None and zombie.process.poll() is None  # alive, just let go
+    assert frozen_at < len(log)
+
+
+async def test_a_brain_restarted_in_place_takes_its_sessions_back_at_once(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
+) -> None:
+    first = spawn("brain-in-place", crash_at="after_send:2", lease_s=30.0)  # type: ignore[operator]
+    session_id = await start_session(store, js, coding_spec(coding_script()))
+    assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
+    # With a 30 s lease, only reclaiming its own lease finishes the session in time.
+    spawn("brain-in-place", lease_s=30.0)  # type: ignore[operator]
+    info = await wait_for_status(store, session_id, {"completed", "failed"}, timeout_s=20)
+    assert info.status == "completed", info
+    assert_ran_once(await check_invariants(store, session_id))
+
+
+async def test_two_brains_drive_twenty_sessions_one_brain_at_a_time(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
+) -> None:
+    brains = [spawn(), spawn()]  # type: ignore[operator]
+    sessions = [
+        await start_session(store, js, coding_spec(coding_script(model_latency_ms=20)))
+        for _ in range(20)
+    ]
+    for session_id in sessions:
+        info = await wait_for_status(store, session_id, {"completed", "failed"}, timeout_s=120)
+        assert info.status == "completed", info
+        assert_ran_once(await check_invariants(store, session_id))
+    assert all("fenced" not in brain.output() for brain in brains)
