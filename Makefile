@@ -20,12 +20,14 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## make bench: print the figures of the store (SQLite, PostgreSQL) and the hands (local, Docker).
+## make bench: print the figures of the store (SQLite, PostgreSQL), the hands (local, Docker)
+## and the brain (durable steps, recovery, lazy hands).
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.store --backend sqlite
 	$(BIN)/python -m tests.benchmarks.store --backend postgres
 	$(BIN)/python -m tests.benchmarks.hands --backend local
 	$(BIN)/python -m tests.benchmarks.hands --backend docker
+	$(BIN)/python -m tests.benchmarks.brain --backend docker
 
 demo:
 	@echo "make demo arrives with the gateway (issue 5); 'make test' and 'make bench' work now."

@@ -28,6 +28,9 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a brain keeps a session while its tool calls run, before it lets the session
     # wait (released, with a timer) and the outcomes wake it again.
     hold_s: float = 60.0
+    # Lazy hands: the first model call starts at once while the sandbox is provisioned
+    # alongside; False waits for the sandbox first (only to measure what laziness saves).
+    lazy_hands: bool = True
     # A dispatched call whose sandbox nobody serves for this long is recorded as `unknown`.
     lost_after_s: float = 10.0
     # How often the sweeper looks for expired leases and due timers.
@@ -48,6 +51,7 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
             snapshot_every=int(env.get("KEEL_SNAPSHOT_EVERY", default.snapshot_every)),
             max_sessions=int(env.get("KEEL_MAX_SESSIONS", default.max_sessions)),
             hold_s=float(env.get("KEEL_HOLD_S", default.hold_s)),
+            lazy_hands=env.get("KEEL_LAZY_HANDS", "1") != "0",
             lost_after_s=float(env.get("KEEL_LOST_AFTER_S", default.lost_after_s)),
             sweep_every_s=float(env.get("KEEL_SWEEP_EVERY_S", default.sweep_every_s)),
             model_retry=RetryPolicy(

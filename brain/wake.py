@@ -78,6 +78,7 @@ from schemas import (
     ToolOutcome,
     ToolRequested,
     ToolResult,
+    ToolUseBlock,
     delta_subject,
     event_type,
     new_id,
@@ -419,26 +420,7 @@ class _SessionRun:
                     await self._commit(prelude)
                 await self._call_model()
             case RequestTools(calls=calls):
-                events: list[Event] = list(prelude)
-                for block in calls:
-                    tool = TOOLS.get(block.name)
-                    events.append(
-                        ToolRequested(
-                            call_id=block.call_id,
-                            name=block.name,
-                            input=block.input,
-                            idempotent=tool is not None and tool.idempotent,
-                        )
-                    )
-                    if tool is None or block.name not in self.spec.tools:
-                        available = ", ".join(self.spec.tools) or "none"
-                        events.append(
-                            _error_result(
-                                block.call_id,
-                                f"unknown tool {block.name!r}; available: {available}",
-                            )
-                        )
-                await self._commit(events)
+                await self._commit([*prelude, *self._requests(calls)])
                 self.deps.crash.reach("after_tool_requested")
             case AskApproval(call_id=call_id, expires_at=expires_at):
                 await self._commit(
@@ -486,6 +468,9 @@ class _SessionRun:
     async def _call_model(self) -> None:
         self.deps.crash.reach("before_model_call")
         self._start_provisioning()
+        if self.provisioning is not None and not self.settings.lazy_hands:
+            with contextlib.suppress(HandsUnavailable, ProvisionFailed):
+                await self._sandbox()
         spec = self.spec
         turn = self.state.turns
         request = ModelRequest(
@@ -504,7 +489,31 @@ class _SessionRun:
             await self._commit([SessionStatus(status="failed", reason=f"the model failed: {exc}")])
             return
         self.deps.crash.reach("after_model_response")
-        await self._commit([response])
+        # The calls it asks for are recorded with it: one durable write, not two.
+        uses = [block for block in response.content if isinstance(block, ToolUseBlock)]
+        await self._commit([response, *self._requests(uses)])
+        if uses:
+            self.deps.crash.reach("after_tool_requested")
+
+    def _requests(self, uses: Sequence[ToolUseBlock]) -> list[Event]:
+        """`tool.requested` for each tool_use; a tool the session lacks gets its one outcome,
+        an error, right away."""
+        events: list[Event] = []
+        for block in uses:
+            tool = TOOLS.get(block.name)
+            events.append(
+                ToolRequested(
+                    call_id=block.call_id,
+                    name=block.name,
+                    input=block.input,
+                    idempotent=tool is not None and tool.idempotent,
+                )
+            )
+            if tool is None or block.name not in self.spec.tools:
+                available = ", ".join(self.spec.tools) or "none"
+                reason = f"unknown tool {block.name!r}; available: {available}"
+                events.append(_error_result(block.call_id, reason))
+        return events
 
     def _delta_sink(self, turn: int) -> Callable[[str], None]:
         subject = delta_subject(self.session_id)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.backends import require_postgres
-from tests.hands.conftest import docker_backend, local_backend
+from tests.sandboxes import docker_backend, local_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,12 +17,19 @@ ROOT = Path(__file__).resolve().parents[2]
 FIGURES = {
     "store": ("1. sequential", "2a.", "2b.", "3. wake", "4. full replay", "5. on disk"),
     "hands": ("1. round trip", "2. cold start", "3. warm pool", "4. checkpoint"),
+    "brain": ("1. durable", "2. recovery", "3. recovery", "4. tool calls", "5. first model"),
 }
 
 
 @pytest.mark.parametrize(
     ("benchmark", "backend"),
-    [("store", "sqlite"), ("store", "postgres"), ("hands", "local"), ("hands", "docker")],
+    [
+        ("store", "sqlite"),
+        ("store", "postgres"),
+        ("hands", "local"),
+        ("hands", "docker"),
+        ("brain", "docker"),
+    ],
 )
 def test_benchmark_prints_every_figure(benchmark: str, backend: str) -> None:
     {"postgres": require_postgres, "local": local_backend, "docker": docker_backend}.get(
