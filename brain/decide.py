@@ -105,34 +105,41 @@ def decide(state: SessionState, now: float) -> Action:
         return Wait(reason=f"paused: {state.status_reason}" if state.status_reason else "paused")
     if state.interrupted:
         return Pause(reason="interrupted by the user")
-    guard = _guards(state, now)
-    if guard is not None:
-        return guard
+    loop = _loop_guard(state)
+    if loop is not None:
+        return loop
     unrequested = _unrequested_tool_uses(state)
     if unrequested:
         return RequestTools(calls=unrequested)
     if state.open_calls:
         return _next_for_calls(state, now)
     if state.messages and state.messages[-1].role == "user":
-        return CallModel()
+        # Budgets are checked before spending more on the model, not before calls the model
+        # already asked for: a paused session never holds a call without its outcome.
+        return _budget_guard(state, now) or CallModel()
     if not state.messages:
         return Wait(reason="waiting for user input")
     return _finish(state)
 
 
-def _guards(state: SessionState, now: float) -> Action | None:
+def _budget_guard(state: SessionState, now: float) -> ReachBudget | None:
     assert state.spec is not None
+    if state.budget_reached is not None:
+        return None
     budgets = state.spec.budgets
-    if state.budget_reached is None:
-        checks: list[tuple[BudgetName, float | None, float]] = [
-            ("tokens", budgets.max_tokens, state.usage.total_tokens),
-            ("cost", budgets.max_cost_usd, state.cost_usd),
-            ("turns", budgets.max_turns, state.turns),
-            ("wall_clock", budgets.max_wall_seconds, now - state.created_at),
-        ]
-        for name, limit, used in checks:
-            if limit is not None and used >= limit:
-                return ReachBudget(budget=name, limit=float(limit), used=float(used))
+    checks: list[tuple[BudgetName, float | None, float]] = [
+        ("tokens", budgets.max_tokens, state.usage.total_tokens),
+        ("cost", budgets.max_cost_usd, state.cost_usd),
+        ("turns", budgets.max_turns, state.turns),
+        ("wall_clock", budgets.max_wall_seconds, now - state.created_at),
+    ]
+    for name, limit, used in checks:
+        if limit is not None and used >= limit:
+            return ReachBudget(budget=name, limit=float(limit), used=float(used))
+    return None
+
+
+def _loop_guard(state: SessionState) -> DetectLoop | None:
     recent = state.recent_calls[-LOOP_REPEATS:]
     if (
         state.loop_detected is None

@@ -130,8 +130,12 @@ class Brain:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._nc is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._nc.drain()
+            # Flush what was published (acks, destroys), then close. Not drain: a pull
+            # subscription whose fetch was cancelled never drains, and whatever this brain
+            # did not ack goes to another brain anyway.
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self._nc.flush(timeout=2)
+            await self._nc.close()
         await self.providers.aclose()
         if self._owns_store:
             await self.store.close()

@@ -31,6 +31,9 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Lazy hands: the first model call starts at once while the sandbox is provisioned
     # alongside; False waits for the sandbox first (only to measure what laziness saves).
     lazy_hands: bool = True
+    # While calls run, ask their hands about them this often: a host that died with a call in
+    # flight publishes nothing, and only asking finds out.
+    probe_every_s: float = 5.0
     # A dispatched call whose sandbox nobody serves for this long is recorded as `unknown`.
     lost_after_s: float = 10.0
     # How often the sweeper looks for expired leases and due timers.
@@ -52,6 +55,7 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
             max_sessions=int(env.get("KEEL_MAX_SESSIONS", default.max_sessions)),
             hold_s=float(env.get("KEEL_HOLD_S", default.hold_s)),
             lazy_hands=env.get("KEEL_LAZY_HANDS", "1") != "0",
+            probe_every_s=float(env.get("KEEL_PROBE_EVERY_S", default.probe_every_s)),
             lost_after_s=float(env.get("KEEL_LOST_AFTER_S", default.lost_after_s)),
             sweep_every_s=float(env.get("KEEL_SWEEP_EVERY_S", default.sweep_every_s)),
             model_retry=RetryPolicy(

@@ -156,6 +156,7 @@ class _SessionRun:
         self.provisioning: asyncio.Task[str] | None = None
         self.sandbox_used = False
         self.hold_until = deps.clock() + self.settings.hold_s
+        self.next_probe = deps.clock() + self.settings.probe_every_s
         self.fenced = asyncio.Event()
 
     # -- the lifecycle ----------------------------------------------------------------------
@@ -333,14 +334,31 @@ class _SessionRun:
 
     async def _hold(self) -> None:
         """Wait for outcomes while keeping the session (the fast path for tool calls)."""
-        timeout = self.hold_until - self.deps.clock()
+        now = self.deps.clock()
+        timeout = min(self.hold_until, self.next_probe) - now
         if self.unreachable:
             timeout = min(timeout, RESEND_EVERY_S)
         with contextlib.suppress(TimeoutError):
-            item = await asyncio.wait_for(self.inbox.get(), timeout)
+            item = await asyncio.wait_for(self.inbox.get(), max(timeout, 0.0))
             self.inbox.put_nowait(item)
+            return
+        if self.deps.clock() >= self.next_probe:
+            await self._probe()
         if self.unreachable:
             await self._resend_unreachable()
+
+    async def _probe(self) -> None:
+        """Ask again about every call in flight: a live host says it has it (nothing runs
+        twice), a dead one is noticed, and its calls end as `unknown` after a grace."""
+        self.next_probe = self.deps.clock() + self.settings.probe_every_s
+        waiting = [
+            call
+            for call in self.state.open_calls.values()
+            if call.phase == "dispatched"
+            and call.call_id not in self.outcomes
+            and call.call_id not in self.unreachable
+        ]
+        await asyncio.gather(*(self._resend(call) for call in waiting))
 
     async def _settle(self, wait: Wait) -> WakeResult:
         """Nothing to do until something arrives: say so in the log and set the timer."""

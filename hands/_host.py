@@ -88,6 +88,7 @@ class HandsHost:
         self._checkpoints: ObjectStore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warm_added = asyncio.Event()
+        self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -108,7 +109,11 @@ class HandsHost:
         log.info("hands host %s serving on %s", self.settings.host_id, self.settings.nats_url)
 
     async def close(self, *, destroy_sandboxes: bool = False) -> None:
-        """Stop serving. Sandboxes keep running for the next host unless told otherwise."""
+        """Stop serving. Sandboxes keep running for the next host unless told otherwise.
+        Closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -122,11 +122,29 @@ def test_budgets_pause_the_session() -> None:
     spent = ModelResponse(
         content=[TextBlock(text="x")], stop_reason="end_turn", usage=Usage(input_tokens=150)
     )
-    assert decide(state_of(UserMessage(text="go"), spent, spec=spec), NOW) == ReachBudget(
+    again = UserMessage(text="go on")
+    assert decide(state_of(UserMessage(text="go"), spent, again, spec=spec), NOW) == ReachBudget(
         budget="tokens", limit=100, used=150
     )
+    # The model ended its turn within the call that crossed the line: done, not paused.
+    assert isinstance(decide(state_of(UserMessage(text="go"), spent, spec=spec), NOW), Complete)
     late = state_of(UserMessage(text="go"), spec=spec)
     assert decide(late, 1_001.0 + 500) == ReachBudget(budget="wall_clock", limit=500, used=500)
+
+
+def test_calls_already_asked_for_run_before_a_budget_pauses() -> None:
+    spec = AgentSpec(budgets=Budgets(max_turns=1))
+    asked = ModelResponse(
+        content=[ToolUseBlock(call_id="c0", name="bash", input={"command": "ls"})],
+        stop_reason="tool_use",
+    )
+    requested = ToolRequested(call_id="c0", name="bash", input={"command": "ls"})
+    state = state_of(UserMessage(text="go"), asked, requested, spec=spec)
+    assert decide(state, NOW) == Dispatch(call_ids=["c0"])
+    answered = state_of(
+        UserMessage(text="go"), asked, requested, ToolResult(call_id="c0"), spec=spec
+    )
+    assert decide(answered, NOW) == ReachBudget(budget="turns", limit=1, used=1)
 
 
 def test_the_same_call_over_and_over_is_a_loop() -> None:
