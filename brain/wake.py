@@ -154,7 +154,6 @@ class _SessionRun:
         self.unreachable: dict[str, float] = {}
         self.sandbox_id: str | None = None
         self.provisioning: asyncio.Task[str] | None = None
-        self.sandbox_used = False
         self.hold_until = deps.clock() + self.settings.hold_s
         self.next_probe = deps.clock() + self.settings.probe_every_s
         self.fenced = asyncio.Event()
@@ -507,9 +506,14 @@ class _SessionRun:
             await self._commit([SessionStatus(status="failed", reason=f"the model failed: {exc}")])
             return
         self.deps.crash.reach("after_model_response")
-        # The calls it asks for are recorded with it: one durable write, not two.
+        # The calls it asks for are recorded with it (and, when they can go at once, their
+        # dispatch too): one durable write per tool step.
         uses = [block for block in response.content if isinstance(block, ToolUseBlock)]
-        await self._commit([response, *self._requests(uses)])
+        events = [response, *self._requests(uses)]
+        if uses and self._dispatches_at_once(events, uses):
+            await self._dispatch([use.call_id for use in uses], before=events)
+            return
+        await self._commit(events)
         if uses:
             self.deps.crash.reach("after_tool_requested")
 
@@ -542,37 +546,62 @@ class _SessionRun:
 
         return publish
 
-    async def _dispatch(self, call_ids: list[str]) -> None:
+    async def _dispatch(self, call_ids: list[str], before: Sequence[Event] = ()) -> None:
         """Record `tool.dispatched`, then send: a call is never sent before the log says so.
-        Calls nobody received go to a fresh sandbox (safe: they did not run)."""
-        calls = [self.state.open_calls[call_id] for call_id in call_ids]
+        Calls nobody received go to a fresh sandbox (safe: they did not run). `before` are
+        events not yet written that the first write carries (the response asking for them)."""
+        pending = list(before)
+        attempts = {c: self._open_attempt(c) for c in call_ids}
         for _ in range(MAX_REDISPATCH):
             try:
                 sandbox_id = await self._sandbox()
             except (HandsUnavailable, ProvisionFailed) as exc:
-                await self._commit(
-                    [_error_result(c.call_id, f"no sandbox for the call: {exc}") for c in calls]
-                )
+                reason = f"no sandbox for the call: {exc}"
+                await self._commit([*pending, *(_error_result(c, reason) for c in call_ids)])
                 return
             await self._commit(
                 [
-                    ToolDispatched(call_id=c.call_id, attempt=c.attempt + 1, sandbox_id=sandbox_id)
-                    for c in calls
+                    *pending,
+                    *(
+                        ToolDispatched(call_id=c, attempt=attempts[c] + 1, sandbox_id=sandbox_id)
+                        for c in call_ids
+                    ),
                 ]
             )
-            self.sandbox_used = True
+            if pending:
+                self.deps.crash.reach("after_tool_requested")
+                pending = []
             self.deps.crash.reach("after_dispatched")
-            calls = [self.state.open_calls[c.call_id] for c in calls]
+            calls = [self.state.open_calls[c] for c in call_ids]
             sent = await asyncio.gather(
                 *(self._send(sandbox_id, call) for call in calls), return_exceptions=True
             )
             self.deps.crash.reach("after_send")
-            calls = [call for call, ok in zip(calls, sent, strict=True) if ok is not True]
-            if not calls:
+            call_ids = [c.call_id for c, ok in zip(calls, sent, strict=True) if ok is not True]
+            if not call_ids:
                 return
+            attempts = {c: self._open_attempt(c) for c in call_ids}
             self.sandbox_id = None
-        for call in calls:
+        for call_id in call_ids:
+            call = self.state.open_calls[call_id]
             self._heard(_failed(call, self.session_id, "no sandbox received the call"))
+
+    def _open_attempt(self, call_id: str) -> int:
+        call = self.state.open_calls.get(call_id)
+        return call.attempt if call is not None else 0
+
+    def _dispatches_at_once(self, events: Sequence[Event], uses: Sequence[ToolUseBlock]) -> bool:
+        """Would `decide`, once `events` are in the log, dispatch exactly these calls? Then
+        they are written together: one durable write per tool step instead of two. Asked of
+        a copy of the state, so it is decide itself that answers."""
+        if self.sandbox_id is None or self.provisioning is not None:
+            return False
+        ahead = decode_state(encode_state(self.state))
+        now = self.deps.clock()
+        for offset, event in enumerate(events, start=1):
+            fold(ahead, Recorded(seq=ahead.seq + 1, at=now, type=event_type(event), event=event))
+            assert ahead.seq == self.state.seq + offset
+        return decide(ahead, now) == Dispatch(call_ids=[u.call_id for u in uses])
 
     async def _send(self, sandbox_id: str, call: ToolCall) -> bool:
         """True when the hands have the call; False when nobody received it."""

@@ -64,12 +64,14 @@ async def wait_for_event(
         await asyncio.sleep(0.02)
 
 
-# Where the first brain dies: the n-th time it reaches each point of a step. The second
-# bash call (the first test run) is the 2nd dispatch; a snapshot every 5 events lands
-# mid-session.
+# Where the first brain dies: the n-th time it reaches each point of a step. The first tool
+# turn is written in two steps (its sandbox is still starting: requested, then dispatched);
+# later ones in one (requested and dispatched together). The second dispatch is the first
+# test run; a snapshot every 5 events lands mid-session.
 CRASH_POINTS = [
     "before_model_call:3",
     "after_model_response:2",
+    "after_tool_requested:1",
     "after_tool_requested:2",
     "after_dispatched:2",
     "after_send:2",
