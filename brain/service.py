@@ -7,6 +7,9 @@
 - Sweeper: every brain periodically asks the store for non-terminal sessions whose lease
   expired (their brain died or froze) or whose timer is due (an approval expiring), and puts
   them on the work queue. Nothing stays "running" with no owner.
+- Outcomes: a tool outcome for a session no brain holds (its calls outlasted the brain's
+  hold) puts the session on the work queue; a second durable consumer (`brain-outcomes`) on
+  `KEEL_OUTCOMES`, shared by every brain, sees each outcome once.
 - Restart in place: a brain started with the id of one that died takes that one's sessions
   back at once (the store lets an owner reclaim its own lease), without waiting for expiry.
 """
@@ -26,7 +29,13 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 
 from brain.crashpoints import Crashpoints
 from brain.hands_client import HandsClient
@@ -34,13 +43,15 @@ from brain.providers import Providers
 from brain.settings import BrainSettings
 from brain.wake import BrainDeps, WakeResult, wake
 from schemas import (
+    TERMINAL_STATUSES,
     WORK_CONSUMER,
     WORK_STREAM,
     WORK_SUBJECTS,
     Attention,
     work_subject,
 )
-from session_store import EventStore, StoreError, open_store
+from schemas._hands import OUTCOME_STREAM, OUTCOME_SUBJECTS
+from session_store import EventStore, SessionNotFound, StoreError, open_store
 
 log = logging.getLogger("keel.brain")
 
@@ -50,6 +61,7 @@ _ATTENTION: Final = msgspec.json.Decoder(Attention)
 # How long a work message may go unacknowledged before JetStream gives it to another brain;
 # a brain driving a session longer than this says "still working" every third of it.
 ACK_WAIT_S: Final = 30.0
+OUTCOME_CONSUMER: Final = "brain-outcomes"
 # JetStream drops a repeated Nats-Msg-Id within this window (sweeps of several brains).
 DUPLICATE_WINDOW_S: Final = 5.0
 
@@ -123,6 +135,7 @@ class Brain:
             self._spawn(self._take_back(session_id))
         self._spawn(self._pull(subscription))
         self._spawn(self._sweep())
+        self._spawn(self._forward_outcomes())
         log.info("brain %s serving on %s", self.settings.brain_id, self.settings.nats_url)
 
     async def close(self) -> None:
@@ -215,6 +228,43 @@ class Brain:
         finally:
             self.active.discard(session_id)
 
+    # -- outcomes of sessions nobody holds ---------------------------------------------------
+
+    async def _forward_outcomes(self) -> None:
+        assert self._js is not None
+        subscription = await _outcome_consumer(self._js)
+        while True:
+            try:
+                messages = await subscription.fetch(64, timeout=1.0)
+            except TimeoutError:  # nats raises both its own and asyncio's
+                continue
+            except Exception as exc:
+                log.warning("fetching outcomes failed: %r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for message in messages:
+                await self._forward(message)
+
+    async def _forward(self, message: Msg) -> None:
+        """The brain holding the session heard the outcome itself; otherwise wake it."""
+        assert self._js is not None
+        session_id = message.subject.rsplit(".", 1)[-1]
+        try:
+            if session_id not in self.active:
+                info = await self.store.get_session(session_id)
+                held = info.lease_owner is not None and (info.lease_until or 0) > time.time()
+                if not held and info.status not in TERMINAL_STATUSES:
+                    msg_id = message.header.get("Nats-Msg-Id", "") if message.header else ""
+                    await request_attention(
+                        self._js, session_id, "tool outcome", msg_id=f"outcome/{msg_id}"
+                    )
+            await message.ack()
+        except SessionNotFound:
+            await message.ack()
+        except (StoreError, nats.errors.Error) as exc:
+            log.warning("forwarding an outcome of %s failed: %s", session_id, exc)
+            await message.nak(delay=1.0)
+
     # -- the sweeper ------------------------------------------------------------------------
 
     async def _sweep(self) -> None:
@@ -241,6 +291,22 @@ class Brain:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
+
+
+async def _outcome_consumer(js: JetStreamContext) -> JetStreamContext.PullSubscription:
+    """The shared consumer of outcomes, once the hands have made the stream."""
+    while True:
+        try:
+            return await js.pull_subscribe(
+                OUTCOME_SUBJECTS,
+                durable=OUTCOME_CONSUMER,
+                stream=OUTCOME_STREAM,
+                config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.NEW, ack_wait=ACK_WAIT_S, max_deliver=-1
+                ),
+            )
+        except nats.js.errors.NotFoundError:
+            await asyncio.sleep(1.0)
 
 
 async def _keep_in_progress(message: Msg) -> None:

@@ -93,7 +93,7 @@ _ENCODER: Final = msgspec.json.Encoder()
 # While calls are in flight and their hands are unreachable, ask again this often.
 RESEND_EVERY_S: Final = 0.5
 # A session left waiting on tool calls is looked at again after this long (via its timer),
-# in case their outcomes never come (the hands died for good).
+# in case no outcome ever wakes it (the hands died for good).
 RECHECK_IN_FLIGHT_S: Final = 30.0
 # A call whose sandbox died is sent to a fresh sandbox at most this many times.
 MAX_REDISPATCH: Final = 3

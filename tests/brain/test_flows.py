@@ -319,3 +319,24 @@ async def test_a_call_whose_hands_died_ends_as_unknown_and_the_session_goes_on(
     [result] = await events_of(store, session_id, ToolResult)
     assert (result.outcome, result.is_error, result.sandbox_lost) == ("unknown", True, True)
     await check_invariants(store, session_id)
+
+
+async def test_an_outcome_after_the_brain_let_go_wakes_the_session(
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    make_brain: Callable[..., Any],
+) -> None:
+    await make_brain(hold_s=0.3)
+    spec = scripted([{"tool_calls": [bash("sleep 2 && echo late")]}, {"text": "ok"}])
+    session_id = await start_session(store, js, spec)
+    waiting = await wait_for_status(store, session_id, {"waiting"})
+    assert waiting.lease_owner is None  # let go while the call runs
+    started = time.monotonic()
+    info = await wait_for_status(store, session_id, {"completed", "failed"})
+    # Woken by the outcome, not by the half-minute timer a released session falls back on.
+    assert time.monotonic() - started < 10
+    assert info.status == "completed", info
+    [result] = await events_of(store, session_id, ToolResult)
+    assert result.output.startswith("late")
+    await check_invariants(store, session_id)
