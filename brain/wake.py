@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -596,7 +597,15 @@ class _SessionRun:
         a copy of the state, so it is decide itself that answers."""
         if self.sandbox_id is None or self.provisioning is not None:
             return False
-        ahead = decode_state(encode_state(self.state))
+        # A shallow copy, in O(1): folding a response and its requests only appends a new
+        # message and adds open calls and signatures, all to containers copied here; the
+        # conversation before them matters to decide only through its last message.
+        ahead = msgspec.structs.replace(
+            self.state,
+            messages=self.state.messages[-1:],
+            open_calls=dict(self.state.open_calls),
+            recent_calls=list(self.state.recent_calls),
+        )
         now = self.deps.clock()
         for offset, event in enumerate(events, start=1):
             fold(ahead, Recorded(seq=ahead.seq + 1, at=now, type=event_type(event), event=event))
@@ -702,13 +711,19 @@ class _SessionRun:
 
 
 def tool_definitions(names: Sequence[str]) -> list[ToolDefinition]:
-    return [
+    return list(_tool_definitions(tuple(names)))
+
+
+@functools.cache
+def _tool_definitions(names: tuple[str, ...]) -> tuple[ToolDefinition, ...]:
+    """Generating JSON Schema is slow, and the answer never changes for a set of tools."""
+    return tuple(
         ToolDefinition(
             name=name, description=TOOLS[name].description, input_schema=TOOLS[name].input_schema
         )
         for name in names
         if name in TOOLS
-    ]
+    )
 
 
 def _result_event(outcome: ToolOutcome) -> ToolResult:

@@ -34,17 +34,22 @@ class ScriptedProvider:
     async def complete(
         self, request: ModelRequest, on_delta: Callable[[str], None] | None = None
     ) -> ModelResponse:
-        try:
-            script = msgspec.convert(request.model.options.get("script", []), list[ScriptTurn])
-        except msgspec.ValidationError as exc:
-            raise ProviderError(f"invalid script: {exc}", retryable=False) from exc
+        script = request.model.options.get("script", [])
+        if not isinstance(script, list):
+            raise ProviderError("invalid script: expected a list of turns", retryable=False)
         if request.turn >= len(script):
             return ModelResponse(
                 content=[TextBlock(text="(the script has ended)")],
                 stop_reason="end_turn",
                 model="scripted",
             )
-        turn = script[request.turn]
+        try:
+            # Only the turn being played: a long script costs nothing per call.
+            turn = msgspec.convert(script[request.turn], ScriptTurn)
+        except msgspec.ValidationError as exc:
+            raise ProviderError(
+                f"invalid script turn {request.turn}: {exc}", retryable=False
+            ) from exc
         if turn.latency_ms:
             await asyncio.sleep(turn.latency_ms / 1000)
         if turn.text and on_delta is not None:

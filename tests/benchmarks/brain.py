@@ -11,7 +11,7 @@
 4. tool calls run twice across all of the kills (a counter in the workspace): must be 0;
 5. time to the first model request with the Docker backend, lazy vs eager provisioning.
 
-Starts its own nats-server on a free loopback port and an in-process hands host. Run from the
+Starts its own nats-server on a free loopback port and a hands host process. Run from the
 repository root:
 
     python -m tests.benchmarks.brain
@@ -27,6 +27,8 @@ import itertools
 import random
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -86,33 +88,68 @@ def step_spec(turns: int, *, counting: bool = False) -> AgentSpec:
 
 
 class Rig:
+    """nats-server, a SQLite store and a hands host, each as in production: the hands in
+    their own process (sharing the brain's event loop would slow both)."""
+
     def __init__(self, root: Path, backend: str = "local") -> None:
         self.root = root
         self.backend = backend
         self.nats = NatsServer(root / "nats")
         self.store_path = root / "keel.db"
         self.store: EventStore = SqliteEventStore(self.store_path)
-        self.host: HandsHost | None = None
+        self.hands_dir = root / "hands"
+        self.hands: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
         self.nats.start()
         await self.store.migrate()
-        settings = HandsSettings(
+        self.hands_settings = HandsSettings(
             nats_url=self.nats.url,
-            data_dir=self.root / "hands",
+            data_dir=self.hands_dir,
             backend=self.backend,  # type: ignore[arg-type]
             host_id=new_id("hands-bench"),
         )
-        self.host = HandsHost(settings, make_backend(settings))
-        await self.host.start()
+        self.hands = self._spawn_hands()
+        while "ready" not in (self.root / "hands.log").read_text():
+            if self.hands.poll() is not None:
+                raise RuntimeError((self.root / "hands.log").read_text())
+            await asyncio.sleep(0.02)
         self.nc = await nats.connect(self.nats.url)
         self.js = self.nc.jetstream()
         await ensure_work_stream(self.js)
 
+    def _spawn_hands(self) -> subprocess.Popen[bytes]:
+        log = (self.root / "hands.log").open("wb")
+        hands = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hands",
+                "--nats-url",
+                self.nats.url,
+                "--data-dir",
+                str(self.hands_dir),
+                "--backend",
+                self.backend,
+                "--host-id",
+                self.hands_settings.host_id,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return hands
+
     async def close(self) -> None:
         await self.nc.drain()
-        if self.host is not None:
-            await self.host.close(destroy_sandboxes=True)
+        if self.hands is not None:
+            self.hands.terminate()
+            await asyncio.to_thread(self.hands.wait)
+            # A stopped host leaves its sandboxes for its successor: be that successor, and
+            # remove them.
+            successor = HandsHost(self.hands_settings, make_backend(self.hands_settings))
+            await successor.start()
+            await successor.close(destroy_sandboxes=True)
         await self.store.close()
         self.nats.stop()
 
@@ -247,11 +284,9 @@ async def double_runs(running: Rig, session_id: str) -> int:
     runs than call ids means some call ran twice."""
     log = await running.store.read(session_id)
     dispatched = {r.event.call_id for r in log if isinstance(r.event, ToolDispatched)}
-    assert running.host is not None
     runs = sum(
-        (sandbox.dirs.workspace / ".runs").read_text().count("x\n")
-        for sandbox in running.host.sandboxes.values()
-        if (sandbox.dirs.workspace / ".runs").exists()
+        path.read_text().count("x\n")
+        for path in running.hands_dir.glob("sandboxes/*/workspace/.runs")
     )
     return max(0, runs - (len(dispatched) - 1))  # the first call is the write_file
 

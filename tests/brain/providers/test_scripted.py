@@ -49,3 +49,11 @@ async def test_past_the_end_and_a_broken_script() -> None:
     with pytest.raises(ProviderError) as caught:
         await ScriptedProvider().complete(request(0, script=[{"txt": "typo"}]))
     assert not caught.value.retryable and "txt" in str(caught.value)
+
+
+async def test_an_invalid_script_is_a_clear_error_that_retrying_cannot_fix() -> None:
+    with pytest.raises(ProviderError, match="invalid script turn 0") as caught:
+        await ScriptedProvider().complete(request(0, script=[{"text": 3}]))
+    assert not caught.value.retryable
+    with pytest.raises(ProviderError, match="expected a list"):
+        await ScriptedProvider().complete(request(0, script={"text": "hi"}))
