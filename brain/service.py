@@ -149,6 +149,8 @@ class Brain:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await self._nc.flush(timeout=2)
             await self._nc.close()
+            # close() cancels its subscriptions' tasks without awaiting them: let them end.
+            await asyncio.sleep(0)
         await self.providers.aclose()
         if self._owns_store:
             await self.store.close()

@@ -394,25 +394,10 @@ class _SessionRun:
     async def _resend(self, call: ToolCall) -> None:
         """Ask the call's sandbox for it again: the hands answer a known call_id from their
         record (or finish running it), and run it only if they never received it."""
-        request = CallRequest(
-            call_id=call.call_id,
-            session_id=self.session_id,
-            name=call.name,
-            input=call.input,
-            attempt=call.attempt,
-        )
-        try:
-            accepted = await self.deps.hands.send(call.sandbox_id, request)
-        except SandboxGone:
+        if await self._send(call.sandbox_id, call) == "sent":
+            self.unreachable.pop(call.call_id, None)
+        else:
             self.unreachable.setdefault(call.call_id, self.deps.clock())
-            return
-        except Exception as exc:
-            log.warning("session %s: resending %s failed: %s", self.session_id, call.call_id, exc)
-            self.unreachable.setdefault(call.call_id, self.deps.clock())
-            return
-        self.unreachable.pop(call.call_id, None)
-        if accepted.error:
-            self._heard(_failed(call, self.session_id, accepted.error))
 
     async def _resend_unreachable(self) -> None:
         now = self.deps.clock()
@@ -574,11 +559,13 @@ class _SessionRun:
                 pending = []
             self.deps.crash.reach("after_dispatched")
             calls = [self.state.open_calls[c] for c in call_ids]
-            sent = await asyncio.gather(
-                *(self._send(sandbox_id, call) for call in calls), return_exceptions=True
-            )
+            sent = await asyncio.gather(*(self._send(sandbox_id, call) for call in calls))
             self.deps.crash.reach("after_send")
-            call_ids = [c.call_id for c, ok in zip(calls, sent, strict=True) if ok is not True]
+            for call, how in zip(calls, sent, strict=True):
+                if how == "unsure":
+                    # Maybe delivered: never sent anywhere else; probing asks again.
+                    self.unreachable.setdefault(call.call_id, self.deps.clock())
+            call_ids = [c.call_id for c, how in zip(calls, sent, strict=True) if how == "nobody"]
             if not call_ids:
                 return
             attempts = {c: self._open_attempt(c) for c in call_ids}
@@ -612,8 +599,9 @@ class _SessionRun:
             assert ahead.seq == self.state.seq + offset
         return decide(ahead, now) == Dispatch(call_ids=[u.call_id for u in uses])
 
-    async def _send(self, sandbox_id: str, call: ToolCall) -> bool:
-        """True when the hands have the call; False when nobody received it."""
+    async def _send(self, sandbox_id: str, call: ToolCall) -> Literal["sent", "nobody", "unsure"]:
+        """Hand a call to its sandbox: `nobody` received it (so it did not run), or it was
+        `sent`, or it is `unsure` (it may have been delivered)."""
         request = CallRequest(
             call_id=call.call_id,
             session_id=self.session_id,
@@ -624,15 +612,13 @@ class _SessionRun:
         try:
             accepted = await self.deps.hands.send(sandbox_id, request)
         except SandboxGone:
-            return False
+            return "nobody"
         except Exception as exc:
-            # Maybe delivered: never send it elsewhere; the repair path asks again.
-            log.warning("session %s: sending %s: %s", self.session_id, call.call_id, exc)
-            self.unreachable.setdefault(call.call_id, self.deps.clock())
-            return True
+            log.warning("session %s: sending %s: %r", self.session_id, call.call_id, exc)
+            return "unsure"
         if accepted.error:
             self._heard(_failed(call, self.session_id, accepted.error))
-        return True
+        return "sent"
 
     # -- the sandbox ----------------------------------------------------------------------------
 
