@@ -42,6 +42,7 @@ from anthropic.types import (
 from brain.context import Context
 from brain.providers._base import ModelRequest, ProviderError, ToolDefinition
 from brain.providers._common import (
+    SdkClients,
     api_key,
     elapsed_ms,
     explain,
@@ -49,6 +50,7 @@ from brain.providers._common import (
     response_call_id,
     status_error,
     tool_input,
+    unreachable,
     wire_call_id,
 )
 from brain.providers._pricing import cost_usd, price_for
@@ -98,7 +100,7 @@ class AnthropicProvider:
 
     def __init__(self, *, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
-        self._clients: dict[tuple[str | None, str], anthropic.AsyncAnthropic] = {}
+        self._clients = SdkClients(_make_client)
 
     async def complete(
         self, request: ModelRequest, on_delta: Callable[[str], None] | None = None
@@ -133,11 +135,7 @@ class AnthropicProvider:
         except anthropic.APITimeoutError as exc:
             raise ProviderError(f"{NAME}: timed out waiting for the API", retryable=True) from exc
         except anthropic.APIConnectionError as exc:
-            cause = exc.__cause__
-            reason = explain(type(cause).__name__, str(cause)) if cause else ""
-            raise ProviderError(
-                f"{NAME}: cannot reach {client.base_url}{reason}", retryable=True
-            ) from exc
+            raise unreachable(NAME, client.base_url, exc) from exc
         except anthropic.APIError as exc:
             raise ProviderError(f"{NAME}: {exc.message}", retryable=True) from exc
         except httpx2.TimeoutException as exc:
@@ -158,16 +156,15 @@ class AnthropicProvider:
         )
 
     def client_for(self, base_url: str | None, key: str) -> anthropic.AsyncAnthropic:
-        client = self._clients.get((base_url, key))
-        if client is None:
-            client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0)
-            self._clients[base_url, key] = client
-        return client
+        return self._clients.get(base_url, key)
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.close()
+        await self._clients.aclose()
+
+
+def _make_client(base_url: str | None, key: str) -> anthropic.AsyncAnthropic:
+    # No retries in the SDK: complete_with_retries does them, the same for every provider.
+    return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0)
 
 
 class _Block(msgspec.Struct, kw_only=True):

@@ -6,8 +6,9 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
+from typing import Generic, Protocol, TypeVar
 
 from brain.providers._base import ProviderError
 from schemas import ModelSpec, is_valid_id, new_id
@@ -73,6 +74,40 @@ def wire_call_id(call_id: str) -> str:
     if _WIRE_ID.match(call_id):
         return call_id
     return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
+
+
+class _Closeable(Protocol):
+    async def close(self) -> None: ...
+
+
+Client = TypeVar("Client", bound=_Closeable)
+
+
+class SdkClients(Generic[Client]):
+    """SDK clients per (base_url, key), made on first use and closed together: each holds a
+    connection pool bound to the event loop that first used it."""
+
+    def __init__(self, make: Callable[[str | None, str], Client]) -> None:
+        self._make = make
+        self._clients: dict[tuple[str | None, str], Client] = {}
+
+    def get(self, base_url: str | None, key: str) -> Client:
+        client = self._clients.get((base_url, key))
+        if client is None:
+            client = self._clients[base_url, key] = self._make(base_url, key)
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+
+def unreachable(provider: str, base_url: object, exc: BaseException) -> ProviderError:
+    """The SDK could not connect: say where, and why if the cause says."""
+    cause = exc.__cause__
+    reason = explain(type(cause).__name__, str(cause)) if cause else ""
+    return ProviderError(f"{provider}: cannot reach {base_url}{reason}", retryable=True)
 
 
 def api_key(provider: str, model: ModelSpec, default_env: str, environ: Mapping[str, str]) -> str:
