@@ -208,7 +208,11 @@ class _SessionRun:
                 await self._catch_up()
 
     async def _let_go(self, result: WakeResult) -> WakeResult:
-        released = await self.store.release(self.lease, wake_at=result.wake_at)
+        # With seen_seq, input that came while letting go leaves the session due at once:
+        # even if this brain dies right here, the sweeper hands it on.
+        released = await self.store.release(
+            self.lease, wake_at=result.wake_at, seen_seq=self.state.seq
+        )
         if not released:
             return self._result("fenced")
         head = await self.store.head(self.session_id)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Final
 
 from session_store._errors import Conflict, Fenced, SessionNotFound, StoreError
 from session_store._hashing import chain_hash
 from session_store._records import Appended
+
+# How long input may wait for a brain before the sweeper gives it to one.
+INPUT_GRACE_S: Final = 1.0
 
 
 @dataclass(slots=True)
@@ -70,6 +74,11 @@ def plan_batch(pending: list[PendingAppend], heads: dict[str, Head], at: float) 
             )
         if append.status is not None:
             head.status, head.status_reason = append.status
+        # Input (the unfenced path) leaves a timer: if no brain has taken the session by
+        # then, the sweeper hands it to one, so input is never stranded, even when whoever
+        # appended it died before saying so on the work queue.
+        earlier = plan.session_rows.get(append.session_id, {}).get("attention_at")
+        attention_at = at + INPUT_GRACE_S if append.epoch is None else earlier
         plan.session_rows[append.session_id] = {
             "sid": append.session_id,
             "head_seq": head.seq,
@@ -77,6 +86,7 @@ def plan_batch(pending: list[PendingAppend], heads: dict[str, Head], at: float) 
             "status": head.status,
             "status_reason": head.status_reason,
             "updated_at": at,
+            "attention_at": attention_at,
         }
         plan.accepted.append((append, Appended(head_seq=head.seq, at=at)))
     return plan

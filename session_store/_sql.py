@@ -15,7 +15,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import msgspec
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from schemas import (
@@ -40,9 +52,8 @@ from session_store._errors import (
     StoreUnavailable,
 )
 from session_store._hashing import GENESIS, blob_digest, chain_hash
-from session_store._migrate import upgrade_to_head
 from session_store._records import Appended, Lease, SessionInfo, SessionPage, Snapshot, Verification
-from session_store._tables import blobs, events, sessions, snapshots
+from session_store._tables import SCHEMA_REVISION, blobs, events, sessions, snapshots
 from session_store._validate import check_id, encode_append, encode_checked
 
 T = TypeVar("T")
@@ -69,6 +80,18 @@ _UPDATE_HEAD = (
         status=bindparam("status"),
         status_reason=bindparam("status_reason"),
         updated_at=bindparam("updated_at"),
+        # Input sets the timer (see `_batch.INPUT_GRACE_S`) unless an earlier one is set.
+        wake_at=case(
+            (bindparam("attention_at", type_=Float).is_(None), sessions.c.wake_at),
+            (
+                or_(
+                    sessions.c.wake_at.is_(None),
+                    sessions.c.wake_at > bindparam("attention_at", type_=Float),
+                ),
+                bindparam("attention_at", type_=Float),
+            ),
+            else_=sessions.c.wake_at,
+        ),
     )
 )
 
@@ -134,8 +157,13 @@ class SqlEventStore:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration; safe to call from many processes."""
-        # Alembic is imported only here: it is a tenth of a second of every start otherwise.
+        """Bring the schema to the newest migration; safe to call from many processes.
+
+        A store already there never imports Alembic: that is a tenth of a second of every
+        brain's start, which a brain restarted after a crash cannot spare."""
+        if await self._read(_at_newest_revision):
+            return
+        from session_store._migrate import upgrade_to_head
 
         await self._write(upgrade_to_head)
 
@@ -417,21 +445,32 @@ class SqlEventStore:
 
         return await self._write(renew)
 
-    async def release(self, lease: Lease, *, wake_at: float | None = None) -> bool:
+    async def release(
+        self, lease: Lease, *, wake_at: float | None = None, seen_seq: int | None = None
+    ) -> bool:
         """Give the session up; False (and no change) if the lease was already superseded.
 
         `wake_at` (unix seconds) leaves a timer: once due, `sessions_due` lists the session
-        again, so a wait with a deadline (an approval) never outlives its deadline.
+        again, so a wait with a deadline (an approval) never outlives its deadline. With
+        `seen_seq` (the last seq the owner read), a log that grew past it is due at once:
+        input that arrived while the owner was letting go is never stranded.
         """
-        query = (
-            update(sessions)
-            .where(
-                sessions.c.session_id == lease.session_id,
-                sessions.c.lease_epoch == lease.epoch,
+
+        def release(conn: Connection) -> bool:
+            due: object = wake_at
+            if seen_seq is not None:
+                due = case((sessions.c.head_seq > seen_seq, self._clock()), else_=wake_at)
+            query = (
+                update(sessions)
+                .where(
+                    sessions.c.session_id == lease.session_id,
+                    sessions.c.lease_epoch == lease.epoch,
+                )
+                .values(lease_owner=None, lease_until=None, wake_at=due)
             )
-            .values(lease_owner=None, lease_until=None, wake_at=wake_at)
-        )
-        return await self._write(lambda conn: conn.execute(query).rowcount == 1)
+            return bool(conn.execute(query).rowcount == 1)
+
+        return await self._write(release)
 
     async def leases_of(self, owner: str) -> list[str]:
         """Non-terminal sessions `owner` holds: a brain restarted in place takes them back at
@@ -598,6 +637,14 @@ class SqlEventStore:
             await asyncio.sleep(delay)
             delay = min(delay * 4, 1.0)
         raise AssertionError("unreachable")
+
+
+def _at_newest_revision(conn: Connection) -> bool:
+    try:
+        revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except DBAPIError:
+        return False  # a new database: no version table yet
+    return revision == SCHEMA_REVISION
 
 
 def _require_session(conn: Connection, session_id: str) -> int:

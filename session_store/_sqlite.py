@@ -43,8 +43,11 @@ _INSERT_EVENTS = (
     "INSERT INTO events (session_id, seq, type, at, data, hash) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_HEAD = (
-    "UPDATE sessions SET head_seq = ?, head_hash = ?, status = ?, status_reason = ?,"
-    " updated_at = ? WHERE session_id = ?"
+    "UPDATE sessions SET head_seq = :head_seq, head_hash = :head_hash, status = :status,"
+    " status_reason = :status_reason, updated_at = :updated_at,"
+    " wake_at = CASE WHEN :attention_at IS NULL THEN wake_at"
+    " WHEN wake_at IS NULL OR wake_at > :attention_at THEN :attention_at ELSE wake_at END"
+    " WHERE session_id = :sid"
 )
 
 
@@ -118,20 +121,7 @@ class SqliteEventStore(SqlEventStore):
             plan = plan_batch(batch, heads, self._clock())
             if plan.event_rows:
                 db.executemany(_INSERT_EVENTS, [tuple(row.values()) for row in plan.event_rows])
-                db.executemany(
-                    _UPDATE_HEAD,
-                    [
-                        (
-                            r["head_seq"],
-                            r["head_hash"],
-                            r["status"],
-                            r["status_reason"],
-                            r["updated_at"],
-                            r["sid"],
-                        )
-                        for r in plan.session_rows.values()
-                    ],
-                )
+                db.executemany(_UPDATE_HEAD, list(plan.session_rows.values()))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

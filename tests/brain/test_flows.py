@@ -30,8 +30,10 @@ from schemas import (
     ModelDelta,
     ModelResponse,
     ModelSpec,
+    SessionCreated,
     ToolDispatched,
     ToolResult,
+    UserMessage,
     delta_subject,
 )
 from session_store import EventStore
@@ -340,3 +342,15 @@ async def test_an_outcome_after_the_brain_let_go_wakes_the_session(
     [result] = await events_of(store, session_id, ToolResult)
     assert result.output.startswith("late")
     await check_invariants(store, session_id)
+
+
+async def test_input_whose_announcement_was_lost_is_still_answered(
+    store: EventStore, js: JetStreamContext, make_brain: Callable[..., Any]
+) -> None:
+    """The gateway appended input and died before putting the session on the work queue:
+    the store's input timer makes the session due, and the sweeper hands it to a brain."""
+    await make_brain()
+    info = await store.create_session("acme", SessionCreated(spec=scripted([{"text": "hi"}])))
+    await store.append_input(info.session_id, [UserMessage(text="hello?")])
+    done = await wait_for_status(store, info.session_id, {"completed", "failed"}, timeout_s=10)
+    assert done.status == "completed", done

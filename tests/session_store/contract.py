@@ -34,6 +34,7 @@ from session_store import (
     SessionNotFound,
     StoreLimits,
 )
+from session_store._batch import INPUT_GRACE_S
 from tests.backends import Backend
 
 CREATED = SessionCreated(spec=AgentSpec(system_prompt="be brief"), title="t")
@@ -299,6 +300,31 @@ class StoreContract:
         assert await store.sessions_due() == []
         with pytest.raises(Fenced):
             await store.append(sid, [message(1)], 1, short.epoch)
+
+    async def test_input_nobody_takes_makes_the_session_due(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        await store.append_input(sid, [message(1)])
+        assert await store.sessions_due() == []  # a brain has a moment to take it first
+        await asyncio.sleep(INPUT_GRACE_S + 0.1)
+        assert await store.sessions_due() == [sid]
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        assert await store.sessions_due() == []
+        # Input while a brain holds the session is its to see; releasing having seen it
+        # clears the timer, and fenced appends never set one.
+        await store.append_input(sid, [message(2)])
+        await store.append(sid, [message(3)], 3, lease.epoch)
+        assert await store.release(lease, seen_seq=4)
+        await asyncio.sleep(INPUT_GRACE_S + 0.1)
+        assert await store.sessions_due() == []
+
+    async def test_input_a_releasing_owner_did_not_see_makes_the_session_due_at_once(
+        self, store: EventStore
+    ) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        await store.append_input(sid, [message(1)])
+        assert await store.release(lease, seen_seq=1, wake_at=time.time() + 3600)
+        assert await store.sessions_due() == [sid]
 
     async def test_a_timer_left_at_release_makes_the_session_due(self, store: EventStore) -> None:
         sid = (await store.create_session("acme", CREATED)).session_id
