@@ -239,11 +239,13 @@ async def kill_and_recover(
             samples.append(await next_event_after(running, session_id, head, killed_at))
             if standby is not None:
                 standby = start_brain(running, new_id("standby"))
-        counted.append(await double_runs(running, session_id))
     finally:
         for brain in (current, standby):
             if brain is not None:
                 brain.stop()
+    # Counted once nothing drives the session and the last call has finished.
+    await asyncio.sleep(0.5)
+    counted.append(await double_runs(running, session_id))
     return samples
 
 
