@@ -269,6 +269,27 @@ async def test_a_command_check_sends_the_model_back_until_it_passes(
     await check_invariants(store, session_id)
 
 
+async def test_a_judge_model_sends_the_worker_back_until_it_passes(
+    store: EventStore, js: JetStreamContext, make_brain: Callable[..., Any]
+) -> None:
+    await make_brain()
+    # The scripted judge plays the turn the worker is at: it judges after turns 1 and 2.
+    judge = ModelSpec(
+        options={"script": [{}, {"text": "FAIL: there are no tests"}, {"text": "PASS: tested"}]}
+    )
+    spec = scripted(
+        [{"text": "Done."}, {"text": "Added the tests."}],
+        completion=CompletionCondition(kind="judge", judge_model=judge, criteria="tested code"),
+    )
+    session_id = await start_session(store, js, spec)
+    info = await wait_for_status(store, session_id, {"completed", "failed"})
+    assert info.status == "completed", info
+    verdicts = await events_of(store, session_id, JudgeVerdict)
+    assert [(v.passed, v.judge) for v in verdicts] == [(False, "model"), (True, "model")]
+    assert verdicts[0].detail == "FAIL: there are no tests"
+    assert len(await events_of(store, session_id, ModelResponse)) == 2
+
+
 async def test_a_budget_pauses_the_session_with_the_reason(
     store: EventStore,
     js: JetStreamContext,
@@ -354,3 +375,21 @@ async def test_input_whose_announcement_was_lost_is_still_answered(
     await store.append_input(info.session_id, [UserMessage(text="hello?")])
     done = await wait_for_status(store, info.session_id, {"completed", "failed"}, timeout_s=10)
     assert done.status == "completed", done
+
+
+async def test_bad_messages_are_dropped_and_the_brain_keeps_serving(
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    make_brain: Callable[..., Any],
+) -> None:
+    await make_brain()
+    await js.publish("keel.work.garbage", b"{not json")
+    await request_attention(js, "ses_nobody_has_this_one", "a session that does not exist")
+    await js.publish("keel.outcomes.ses_x", b"\\x00\\x01 not an outcome")
+    session_id = await start_session(store, js, scripted([{"text": "still here"}]))
+    info = await wait_for_status(store, session_id, {"completed", "failed"})
+    assert info.status == "completed", info
+    # Nothing is left for a brain to retry forever: the bad work was dropped, not requeued.
+    consumer = await js.consumer_info("KEEL_WORK", "brains")
+    assert consumer.num_pending == 0 and consumer.num_ack_pending == 0
