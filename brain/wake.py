@@ -405,15 +405,26 @@ class _SessionRun:
 
     async def _resend_unreachable(self) -> None:
         now = self.deps.clock()
+        lost: list[ToolCall] = []
         for call_id, since in list(self.unreachable.items()):
             call = self.state.open_calls.get(call_id)
             if call is None or call_id in self.outcomes:
                 self.unreachable.pop(call_id, None)
             elif now - since >= self.settings.lost_after_s:
                 self.unreachable.pop(call_id)
-                self._heard(_lost(call, self.session_id))
+                lost.append(call)
             else:
                 await self._resend(call)
+        if any(call.sandbox_id == self.sandbox_id for call in lost):
+            self.sandbox_id = None
+        # An idempotent call may simply run again, in a fresh sandbox; any other call's
+        # effects are unknown, and the model is told so.
+        again = [call.call_id for call in lost if call.idempotent]
+        for call in lost:
+            if not call.idempotent:
+                self._heard(_lost(call, self.session_id))
+        if again:
+            await self._dispatch(again)
 
     # -- actions ------------------------------------------------------------------------------
 

@@ -10,11 +10,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from nats.js import JetStreamContext
 
 from hands import HandsHost
-from schemas import ModelResponse, Recorded, ToolResult, new_id
+from schemas import (
+    ModelResponse,
+    Recorded,
+    ToolDispatched,
+    ToolRequested,
+    ToolResult,
+    new_id,
+)
 from session_store import EventStore
 from tests.backends import Backend
 from tests.brain.conftest import start_session, wait_for_status
@@ -22,6 +30,7 @@ from tests.brain.invariants import check_invariants
 from tests.brain.processes import BrainProcess
 from tests.brain.scenario import coding_script, coding_spec
 from tests.nats_server import NatsServer
+from tests.sandboxes import local_backend
 
 
 @pytest.fixture
@@ -163,3 +172,47 @@ async def test_two_brains_drive_twenty_sessions_one_brain_at_a_time(
         assert info.status == "completed", info
         assert_ran_once(await check_invariants(store, session_id))
     assert all("fenced" not in brain.output() for brain in brains)
+
+
+async def test_an_idempotent_call_whose_sandbox_died_runs_again_in_a_new_one(
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    spawn: object,
+    nats_server: NatsServer,
+    tmp_path: Path,
+) -> None:
+    script = [
+        {"tool_calls": [{"name": "write_file", "input": {"path": "a.txt", "content": "kept"}}]},
+        {"tool_calls": [{"name": "read_file", "input": {"path": "a.txt"}}]},
+        {"text": "done"},
+    ]
+    # Dies after dispatching the read (the 2nd dispatch), before sending it.
+    first = spawn(crash_at="after_dispatched:2")  # type: ignore[operator]
+    session_id = await start_session(store, js, coding_spec(script))
+    assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
+    await hands_host.close(destroy_sandboxes=True)  # the sandbox and its host are gone
+    settings = msgspec.structs.replace(
+        hands_host.settings, data_dir=tmp_path / "hands-2", host_id=new_id("hands-test")
+    )
+    replacement = HandsHost(settings, local_backend("bwrap"))
+    await replacement.start()
+    try:
+        spawn(extra_env={"KEEL_LOST_AFTER_S": "1"})  # type: ignore[operator]
+        info = await wait_for_status(store, session_id, {"completed", "failed"})
+    finally:
+        await replacement.close(destroy_sandboxes=True)
+    assert info.status == "completed", info
+    log = await check_invariants(store, session_id)
+    read = [r.event for r in log if isinstance(r.event, ToolRequested)][1]
+    dispatches = [
+        r.event
+        for r in log
+        if isinstance(r.event, ToolDispatched) and r.event.call_id == read.call_id
+    ]
+    assert [d.attempt for d in dispatches] == [1, 2]
+    assert dispatches[0].sandbox_id != dispatches[1].sandbox_id
+    result = next(
+        r.event for r in log if isinstance(r.event, ToolResult) and r.event.call_id == read.call_id
+    )
+    assert (result.outcome, result.output.strip()) == ("ok", "kept")  # from the checkpoint
