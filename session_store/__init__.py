@@ -21,7 +21,15 @@ from session_store._errors import (
 )
 from session_store._open import open_store
 from session_store._protocol import EventStore
-from session_store._records import Appended, Lease, SessionInfo, SessionPage, Snapshot, Verification
+from session_store._records import (
+    ApiKey,
+    Appended,
+    Lease,
+    SessionInfo,
+    SessionPage,
+    Snapshot,
+    Verification,
+)
 from session_store._sql import StoreLimits
 
 if TYPE_CHECKING:
@@ -43,6 +51,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ApiKey",
     "Appended",
     "BlobNotFound",
     "Conflict",

@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from schemas import BlobRef, Event, Recorded, SessionCreated
-from session_store._records import Appended, Lease, SessionInfo, SessionPage, Snapshot, Verification
+from session_store._records import (
+    ApiKey,
+    Appended,
+    Lease,
+    SessionInfo,
+    SessionPage,
+    Snapshot,
+    Verification,
+)
 
 
 class EventStore(Protocol):
@@ -51,6 +59,9 @@ class EventStore(Protocol):
     async def latest_snapshot(self, session_id: str, version: int = 1) -> Snapshot | None: ...
 
     async def verify(self, session_id: str) -> Verification: ...
+
+    async def create_api_key(self, tenant: str, name: str = "") -> ApiKey: ...
+    async def tenant_for_key(self, key: str) -> str | None: ...
 
     async def put_blob(self, data: bytes, media_type: str = "text/plain") -> BlobRef: ...
     async def get_blob(self, digest: str) -> bytes: ...

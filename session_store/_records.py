@@ -64,3 +64,12 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True):
     head_seq: int
     bad_seq: int | None = None
     problem: str = ""
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A new API key: `key` is shown this once; the store keeps only its hash."""
+
+    key_id: str
+    tenant: str
+    name: str
+    key: str

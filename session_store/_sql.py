@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -52,8 +54,23 @@ from session_store._errors import (
     StoreUnavailable,
 )
 from session_store._hashing import GENESIS, blob_digest, chain_hash
-from session_store._records import Appended, Lease, SessionInfo, SessionPage, Snapshot, Verification
-from session_store._tables import SCHEMA_REVISION, blobs, events, sessions, snapshots
+from session_store._records import (
+    ApiKey,
+    Appended,
+    Lease,
+    SessionInfo,
+    SessionPage,
+    Snapshot,
+    Verification,
+)
+from session_store._tables import (
+    SCHEMA_REVISION,
+    api_keys,
+    blobs,
+    events,
+    sessions,
+    snapshots,
+)
 from session_store._validate import check_id, encode_append, encode_checked
 
 T = TypeVar("T")
@@ -559,6 +576,29 @@ class SqlEventStore:
         """Re-walk the hash chain; names the first seq that was edited, deleted or moved."""
         return await self._read(lambda conn: _verify_chain(conn, session_id))
 
+    # -- API keys -----------------------------------------------------------------------------
+
+    async def create_api_key(self, tenant: str, name: str = "") -> ApiKey:
+        """A new bearer key for `tenant`. Keys are 256 random bits, so a plain sha256 is
+        enough to keep them unguessable at rest (no salt or slow hash needed)."""
+        check_id("tenant", tenant)
+        key_id = new_id("key")
+        key = f"keel_{secrets.token_urlsafe(32)}"
+        row = {
+            "key_hash": _key_hash(key),
+            "key_id": key_id,
+            "tenant": tenant,
+            "name": name[:128],
+            "created_at": self._clock(),
+        }
+        await self._write(lambda conn: conn.execute(insert(api_keys), row))
+        return ApiKey(key_id=key_id, tenant=tenant, name=name[:128], key=key)
+
+    async def tenant_for_key(self, key: str) -> str | None:
+        """The tenant a bearer key belongs to; None for a key nobody issued."""
+        query = select(api_keys.c.tenant).where(api_keys.c.key_hash == _key_hash(key))
+        return await self._read(lambda conn: conn.execute(query).scalar())
+
     # -- blobs ------------------------------------------------------------------------------
 
     async def put_blob(self, data: bytes, media_type: str = "text/plain") -> BlobRef:
@@ -637,6 +677,10 @@ class SqlEventStore:
             await asyncio.sleep(delay)
             delay = min(delay * 4, 1.0)
         raise AssertionError("unreachable")
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _at_newest_revision(conn: Connection) -> bool:

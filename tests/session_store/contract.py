@@ -340,6 +340,19 @@ class StoreContract:
         await store.release(taken)
         assert await store.sessions_due() == []
 
+    # -- API keys -----------------------------------------------------------------------------
+
+    async def test_api_keys_map_to_their_tenant(self, store: EventStore) -> None:
+        acme = await store.create_api_key("acme", "ci")
+        other = await store.create_api_key("globex")
+        assert acme.key.startswith("keel_") and acme.key != other.key
+        assert await store.tenant_for_key(acme.key) == "acme"
+        assert await store.tenant_for_key(other.key) == "globex"
+        assert await store.tenant_for_key("keel_not-a-key") is None
+        assert await store.tenant_for_key("") is None
+        with pytest.raises(InvalidInput):
+            await store.create_api_key("not a tenant!")
+
     # -- snapshots --------------------------------------------------------------------------
 
     async def test_snapshots(self, store: EventStore) -> None:
