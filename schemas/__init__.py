@@ -11,6 +11,18 @@ from schemas._agent import (
     Permission,
     SandboxSpec,
 )
+from schemas._api import (
+    ApiError,
+    ApiErrorDetail,
+    CreateSession,
+    EventPage,
+    EventView,
+    PostedEvents,
+    PostEvents,
+    SessionList,
+    SessionView,
+    UserInput,
+)
 from schemas._codec import EVENT_TYPES, decode_event, encode_event, event_type, is_event
 from schemas._content import (
     AssistantBlock,
@@ -81,6 +93,16 @@ from schemas._work import (
 )
 
 __all__ = [
+    "ApiError",
+    "ApiErrorDetail",
+    "CreateSession",
+    "EventPage",
+    "EventView",
+    "PostEvents",
+    "PostedEvents",
+    "SessionList",
+    "SessionView",
+    "UserInput",
     "Attention",
     "ModelDelta",
     "WORK_CONSUMER",

@@ -1,0 +1,122 @@
+"""The HTTP API over a real socket: sessions, events, auth and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from brain.service import Brain
+from session_store import EventStore
+
+SPEC = {
+    "model": {
+        "provider": "scripted",
+        "options": {"script": [{"text": "Hello from the agent."}, {"text": "Again."}]},
+    }
+}
+
+
+async def wait_until(client: httpx.AsyncClient, session_id: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        session: dict[str, Any] = (await client.get(f"/v1/sessions/{session_id}")).json()
+        if session["status"] == status:
+            return session
+        assert time.monotonic() < deadline, session
+        await asyncio.sleep(0.05)
+
+
+async def test_create_talk_and_read_the_log(client: httpx.AsyncClient, brain: Brain) -> None:
+    created = await client.post("/v1/sessions", json={"spec": SPEC, "message": "Hi!"})
+    assert created.status_code == 201, created.text
+    session_id = created.json()["id"]
+    await wait_until(client, session_id, "completed")
+    page = (await client.get(f"/v1/sessions/{session_id}/events")).json()
+    types = [event["type"] for event in page["items"]]
+    assert types[:3] == ["session.created", "user.message", "session.status"]
+    assert "model.response" in types and types[-1] == "session.status"
+    assert page["items"][1]["data"]["text"] == "Hi!"
+    assert page["next_after"] is None
+    # A finished session takes no more input.
+    late = await client.post(
+        f"/v1/sessions/{session_id}/events",
+        json={"events": [{"type": "user.message", "text": "more?"}]},
+    )
+    assert late.status_code == 409 and late.json()["error"]["code"] == "conflict"
+
+
+async def test_input_is_appended_in_order_and_paged(client: httpx.AsyncClient) -> None:
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    posted = await client.post(
+        f"/v1/sessions/{session_id}/events",
+        json={
+            "events": [
+                {"type": "user.message", "text": "one"},
+                {"type": "user.message", "text": "two", "message_id": "m-2"},
+                {"type": "user.interrupt", "reason": "stop"},
+            ]
+        },
+    )
+    assert posted.status_code == 202 and posted.json() == {"head_seq": 4}
+    first = (await client.get(f"/v1/sessions/{session_id}/events?limit=2")).json()
+    assert [e["seq"] for e in first["items"]] == [1, 2] and first["next_after"] == 2
+    rest = (await client.get(f"/v1/sessions/{session_id}/events?after=2&limit=2")).json()
+    assert [e["data"].get("text") for e in rest["items"]] == ["two", None]
+    listed = (await client.get("/v1/sessions?limit=10")).json()
+    assert session_id in [s["id"] for s in listed["items"]]
+
+
+async def test_keys_and_tenants(client: httpx.AsyncClient, store: EventStore) -> None:
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    base = str(client.base_url)
+    async with httpx.AsyncClient(base_url=base) as anonymous:
+        missing = await anonymous.get(f"/v1/sessions/{session_id}")
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "unauthorized"
+        assert missing.headers["www-authenticate"] == "Bearer"
+        wrong = await anonymous.get("/v1/sessions", headers={"authorization": "Bearer keel_nobody"})
+        assert wrong.status_code == 401
+    other = await store.create_api_key("globex")
+    headers = {"authorization": f"Bearer {other.key}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers) as stranger:
+        # Another tenant's session does not exist, as far as they can tell.
+        assert (await stranger.get(f"/v1/sessions/{session_id}")).status_code == 404
+        assert (await stranger.get(f"/v1/sessions/{session_id}/events")).status_code == 404
+        listed = (await stranger.get("/v1/sessions")).json()
+        assert listed["items"] == []
+
+
+async def test_bad_input_gets_a_clear_error_and_writes_nothing(
+    client: httpx.AsyncClient, store: EventStore
+) -> None:
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    url = f"/v1/sessions/{session_id}/events"
+    cases = [
+        (await client.post(url, content=b"{not json"), 422, "not valid JSON"),
+        (await client.post(url, json={"events": [{"type": "model.response"}]}), 422, "type"),
+        (await client.post(url, json={"events": [{"type": "user.message"}]}), 422, "text"),
+        (await client.post(url, json={"events": []}), 422, "at least one"),
+        (await client.post(url, json={"events": [], "extra": 1}), 422, "extra"),
+        (await client.post(url, content=b"x" * 1_000_001), 413, "over"),
+        (await client.post("/v1/sessions", json={"spec": {"tools": "bash"}}), 422, "tools"),
+        (await client.get(f"{url}?limit=0"), 422, "limit"),
+        (await client.get("/v1/sessions/ses_nope"), 404, "no session"),
+        (await client.get("/v1/nothing-here"), 404, "Not Found"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, (response.request.url, response.text)
+        assert words in response.json()["error"]["message"], response.text
+    assert await store.head(session_id) == 1  # nothing was written
+
+
+async def test_the_openapi_document_shows_the_real_bodies(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    assert {"CreateSession", "SessionView", "PostEvents", "EventPage", "ApiError"} <= set(schemas)
+    create = document["paths"]["/v1/sessions"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CreateSession"
+    }
