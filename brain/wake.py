@@ -82,6 +82,7 @@ from schemas import (
     ToolUseBlock,
     delta_subject,
     event_type,
+    log_subject,
     new_id,
     work_subject,
 )
@@ -257,6 +258,7 @@ class _SessionRun:
                 seq=self.state.seq + 1, at=appended.at, type=event_type(event), event=event
             )
             fold(self.state, recorded)
+        _spawn(self.deps.nc.publish(log_subject(self.session_id), b"%d" % appended.head_seq))
         if self.state.seq - self.snapshot_seq >= self.settings.snapshot_every:
             await self._snapshot()
 

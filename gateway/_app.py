@@ -7,27 +7,28 @@ exist.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Final, TypeVar
 
 import msgspec
 from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from nats.aio.client import Client as NATS
 
 from gateway._errors import ApiProblem, install_error_handlers, json_response
 from gateway._openapi import body_of, install_openapi, responds_with
+from gateway._stream import StreamSettings, event_stream
+from gateway._views import event_view, session_view
 from gateway._work import Announcer
 from schemas import (
     TERMINAL_STATUSES,
     CreateSession,
     EventPage,
-    EventView,
     PostedEvents,
     PostEvents,
-    Recorded,
     SessionCreated,
     SessionList,
     SessionView,
     Status,
-    UnknownEvent,
     UserMessage,
 )
 from session_store import EventStore, SessionInfo, SessionNotFound
@@ -39,7 +40,7 @@ MAX_BODY_BYTES: Final = 1_000_000
 MAX_PAGE: Final = 500
 
 
-def create_app(store: EventStore, announcer: Announcer) -> FastAPI:
+def create_app(store: EventStore, nc: NATS, *, stream: StreamSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="keel",
         version="0.1.0",
@@ -47,26 +48,40 @@ def create_app(store: EventStore, announcer: Announcer) -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
+    access = _Access(store)
+    announcer = Announcer(nc.jetstream())
+    _session_routes(app, store, access, announcer)
+    _event_routes(app, store, nc, access, announcer, stream or StreamSettings())
+    return app
 
-    async def tenant_of(request: Request) -> str:
+
+class _Access:
+    """Who is asking (the tenant of the bearer key), and whether the session is theirs."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    async def tenant_of(self, request: Request) -> str:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise ApiProblem(401, "send your API key as 'Authorization: Bearer <key>'")
-        tenant = await store.tenant_for_key(key.strip())
+        tenant = await self.store.tenant_for_key(key.strip())
         if tenant is None:
             raise ApiProblem(401, "unknown API key")
         return tenant
 
-    async def session_of(request: Request, session_id: str) -> SessionInfo:
-        tenant = await tenant_of(request)
+    async def session_of(self, request: Request, session_id: str) -> SessionInfo:
+        tenant = await self.tenant_of(request)
         try:
-            info = await store.get_session(session_id)
+            info = await self.store.get_session(session_id)
         except SessionNotFound:
             info = None
         if info is None or info.tenant != tenant:
             raise ApiProblem(404, f"no session {session_id!r}")
         return info
 
+
+def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer: Announcer) -> None:
     @app.post(
         "/v1/sessions",
         status_code=201,
@@ -75,7 +90,7 @@ def create_app(store: EventStore, announcer: Announcer) -> FastAPI:
     )
     async def create_session(request: Request) -> Response:
         """Create a session that runs `spec`; with `message`, the agent starts at once."""
-        tenant = await tenant_of(request)
+        tenant = await access.tenant_of(request)
         body = await decode_body(request, CreateSession)
         info = await store.create_session(
             tenant, SessionCreated(spec=body.spec, title=body.title, metadata=body.metadata)
@@ -98,7 +113,7 @@ def create_app(store: EventStore, announcer: Announcer) -> FastAPI:
         cursor: Annotated[str | None, Query(max_length=64)] = None,
     ) -> Response:
         """The tenant's sessions, newest first, optionally of one status."""
-        tenant = await tenant_of(request)
+        tenant = await access.tenant_of(request)
         page = await store.list_sessions(tenant, status=status, limit=limit, cursor=cursor)
         return json_response(
             SessionList(
@@ -112,8 +127,17 @@ def create_app(store: EventStore, announcer: Announcer) -> FastAPI:
         response_class=Response,
     )
     async def get_session(request: Request, session_id: str) -> Response:
-        return json_response(session_view(await session_of(request, session_id)))
+        return json_response(session_view(await access.session_of(request, session_id)))
 
+
+def _event_routes(
+    app: FastAPI,
+    store: EventStore,
+    nc: NATS,
+    access: _Access,
+    announcer: Announcer,
+    stream: StreamSettings,
+) -> None:
     @app.post(
         "/v1/sessions/{session_id}/events",
         status_code=202,
@@ -123,7 +147,7 @@ def create_app(store: EventStore, announcer: Announcer) -> FastAPI:
     async def post_events(request: Request, session_id: str) -> Response:
         """Append user input (messages, interrupts, approval decisions), in order; the agent
         takes it up as soon as it can, even while it is busy."""
-        info = await session_of(request, session_id)
+        info = await access.session_of(request, session_id)
         body = await decode_body(request, PostEvents)
         if not body.events:
             raise ApiProblem(422, "events: at least one event is required")
@@ -145,13 +169,37 @@ def create_app(store: EventStore, announcer: Announcer) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> Response:
         """The log after seq `after`, in order, at most `limit` events."""
-        await session_of(request, session_id)
+        await access.session_of(request, session_id)
         records = await store.read(session_id, after_seq=after, limit=limit)
         items = [event_view(record) for record in records]
         next_after = items[-1].seq if len(items) == limit else None
         return json_response(EventPage(items=items, next_after=next_after))
 
-    return app
+    @app.get(
+        "/v1/sessions/{session_id}/stream",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "SSE"}},
+    )
+    async def stream_events(
+        request: Request,
+        session_id: str,
+        after: Annotated[int | None, Query(ge=0)] = None,
+        deltas: bool = False,
+    ) -> StreamingResponse:
+        """The log as Server-Sent Events (`id: <seq>`), then live until the session ends.
+        Resume with `Last-Event-ID` (or `after`): no gap, no duplicate. `deltas=true` adds
+        the model's text as it streams (`event: delta`, not replayable)."""
+        await access.session_of(request, session_id)
+        last_event_id = request.headers.get("last-event-id")
+        if last_event_id is not None:
+            if not last_event_id.isdigit():
+                raise ApiProblem(422, "Last-Event-ID must be the seq of an event")
+            after = int(last_event_id)
+        return StreamingResponse(
+            event_stream(store, nc, session_id, after or 0, deltas=deltas, settings=stream),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
 
 async def decode_body(request: Request, kind: type[T]) -> T:
@@ -169,26 +217,3 @@ async def decode_body(request: Request, kind: type[T]) -> T:
         raise ApiProblem(422, str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise ApiProblem(422, f"the body is not valid JSON: {exc}") from exc
-
-
-def session_view(info: SessionInfo) -> SessionView:
-    return SessionView(
-        id=info.session_id,
-        status=info.status,
-        status_reason=info.status_reason,
-        head_seq=info.head_seq,
-        created_at=info.created_at,
-        updated_at=info.updated_at,
-    )
-
-
-def event_view(record: Recorded) -> EventView:
-    data: Any
-    if isinstance(record.event, UnknownEvent):
-        try:
-            data = msgspec.json.decode(record.event.data)
-        except msgspec.DecodeError:
-            data = {"raw": record.event.data}
-    else:
-        data = msgspec.to_builtins(record.event)
-    return EventView(seq=record.seq, at=record.at, type=record.type, data=data)

@@ -89,6 +89,7 @@ from schemas._work import (
     Attention,
     ModelDelta,
     delta_subject,
+    log_subject,
     work_subject,
 )
 
@@ -109,6 +110,7 @@ __all__ = [
     "WORK_STREAM",
     "WORK_SUBJECTS",
     "delta_subject",
+    "log_subject",
     "work_subject",
     "WriteFileInput",
     "ToolSpec",

@@ -22,6 +22,12 @@ def work_subject(session_id: str) -> str:
     return f"keel.work.{session_id}"
 
 
+def log_subject(session_id: str) -> str:
+    """Where a writer says "the log grew" (the new head seq, as text) after each commit, so
+    live viewers read the store at once instead of polling it."""
+    return f"keel.log.{session_id}"
+
+
 def delta_subject(session_id: str) -> str:
     return f"keel.deltas.{session_id}"
 

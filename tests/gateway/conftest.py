@@ -11,7 +11,7 @@ import uvicorn
 
 from brain.providers import Providers
 from brain.service import Brain, ensure_work_stream
-from gateway import Announcer, create_app
+from gateway import StreamSettings, create_app
 from session_store import EventStore, SqliteEventStore
 from tests.brain.conftest import brain_settings
 from tests.nats_server import NatsServer, free_port
@@ -36,7 +36,7 @@ async def gateway_url(store: EventStore, nats_server: NatsServer) -> AsyncIterat
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(store, Announcer(js)),
+            create_app(store, nc, stream=StreamSettings(heartbeat_s=0.5, poll_s=1.0)),
             host="127.0.0.1",
             port=port,
             log_level="warning",

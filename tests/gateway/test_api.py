@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import msgspec
 
 from brain.service import Brain
 from session_store import EventStore
@@ -120,3 +121,69 @@ async def test_the_openapi_document_shows_the_real_bodies(client: httpx.AsyncCli
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/CreateSession"
     }
+
+
+async def sse(response: httpx.Response, limit: int | None = None) -> list[dict[str, str]]:
+    """The events of a text/event-stream response, as field dicts (comments skipped)."""
+    events: list[dict[str, str]] = []
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if fields and "retry" not in fields:
+                events.append(fields)
+                if limit is not None and len(events) == limit:
+                    return events
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+    return events
+
+
+SLOW_SPEC = {
+    "model": {
+        "provider": "scripted",
+        "options": {"script": [{"text": "thinking out loud here", "latency_ms": 300}]},
+    }
+}
+
+
+async def test_the_stream_resumes_with_no_gap_and_no_duplicate(
+    client: httpx.AsyncClient, brain: Brain
+) -> None:
+    created = await client.post("/v1/sessions", json={"spec": SLOW_SPEC, "message": "go"})
+    session_id = created.json()["id"]
+    url = f"/v1/sessions/{session_id}/stream"
+    async with client.stream("GET", url) as first:
+        assert first.headers["content-type"].startswith("text/event-stream")
+        head = await sse(first, limit=2)  # then the client drops the connection
+    last = head[-1]["id"]
+    async with client.stream("GET", url, headers={"last-event-id": last}) as resumed:
+        rest = await sse(resumed)  # ends by itself once the session is over
+    seqs = [int(e["id"]) for e in head + rest]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert rest[-1]["event"] == "session.status"
+    assert '"completed"' in rest[-1]["data"]
+    final = (await client.get(f"/v1/sessions/{session_id}")).json()
+    assert final["head_seq"] == seqs[-1]
+
+
+async def test_deltas_come_live_only_when_asked_for(
+    client: httpx.AsyncClient, brain: Brain
+) -> None:
+    session_id = (await client.post("/v1/sessions", json={"spec": SLOW_SPEC})).json()["id"]
+    url = f"/v1/sessions/{session_id}/stream?deltas=true"
+    async with client.stream("GET", url) as live:
+        await client.post(
+            f"/v1/sessions/{session_id}/events",
+            json={"events": [{"type": "user.message", "text": "go"}]},
+        )
+        events = await sse(live)
+    deltas = [e for e in events if e["event"] == "delta"]
+    assert deltas and all("id" not in e for e in deltas)
+    text = "".join(msgspec.json.decode(e["data"])["text"] for e in deltas)
+    assert text.strip() == "thinking out loud here"
+    async with client.stream("GET", f"/v1/sessions/{session_id}/stream") as replay:
+        assert all(e["event"] != "delta" for e in await sse(replay))
+    bad = await client.get(url, headers={"last-event-id": "yesterday"})
+    assert bad.status_code == 422

@@ -1,0 +1,33 @@
+"""What the API shows of the store's records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from schemas import EventView, Recorded, SessionView, UnknownEvent
+from session_store import SessionInfo
+
+
+def session_view(info: SessionInfo) -> SessionView:
+    return SessionView(
+        id=info.session_id,
+        status=info.status,
+        status_reason=info.status_reason,
+        head_seq=info.head_seq,
+        created_at=info.created_at,
+        updated_at=info.updated_at,
+    )
+
+
+def event_view(record: Recorded) -> EventView:
+    data: Any
+    if isinstance(record.event, UnknownEvent):
+        try:
+            data = msgspec.json.decode(record.event.data)
+        except msgspec.DecodeError:
+            data = {"raw": record.event.data}
+    else:
+        data = msgspec.to_builtins(record.event)
+    return EventView(seq=record.seq, at=record.at, type=record.type, data=data)
