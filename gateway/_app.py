@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Final, TypeVar
 
 import msgspec
+import nats.errors
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from nats.aio.client import Client as NATS
@@ -31,7 +32,7 @@ from schemas import (
     Status,
     UserMessage,
 )
-from session_store import EventStore, SessionInfo, SessionNotFound
+from session_store import EventStore, SessionInfo, SessionNotFound, StoreError
 
 T = TypeVar("T")
 
@@ -50,9 +51,36 @@ def create_app(store: EventStore, nc: NATS, *, stream: StreamSettings | None = N
     install_openapi(app)
     access = _Access(store)
     announcer = Announcer(nc.jetstream())
+    _health_routes(app, store, nc)
     _session_routes(app, store, access, announcer)
     _event_routes(app, store, nc, access, announcer, stream or StreamSettings())
     return app
+
+
+def _health_routes(app: FastAPI, store: EventStore, nc: NATS) -> None:
+    @app.get("/healthz", response_class=Response)
+    async def healthz() -> Response:
+        """The process is up."""
+        return Response(b'{"ok":true}', media_type="application/json")
+
+    @app.get("/readyz", response_class=Response)
+    async def readyz() -> Response:
+        """The store and NATS answer: 200, or 503 naming what does not."""
+        problems = []
+        try:
+            await store.list_sessions("readyz", limit=1)
+        except StoreError as exc:
+            problems.append(f"store: {exc}")
+        if not nc.is_connected:
+            problems.append("nats: not connected")
+        else:
+            try:
+                await nc.flush(timeout=2)
+            except (nats.errors.Error, TimeoutError) as exc:
+                problems.append(f"nats: {exc!r}")
+        if problems:
+            raise ApiProblem(503, "; ".join(problems))
+        return Response(b'{"ok":true}', media_type="application/json")
 
 
 class _Access:

@@ -187,3 +187,8 @@ async def test_deltas_come_live_only_when_asked_for(
         assert all(e["event"] != "delta" for e in await sse(replay))
     bad = await client.get(url, headers={"last-event-id": "yesterday"})
     assert bad.status_code == 422
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"ok": True}
+    assert (await client.get("/readyz")).json() == {"ok": True}
