@@ -29,8 +29,10 @@ bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.hands --backend docker
 	$(BIN)/python -m tests.benchmarks.brain --backend docker
 
-demo:
-	@echo "make demo arrives with the gateway (issue 5); 'make test' and 'make bench' work now."
+## make demo: start keel (NATS, store, hands, brain, gateway), run the scripted coding demo
+## live in the terminal, say how to run it with a real model, and stop.
+demo: $(INSTALLED)
+	$(BIN)/keel demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .keel

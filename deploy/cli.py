@@ -1,0 +1,242 @@
+"""The `keel` command: `up`, `run`, `sessions`, `keys create`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from deploy.demo import demo_spec
+from deploy.up import Up, api_key_path, port_or_free
+from session_store import open_store
+
+DEFAULT_DATA_DIR = Path(os.environ.get("KEEL_DATA_DIR", ".keel"))
+DEFAULT_URL = os.environ.get("KEEL_URL", "http://127.0.0.1:8080")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="keel", description="Host long-running AI agents.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the embedded all-in-one until Ctrl-C")
+    up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    up.add_argument("--port", type=int, default=int(os.environ.get("KEEL_HTTP_PORT", "8080")))
+    up.add_argument("--nats-url", default=os.environ.get("KEEL_NATS_URL"))
+    up.add_argument("--store-url", default=os.environ.get("KEEL_STORE_URL"))
+    up.add_argument(
+        "--sandbox",
+        choices=["local", "docker"],
+        default=os.environ.get("KEEL_SANDBOX_BACKEND", "local"),
+    )
+
+    run = commands.add_parser("run", help="start a session and stream it to the terminal")
+    run.add_argument("goal", nargs="?", default="Fix add() in app.py and prove it with a test.")
+    run.add_argument("--demo", action="store_true", help="the scripted coding demo")
+    run.add_argument("--provider", default=os.environ.get("KEEL_MODEL_PROVIDER", "scripted"))
+    run.add_argument("--model", default=os.environ.get("KEEL_MODEL", ""))
+    run.add_argument("--base-url", default=os.environ.get("KEEL_MODEL_BASE_URL"))
+    _client_arguments(run)
+
+    demo = commands.add_parser(
+        "demo", help="start keel, run the scripted coding demo, show it live, stop"
+    )
+    demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+
+    sessions = commands.add_parser("sessions", help="list sessions")
+    _client_arguments(sessions)
+
+    keys = commands.add_parser("keys", help="API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="make a key for a tenant and print it")
+    create.add_argument("--tenant", default="default")
+    create.add_argument("--name", default="")
+    create.add_argument("--store-url", default=os.environ.get("KEEL_STORE_URL"))
+    create.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+
+    args = parser.parse_args(argv)
+    match args.command:
+        case "up":
+            return Up(
+                args.data_dir,
+                http_port=args.port,
+                nats_url=args.nats_url,
+                store_url=args.store_url,
+                sandbox=args.sandbox,
+            ).run()
+        case "run":
+            return asyncio.run(_run(args))
+        case "demo":
+            return _demo(args.data_dir)
+        case "sessions":
+            return asyncio.run(_sessions(args))
+        case "keys":
+            store_url = args.store_url or f"sqlite:///{args.data_dir.resolve() / 'keel.db'}"
+            print(asyncio.run(_create_key(store_url, args.tenant, args.name)))
+            return 0
+    return 2
+
+
+def _client_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--key", default=os.environ.get("KEEL_API_KEY"))
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+
+
+def _key(args: argparse.Namespace) -> str:
+    if args.key:
+        return str(args.key)
+    path = api_key_path(args.data_dir)
+    if path.exists():
+        return path.read_text().strip()
+    raise SystemExit("no API key: pass --key, set KEEL_API_KEY, or run `keel up` first")
+
+
+async def _create_key(store_url: str, tenant: str, name: str) -> str:
+    store = open_store(store_url)
+    try:
+        await store.migrate()
+        return (await store.create_api_key(tenant, name)).key
+    finally:
+        await store.close()
+
+
+def _spec(args: argparse.Namespace) -> dict[str, Any]:
+    if args.demo or args.provider == "scripted":
+        return demo_spec()
+    model: dict[str, Any] = {"provider": args.provider, "name": args.model}
+    if args.base_url:
+        model["base_url"] = args.base_url
+    # The demo's tools and instructions, but the goal is the user's: the model decides when
+    # it is done (the demo's check only fits the demo's task).
+    spec = demo_spec()
+    spec["model"] = model
+    del spec["completion"]
+    return spec
+
+
+async def _run(args: argparse.Namespace) -> int:
+    headers = {"authorization": f"Bearer {_key(args)}"}
+    async with httpx.AsyncClient(base_url=args.url, headers=headers, timeout=None) as client:
+        created = await client.post(
+            "/v1/sessions", json={"spec": _spec(args), "message": args.goal}
+        )
+        if created.status_code != 201:
+            print(f"keel: {created.status_code} {created.text}", file=sys.stderr)
+            return 1
+        session_id = created.json()["id"]
+        print(f"session {session_id}\n")
+        status = "unknown"
+        async with client.stream("GET", f"/v1/sessions/{session_id}/stream") as stream:
+            data = ""
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    data = line.removeprefix("data: ")
+                elif line == "" and data:
+                    status = _show(json.loads(data)) or status
+                    data = ""
+        return 0 if status == "completed" else 1
+
+
+def _show(event: dict[str, Any]) -> str | None:
+    """Print one event readably; return the status it sets, if any."""
+    kind, data = event["type"], event["data"]
+    match kind:
+        case "user.message":
+            print(f"> {data['text']}")
+        case "model.response":
+            for block in data["content"]:
+                if block["kind"] == "text" and block["text"]:
+                    print(f"agent: {block['text']}")
+        case "tool.requested":
+            arguments = json.dumps(data["input"])
+            print(f"  -> {data['name']} {arguments[:200]}")
+        case "tool.result":
+            mark = "error" if data["is_error"] else "ok"
+            output = data["output"].strip().replace("\n", "\n     ")
+            print(f"  <- [{mark}] {output[:1500]}")
+        case "judge.verdict":
+            verdict = "passed" if data["passed"] else "failed"
+            print(f"  check {verdict}: {data['detail'].strip().splitlines()[0][:300]}")
+        case "session.status":
+            first_line = (data.get("reason") or "").strip().split("\n")[0]
+            reason = f" ({first_line})" if first_line else ""
+            print(f"[{data['status']}{reason}]")
+            return str(data["status"])
+    return None
+
+
+def _demo(data_dir: Path) -> int:
+    port = port_or_free(8080)
+    url = f"http://127.0.0.1:{port}"
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deploy.cli",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            print(line, end="", flush=True)
+            if line.startswith("  Ctrl-C"):
+                break
+        else:
+            return up.wait() or 1
+        goal = "Fix add() in app.py and prove it with a test."
+        run = argparse.Namespace(
+            goal=goal, demo=True, url=url, key=None, data_dir=data_dir, provider="scripted"
+        )
+        print()
+        code = asyncio.run(_run(run))
+        print(DEMO_NEXT.format(url=url, key_file=api_key_path(data_dir)))
+        return code
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=60)
+
+
+DEMO_NEXT = """
+That was the scripted model. To run the same task with a real one, give the brain its key
+when you start keel, and keep it up:
+
+    ANTHROPIC_API_KEY=... .venv/bin/keel up &
+    .venv/bin/keel run --provider anthropic --model claude-sonnet-4-6 \\
+        "Fix add() in app.py and prove it with a test."
+
+or, with OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp need no key):
+
+    OPENAI_API_KEY=... .venv/bin/keel up &
+    .venv/bin/keel run --provider openai --model gpt-4.1-mini "Write fizzbuzz with a test."
+    .venv/bin/keel run --provider openai --model qwen3 --base-url http://127.0.0.1:11434/v1 \\
+        "Write fizzbuzz with a test."
+
+(keel's own API key is in {key_file}; the API and its docs are at {url}/docs)"""
+
+
+async def _sessions(args: argparse.Namespace) -> int:
+    headers = {"authorization": f"Bearer {_key(args)}"}
+    async with httpx.AsyncClient(base_url=args.url, headers=headers) as client:
+        page = (await client.get("/v1/sessions", params={"limit": 50})).json()
+    for session in page["items"]:
+        print(f"{session['id']}  {session['status']:<10} seq {session['head_seq']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

