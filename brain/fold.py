@@ -149,6 +149,12 @@ def _apply(state: SessionState, event: object, seq: int, at: float) -> None:  # 
         case SessionForked(parent_session_id=parent, at_seq=at_seq):
             state.forked_from = parent
             state.forked_at_seq = at_seq
+            # The copy gets its own sandbox (from the last checkpoint it names), never the
+            # parent's; a call the parent had in flight has not run in the copy's world.
+            state.sandbox_id = None
+            for call in state.open_calls.values():
+                if call.phase == "dispatched":
+                    call.phase = "requested"
         case UnknownEvent():
             state.unknown_events += 1
         case _:

@@ -24,6 +24,7 @@ from schemas import (
     TERMINAL_STATUSES,
     CreateSession,
     EventPage,
+    ForkSession,
     PostedEvents,
     PostEvents,
     SessionCreated,
@@ -148,6 +149,22 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
                 items=[session_view(info) for info in page.items], next_cursor=page.next_cursor
             )
         )
+
+    @app.post(
+        "/v1/sessions/{session_id}/fork",
+        status_code=201,
+        openapi_extra=body_of(ForkSession) | responds_with(201, SessionView),
+        response_class=Response,
+    )
+    async def fork_session(request: Request, session_id: str) -> Response:
+        """Time travel: a new session whose log starts as a copy of this one's up to
+        `at_seq` (recorded with `session.forked`); this one is left as it is."""
+        parent = await access.session_of(request, session_id)
+        body = await decode_body(request, ForkSession)
+        child = await store.fork_session(session_id, body.at_seq, parent.tenant)
+        # The copy may end on input nobody has answered yet.
+        await announcer.announce(child.session_id, "forked")
+        return json_response(session_view(child), 201)
 
     @app.get(
         "/v1/sessions/{session_id}",

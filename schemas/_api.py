@@ -27,6 +27,11 @@ class CreateSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     message: str | None = None
 
 
+class ForkSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # The last seq of the parent's log the fork keeps.
+    at_seq: int
+
+
 class SessionView(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     status: Status

@@ -38,6 +38,8 @@ from schemas import (
     Event,
     Recorded,
     SessionCreated,
+    SessionForked,
+    SessionStatus,
     decode_event,
     new_id,
 )
@@ -239,6 +241,75 @@ class SqlEventStore:
             head_seq=1,
             status="idle",
         )
+
+    async def fork_session(self, parent_id: str, at_seq: int, tenant: str) -> SessionInfo:
+        """A new session whose log is a copy of `parent_id`'s up to `at_seq` (each event as
+        it was, `at` included, chained anew under the new id), then `session.forked`. The
+        parent is untouched: time travel without rewriting history."""
+        if not isinstance(at_seq, int) or at_seq < 1:
+            raise InvalidInput(f"at_seq must be a seq of the parent's log, got {at_seq!r}")
+        session_id = new_id("ses")
+        forked = SessionForked(parent_session_id=parent_id, at_seq=at_seq)
+        forked_type, forked_data = encode_checked(forked, self.limits.max_event_bytes)
+
+        def fork(conn: Connection) -> SessionInfo:
+            head = _require_session(conn, parent_id)
+            if at_seq > head:
+                raise InvalidInput(f"at_seq {at_seq} is past the parent's head ({head})")
+            rows = conn.execute(
+                select(events.c.seq, events.c.type, events.c.at, events.c.data)
+                .where(events.c.session_id == parent_id, events.c.seq <= at_seq)
+                .order_by(events.c.seq)
+            ).all()
+            now = self._clock()
+            copied: list[dict[str, object]] = []
+            previous = GENESIS
+            status, reason = "idle", ""
+            for seq, type_, at, data in [*rows, (at_seq + 1, forked_type, now, forked_data)]:
+                previous = chain_hash(previous, session_id, seq, type_, at, data)
+                copied.append(
+                    {
+                        "session_id": session_id,
+                        "seq": seq,
+                        "type": type_,
+                        "at": at,
+                        "data": data,
+                        "hash": previous,
+                    }
+                )
+                if isinstance(event := decode_event(type_, data), SessionStatus):
+                    status, reason = event.status, event.reason
+            if status in TERMINAL_STATUSES or status == "running":
+                # The copy is a new start: it waits for input (or a brain) like any session.
+                status, reason = "idle", f"forked from {parent_id} at seq {at_seq}"
+            conn.execute(
+                insert(sessions),
+                {
+                    "session_id": session_id,
+                    "tenant": tenant,
+                    "created_at": now,
+                    "updated_at": now,
+                    "head_seq": at_seq + 1,
+                    "head_hash": previous,
+                    "status": status,
+                    "status_reason": reason,
+                    "lease_owner": None,
+                    "lease_epoch": 0,
+                    "lease_until": None,
+                },
+            )
+            conn.execute(insert(events), copied)
+            return SessionInfo(
+                session_id=session_id,
+                tenant=tenant,
+                created_at=now,
+                updated_at=now,
+                head_seq=at_seq + 1,
+                status=status,  # type: ignore[arg-type]
+                status_reason=reason,
+            )
+
+        return await self._write(fork)
 
     async def get_session(self, session_id: str) -> SessionInfo:
         query = select(*_SESSION_COLUMNS).where(sessions.c.session_id == session_id)

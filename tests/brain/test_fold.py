@@ -250,6 +250,24 @@ def test_a_lost_sandbox_is_forgotten_and_its_last_checkpoint_kept() -> None:
     assert state.sandbox_id is None and state.checkpoint == "ck1"
 
 
+def test_a_fork_gets_its_own_sandbox_and_runs_the_parents_calls_in_flight_anew() -> None:
+    state = run(
+        [
+            SessionCreated(spec=AgentSpec()),
+            UserMessage(text="go"),
+            ModelResponse(
+                content=[ToolUseBlock(call_id="c1", name="bash", input={"command": "make"})],
+                stop_reason="tool_use",
+            ),
+            ToolRequested(call_id="c1", name="bash", input={"command": "make"}),
+            ToolDispatched(call_id="c1", sandbox_id="sbx_parent"),
+            SessionForked(parent_session_id="ses_parent", at_seq=5),
+        ]
+    )
+    assert state.sandbox_id is None and state.forked_from == "ses_parent"
+    assert state.open_calls["c1"].phase == "requested"
+
+
 def test_roles_alternate_so_a_provider_accepts_the_conversation() -> None:
     state = run(
         [

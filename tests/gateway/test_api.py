@@ -192,3 +192,26 @@ async def test_deltas_come_live_only_when_asked_for(
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"ok": True}
     assert (await client.get("/readyz")).json() == {"ok": True}
+
+
+async def test_a_fork_goes_back_in_time_and_runs_on_its_own(
+    client: httpx.AsyncClient, brain: Brain
+) -> None:
+    created = await client.post("/v1/sessions", json={"spec": SPEC, "message": "first"})
+    parent = created.json()["id"]
+    await wait_until(client, parent, "completed")
+    # Back to just after the user's message: the fork answers it anew (the scripted model
+    # plays its first turn again), and the parent's log is left as it was.
+    forked = await client.post(f"/v1/sessions/{parent}/fork", json={"at_seq": 2})
+    assert forked.status_code == 201, forked.text
+    child = forked.json()["id"]
+    done = await wait_until(client, child, "completed")
+    events = (await client.get(f"/v1/sessions/{child}/events")).json()["items"]
+    assert [e["type"] for e in events[:3]] == ["session.created", "user.message", "session.forked"]
+    assert events[2]["data"]["parent_session_id"] == parent
+    assert done["head_seq"] > 3
+    assert (await client.get(f"/v1/sessions/{parent}")).json()["head_seq"] == created.json()[
+        "head_seq"
+    ] + 3
+    too_far = await client.post(f"/v1/sessions/{parent}/fork", json={"at_seq": 999})
+    assert too_far.status_code == 422 and "past the parent's head" in too_far.text

@@ -13,6 +13,7 @@ from schemas import (
     AgentSpec,
     ModelResponse,
     SessionCreated,
+    SessionForked,
     SessionStatus,
     TextBlock,
     ToolRequested,
@@ -339,6 +340,32 @@ class StoreContract:
         taken = await store.claim(sid, "brain-2", ttl=30)  # claiming clears the timer
         await store.release(taken)
         assert await store.sessions_due() == []
+
+    # -- forks -------------------------------------------------------------------------------
+
+    async def test_a_fork_copies_the_log_up_to_a_seq_and_leaves_the_parent_alone(
+        self, store: EventStore
+    ) -> None:
+        parent = (await store.create_session("acme", CREATED)).session_id
+        await store.append_input(parent, [message(1), message(2)])
+        await store.append_input(parent, [SessionStatus(status="completed", reason="done")])
+        child = await store.fork_session(parent, 2, "acme")
+        assert (child.head_seq, child.status, child.tenant) == (3, "idle", "acme")
+        copied, original = await store.read(child.session_id), await store.read(parent)
+        assert [(r.seq, r.type, r.at, r.event) for r in copied[:2]] == [
+            (r.seq, r.type, r.at, r.event) for r in original[:2]
+        ]
+        assert copied[2].event == SessionForked(parent_session_id=parent, at_seq=2)
+        assert (await store.verify(child.session_id)).ok
+        assert (await store.verify(parent)).ok and await store.head(parent) == 4
+        # Forking a finished session at its end starts it again, waiting for input.
+        again = await store.fork_session(parent, 4, "acme")
+        assert again.status == "idle" and again.status_reason.startswith("forked from")
+        for bad in (0, 5):
+            with pytest.raises(InvalidInput):
+                await store.fork_session(parent, bad, "acme")
+        with pytest.raises(SessionNotFound):
+            await store.fork_session("ses_nobody", 1, "acme")
 
     # -- API keys -----------------------------------------------------------------------------
 
