@@ -100,6 +100,14 @@ def decide(state: SessionState, now: float) -> Action:
     if state.spec is None:
         return Wait(reason="the session has no spec yet")
     if state.status in TERMINAL_STATUSES:
+        if state.status == "cancelled":
+            # Every call still gets its one outcome: those not sent never will be; those in
+            # flight are cancelled in their sandbox, and their outcomes are awaited.
+            for call in state.open_calls.values():
+                if call.phase != "dispatched":
+                    return Refuse(call_id=call.call_id, reason="the session was cancelled")
+            if state.open_calls:
+                return Wait(reason="waiting for cancelled calls to end")
         return Wait(reason=f"the session is {state.status}")
     if state.status == "paused":
         return Wait(reason=f"paused: {state.status_reason}" if state.status_reason else "paused")

@@ -24,6 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from schemas import (
     CallAccepted,
     CallRequest,
+    CancelRequest,
     OutcomeAck,
     ProvisionReply,
     ProvisionRequest,
@@ -118,6 +119,12 @@ class HandsClient:
         """The outcome is in the log: the hands may drop the full result (best effort)."""
         await self.nc.publish(
             sandbox_subject(sandbox_id, "ack"), _ENCODER.encode(OutcomeAck(call_id=call_id))
+        )
+
+    async def cancel(self, sandbox_id: str, call_id: str) -> None:
+        """Stop a running call (best effort): its outcome, an error, still comes."""
+        await self.nc.publish(
+            sandbox_subject(sandbox_id, "cancel"), _ENCODER.encode(CancelRequest(call_id=call_id))
         )
 
     async def destroy(self, sandbox_id: str) -> None:

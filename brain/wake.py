@@ -159,6 +159,8 @@ class _SessionRun:
         self.hold_until = deps.clock() + self.settings.hold_s
         self.next_probe = deps.clock() + self.settings.probe_every_s
         self.fenced = asyncio.Event()
+        # Calls in flight already told to stop (the session was cancelled).
+        self.cancelled: set[str] = set()
 
     # -- the lifecycle ----------------------------------------------------------------------
 
@@ -196,6 +198,8 @@ class _SessionRun:
         while True:
             try:
                 await self._absorb()
+                if self.state.status == "cancelled":
+                    self._cancel_in_flight()
                 action = decide(self.state, self.deps.clock())
                 if isinstance(action, Wait):
                     if self._should_hold():
@@ -207,6 +211,12 @@ class _SessionRun:
                 # Someone appended (user input) since we read: catch up and decide again.
                 # Nothing was sent for the refused events, so nothing is lost or repeated.
                 await self._catch_up()
+
+    def _cancel_in_flight(self) -> None:
+        for call in self.state.open_calls.values():
+            if call.phase == "dispatched" and call.call_id not in self.cancelled:
+                self.cancelled.add(call.call_id)
+                _spawn(self.deps.hands.cancel(call.sandbox_id, call.call_id))
 
     async def _let_go(self, result: WakeResult) -> WakeResult:
         # With seen_seq, input that came while letting go leaves the session due at once:
@@ -378,9 +388,12 @@ class _SessionRun:
         ]
         if any(c.phase == "dispatched" for c in self.state.open_calls.values()):
             deadlines.append(self.deps.clock() + RECHECK_IN_FLIGHT_S)
-        return self._result(
-            "ended" if self._terminal() else "waiting", min(deadlines, default=None)
-        )
+        if self._terminal():
+            if self.sandbox_id is not None:
+                # The session is over (completed, failed or cancelled): so is its sandbox.
+                _spawn(self.deps.hands.destroy(self.sandbox_id))
+            return self._result("ended")
+        return self._result("waiting", min(deadlines, default=None))
 
     # -- repair -------------------------------------------------------------------------------
 
@@ -480,8 +493,6 @@ class _SessionRun:
                 await self._judge()
             case Complete(reason=reason):
                 await self._commit([SessionStatus(status="completed", reason=reason)])
-                if self.sandbox_id is not None:
-                    _spawn(self.deps.hands.destroy(self.sandbox_id))
             case Wait():
                 raise AssertionError("waiting is not an action to perform")
 

@@ -29,6 +29,7 @@ from schemas import (
     PostEvents,
     SessionCreated,
     SessionList,
+    SessionStatus,
     SessionView,
     Status,
     UserMessage,
@@ -40,6 +41,9 @@ T = TypeVar("T")
 # A request body larger than this is refused with 413 before it is decoded.
 MAX_BODY_BYTES: Final = 1_000_000
 MAX_PAGE: Final = 500
+_PAUSABLE: Final = frozenset({"idle", "running", "waiting"})
+_PAUSED: Final = frozenset({"paused"})
+_CANCELLABLE: Final = frozenset({"idle", "running", "waiting", "paused"})
 
 
 def create_app(store: EventStore, nc: NATS, *, stream: StreamSettings | None = None) -> FastAPI:
@@ -165,6 +169,49 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         # The copy may end on input nobody has answered yet.
         await announcer.announce(child.session_id, "forked")
         return json_response(session_view(child), 201)
+
+    async def change_status(
+        request: Request, session_id: str, to: Status, allowed_from: frozenset[str], why: str
+    ) -> Response:
+        info = await access.session_of(request, session_id)
+        if info.status not in allowed_from:
+            raise ApiProblem(409, f"the session is {info.status}; it cannot be {why}")
+        appended = await store.append_input(
+            session_id, [SessionStatus(status=to, reason=f"{why} by the user")]
+        )
+        await announcer.announce(session_id, why)
+        return json_response(PostedEvents(head_seq=appended.head_seq), 202)
+
+    @app.post(
+        "/v1/sessions/{session_id}/pause",
+        status_code=202,
+        openapi_extra=responds_with(202, PostedEvents),
+        response_class=Response,
+    )
+    async def pause(request: Request, session_id: str) -> Response:
+        """Stop taking new steps (calls in flight finish and are recorded)."""
+        return await change_status(request, session_id, "paused", _PAUSABLE, "paused")
+
+    @app.post(
+        "/v1/sessions/{session_id}/resume",
+        status_code=202,
+        openapi_extra=responds_with(202, PostedEvents),
+        response_class=Response,
+    )
+    async def resume(request: Request, session_id: str) -> Response:
+        """Carry on from where it paused (a budget or loop guard is cleared too)."""
+        return await change_status(request, session_id, "running", _PAUSED, "resumed")
+
+    @app.post(
+        "/v1/sessions/{session_id}/cancel",
+        status_code=202,
+        openapi_extra=responds_with(202, PostedEvents),
+        response_class=Response,
+    )
+    async def cancel(request: Request, session_id: str) -> Response:
+        """End the session for good: calls not sent never run, calls in flight are stopped,
+        and each still gets its one recorded outcome."""
+        return await change_status(request, session_id, "cancelled", _CANCELLABLE, "cancelled")
 
     @app.get(
         "/v1/sessions/{session_id}",

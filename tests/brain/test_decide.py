@@ -147,6 +147,31 @@ def test_calls_already_asked_for_run_before_a_budget_pauses() -> None:
     assert decide(answered, NOW) == ReachBudget(budget="turns", limit=1, used=1)
 
 
+def test_a_cancelled_session_still_gives_every_call_its_outcome() -> None:
+    asked = ModelResponse(
+        content=[
+            ToolUseBlock(call_id="c0", name="bash", input={"command": "sleep 60"}),
+            ToolUseBlock(call_id="c1", name="bash", input={"command": "ls"}),
+        ],
+        stop_reason="tool_use",
+    )
+    events: list[Event] = [
+        UserMessage(text="go"),
+        asked,
+        ToolRequested(call_id="c0", name="bash", input={"command": "sleep 60"}),
+        ToolRequested(call_id="c1", name="bash", input={"command": "ls"}),
+        ToolDispatched(call_id="c0", sandbox_id="sbx"),
+        SessionStatus(status="cancelled", reason="by the user"),
+    ]
+    assert decide(state_of(*events), NOW) == Refuse(
+        call_id="c1", reason="the session was cancelled"
+    )
+    refused = [*events, ToolResult(call_id="c1", is_error=True)]
+    assert decide(state_of(*refused), NOW) == Wait(reason="waiting for cancelled calls to end")
+    ended = [*refused, ToolResult(call_id="c0", is_error=True)]
+    assert decide(state_of(*ended), NOW) == Wait(reason="the session is cancelled")
+
+
 def test_the_same_call_over_and_over_is_a_loop() -> None:
     events: list[Event] = [UserMessage(text="go")]
     for i in range(5):

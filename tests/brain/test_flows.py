@@ -31,6 +31,7 @@ from schemas import (
     ModelResponse,
     ModelSpec,
     SessionCreated,
+    SessionStatus,
     ToolDispatched,
     ToolResult,
     UserMessage,
@@ -393,3 +394,32 @@ async def test_bad_messages_are_dropped_and_the_brain_keeps_serving(
     # Nothing is left for a brain to retry forever: the bad work was dropped, not requeued.
     consumer = await js.consumer_info("KEEL_WORK", "brains")
     assert consumer.num_pending == 0 and consumer.num_ack_pending == 0
+
+
+async def test_a_cancelled_session_stops_its_call_in_flight_and_records_its_outcome(
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    make_brain: Callable[..., Any],
+) -> None:
+    await make_brain()
+    spec = scripted([{"tool_calls": [bash("sleep 60")]}, {"text": "never said"}])
+    session_id = await start_session(store, js, spec)
+    await wait_for(store, session_id, ToolDispatched)
+    started = time.monotonic()
+    await store.append_input(session_id, [SessionStatus(status="cancelled", reason="by me")])
+    await request_attention(js, session_id, "cancel")
+    deadline = time.monotonic() + 20
+    while not await events_of(store, session_id, ToolResult):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - started < 15  # stopped, not run for its minute
+    info = await wait_for_status(store, session_id, {"cancelled"})
+    assert info.lease_owner is None
+    results = await events_of(store, session_id, ToolResult)
+    assert all(r.is_error for r in results)
+    assert (
+        await events_of(store, session_id, ModelResponse)
+        == (await events_of(store, session_id, ModelResponse))[:1]
+    )  # no model call after the cancel
+    await check_invariants(store, session_id)

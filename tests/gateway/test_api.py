@@ -215,3 +215,20 @@ async def test_a_fork_goes_back_in_time_and_runs_on_its_own(
     ] + 3
     too_far = await client.post(f"/v1/sessions/{parent}/fork", json={"at_seq": 999})
     assert too_far.status_code == 422 and "past the parent's head" in too_far.text
+
+
+async def test_pause_resume_and_cancel(client: httpx.AsyncClient, brain: Brain) -> None:
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    url = f"/v1/sessions/{session_id}"
+    assert (await client.post(f"{url}/pause")).status_code == 202
+    paused = await wait_until(client, session_id, "paused")
+    assert paused["status_reason"] == "paused by the user"
+    assert (await client.post(f"{url}/pause")).status_code == 409
+    assert (await client.post(f"{url}/resume")).status_code == 202
+    await wait_until(client, session_id, "waiting")  # for the user's first message
+    assert (await client.post(f"{url}/cancel")).status_code == 202
+    await wait_until(client, session_id, "cancelled")
+    for verb in ("pause", "resume", "cancel"):
+        refused = await client.post(f"{url}/{verb}")
+        assert refused.status_code == 409, verb
+        assert "the session is cancelled" in refused.json()["error"]["message"]
