@@ -7,6 +7,7 @@ exist.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Final, TypeVar
 
 import msgspec
@@ -16,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from nats.aio.client import Client as NATS
 
 from gateway._errors import ApiProblem, install_error_handlers, json_response
+from gateway._metrics import GatewayMetrics, install_metrics
 from gateway._openapi import body_of, install_openapi, responds_with
 from gateway._stream import StreamSettings, event_stream
 from gateway._views import event_view, session_view
@@ -54,11 +56,12 @@ def create_app(store: EventStore, nc: NATS, *, stream: StreamSettings | None = N
     )
     install_error_handlers(app)
     install_openapi(app)
+    metrics = install_metrics(app)
     access = _Access(store)
     announcer = Announcer(nc.jetstream())
     _health_routes(app, store, nc)
     _session_routes(app, store, access, announcer)
-    _event_routes(app, store, nc, access, announcer, stream or StreamSettings())
+    _event_routes(app, store, nc, access, announcer, stream or StreamSettings(), metrics)
     return app
 
 
@@ -229,6 +232,7 @@ def _event_routes(
     access: _Access,
     announcer: Announcer,
     stream: StreamSettings,
+    metrics: GatewayMetrics,
 ) -> None:
     @app.post(
         "/v1/sessions/{session_id}/events",
@@ -288,10 +292,22 @@ def _event_routes(
                 raise ApiProblem(422, "Last-Event-ID must be the seq of an event")
             after = int(last_event_id)
         return StreamingResponse(
-            event_stream(store, nc, session_id, after or 0, deltas=deltas, settings=stream),
+            counted(
+                metrics,
+                event_stream(store, nc, session_id, after or 0, deltas=deltas, settings=stream),
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+
+async def counted(metrics: GatewayMetrics, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    metrics.streams.inc()
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        metrics.streams.dec()
 
 
 async def decode_body(request: Request, kind: type[T]) -> T:

@@ -166,6 +166,11 @@ async def test_the_stream_resumes_with_no_gap_and_no_duplicate(
     assert '"completed"' in rest[-1]["data"]
     final = (await client.get(f"/v1/sessions/{session_id}")).json()
     assert final["head_seq"] == seqs[-1]
+    # Both streams ended: the dropped one too, once its client went away.
+    deadline = time.monotonic() + 10
+    while "keel_sse_streams 0.0" not in (await client.get("/metrics")).text:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
 
 
 async def test_deltas_come_live_only_when_asked_for(
@@ -232,3 +237,19 @@ async def test_pause_resume_and_cancel(client: httpx.AsyncClient, brain: Brain) 
         refused = await client.post(f"{url}/{verb}")
         assert refused.status_code == 409, verb
         assert "the session is cancelled" in refused.json()["error"]["message"]
+
+
+async def test_metrics_count_requests_by_route_never_by_session(
+    client: httpx.AsyncClient,
+) -> None:
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    await client.get(f"/v1/sessions/{session_id}")
+    await client.get("/v1/sessions/ses_nope")
+    text = (await client.get("/metrics")).text
+    assert (
+        'keel_http_requests_total{method="GET",route="/v1/sessions/{session_id}",status="200"} 1.0'
+        in text
+    )
+    assert 'route="/v1/sessions/{session_id}",status="404"} 1.0' in text
+    assert session_id not in text
+    assert "keel_sse_streams 0.0" in text
