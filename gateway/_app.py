@@ -7,8 +7,10 @@ exist.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Final, TypeVar
+import functools
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 import nats.errors
@@ -39,6 +41,7 @@ from schemas import (
 from session_store import EventStore, SessionInfo, SessionNotFound, StoreError
 
 T = TypeVar("T")
+Route = TypeVar("Route", bound=Callable[..., Awaitable[Response]])
 
 # A request body larger than this is refused with 413 before it is decoded.
 MAX_BODY_BYTES: Final = 1_000_000
@@ -106,6 +109,49 @@ class _Access:
             raise ApiProblem(401, "unknown API key")
         return tenant
 
+    def idempotent(self, handler: Route) -> Route:
+        """A write sent again with the same `Idempotency-Key` gets the first answer, and
+        nothing is done twice; the same key with another request is refused."""
+
+        @functools.wraps(handler)
+        async def route(request: Request, *args: Any, **kwargs: Any) -> Response:
+            key = request.headers.get("idempotency-key")
+            if key is None:
+                return await handler(request, *args, **kwargs)
+            if not 1 <= len(key) <= 255:
+                raise ApiProblem(422, "Idempotency-Key must be 1 to 255 characters")
+            tenant = await self.tenant_of(request)
+            digest = hashlib.sha256(
+                b"%s %s\n%s"
+                % (request.method.encode(), request.url.path.encode(), await raw_body(request))
+            ).hexdigest()
+            held = await self.store.remember_request(tenant, key, digest)
+            if held is not None:
+                if held.request_hash != digest:
+                    raise ApiProblem(422, "this Idempotency-Key came with a different request")
+                if held.status == 0:
+                    raise ApiProblem(409, "a request with this Idempotency-Key is still running")
+                return Response(
+                    held.body,
+                    status_code=held.status,
+                    media_type="application/json",
+                    headers={"Idempotent-Replayed": "true"},
+                )
+            try:
+                response = await handler(request, *args, **kwargs)
+            except BaseException:
+                await self.store.forget_request(tenant, key)
+                raise
+            if 200 <= response.status_code < 300:
+                await self.store.remember_response(
+                    tenant, key, response.status_code, bytes(response.body)
+                )
+            else:
+                await self.store.forget_request(tenant, key)
+            return response
+
+        return route  # type: ignore[return-value]
+
     async def session_of(self, request: Request, session_id: str) -> SessionInfo:
         tenant = await self.tenant_of(request)
         try:
@@ -124,6 +170,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         openapi_extra=body_of(CreateSession) | responds_with(201, SessionView),
         response_class=Response,
     )
+    @access.idempotent
     async def create_session(request: Request) -> Response:
         """Create a session that runs `spec`; with `message`, the agent starts at once."""
         tenant = await access.tenant_of(request)
@@ -163,6 +210,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         openapi_extra=body_of(ForkSession) | responds_with(201, SessionView),
         response_class=Response,
     )
+    @access.idempotent
     async def fork_session(request: Request, session_id: str) -> Response:
         """Time travel: a new session whose log starts as a copy of this one's up to
         `at_seq` (recorded with `session.forked`); this one is left as it is."""
@@ -191,6 +239,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         openapi_extra=responds_with(202, PostedEvents),
         response_class=Response,
     )
+    @access.idempotent
     async def pause(request: Request, session_id: str) -> Response:
         """Stop taking new steps (calls in flight finish and are recorded)."""
         return await change_status(request, session_id, "paused", _PAUSABLE, "paused")
@@ -201,6 +250,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         openapi_extra=responds_with(202, PostedEvents),
         response_class=Response,
     )
+    @access.idempotent
     async def resume(request: Request, session_id: str) -> Response:
         """Carry on from where it paused (a budget or loop guard is cleared too)."""
         return await change_status(request, session_id, "running", _PAUSED, "resumed")
@@ -211,6 +261,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         openapi_extra=responds_with(202, PostedEvents),
         response_class=Response,
     )
+    @access.idempotent
     async def cancel(request: Request, session_id: str) -> Response:
         """End the session for good: calls not sent never run, calls in flight are stopped,
         and each still gets its one recorded outcome."""
@@ -240,6 +291,7 @@ def _event_routes(
         openapi_extra=body_of(PostEvents) | responds_with(202, PostedEvents),
         response_class=Response,
     )
+    @access.idempotent
     async def post_events(request: Request, session_id: str) -> Response:
         """Append user input (messages, interrupts, approval decisions), in order; the agent
         takes it up as soon as it can, even while it is busy."""
@@ -310,7 +362,11 @@ async def counted(metrics: GatewayMetrics, stream: AsyncIterator[bytes]) -> Asyn
         metrics.streams.dec()
 
 
-async def decode_body(request: Request, kind: type[T]) -> T:
+async def raw_body(request: Request) -> bytes:
+    """The body, read once (kept for whoever asks again), refused past the limit."""
+    kept: bytes | None = getattr(request.state, "raw_body", None)
+    if kept is not None:
+        return kept
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ApiProblem(413, f"the body is over {MAX_BODY_BYTES} bytes")
@@ -319,6 +375,12 @@ async def decode_body(request: Request, kind: type[T]) -> T:
         body += chunk
         if len(body) > MAX_BODY_BYTES:
             raise ApiProblem(413, f"the body is over {MAX_BODY_BYTES} bytes")
+    request.state.raw_body = body
+    return body
+
+
+async def decode_body(request: Request, kind: type[T]) -> T:
+    body = await raw_body(request)
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:

@@ -25,6 +25,7 @@ from session_store._records import (
     ApiKey,
     Appended,
     Lease,
+    Remembered,
     SessionInfo,
     SessionPage,
     Snapshot,
@@ -51,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Remembered",
     "ApiKey",
     "Appended",
     "BlobNotFound",

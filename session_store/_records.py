@@ -73,3 +73,12 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     tenant: str
     name: str
     key: str
+
+
+class Remembered(msgspec.Struct, frozen=True, kw_only=True):
+    """What an Idempotency-Key already stands for: the request it came with (a hash) and,
+    once answered, the response (`status` 0 while the first request is still handled)."""
+
+    request_hash: str
+    status: int
+    body: bytes

@@ -60,6 +60,7 @@ from session_store._records import (
     ApiKey,
     Appended,
     Lease,
+    Remembered,
     SessionInfo,
     SessionPage,
     Snapshot,
@@ -70,6 +71,7 @@ from session_store._tables import (
     api_keys,
     blobs,
     events,
+    idempotency_keys,
     sessions,
     snapshots,
 )
@@ -669,6 +671,52 @@ class SqlEventStore:
         """The tenant a bearer key belongs to; None for a key nobody issued."""
         query = select(api_keys.c.tenant).where(api_keys.c.key_hash == _key_hash(key))
         return await self._read(lambda conn: conn.execute(query).scalar())
+
+    # -- idempotency keys ---------------------------------------------------------------------
+
+    async def remember_request(self, tenant: str, key: str, request_hash: str) -> Remembered | None:
+        """Take `key` for a request; None if it is new (the caller handles the request and
+        then calls `remember_response` or `forget_request`), else what it already holds."""
+        row = {
+            "tenant": tenant,
+            "key": key,
+            "request_hash": request_hash,
+            "status": 0,
+            "body": b"",
+            "created_at": self._clock(),
+        }
+
+        def take(conn: Connection) -> Remembered | None:
+            found = conn.execute(
+                select(
+                    idempotency_keys.c.request_hash,
+                    idempotency_keys.c.status,
+                    idempotency_keys.c.body,
+                ).where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key)
+            ).first()
+            if found is not None:
+                return Remembered(request_hash=found[0], status=found[1], body=bytes(found[2]))
+            conn.execute(insert(idempotency_keys), row)
+            return None
+
+        return await self._write(take)
+
+    async def remember_response(self, tenant: str, key: str, status: int, body: bytes) -> None:
+        query = (
+            update(idempotency_keys)
+            .where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key)
+            .values(status=status, body=body)
+        )
+        await self._write(lambda conn: conn.execute(query))
+
+    async def forget_request(self, tenant: str, key: str) -> None:
+        """The request failed: its key is free for a retry."""
+        query = delete(idempotency_keys).where(
+            idempotency_keys.c.tenant == tenant,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.status == 0,
+        )
+        await self._write(lambda conn: conn.execute(query))
 
     # -- blobs ------------------------------------------------------------------------------
 

@@ -253,3 +253,28 @@ async def test_metrics_count_requests_by_route_never_by_session(
     assert 'route="/v1/sessions/{session_id}",status="404"} 1.0' in text
     assert session_id not in text
     assert "keel_sse_streams 0.0" in text
+
+
+async def test_a_retried_write_with_an_idempotency_key_is_done_once(
+    client: httpx.AsyncClient, store: EventStore
+) -> None:
+    headers = {"idempotency-key": "create-1"}
+    first = await client.post("/v1/sessions", json={"spec": SPEC}, headers=headers)
+    again = await client.post("/v1/sessions", json={"spec": SPEC}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert len((await client.get("/v1/sessions")).json()["items"]) == 1
+    session_id = first.json()["id"]
+    body = {"events": [{"type": "user.message", "text": "once"}]}
+    url = f"/v1/sessions/{session_id}/events"
+    for _ in range(3):
+        posted = await client.post(url, json=body, headers={"idempotency-key": "msg-1"})
+        assert posted.json() == {"head_seq": 2}
+    assert await store.head(session_id) == 2  # appended once
+    other = await client.post(url, json={"events": []}, headers={"idempotency-key": "msg-1"})
+    assert other.status_code == 422 and "different request" in other.text
+    # A failed request frees its key: fixing it and retrying works.
+    bad = await client.post(url, json={"events": []}, headers={"idempotency-key": "msg-2"})
+    assert bad.status_code == 422
+    good = await client.post(url, json=body, headers={"idempotency-key": "msg-2"})
+    assert good.status_code == 202

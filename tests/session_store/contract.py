@@ -367,6 +367,23 @@ class StoreContract:
         with pytest.raises(SessionNotFound):
             await store.fork_session("ses_nobody", 1, "acme")
 
+    # -- idempotency keys ---------------------------------------------------------------------
+
+    async def test_an_idempotency_key_is_taken_once_answered_or_freed(
+        self, store: EventStore
+    ) -> None:
+        assert await store.remember_request("acme", "k1", "h1") is None
+        taken = await store.remember_request("acme", "k1", "h1")
+        assert taken is not None and (taken.request_hash, taken.status) == ("h1", 0)
+        await store.remember_response("acme", "k1", 201, b'{"id": "x"}')
+        answered = await store.remember_request("acme", "k1", "h2")
+        assert answered is not None and (answered.status, answered.body) == (201, b'{"id": "x"}')
+        assert await store.remember_request("globex", "k1", "h1") is None  # per tenant
+        await store.forget_request("globex", "k1")
+        assert await store.remember_request("globex", "k1", "h1") is None
+        await store.forget_request("acme", "k1")  # an answered key is kept
+        assert await store.remember_request("acme", "k1", "h1") is not None
+
     # -- API keys -----------------------------------------------------------------------------
 
     async def test_api_keys_map_to_their_tenant(self, store: EventStore) -> None:
