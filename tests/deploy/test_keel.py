@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.nats_server import free_port
 
 KEEL = [sys.executable, "-m", "deploy.cli"]
@@ -21,6 +23,8 @@ def start_up(data_dir: Path, port: int) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "KEEL_HTTP_PORT": str(port)},
+        # Its own process group, holding all it starts: SIGKILL to the group is a power cut.
+        start_new_session=True,
     )
     assert up.stdout is not None
     deadline = time.monotonic() + 60
@@ -66,7 +70,8 @@ def test_up_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
     assert (data_dir / "keel.db").exists() and (data_dir / "api-key").stat().st_mode & 0o077 == 0
 
 
-def test_a_session_cut_off_by_a_restart_completes_after_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_session_cut_off_by_a_restart_completes_after_it(tmp_path: Path, how: str) -> None:
     port = free_port()
     data_dir = tmp_path / "keel"
     up = start_up(data_dir, port)
@@ -79,7 +84,14 @@ def test_a_session_cut_off_by_a_restart_completes_after_it(tmp_path: Path) -> No
     for line in runner.stdout:
         if "Let me run the test" in line:
             break  # mid-session
-    stop(up)
+    if how == "SIGTERM":
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=30) == 0
+    else:
+        os.killpg(up.pid, signal.SIGKILL)  # keel up and every process it started
+        up.wait(timeout=30)
+    assert up.stdout is not None
+    up.stdout.close()
     runner.wait(timeout=30)
     runner.stdout.close()
     up = start_up(data_dir, port)
