@@ -60,6 +60,7 @@ async def event_stream(
         yield b"retry: 1000\n\n"
         loop = asyncio.get_running_loop()
         last_beat = loop.time()
+        quiet_since: float | None = None
         while True:
             wake.clear()
             records = await store.read(session_id, after_seq=after, limit=_BATCH)
@@ -76,10 +77,14 @@ async def event_stream(
             while pending_deltas:
                 delta = pending_deltas.pop(0)
                 yield b"event: delta\ndata: %s\n\n" % _ENCODER.encode(delta)
-            if not records and (await store.get_session(session_id)).status in TERMINAL_STATUSES:
-                head = await store.head(session_id)
-                if head <= after:
-                    return  # the session is over and the client has all of it
+            if records:
+                quiet_since = None
+            elif (await store.get_session(session_id)).status in TERMINAL_STATUSES:
+                # Over, and the client has all of it. A cancelled session may still record
+                # its calls' outcomes just after: end once it has been quiet for a while.
+                quiet_since = quiet_since or loop.time()
+                if loop.time() - quiet_since >= settings.poll_s:
+                    return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), settings.poll_s)
             if loop.time() - last_beat >= settings.heartbeat_s:
