@@ -11,6 +11,7 @@ import msgspec
 
 from brain.service import Brain
 from session_store import EventStore
+from tests.gateway.sse import sse
 
 SPEC = {
     "model": {
@@ -121,23 +122,6 @@ async def test_the_openapi_document_shows_the_real_bodies(client: httpx.AsyncCli
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/CreateSession"
     }
-
-
-async def sse(response: httpx.Response, limit: int | None = None) -> list[dict[str, str]]:
-    """The events of a text/event-stream response, as field dicts (comments skipped)."""
-    events: list[dict[str, str]] = []
-    fields: dict[str, str] = {}
-    async for line in response.aiter_lines():
-        if line == "":
-            if fields and "retry" not in fields:
-                events.append(fields)
-                if limit is not None and len(events) == limit:
-                    return events
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-    return events
 
 
 SLOW_SPEC = {
