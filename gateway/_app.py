@@ -74,7 +74,11 @@ def _health_routes(app: FastAPI, store: EventStore, nc: NATS) -> None:
         """The process is up."""
         return Response(b'{"ok":true}', media_type="application/json")
 
-    @app.get("/readyz", response_class=Response)
+    @app.get(
+        "/readyz",
+        response_class=Response,
+        responses={503: {"description": "the store or NATS does not answer"}},
+    )
     async def readyz() -> Response:
         """The store and NATS answer: 200, or 503 naming what does not."""
         problems = []
@@ -167,7 +171,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
     @app.post(
         "/v1/sessions",
         status_code=201,
-        openapi_extra=body_of(CreateSession) | responds_with(201, SessionView),
+        openapi_extra=body_of(CreateSession) | responds_with(201, SessionView, write=True),
         response_class=Response,
     )
     @access.idempotent
@@ -207,7 +211,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
     @app.post(
         "/v1/sessions/{session_id}/fork",
         status_code=201,
-        openapi_extra=body_of(ForkSession) | responds_with(201, SessionView),
+        openapi_extra=body_of(ForkSession) | responds_with(201, SessionView, write=True),
         response_class=Response,
     )
     @access.idempotent
@@ -236,7 +240,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
     @app.post(
         "/v1/sessions/{session_id}/pause",
         status_code=202,
-        openapi_extra=responds_with(202, PostedEvents),
+        openapi_extra=responds_with(202, PostedEvents, write=True),
         response_class=Response,
     )
     @access.idempotent
@@ -247,7 +251,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
     @app.post(
         "/v1/sessions/{session_id}/resume",
         status_code=202,
-        openapi_extra=responds_with(202, PostedEvents),
+        openapi_extra=responds_with(202, PostedEvents, write=True),
         response_class=Response,
     )
     @access.idempotent
@@ -258,7 +262,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
     @app.post(
         "/v1/sessions/{session_id}/cancel",
         status_code=202,
-        openapi_extra=responds_with(202, PostedEvents),
+        openapi_extra=responds_with(202, PostedEvents, write=True),
         response_class=Response,
     )
     @access.idempotent
@@ -288,7 +292,7 @@ def _event_routes(
     @app.post(
         "/v1/sessions/{session_id}/events",
         status_code=202,
-        openapi_extra=body_of(PostEvents) | responds_with(202, PostedEvents),
+        openapi_extra=body_of(PostEvents) | responds_with(202, PostedEvents, write=True),
         response_class=Response,
     )
     @access.idempotent

@@ -39,6 +39,12 @@ _ERRORS: Final = {
     "401": "no or an unknown API key",
     "404": "no such session (or another tenant's)",
     "422": "the request is malformed",
+    "503": "the session store is unavailable; try again",
+}
+# Writes may also find the session in the wrong state, or the body too large.
+_WRITE_ERRORS: Final = {
+    "409": "the session's state does not allow this, or its Idempotency-Key is in use",
+    "413": "the body is over 1 MB",
 }
 
 
@@ -55,13 +61,14 @@ def body_of(kind: type) -> dict[str, Any]:
     }
 
 
-def responds_with(status: int, kind: type) -> dict[str, Any]:
+def responds_with(status: int, kind: type, *, write: bool = False) -> dict[str, Any]:
+    documented = _ERRORS | (_WRITE_ERRORS if write else {})
     errors = {
         code: {
             "description": description,
             "content": {"application/json": {"schema": _ref(ApiError)}},
         }
-        for code, description in _ERRORS.items()
+        for code, description in documented.items()
     }
     ok = {"description": "OK", "content": {"application/json": {"schema": _ref(kind)}}}
     return {"responses": {str(status): ok, **errors}}
