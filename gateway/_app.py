@@ -20,11 +20,12 @@ from nats.aio.client import Client as NATS
 
 from gateway._errors import ApiProblem, install_error_handlers, json_response
 from gateway._metrics import GatewayMetrics, install_metrics
-from gateway._openapi import body_of, install_openapi, responds_with
+from gateway._openapi import body_of, install_openapi, responds_with, stream_responses
 from gateway._stream import StreamSettings, event_stream
 from gateway._views import event_view, session_view
 from gateway._work import Announcer
 from schemas import (
+    MAX_SEQ,
     TERMINAL_STATUSES,
     CreateSession,
     EventPage,
@@ -220,6 +221,10 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         `at_seq` (recorded with `session.forked`); this one is left as it is."""
         parent = await access.session_of(request, session_id)
         body = await decode_body(request, ForkSession)
+        if body.at_seq > parent.head_seq:
+            raise ApiProblem(
+                409, f"at_seq {body.at_seq} is past the log's head ({parent.head_seq})"
+            )
         child = await store.fork_session(session_id, body.at_seq, parent.tenant)
         # The copy may end on input nobody has answered yet.
         await announcer.announce(child.session_id, "forked")
@@ -301,8 +306,6 @@ def _event_routes(
         takes it up as soon as it can, even while it is busy."""
         info = await access.session_of(request, session_id)
         body = await decode_body(request, PostEvents)
-        if not body.events:
-            raise ApiProblem(422, "events: at least one event is required")
         if info.status in TERMINAL_STATUSES:
             raise ApiProblem(409, f"the session is {info.status}; it takes no more input")
         appended = await store.append_input(session_id, body.events)
@@ -317,7 +320,7 @@ def _event_routes(
     async def read_events(
         request: Request,
         session_id: str,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> Response:
         """The log after seq `after`, in order, at most `limit` events."""
@@ -330,12 +333,12 @@ def _event_routes(
     @app.get(
         "/v1/sessions/{session_id}/stream",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "SSE"}},
+        openapi_extra=stream_responses(),
     )
     async def stream_events(
         request: Request,
         session_id: str,
-        after: Annotated[int | None, Query(ge=0)] = None,
+        after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
         deltas: bool = False,
     ) -> StreamingResponse:
         """The log as Server-Sent Events (`id: <seq>`), then live until the session ends.
@@ -344,7 +347,7 @@ def _event_routes(
         await access.session_of(request, session_id)
         last_event_id = request.headers.get("last-event-id")
         if last_event_id is not None:
-            if not last_event_id.isdigit():
+            if not last_event_id.isdigit() or int(last_event_id) > MAX_SEQ:
                 raise ApiProblem(422, "Last-Event-ID must be the seq of an event")
             after = int(last_event_id)
         return StreamingResponse(

@@ -97,7 +97,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return problem_response(ApiProblem(exc.status_code, str(exc.detail)))
+        response = problem_response(ApiProblem(exc.status_code, str(exc.detail)))
+        if exc.headers:
+            response.headers.update(exc.headers)  # e.g. the Allow of a 405
+        return response
 
     app.add_exception_handler(ApiProblem, on_problem)
     app.add_exception_handler(StoreError, on_store_error)

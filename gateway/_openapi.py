@@ -17,7 +17,9 @@ from schemas import (
     ApiError,
     CreateSession,
     EventPage,
+    EventView,
     ForkSession,
+    ModelDelta,
     PostedEvents,
     PostEvents,
     SessionList,
@@ -29,7 +31,9 @@ _TYPES: Final[tuple[type, ...]] = (
     ApiError,
     CreateSession,
     EventPage,
+    EventView,
     ForkSession,
+    ModelDelta,
     PostEvents,
     PostedEvents,
     SessionList,
@@ -72,6 +76,31 @@ def responds_with(status: int, kind: type, *, write: bool = False) -> dict[str, 
     }
     ok = {"description": "OK", "content": {"application/json": {"schema": _ref(kind)}}}
     return {"responses": {str(status): ok, **errors}}
+
+
+# One Server-Sent Event: its `data` is an EventView as JSON (a ModelDelta for `event: delta`).
+_SSE_EVENT: Final = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "the event's seq (absent on deltas)"},
+        "event": {"type": "string", "description": "the event's type, or `delta`"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"anyOf": [_ref(EventView), _ref(ModelDelta)]},
+        },
+    },
+}
+
+
+def stream_responses() -> dict[str, Any]:
+    """A text/event-stream, or an error like any other route's."""
+    documented = responds_with(200, ApiError)["responses"]
+    documented["200"] = {
+        "description": "Server-Sent Events: `id: <seq>`, `event: <type>`, `data: <event>`",
+        "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+    }
+    return {"responses": documented}
 
 
 def _any_json(kind: type) -> dict[str, Any]:

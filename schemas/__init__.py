@@ -12,6 +12,7 @@ from schemas._agent import (
     SandboxSpec,
 )
 from schemas._api import (
+    MAX_SEQ,
     ApiError,
     ApiErrorDetail,
     CreateSession,
@@ -95,6 +96,7 @@ from schemas._work import (
 )
 
 __all__ = [
+    "MAX_SEQ",
     "ApiError",
     "ApiErrorDetail",
     "CreateSession",

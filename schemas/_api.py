@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -14,6 +14,9 @@ from schemas._events import (
     UserInterrupt,
     UserMessage,
 )
+
+# The largest seq the API takes: past it no log can reach, and databases overflow.
+MAX_SEQ: Final = 2**62
 
 # What a client may append to a session's log: input, never the agent's own events.
 UserInput = UserMessage | UserInterrupt | ApprovalGranted | ApprovalDenied
@@ -29,7 +32,7 @@ class CreateSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 class ForkSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # The last seq of the parent's log the fork keeps.
-    at_seq: int
+    at_seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
 
 
 class SessionView(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,7 +51,7 @@ class SessionList(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PostEvents(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    events: list[UserInput]
+    events: Annotated[list[UserInput], msgspec.Meta(min_length=1, max_length=1000)]
 
 
 class PostedEvents(msgspec.Struct, frozen=True, kw_only=True):

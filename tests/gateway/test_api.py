@@ -96,12 +96,15 @@ async def test_bad_input_gets_a_clear_error_and_writes_nothing(
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     url = f"/v1/sessions/{session_id}/events"
+    ONE = {"type": "user.message", "text": "x"}
     cases = [
         (await client.post(url, content=b"{not json"), 422, "not valid JSON"),
         (await client.post(url, json={"events": [{"type": "model.response"}]}), 422, "type"),
         (await client.post(url, json={"events": [{"type": "user.message"}]}), 422, "text"),
-        (await client.post(url, json={"events": []}), 422, "at least one"),
-        (await client.post(url, json={"events": [], "extra": 1}), 422, "extra"),
+        (await client.post(url, json={"events": []}), 422, "length >= 1"),
+        (await client.get(f"{url}?after={2**70}"), 422, "after"),
+        (await client.post(f"/v1/sessions/{session_id}/fork", json={"at_seq": 0}), 422, "at_seq"),
+        (await client.post(url, json={"events": [ONE], "extra": 1}), 422, "extra"),
         (await client.post(url, content=b"x" * 1_000_001), 413, "over"),
         (await client.post("/v1/sessions", json={"spec": {"tools": "bash"}}), 422, "tools"),
         (await client.get(f"{url}?limit=0"), 422, "limit"),
@@ -203,7 +206,7 @@ async def test_a_fork_goes_back_in_time_and_runs_on_its_own(
         "head_seq"
     ] + 3
     too_far = await client.post(f"/v1/sessions/{parent}/fork", json={"at_seq": 999})
-    assert too_far.status_code == 422 and "past the parent's head" in too_far.text
+    assert too_far.status_code == 409 and "past the log's head" in too_far.text
 
 
 async def test_pause_resume_and_cancel(client: httpx.AsyncClient, brain: Brain) -> None:
