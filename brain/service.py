@@ -281,6 +281,7 @@ class Brain:
             # One message per session per second, however many brains sweep it.
             window = int(time.time())
             for session_id in due:
+                log.info("session %s needs a brain (lease expired or timer due)", session_id)
                 try:
                     await request_attention(
                         self._js, session_id, "sweep", msg_id=f"sweep/{session_id}/{window}"
