@@ -125,3 +125,12 @@ async def wait_for_status(
                 + "; ".join(f"{r.seq} {r.type}" for r in log[-15:])
             )
         await asyncio.sleep(0.05)
+
+
+async def wait_released(store: EventStore, session_id: str, timeout_s: float = 10.0) -> None:
+    """The brain lets go just after its last append: a reader may see the final status a
+    moment before the lease is released."""
+    deadline = time.monotonic() + timeout_s
+    while (await store.get_session(session_id)).lease_owner is not None:
+        assert time.monotonic() < deadline, f"session {session_id} is still held"
+        await asyncio.sleep(0.02)

@@ -38,7 +38,7 @@ from schemas import (
     delta_subject,
 )
 from session_store import EventStore
-from tests.brain.conftest import start_session, wait_for_status
+from tests.brain.conftest import start_session, wait_for_status, wait_released
 from tests.brain.invariants import check_invariants
 from tests.brain.providers.model_server import ModelServer, Reply, openai_chunks
 from tests.nats_server import NatsServer
@@ -162,7 +162,7 @@ async def test_a_model_that_keeps_failing_fails_the_session_with_the_reason(
     assert info.status == "failed"
     assert info.status_reason.startswith("the model failed"), info.status_reason
     assert reason in info.status_reason, info.status_reason
-    assert info.lease_owner is None  # never stuck: released, and terminal
+    await wait_released(store, session_id)  # never stuck: released, and terminal
     await check_invariants(store, session_id)
 
 
@@ -209,7 +209,7 @@ async def test_an_approval_gated_call_runs_only_after_the_grant(
     session_id = await start_session(store, js, spec)
     [asked] = await wait_for(store, session_id, ApprovalRequested)
     info = await wait_for_status(store, session_id, {"waiting"})
-    assert info.lease_owner is None  # waiting for a person holds no brain
+    await wait_released(store, session_id)  # waiting for a person holds no brain
     assert await events_of(store, session_id, ToolDispatched) == []
     await store.append_input(session_id, [ApprovalGranted(call_id=asked.call_id, by="alice")])
     await request_attention(js, session_id, "approval")
@@ -354,8 +354,8 @@ async def test_an_outcome_after_the_brain_let_go_wakes_the_session(
     await make_brain(hold_s=0.3)
     spec = scripted([{"tool_calls": [bash("sleep 2 && echo late")]}, {"text": "ok"}])
     session_id = await start_session(store, js, spec)
-    waiting = await wait_for_status(store, session_id, {"waiting"})
-    assert waiting.lease_owner is None  # let go while the call runs
+    await wait_for_status(store, session_id, {"waiting"})
+    await wait_released(store, session_id)  # let go while the call runs
     started = time.monotonic()
     info = await wait_for_status(store, session_id, {"completed", "failed"})
     # Woken by the outcome, not by the half-minute timer a released session falls back on.
@@ -414,8 +414,8 @@ async def test_a_cancelled_session_stops_its_call_in_flight_and_records_its_outc
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     assert time.monotonic() - started < 15  # stopped, not run for its minute
-    info = await wait_for_status(store, session_id, {"cancelled"})
-    assert info.lease_owner is None
+    await wait_for_status(store, session_id, {"cancelled"})
+    await wait_released(store, session_id)
     results = await events_of(store, session_id, ToolResult)
     assert all(r.is_error for r in results)
     assert (

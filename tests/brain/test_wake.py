@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 from hands import HandsHost
 from schemas import ModelResponse, SessionStatus, ToolResult
 from session_store import EventStore
-from tests.brain.conftest import start_session, wait_for_status
+from tests.brain.conftest import start_session, wait_for_status, wait_released
 from tests.brain.invariants import check_invariants
 from tests.brain.scenario import coding_script, coding_spec
 
@@ -35,4 +35,4 @@ async def test_a_coding_session_runs_to_completed(
     assert len(responses) == 6
     statuses = [r.event.status for r in log if isinstance(r.event, SessionStatus)]
     assert statuses[0] == "running" and statuses[-1] == "completed"
-    assert info.lease_owner is None  # released
+    await wait_released(store, session_id)
