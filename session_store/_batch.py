@@ -11,12 +11,44 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Final
 
+import msgspec
+
+from schemas import Usage
 from session_store._errors import Conflict, Fenced, SessionNotFound, StoreError
 from session_store._hashing import chain_hash
 from session_store._records import Appended
 
 # How long input may wait for a brain before the sweeper gives it to one.
 INPUT_GRACE_S: Final = 1.0
+
+
+class Tally(msgspec.Struct, frozen=True):
+    """What an append adds to its session's running totals (from its model responses)."""
+
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    turns: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            usage=self.usage + other.usage,
+            cost_usd=self.cost_usd + other.cost_usd,
+            turns=self.turns + other.turns,
+        )
+
+    def row(self) -> dict[str, object]:
+        """As the head update's bind parameters (added to the columns, not set)."""
+        return {
+            "d_input_tokens": self.usage.input_tokens,
+            "d_output_tokens": self.usage.output_tokens,
+            "d_cache_read_tokens": self.usage.cache_read_tokens,
+            "d_cache_write_tokens": self.usage.cache_write_tokens,
+            "d_cost_usd": self.cost_usd,
+            "d_turns": self.turns,
+        }
+
+
+NO_TALLY: Final = Tally()
 
 
 @dataclass(slots=True)
@@ -30,6 +62,7 @@ class PendingAppend:
     # The last session.status carried by the append, as (status, reason).
     status: tuple[str, str] | None
     future: asyncio.Future[Appended] = field(repr=False)
+    tally: Tally = NO_TALLY
 
 
 @dataclass(slots=True)
@@ -45,6 +78,8 @@ class Head:
 class Plan:
     event_rows: list[dict[str, object]] = field(default_factory=list)
     session_rows: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Per session, the sum of its accepted appends' tallies in this batch.
+    tallies: dict[str, Tally] = field(default_factory=dict)
     accepted: list[tuple[PendingAppend, Appended]] = field(default_factory=list)
     rejected: list[tuple[PendingAppend, StoreError]] = field(default_factory=list)
 
@@ -79,6 +114,8 @@ def plan_batch(pending: list[PendingAppend], heads: dict[str, Head], at: float) 
         # appended it died before saying so on the work queue.
         earlier = plan.session_rows.get(append.session_id, {}).get("attention_at")
         attention_at = at + INPUT_GRACE_S if append.epoch is None else earlier
+        tally = plan.tallies.get(append.session_id, NO_TALLY) + append.tally
+        plan.tallies[append.session_id] = tally
         plan.session_rows[append.session_id] = {
             "sid": append.session_id,
             "head_seq": head.seq,
@@ -87,6 +124,7 @@ def plan_batch(pending: list[PendingAppend], heads: dict[str, Head], at: float) 
             "status_reason": head.status_reason,
             "updated_at": at,
             "attention_at": attention_at,
+            **tally.row(),
         }
         plan.accepted.append((append, Appended(head_seq=head.seq, at=at)))
     return plan

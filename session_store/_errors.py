@@ -3,6 +3,7 @@
 StoreError
 ├── SessionNotFound    the session id is unknown
 ├── SessionExists      create_session with an id already taken
+├── SessionBusy        delete_session of a session that is not finished, or still held
 ├── Conflict           append's expect_seq is not the session's head
 ├── Fenced             the caller's lease epoch is no longer current: stop touching the session
 ├── LeaseHeld          claim while another owner holds an unexpired lease
@@ -29,6 +30,12 @@ class SessionNotFound(StoreError):
 class SessionExists(StoreError):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"session {session_id!r} already exists")
+        self.session_id = session_id
+
+
+class SessionBusy(StoreError):
+    def __init__(self, session_id: str, why: str) -> None:
+        super().__init__(f"session {session_id!r} cannot be deleted: {why}")
         self.session_id = session_id
 
 

@@ -32,9 +32,12 @@ class EventStore(Protocol):
         tenant: str,
         *,
         status: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> SessionPage: ...
+    async def delete_session(self, session_id: str) -> None: ...
 
     async def append(
         self, session_id: str, events: Sequence[Event], expect_seq: int, epoch: int

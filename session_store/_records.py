@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas import Status
+from schemas import Status, Usage
 
 
 class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -18,6 +18,12 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     lease_owner: str | None = None
     lease_epoch: int = 0
     lease_until: float | None = None
+    title: str = ""
+    metadata: dict[str, str] = {}
+    # Running totals of the session's model responses, kept by its appends.
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    turns: int = 0
 
 
 class SessionPage(msgspec.Struct, frozen=True, kw_only=True):

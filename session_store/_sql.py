@@ -14,12 +14,13 @@ import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 from sqlalchemy import (
     Connection,
     Float,
+    RowMapping,
     and_,
     bindparam,
     case,
@@ -36,20 +37,23 @@ from schemas import (
     TERMINAL_STATUSES,
     BlobRef,
     Event,
+    ModelResponse,
     Recorded,
     SessionCreated,
     SessionForked,
     SessionStatus,
+    Usage,
     decode_event,
     new_id,
 )
-from session_store._batch import Head, PendingAppend, Plan, plan_batch
+from session_store._batch import NO_TALLY, Head, PendingAppend, Plan, plan_batch
 from session_store._errors import (
     BlobNotFound,
     Fenced,
     InvalidInput,
     LeaseHeld,
     PayloadTooLarge,
+    SessionBusy,
     SessionExists,
     SessionNotFound,
     StoreError,
@@ -75,7 +79,7 @@ from session_store._tables import (
     sessions,
     snapshots,
 )
-from session_store._validate import check_id, encode_append, encode_checked
+from session_store._validate import check_id, encode_append, encode_checked, tally_of
 
 T = TypeVar("T")
 
@@ -90,6 +94,14 @@ _SESSION_COLUMNS = (
     sessions.c.lease_owner,
     sessions.c.lease_epoch,
     sessions.c.lease_until,
+    sessions.c.title,
+    sessions.c.metadata,
+    sessions.c.input_tokens,
+    sessions.c.output_tokens,
+    sessions.c.cache_read_tokens,
+    sessions.c.cache_write_tokens,
+    sessions.c.cost_usd,
+    sessions.c.turns,
 )
 
 _UPDATE_HEAD = (
@@ -113,6 +125,13 @@ _UPDATE_HEAD = (
             ),
             else_=sessions.c.wake_at,
         ),
+        # Totals are added to, not set: see `_batch.Tally`.
+        input_tokens=sessions.c.input_tokens + bindparam("d_input_tokens"),
+        output_tokens=sessions.c.output_tokens + bindparam("d_output_tokens"),
+        cache_read_tokens=sessions.c.cache_read_tokens + bindparam("d_cache_read_tokens"),
+        cache_write_tokens=sessions.c.cache_write_tokens + bindparam("d_cache_write_tokens"),
+        cost_usd=sessions.c.cost_usd + bindparam("d_cost_usd", type_=Float),
+        turns=sessions.c.turns + bindparam("d_turns"),
     )
 )
 
@@ -133,6 +152,9 @@ _LOCK_HEADS = (
 _INSERT_EVENTS = insert(events)
 
 _VERIFY_PAGE = 5000
+
+_METADATA: Final = msgspec.json.Encoder()
+_METADATA_DECODER: Final = msgspec.json.Decoder(dict[str, str])
 
 
 class StoreLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -217,6 +239,8 @@ class SqlEventStore:
                     "lease_owner": None,
                     "lease_epoch": 0,
                     "lease_until": None,
+                    "title": created.title,
+                    "metadata": _METADATA.encode(created.metadata).decode(),
                 },
             )
             conn.execute(
@@ -242,6 +266,8 @@ class SqlEventStore:
             updated_at=now,
             head_seq=1,
             status="idle",
+            title=created.title,
+            metadata=created.metadata,
         )
 
     async def fork_session(self, parent_id: str, at_seq: int, tenant: str) -> SessionInfo:
@@ -267,6 +293,8 @@ class SqlEventStore:
             copied: list[dict[str, object]] = []
             previous = GENESIS
             status, reason = "idle", ""
+            created: SessionCreated | None = None
+            tally = NO_TALLY
             for seq, type_, at, data in [*rows, (at_seq + 1, forked_type, now, forked_data)]:
                 previous = chain_hash(previous, session_id, seq, type_, at, data)
                 copied.append(
@@ -279,8 +307,13 @@ class SqlEventStore:
                         "hash": previous,
                     }
                 )
-                if isinstance(event := decode_event(type_, data), SessionStatus):
-                    status, reason = event.status, event.reason
+                match decode_event(type_, data):
+                    case SessionStatus(status=status, reason=reason):
+                        pass
+                    case SessionCreated() as created:
+                        pass
+                    case ModelResponse() as response:
+                        tally = tally + tally_of(response)
             if status in TERMINAL_STATUSES or status == "running":
                 # The copy is a new start: it waits for input (or a brain) like any session.
                 status, reason = "idle", f"forked from {parent_id} at seq {at_seq}"
@@ -298,6 +331,14 @@ class SqlEventStore:
                     "lease_owner": None,
                     "lease_epoch": 0,
                     "lease_until": None,
+                    "title": created.title if created else "",
+                    "metadata": _METADATA.encode(created.metadata if created else {}).decode(),
+                    "input_tokens": tally.usage.input_tokens,
+                    "output_tokens": tally.usage.output_tokens,
+                    "cache_read_tokens": tally.usage.cache_read_tokens,
+                    "cache_write_tokens": tally.usage.cache_write_tokens,
+                    "cost_usd": tally.cost_usd,
+                    "turns": tally.turns,
                 },
             )
             conn.execute(insert(events), copied)
@@ -309,6 +350,11 @@ class SqlEventStore:
                 head_seq=at_seq + 1,
                 status=status,  # type: ignore[arg-type]
                 status_reason=reason,
+                title=created.title if created else "",
+                metadata=created.metadata if created else {},
+                usage=tally.usage,
+                cost_usd=tally.cost_usd,
+                turns=tally.turns,
             )
 
         return await self._write(fork)
@@ -320,7 +366,7 @@ class SqlEventStore:
             row = conn.execute(query).first()
             if row is None:
                 raise SessionNotFound(session_id)
-            return SessionInfo(**row._mapping)
+            return _session_info(row._mapping)
 
         return await self._read(get)
 
@@ -329,26 +375,58 @@ class SqlEventStore:
         tenant: str,
         *,
         status: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> SessionPage:
-        """A tenant's sessions, newest first; `cursor` is the previous page's `next_cursor`."""
+        """A tenant's sessions, newest first, optionally of one status and created in
+        [`created_after`, `created_before`); `cursor` is the previous page's `next_cursor`."""
         if not 1 <= limit <= 1000:
             raise InvalidInput(f"limit must be 1..1000, got {limit}")
         query = select(*_SESSION_COLUMNS).where(sessions.c.tenant == tenant)
         if status is not None:
             query = query.where(sessions.c.status == status)
+        if created_after is not None:
+            query = query.where(sessions.c.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(sessions.c.created_at < created_before)
         if cursor is not None:
             query = query.where(sessions.c.session_id < cursor)
         query = query.order_by(sessions.c.session_id.desc()).limit(limit + 1)
 
         def page(conn: Connection) -> SessionPage:
             rows = conn.execute(query).all()
-            items = [SessionInfo(**row._mapping) for row in rows[:limit]]
+            items = [_session_info(row._mapping) for row in rows[:limit]]
             more = len(rows) > limit
             return SessionPage(items=items, next_cursor=items[-1].session_id if more else None)
 
         return await self._read(page)
+
+    async def delete_session(self, session_id: str) -> None:
+        """Remove a finished session: its log, snapshots and row, in one transaction.
+
+        Refused (SessionBusy) while it is not terminal, or while a brain still holds its
+        lease: a cancelled session's brain may still be recording its calls' outcomes."""
+
+        def remove(conn: Connection) -> None:
+            row = conn.execute(
+                select(sessions.c.status, sessions.c.lease_owner, sessions.c.lease_until)
+                .where(sessions.c.session_id == session_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise SessionNotFound(session_id)
+            status, owner, until = row
+            if status not in TERMINAL_STATUSES:
+                raise SessionBusy(session_id, f"it is {status} (only a finished session can be)")
+            if owner is not None and until is not None and until > self._clock():
+                raise SessionBusy(session_id, "a brain is still recording its last events")
+            conn.execute(delete(events).where(events.c.session_id == session_id))
+            conn.execute(delete(snapshots).where(snapshots.c.session_id == session_id))
+            conn.execute(delete(sessions).where(sessions.c.session_id == session_id))
+
+        await self._write(remove)
 
     # -- the log ----------------------------------------------------------------------------
 
@@ -373,9 +451,9 @@ class SqlEventStore:
         expect_seq: int | None,
         epoch: int | None,
     ) -> Appended:
-        rows, status = encode_append(events, self.limits.max_event_bytes)
+        rows, status, tally = encode_append(events, self.limits.max_event_bytes)
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        pending = PendingAppend(session_id, rows, expect_seq, epoch, status, future)
+        pending = PendingAppend(session_id, rows, expect_seq, epoch, status, future, tally)
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -796,6 +874,31 @@ class SqlEventStore:
             await asyncio.sleep(delay)
             delay = min(delay * 4, 1.0)
         raise AssertionError("unreachable")
+
+
+def _session_info(row: RowMapping) -> SessionInfo:
+    return SessionInfo(
+        session_id=row["session_id"],
+        tenant=row["tenant"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        head_seq=row["head_seq"],
+        status=row["status"],
+        status_reason=row["status_reason"],
+        lease_owner=row["lease_owner"],
+        lease_epoch=row["lease_epoch"],
+        lease_until=row["lease_until"],
+        title=row["title"],
+        metadata=_METADATA_DECODER.decode(row["metadata"]),
+        usage=Usage(
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            cache_read_tokens=row["cache_read_tokens"],
+            cache_write_tokens=row["cache_write_tokens"],
+        ),
+        cost_usd=row["cost_usd"],
+        turns=row["turns"],
+    )
 
 
 def _key_hash(key: str) -> str:

@@ -46,7 +46,12 @@ _UPDATE_HEAD = (
     "UPDATE sessions SET head_seq = :head_seq, head_hash = :head_hash, status = :status,"
     " status_reason = :status_reason, updated_at = :updated_at,"
     " wake_at = CASE WHEN :attention_at IS NULL THEN wake_at"
-    " WHEN wake_at IS NULL OR wake_at > :attention_at THEN :attention_at ELSE wake_at END"
+    " WHEN wake_at IS NULL OR wake_at > :attention_at THEN :attention_at ELSE wake_at END,"
+    " input_tokens = input_tokens + :d_input_tokens,"
+    " output_tokens = output_tokens + :d_output_tokens,"
+    " cache_read_tokens = cache_read_tokens + :d_cache_read_tokens,"
+    " cache_write_tokens = cache_write_tokens + :d_cache_write_tokens,"
+    " cost_usd = cost_usd + :d_cost_usd, turns = turns + :d_turns"
     " WHERE session_id = :sid"
 )
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 # The newest migration: these tables are what it leaves. A store already there skips
 # Alembic entirely at start (importing it is a tenth of a second of every brain's start).
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 metadata = MetaData()
 
@@ -39,7 +39,18 @@ sessions = Table(
     # A timer a brain left when it let the session wait (an approval expiring): when it is
     # due and nobody holds the lease, the sweeper hands the session to a brain.
     Column("wake_at", Float, nullable=True),
+    # What the API shows without replaying the log: the title and metadata (JSON) the
+    # session was created with, and running totals its appends keep.
+    Column("title", Text, nullable=False, server_default=""),
+    Column("metadata", Text, nullable=False, server_default="{}"),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("turns", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
     Index("ix_sessions_tenant_status", "tenant", "status", "session_id"),
+    Index("ix_sessions_tenant_created", "tenant", "created_at"),
     Index("ix_sessions_lease_until", "lease_until"),
     Index("ix_sessions_wake_at", "wake_at"),
 )

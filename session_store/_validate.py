@@ -8,6 +8,7 @@ import msgspec
 
 from schemas import (
     Event,
+    ModelResponse,
     SessionCreated,
     SessionStatus,
     encode_event,
@@ -15,6 +16,7 @@ from schemas import (
     is_event,
     is_valid_id,
 )
+from session_store._batch import NO_TALLY, Tally
 from session_store._errors import InvalidEvent, InvalidInput, PayloadTooLarge
 
 
@@ -45,16 +47,24 @@ def encode_checked(event: object, max_bytes: int) -> tuple[str, str]:
 
 def encode_append(
     events: Sequence[Event], max_bytes: int
-) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
-    """Encode an append's events; also return the last session.status it carries."""
+) -> tuple[list[tuple[str, str]], tuple[str, str] | None, Tally]:
+    """Encode an append's events; also return the last session.status it carries and what
+    its model responses add to the session's totals."""
     if isinstance(events, (str, bytes)) or not isinstance(events, Sequence) or not events:
         raise InvalidEvent("an append needs a non-empty list of events")
     rows: list[tuple[str, str]] = []
     status: tuple[str, str] | None = None
+    tally = NO_TALLY
     for event in events:
         if isinstance(event, SessionCreated):
             raise InvalidEvent("session.created is written by create_session only")
         rows.append(encode_checked(event, max_bytes))
         if isinstance(event, SessionStatus):
             status = (event.status, event.reason)
-    return rows, status
+        elif isinstance(event, ModelResponse):
+            tally = tally + tally_of(event)
+    return rows, status, tally
+
+
+def tally_of(response: ModelResponse) -> Tally:
+    return Tally(usage=response.usage, cost_usd=response.cost_usd, turns=1)

@@ -16,6 +16,7 @@ from schemas import (
     SessionForked,
     SessionStatus,
     TextBlock,
+    Usage,
     ToolRequested,
     ToolResult,
     UnknownEvent,
@@ -31,6 +32,7 @@ from session_store import (
     InvalidInput,
     LeaseHeld,
     PayloadTooLarge,
+    SessionBusy,
     SessionExists,
     SessionNotFound,
     StoreLimits,
@@ -110,6 +112,68 @@ class StoreContract:
         assert completed.items[0].status == "completed"
         with pytest.raises(InvalidInput):
             await store.list_sessions("acme", limit=0)
+
+    async def test_list_sessions_by_creation_time(self, store: EventStore) -> None:
+        first = await store.create_session("acme", CREATED)
+        await asyncio.sleep(0.02)
+        second = await store.create_session("acme", CREATED)
+        between = (first.created_at + second.created_at) / 2
+        after = await store.list_sessions("acme", created_after=between)
+        before = await store.list_sessions("acme", created_before=between)
+        assert [s.session_id for s in after.items] == [second.session_id]
+        assert [s.session_id for s in before.items] == [first.session_id]
+        both = await store.list_sessions(
+            "acme", created_after=first.created_at, created_before=second.created_at + 1
+        )
+        assert len(both.items) == 2
+
+    async def test_the_session_row_keeps_title_metadata_and_running_totals(
+        self, store: EventStore
+    ) -> None:
+        created = SessionCreated(spec=AgentSpec(), title="triage", metadata={"team": "ops"})
+        sid = (await store.create_session("acme", created)).session_id
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        usage = Usage(input_tokens=100, output_tokens=20, cache_read_tokens=5)
+        turn = ModelResponse(
+            content=[TextBlock(text="hi")], stop_reason="end_turn", usage=usage, cost_usd=0.25
+        )
+        # Two appends that may share one group commit, and one with two responses.
+        await asyncio.gather(
+            store.append(sid, [turn], expect_seq=1, epoch=lease.epoch),
+            store.append_input(sid, [message(1)]),
+        )
+        await store.append(sid, [turn, turn], expect_seq=3, epoch=lease.epoch)
+        info = await store.get_session(sid)
+        assert (info.title, info.metadata, info.turns) == ("triage", {"team": "ops"}, 3)
+        assert info.usage == Usage(input_tokens=300, output_tokens=60, cache_read_tokens=15)
+        assert info.cost_usd == pytest.approx(0.75)
+        listed = (await store.list_sessions("acme")).items[0]
+        assert listed == info
+        # A fork up to the first response carries that response's totals.
+        fork = await store.fork_session(sid, 2, "acme")
+        assert (fork.title, fork.turns, fork.usage.input_tokens) == ("triage", 1, 100)
+        assert await store.get_session(fork.session_id) == fork
+
+    async def test_only_a_finished_session_nobody_holds_can_be_deleted(
+        self, store: EventStore
+    ) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        with pytest.raises(SessionBusy, match="idle"):
+            await store.delete_session(sid)
+        lease = await store.claim(sid, "brain-1", ttl=30)
+        await store.append(sid, [SessionStatus(status="cancelled")], 1, lease.epoch)
+        with pytest.raises(SessionBusy, match="still recording"):
+            await store.delete_session(sid)
+        await store.release(lease)
+        await store.save_snapshot(sid, 2, b"state")
+        kept = (await store.create_session("acme", CREATED)).session_id
+        await store.delete_session(sid)
+        for gone in (store.get_session(sid), store.read(sid), store.delete_session(sid)):
+            with pytest.raises(SessionNotFound):
+                await gone
+        assert await store.latest_snapshot(sid) is None
+        assert [s.session_id for s in (await store.list_sessions("acme")).items] == [kept]
+        assert (await store.verify(kept)).ok
 
     # -- append and read --------------------------------------------------------------------
 
