@@ -76,12 +76,15 @@ def _apply(state: SessionState, event: object, seq: int, at: float) -> None:  # 
             state.interrupted = False
         case UserInterrupt():
             state.interrupted = True
-        case ModelResponse(content=content, usage=usage, cost_usd=cost):
+        case ModelResponse(content=content, usage=usage, cost_usd=cost, context_seq=shown):
+            unseen = _take_input_after(state, shown) if shown else []
             state.messages.append(Message(role="assistant", content=list(content), seq=seq))
+            for block_seq, block in unseen:
+                _add_block(state, "user", block, block_seq)
             state.usage = state.usage + usage
             state.cost_usd += cost
             state.turns += 1
-            state.pending_input = False
+            state.pending_input = bool(unseen)
         case ToolRequested(call_id=call_id, name=name, input=arguments, idempotent=idempotent):
             state.open_calls[call_id] = ToolCall(
                 call_id=call_id,
@@ -165,8 +168,25 @@ def _add_block(state: SessionState, role: str, block: ContentBlock, seq: int) ->
     """Append to the last message when it has the same role, so roles always alternate."""
     if state.messages and state.messages[-1].role == role:
         state.messages[-1].content.append(block)
+        state.messages[-1].block_seqs.append(seq)
     else:
-        state.messages.append(Message(role=role, content=[block], seq=seq))  # type: ignore[arg-type]
+        state.messages.append(
+            Message(role=role, content=[block], seq=seq, block_seqs=[seq])  # type: ignore[arg-type]
+        )
+
+
+def _take_input_after(state: SessionState, shown: int) -> list[tuple[int, ContentBlock]]:
+    """Remove from the last user turn what was recorded after seq `shown`, and return it
+    (with its seqs): the response being folded never saw it, so it comes after it."""
+    if not state.messages or state.messages[-1].role != "user":
+        return []
+    last = state.messages[-1]
+    keep = sum(1 for block_seq in last.block_seqs if block_seq <= shown)
+    unseen = list(zip(last.block_seqs[keep:], last.content[keep:], strict=True))
+    del last.content[keep:], last.block_seqs[keep:]
+    if not last.content:
+        state.messages.pop()
+    return unseen
 
 
 def _set_phase(state: SessionState, call_id: str, phase: str) -> None:

@@ -10,7 +10,7 @@ from schemas import AgentSpec, BudgetName, ContentBlock, Status, Usage
 
 # Bump when SessionState or fold changes meaning: snapshots of another version are ignored
 # (the store keys snapshots by this), so a new reducer replays from the log instead.
-STATE_VERSION: Final = 2
+STATE_VERSION: Final = 3
 
 # How many recent tool-call signatures the state keeps for loop detection.
 RECENT_CALLS: Final = 16
@@ -40,6 +40,9 @@ class Message(msgspec.Struct, kw_only=True):
     role: Literal["user", "assistant"]
     content: list[ContentBlock]
     seq: int
+    # The seq of the event each block of a user turn came from, so input that arrived
+    # while the model was thinking can be moved after the response it did not see.
+    block_seqs: list[int] = []
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):

@@ -504,6 +504,8 @@ class _SessionRun:
                 await self._sandbox()
         spec = self.spec
         turn = self.state.turns
+        # What the model is shown: input recorded after this is not answered by its reply.
+        shown = self.state.seq
         request = ModelRequest(
             session_id=self.session_id,
             model=spec.model,
@@ -520,14 +522,26 @@ class _SessionRun:
             await self._commit([SessionStatus(status="failed", reason=f"the model failed: {exc}")])
             return
         self.deps.crash.reach("after_model_response")
+        response = msgspec.structs.replace(response, context_seq=shown)
         # The calls it asks for are recorded with it (and, when they can go at once, their
         # dispatch too): one durable write per tool step.
         uses = [block for block in response.content if isinstance(block, ToolUseBlock)]
         events = [response, *self._requests(uses)]
-        if uses and self._dispatches_at_once(events, uses):
-            await self._dispatch([use.call_id for use in uses], before=events)
-            return
-        await self._commit(events)
+        while True:
+            try:
+                if uses and self._dispatches_at_once(events, uses):
+                    await self._dispatch([use.call_id for use in uses], before=events)
+                    return
+                await self._commit(events)
+                break
+            except Conflict:
+                # Input came while the model was thinking. The response is kept (it is paid
+                # for, and `context_seq` says what it saw: the fold puts that input after
+                # it, to be answered next), unless the user paused, cancelled or
+                # interrupted meanwhile: then it is dropped and decide starts afresh.
+                await self._catch_up()
+                if self.state.status != "running" or self.state.interrupted:
+                    return
         if uses:
             self.deps.crash.reach("after_tool_requested")
 
@@ -617,7 +631,11 @@ class _SessionRun:
         # conversation before them matters to decide only through its last message.
         ahead = msgspec.structs.replace(
             self.state,
-            messages=self.state.messages[-1:],
+            # The last message is copied too: folding a response may move input out of it.
+            messages=[
+                msgspec.structs.replace(m, content=list(m.content), block_seqs=list(m.block_seqs))
+                for m in self.state.messages[-1:]
+            ],
             open_calls=dict(self.state.open_calls),
             recent_calls=list(self.state.recent_calls),
         )

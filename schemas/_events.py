@@ -50,6 +50,10 @@ class ModelResponse(_EventBase, tag="model.response", frozen=True):
     cost_usd: float = 0.0
     model: str = ""
     duration_ms: float = 0.0
+    # The last seq of the log the model was shown. Input recorded after it (sent while the
+    # model was thinking) is not answered by this response. 0, in logs from before this
+    # field: the response answers everything before it.
+    context_seq: int = 0
 
 
 class ToolRequested(_EventBase, tag="tool.requested", frozen=True):

@@ -355,3 +355,40 @@ def test_a_gap_or_repeat_in_seq_is_refused() -> None:
         fold(state, created)
     with pytest.raises(FoldError):
         fold(state, record([UserMessage(text="x")], start=3)[0])
+
+
+def test_input_the_model_did_not_see_comes_after_its_response_and_is_still_pending() -> None:
+    state = run(
+        [
+            SessionCreated(spec=AgentSpec()),
+            UserMessage(text="first"),
+            SessionStatus(status="running"),
+            UserMessage(text="second"),  # sent while the model was thinking
+            ModelResponse(content=[TextBlock(text="a1")], stop_reason="end_turn", context_seq=3),
+        ]
+    )
+    assert [(m.role, [b.text for b in m.content]) for m in state.messages] == [  # type: ignore[union-attr]
+        ("user", ["first"]),
+        ("assistant", ["a1"]),
+        ("user", ["second"]),
+    ]
+    assert state.pending_input and state.messages[-1].seq == 4
+    answered = run(
+        [
+            SessionCreated(spec=AgentSpec()),
+            UserMessage(text="first"),
+            UserMessage(text="second"),
+            ModelResponse(content=[TextBlock(text="a1")], stop_reason="end_turn", context_seq=3),
+        ]
+    )
+    assert not answered.pending_input and len(answered.messages) == 2
+    # A log from before `context_seq` existed: the response answered all before it.
+    legacy = run(
+        [
+            SessionCreated(spec=AgentSpec()),
+            UserMessage(text="first"),
+            UserMessage(text="second"),
+            ModelResponse(content=[TextBlock(text="a1")], stop_reason="end_turn"),
+        ]
+    )
+    assert not legacy.pending_input and len(legacy.messages) == 2
