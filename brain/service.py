@@ -10,6 +10,8 @@
 - Outcomes: a tool outcome for a session no brain holds (its calls outlasted the brain's
   hold) puts the session on the work queue; a second durable consumer (`brain-outcomes`) on
   `KEEL_OUTCOMES`, shared by every brain, sees each outcome once.
+- Audits: any brain answers `keel.audit` requests (queue group `brains`) with a session's
+  state folded to a seq (`brain.audit`); the gateway's audit route asks.
 - Restart in place: a brain started with the id of one that died takes that one's sessions
   back at once (the store lets an owner reclaim its own lease), without waiting for expiry.
 """
@@ -37,12 +39,15 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from brain.audit import answer_audit
 from brain.crashpoints import Crashpoints
 from brain.hands_client import HandsClient
 from brain.providers import Providers
 from brain.settings import BrainSettings
 from brain.wake import BrainDeps, WakeResult, wake
 from schemas import (
+    AUDIT_QUEUE,
+    AUDIT_SUBJECT,
     TERMINAL_STATUSES,
     WORK_CONSUMER,
     WORK_STREAM,
@@ -131,6 +136,7 @@ class Brain:
             stream=WORK_STREAM,
             config=ConsumerConfig(ack_wait=ACK_WAIT_S, max_deliver=-1, max_ack_pending=-1),
         )
+        await self._nc.subscribe(AUDIT_SUBJECT, queue=AUDIT_QUEUE, cb=self._on_audit)
         for session_id in await self.store.leases_of(self.settings.brain_id):
             self._spawn(self._take_back(session_id))
         self._spawn(self._pull(subscription))
@@ -229,6 +235,10 @@ class Brain:
                     return result
         finally:
             self.active.discard(session_id)
+
+    async def _on_audit(self, message: Msg) -> None:
+        # Its own task: a long log being folded holds up no other request.
+        self._spawn(answer_audit(self.store, message))
 
     # -- outcomes of sessions nobody holds ---------------------------------------------------
 

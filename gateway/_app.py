@@ -25,8 +25,13 @@ from gateway._stream import StreamSettings, event_stream
 from gateway._views import event_view, session_view
 from gateway._work import Announcer
 from schemas import (
+    AUDIT_SUBJECT,
     MAX_SEQ,
     TERMINAL_STATUSES,
+    AuditReply,
+    AuditRequest,
+    AuditView,
+    ChainCheck,
     CreateSession,
     EventPage,
     ForkSession,
@@ -42,11 +47,18 @@ from schemas import (
 from session_store import EventStore, SessionInfo, SessionNotFound, StoreError
 
 T = TypeVar("T")
+
+_ENCODER: Final = msgspec.json.Encoder()
+_AUDIT_REPLY: Final = msgspec.json.Decoder(AuditReply)
 Route = TypeVar("Route", bound=Callable[..., Awaitable[Response]])
 
 # A request body larger than this is refused with 413 before it is decoded.
 MAX_BODY_BYTES: Final = 1_000_000
 MAX_PAGE: Final = 500
+# The latest creation time a list filter takes (unix seconds, year 36812).
+MAX_TIME: Final = float(2**40)
+# How long an audit waits for a brain to fold the log.
+AUDIT_TIMEOUT_S: Final = 30.0
 _PAUSABLE: Final = frozenset({"idle", "running", "waiting"})
 _PAUSED: Final = frozenset({"paused"})
 _CANCELLABLE: Final = frozenset({"idle", "running", "waiting", "paused"})
@@ -62,10 +74,11 @@ def create_app(store: EventStore, nc: NATS, *, stream: StreamSettings | None = N
     install_openapi(app)
     metrics = install_metrics(app)
     access = _Access(store)
-    announcer = Announcer(nc.jetstream())
+    announcer = Announcer(nc)
     _health_routes(app, store, nc)
     _session_routes(app, store, access, announcer)
     _event_routes(app, store, nc, access, announcer, stream or StreamSettings(), metrics)
+    _audit_routes(app, store, nc, access)
     return app
 
 
@@ -185,7 +198,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         )
         if body.message is not None:
             appended = await store.append_input(info.session_id, [UserMessage(text=body.message)])
-            await announcer.announce(info.session_id, "user.message")
+            await announcer.announce(info.session_id, "user.message", appended.head_seq)
             info = msgspec.structs.replace(info, head_seq=appended.head_seq)
         return json_response(session_view(info), 201)
 
@@ -197,12 +210,22 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
     async def list_sessions(
         request: Request,
         status: Status | None = None,
+        created_after: Annotated[float | None, Query(ge=0, le=MAX_TIME)] = None,
+        created_before: Annotated[float | None, Query(ge=0, le=MAX_TIME)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         cursor: Annotated[str | None, Query(max_length=64)] = None,
     ) -> Response:
-        """The tenant's sessions, newest first, optionally of one status."""
+        """The tenant's sessions, newest first: optionally of one status, created at or
+        after `created_after` and before `created_before` (unix seconds)."""
         tenant = await access.tenant_of(request)
-        page = await store.list_sessions(tenant, status=status, limit=limit, cursor=cursor)
+        page = await store.list_sessions(
+            tenant,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            cursor=cursor,
+        )
         return json_response(
             SessionList(
                 items=[session_view(info) for info in page.items], next_cursor=page.next_cursor
@@ -227,7 +250,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
             )
         child = await store.fork_session(session_id, body.at_seq, parent.tenant)
         # The copy may end on input nobody has answered yet.
-        await announcer.announce(child.session_id, "forked")
+        await announcer.announce(child.session_id, "forked", child.head_seq)
         return json_response(session_view(child), 201)
 
     async def change_status(
@@ -239,7 +262,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         appended = await store.append_input(
             session_id, [SessionStatus(status=to, reason=f"{why} by the user")]
         )
-        await announcer.announce(session_id, why)
+        await announcer.announce(session_id, why, appended.head_seq)
         return json_response(PostedEvents(head_seq=appended.head_seq), 202)
 
     @app.post(
@@ -282,7 +305,22 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         response_class=Response,
     )
     async def get_session(request: Request, session_id: str) -> Response:
+        """Status, head seq, title, metadata, and totals of usage, cost and turns."""
         return json_response(session_view(await access.session_of(request, session_id)))
+
+    @app.delete(
+        "/v1/sessions/{session_id}",
+        status_code=204,
+        response_class=Response,
+        openapi_extra=responds_with(204, None, write=True),
+    )
+    @access.idempotent
+    async def delete_session(request: Request, session_id: str) -> Response:
+        """Remove a finished session and its log for good; a session that is not finished
+        (or whose brain is still recording its last events) is a 409: cancel it first."""
+        await access.session_of(request, session_id)
+        await store.delete_session(session_id)
+        return Response(status_code=204)
 
 
 def _event_routes(
@@ -309,7 +347,7 @@ def _event_routes(
         if info.status in TERMINAL_STATUSES:
             raise ApiProblem(409, f"the session is {info.status}; it takes no more input")
         appended = await store.append_input(session_id, body.events)
-        await announcer.announce(session_id, "user input")
+        await announcer.announce(session_id, "user input", appended.head_seq)
         return json_response(PostedEvents(head_seq=appended.head_seq), 202)
 
     @app.get(
@@ -360,6 +398,60 @@ def _event_routes(
         )
 
 
+def _audit_routes(app: FastAPI, store: EventStore, nc: NATS, access: _Access) -> None:
+    @app.get(
+        "/v1/sessions/{session_id}/audit",
+        openapi_extra=responds_with(200, AuditView, conflict="`seq` is past the log's head"),
+        response_class=Response,
+    )
+    async def audit(
+        request: Request,
+        session_id: str,
+        seq: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
+    ) -> Response:
+        """Re-walk the log's hash chain (any edited, deleted or reordered event is named by
+        its seq) and show the state a brain folds from events 1..`seq` (default: the head),
+        checking that the newest snapshot plus its tail folds to the same."""
+        info = await access.session_of(request, session_id)
+        if seq is not None and seq > info.head_seq:
+            raise ApiProblem(409, f"seq {seq} is past the log's head ({info.head_seq})")
+        at_seq = seq or info.head_seq
+        verification = await store.verify(session_id)
+        chain = ChainCheck(
+            ok=verification.ok,
+            checked=verification.checked,
+            head_seq=verification.head_seq,
+            bad_seq=verification.bad_seq,
+            problem=verification.problem,
+        )
+        folded = await _fold_by_a_brain(nc, AuditRequest(session_id=session_id, at_seq=at_seq))
+        return json_response(
+            AuditView(
+                session_id=session_id,
+                chain=chain,
+                at_seq=at_seq,
+                state=folded.state,
+                state_error=folded.error,
+                snapshot_seq=folded.snapshot_seq,
+                snapshot_matches=folded.snapshot_matches,
+            )
+        )
+
+
+async def _fold_by_a_brain(nc: NATS, request: AuditRequest) -> AuditReply:
+    """The fold is the brain's (the gateway never imports it): any brain answers."""
+    try:
+        reply = await nc.request(AUDIT_SUBJECT, _ENCODER.encode(request), timeout=AUDIT_TIMEOUT_S)
+    except nats.errors.NoRespondersError:
+        return AuditReply(error="no brain is running to fold the log")
+    except (nats.errors.Error, TimeoutError) as exc:
+        return AuditReply(error=f"no brain answered: {exc!r}")
+    try:
+        return _AUDIT_REPLY.decode(reply.data)
+    except msgspec.DecodeError as exc:
+        return AuditReply(error=f"a brain answered with a malformed reply: {exc}")
+
+
 async def counted(metrics: GatewayMetrics, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     metrics.streams.inc()
     try:
@@ -386,11 +478,24 @@ async def raw_body(request: Request) -> bytes:
     return body
 
 
+def _whole_as_int(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+# JSON, like the JSON Schema the OpenAPI shows, does not tell 2.0 from 2: a body the strict
+# decode refuses is read again with whole floats as ints before it is refused.
+_WHOLE_FLOATS: Final = msgspec.json.Decoder(float_hook=_whole_as_int)
+
+
 async def decode_body(request: Request, kind: type[T]) -> T:
     body = await raw_body(request)
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        raise ApiProblem(422, str(exc)) from exc
+        try:
+            return msgspec.convert(_WHOLE_FLOATS.decode(body), type=kind)
+        except msgspec.ValidationError:
+            raise ApiProblem(422, str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise ApiProblem(422, f"the body is not valid JSON: {exc}") from exc

@@ -13,12 +13,14 @@ import msgspec
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from schemas import ApiError, ApiErrorDetail
 from session_store import (
     Conflict,
     InvalidInput,
     PayloadTooLarge,
+    SessionBusy,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
@@ -70,12 +72,23 @@ def from_store_error(error: StoreError) -> ApiProblem:
             return ApiProblem(413, str(error))
         case InvalidInput():
             return ApiProblem(422, str(error))
-        case Conflict():
+        case Conflict() | SessionBusy():
             return ApiProblem(409, str(error))
         case StoreUnavailable():
             return ApiProblem(503, "the session store is unavailable; try again")
         case _:
             return ApiProblem(503, f"the session store failed: {error}")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path takes, for a 405's `Allow` (Starlette names only the
+    methods of the first route whose path matches, one of several)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -95,11 +108,13 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(ApiProblem(422, where or "invalid request"))
 
-    async def on_http(_: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         response = problem_response(ApiProblem(exc.status_code, str(exc.detail)))
         if exc.headers:
-            response.headers.update(exc.headers)  # e.g. the Allow of a 405
+            response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request)
         return response
 
     app.add_exception_handler(ApiProblem, on_problem)

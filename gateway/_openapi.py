@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 
 from schemas import (
     ApiError,
+    AuditView,
     CreateSession,
     EventPage,
     EventView,
@@ -29,6 +30,7 @@ from schemas import (
 _REF: Final = "#/components/schemas/{name}"
 _TYPES: Final[tuple[type, ...]] = (
     ApiError,
+    AuditView,
     CreateSession,
     EventPage,
     EventView,
@@ -65,8 +67,14 @@ def body_of(kind: type) -> dict[str, Any]:
     }
 
 
-def responds_with(status: int, kind: type, *, write: bool = False) -> dict[str, Any]:
+def responds_with(
+    status: int, kind: type | None, *, write: bool = False, conflict: str | None = None
+) -> dict[str, Any]:
+    """`status` with a `kind` body (None: no body), and the errors any such route answers;
+    `conflict` says when a read is a 409."""
     documented = _ERRORS | (_WRITE_ERRORS if write else {})
+    if conflict is not None:
+        documented["409"] = conflict
     errors = {
         code: {
             "description": description,
@@ -74,7 +82,9 @@ def responds_with(status: int, kind: type, *, write: bool = False) -> dict[str, 
         }
         for code, description in documented.items()
     }
-    ok = {"description": "OK", "content": {"application/json": {"schema": _ref(kind)}}}
+    ok: dict[str, Any] = {"description": "OK"}
+    if kind is not None:
+        ok["content"] = {"application/json": {"schema": _ref(kind)}}
     return {"responses": {str(status): ok, **errors}}
 
 

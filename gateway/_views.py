@@ -18,6 +18,11 @@ def session_view(info: SessionInfo) -> SessionView:
         head_seq=info.head_seq,
         created_at=info.created_at,
         updated_at=info.updated_at,
+        title=info.title,
+        metadata=info.metadata,
+        usage=info.usage,
+        cost_usd=info.cost_usd,
+        turns=info.turns,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from schemas._agent import AgentSpec
+from schemas._content import Usage
 from schemas._events import (
     ApprovalDenied,
     ApprovalGranted,
@@ -42,6 +43,12 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True):
     head_seq: int
     created_at: float
     updated_at: float
+    title: str = ""
+    metadata: dict[str, str] = {}
+    # Totals over the session's model responses so far.
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    turns: int = 0
 
 
 class SessionList(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,3 +86,28 @@ class ApiErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
 
 class ApiError(msgspec.Struct, frozen=True, kw_only=True):
     error: ApiErrorDetail
+
+
+class ChainCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """The hash chain re-walked: `bad_seq` is the first edited, missing or reordered seq."""
+
+    ok: bool
+    checked: int
+    head_seq: int
+    bad_seq: int | None = None
+    problem: str = ""
+
+
+class AuditView(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    chain: ChainCheck
+    # The seq the state was folded to.
+    at_seq: int
+    # What a brain knows of the session after folding events 1..at_seq; None when no brain
+    # answered (`state_error` says why).
+    state: dict[str, Any] | None = None
+    state_error: str = ""
+    # The newest snapshot at or before `at_seq`, and whether it plus the tail after it folds
+    # to the same state as the full replay (None when there is no such snapshot).
+    snapshot_seq: int | None = None
+    snapshot_matches: bool | None = None

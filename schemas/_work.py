@@ -9,13 +9,16 @@ with a plain subscription, so input reaches it at once while it works.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
 WORK_STREAM: Final = "KEEL_WORK"
 WORK_SUBJECTS: Final = "keel.work.*"
 WORK_CONSUMER: Final = "brains"
+# Requests to fold a session's log to a seq, answered by any one brain (queue group).
+AUDIT_SUBJECT: Final = "keel.audit"
+AUDIT_QUEUE: Final = "brains"
 
 
 def work_subject(session_id: str) -> str:
@@ -37,6 +40,20 @@ class Attention(msgspec.Struct, frozen=True, kw_only=True):
 
     session_id: str
     reason: str = ""
+
+
+class AuditRequest(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    at_seq: int
+
+
+class AuditReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The state after folding events 1..`at_seq` (see `schemas.AuditView`), or an error."""
+
+    state: dict[str, Any] | None = None
+    error: str = ""
+    snapshot_seq: int | None = None
+    snapshot_matches: bool | None = None
 
 
 class ModelDelta(msgspec.Struct, frozen=True, kw_only=True):
