@@ -1,4 +1,4 @@
-"""The `keel` command: `up`, `run`, `sessions`, `keys create`."""
+"""The `keel` command: `up`, `run`, `demo`, `sessions`, `audit`, `keys create`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     sessions = commands.add_parser("sessions", help="list sessions")
     _client_arguments(sessions)
 
+    audit = commands.add_parser(
+        "audit", help="verify a session's hash chain and show its state at a seq"
+    )
+    audit.add_argument("session_id")
+    audit.add_argument("--seq", type=int, help="fold the log up to this seq (default: head)")
+    audit.add_argument("--json", action="store_true", help="print the whole audit as JSON")
+    _client_arguments(audit)
+
     keys = commands.add_parser("keys", help="API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="make a key for a tenant and print it")
@@ -77,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args.data_dir)
         case "sessions":
             return asyncio.run(_sessions(args))
+        case "audit":
+            return asyncio.run(_audit(args))
         case "keys":
             store_url = args.store_url or f"sqlite:///{args.data_dir.resolve() / 'keel.db'}"
             print(asyncio.run(_create_key(store_url, args.tenant, args.name)))
@@ -234,8 +244,46 @@ async def _sessions(args: argparse.Namespace) -> int:
     async with httpx.AsyncClient(base_url=args.url, headers=headers) as client:
         page = (await client.get("/v1/sessions", params={"limit": 50})).json()
     for session in page["items"]:
-        print(f"{session['id']}  {session['status']:<10} seq {session['head_seq']}")
+        usage = session["usage"]
+        tokens = usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
+        print(
+            f"{session['id']}  {session['status']:<10} seq {session['head_seq']:<5}"
+            f" turns {session['turns']:<3} tokens {tokens:<7} ${session['cost_usd']:.4f}"
+            f"  {session['title']}".rstrip()
+        )
     return 0
+
+
+async def _audit(args: argparse.Namespace) -> int:
+    """Exit 0 only when the chain verifies: usable as a check in a script."""
+    headers = {"authorization": f"Bearer {_key(args)}"}
+    params = {"seq": args.seq} if args.seq is not None else {}
+    async with httpx.AsyncClient(base_url=args.url, headers=headers) as client:
+        answer = await client.get(f"/v1/sessions/{args.session_id}/audit", params=params)
+    if answer.status_code != 200:
+        print(f"keel: {answer.status_code} {answer.json()['error']['message']}", file=sys.stderr)
+        return 2
+    audit = answer.json()
+    if args.json:
+        print(json.dumps(audit, indent=2))
+    chain = audit["chain"]
+    if chain["ok"]:
+        print(f"chain ok: {chain['checked']} events verified, head {chain['head_seq']}")
+    else:
+        print(f"chain BROKEN at seq {chain['bad_seq']}: {chain['problem']}")
+    state = audit["state"]
+    if state is None:
+        print(f"state at seq {audit['at_seq']}: unavailable ({audit['state_error']})")
+    elif not args.json:
+        print(
+            f"state at seq {audit['at_seq']}: {state['status']}, {state['turns']} turns,"
+            f" {state['calls_finished']} tool calls finished,"
+            f" {len(state['open_calls'])} open, ${state['cost_usd']:.4f}"
+        )
+    if audit["snapshot_seq"] is not None:
+        verdict = "matches" if audit["snapshot_matches"] else "DOES NOT match"
+        print(f"snapshot at seq {audit['snapshot_seq']} + tail {verdict} the full replay")
+    return 0 if chain["ok"] and audit["snapshot_matches"] is not False else 1
 
 
 if __name__ == "__main__":

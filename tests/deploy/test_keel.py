@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -65,6 +66,29 @@ def test_up_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         assert "[completed" in shown
         listed = keel("sessions", data_dir=data_dir, port=port)
         assert "completed" in listed
+        session_id = shown.split()[1]
+        audited = keel("audit", session_id, data_dir=data_dir, port=port)
+        assert "chain ok" in audited and "state at seq" in audited and "completed" in audited
+        # Someone edits the log behind keel's back: the audit names the row and fails.
+        with sqlite3.connect(data_dir / "keel.db") as db:
+            db.execute(
+                "UPDATE events SET data = replace(data, 'add', 'sub') WHERE session_id = ?"
+                " AND seq = 2",
+                (session_id,),
+            )
+        tampered = subprocess.run(
+            [
+                *KEEL,
+                *("audit", session_id, "--url", f"http://127.0.0.1:{port}"),
+                *("--data-dir", str(data_dir)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+        assert "chain BROKEN at seq 2" in tampered.stdout
     finally:
         stop(up)
     assert (data_dir / "keel.db").exists() and (data_dir / "api-key").stat().st_mode & 0o077 == 0
