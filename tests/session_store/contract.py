@@ -16,10 +16,10 @@ from schemas import (
     SessionForked,
     SessionStatus,
     TextBlock,
-    Usage,
     ToolRequested,
     ToolResult,
     UnknownEvent,
+    Usage,
     UserMessage,
 )
 from session_store import (
