@@ -22,6 +22,7 @@ from gateway._errors import ApiProblem, install_error_handlers, json_response
 from gateway._metrics import GatewayMetrics, install_metrics
 from gateway._openapi import body_of, install_openapi, responds_with, stream_responses
 from gateway._stream import StreamSettings, event_stream
+from gateway._viewer import install_viewer
 from gateway._views import event_view, session_view
 from gateway._work import Announcer
 from schemas import (
@@ -79,6 +80,7 @@ def create_app(store: EventStore, nc: NATS, *, stream: StreamSettings | None = N
     _session_routes(app, store, access, announcer)
     _event_routes(app, store, nc, access, announcer, stream or StreamSettings(), metrics)
     _audit_routes(app, store, nc, access)
+    install_viewer(app)
     return app
 
 
