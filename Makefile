@@ -20,14 +20,16 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## make bench: print the figures of the store (SQLite, PostgreSQL), the hands (local, Docker)
-## and the brain (durable steps, recovery, lazy hands).
+## make bench: print the figures of the store (SQLite, PostgreSQL), the hands (local, Docker),
+## the brain (durable steps, recovery, lazy hands) and the gateway (requests/s, SSE fan-out,
+## sessions through the API).
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.store --backend sqlite
 	$(BIN)/python -m tests.benchmarks.store --backend postgres
 	$(BIN)/python -m tests.benchmarks.hands --backend local
 	$(BIN)/python -m tests.benchmarks.hands --backend docker
 	$(BIN)/python -m tests.benchmarks.brain --backend docker
+	$(BIN)/python -m tests.benchmarks.gateway
 
 ## make demo: start keel (NATS, store, hands, brain, gateway), run the scripted coding demo
 ## live in the terminal, say how to run it with a real model, and stop.

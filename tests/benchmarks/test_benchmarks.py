@@ -18,6 +18,7 @@ FIGURES = {
     "store": ("1. sequential", "2a.", "2b.", "3. wake", "4. full replay", "5. on disk"),
     "hands": ("1. round trip", "2. cold start", "3. warm pool", "4. checkpoint"),
     "brain": ("1. durable", "2. recovery", "3. recovery", "4. tool calls", "5. first model"),
+    "gateway": ("1a. POST", "1b. GET", "2. ", "2a. fan-out", "2b. fan-out", "3. "),
 }
 
 
@@ -35,8 +36,20 @@ def test_benchmark_prints_every_figure(benchmark: str, backend: str) -> None:
     {"postgres": require_postgres, "local": local_backend, "docker": docker_backend}.get(
         backend, lambda: None
     )()
+    stdout = quick_run(f"tests.benchmarks.{benchmark}", "--backend", backend)
+    for figure in FIGURES[benchmark]:
+        assert figure in stdout, stdout
+
+
+def test_gateway_benchmark_prints_every_figure() -> None:
+    stdout = quick_run("tests.benchmarks.gateway")  # SQLite only: no backend to choose
+    for figure in FIGURES["gateway"]:
+        assert figure in stdout, stdout
+
+
+def quick_run(module: str, *arguments: str) -> str:
     run = subprocess.run(
-        [sys.executable, "-m", f"tests.benchmarks.{benchmark}", "--backend", backend, "--quick"],
+        [sys.executable, "-m", module, *arguments, "--quick"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -44,5 +57,4 @@ def test_benchmark_prints_every_figure(benchmark: str, backend: str) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    for figure in FIGURES[benchmark]:
-        assert figure in run.stdout, run.stdout
+    return run.stdout
