@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from nats.aio.client import Client as NATS
 
 from gateway._errors import ApiProblem, install_error_handlers, json_response
+from gateway._feeds import Feeds
 from gateway._metrics import GatewayMetrics, install_metrics
 from gateway._openapi import body_of, install_openapi, responds_with, stream_responses
 from gateway._stream import StreamSettings, event_stream
@@ -334,6 +335,8 @@ def _event_routes(
     stream: StreamSettings,
     metrics: GatewayMetrics,
 ) -> None:
+    feeds = Feeds(store, nc, stream.poll_s)
+
     @app.post(
         "/v1/sessions/{session_id}/events",
         status_code=202,
@@ -393,7 +396,9 @@ def _event_routes(
         return StreamingResponse(
             counted(
                 metrics,
-                event_stream(store, nc, session_id, after or 0, deltas=deltas, settings=stream),
+                event_stream(
+                    store, nc, feeds, session_id, after or 0, deltas=deltas, settings=stream
+                ),
             ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -2,8 +2,8 @@
 
 Each event goes out once, in order, with `id: <seq>`: a client that reconnects with
 `Last-Event-ID` gets everything after it, with no gap and no duplicate, whichever gateway it
-reaches. The store is the only source: a writer's "the log grew" message on NATS
-(`keel.log.<session>`) only says when to read it again, and a slow poll covers a lost one.
+reaches. The store is the only source: a stream catches up from it, then follows the
+session's shared feed (`gateway._feeds`), which reads each new event once for every stream.
 Token deltas (never stored, so never replayed) come along only when asked for, without an id.
 """
 
@@ -18,12 +18,11 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from gateway._views import event_view
-from schemas import TERMINAL_STATUSES, ModelDelta, delta_subject, log_subject
+from gateway._feeds import READ_BATCH, Feeds, sse_frame
+from schemas import ModelDelta, delta_subject
 from session_store import EventStore
 
 _ENCODER: Final = msgspec.json.Encoder()
-_BATCH: Final = 500
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,61 +35,56 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
 async def event_stream(
     store: EventStore,
     nc: NATS,
+    feeds: Feeds,
     session_id: str,
     after: int,
     *,
     deltas: bool,
     settings: StreamSettings,
 ) -> AsyncIterator[bytes]:
-    wake = asyncio.Event()
     pending_deltas: list[ModelDelta] = []
-
-    async def on_log(_: Msg) -> None:
-        wake.set()
+    delta_arrived = asyncio.Event()
 
     async def on_delta(msg: Msg) -> None:
         with contextlib.suppress(msgspec.DecodeError):
             pending_deltas.append(msgspec.json.decode(msg.data, type=ModelDelta))
-            wake.set()
+            delta_arrived.set()
 
-    subscriptions = [await nc.subscribe(log_subject(session_id), cb=on_log)]
-    if deltas:
-        subscriptions.append(await nc.subscribe(delta_subject(session_id), cb=on_delta))
+    subscription = await nc.subscribe(delta_subject(session_id), cb=on_delta) if deltas else None
     try:
-        yield b"retry: 1000\n\n"
-        loop = asyncio.get_running_loop()
-        last_beat = loop.time()
-        quiet_since: float | None = None
-        while True:
-            wake.clear()
-            records = await store.read(session_id, after_seq=after, limit=_BATCH)
-            for record in records:
-                body = _ENCODER.encode(event_view(record))
-                yield b"id: %d\nevent: %s\ndata: %s\n\n" % (
-                    record.seq,
-                    record.type.encode(),
-                    body,
-                )
-                after = record.seq
-            if len(records) == _BATCH:
-                continue  # more to catch up on before waiting
-            while pending_deltas:
-                delta = pending_deltas.pop(0)
-                yield b"event: delta\ndata: %s\n\n" % _ENCODER.encode(delta)
-            if records:
-                quiet_since = None
-            elif (await store.get_session(session_id)).status in TERMINAL_STATUSES:
-                # Over, and the client has all of it. A cancelled session may still record
-                # its calls' outcomes just after: end once it has been quiet for a while.
-                quiet_since = quiet_since or loop.time()
-                if loop.time() - quiet_since >= settings.poll_s:
+        async with feeds.follow(session_id) as feed:
+            yield b"retry: 1000\n\n"
+            loop = asyncio.get_running_loop()
+            last_beat = loop.time()
+            while True:
+                change = feed.next_change()
+                frames = feed.frames_after(after)
+                if frames is None:
+                    # Behind what the feed keeps (a client resuming from far back).
+                    records = await store.read(session_id, after_seq=after, limit=READ_BATCH)
+                    frames = [(record.seq, sse_frame(record)) for record in records]
+                for seq, frame in frames:
+                    yield frame
+                    after = seq
+                if frames:
+                    continue  # more may have come while these were sent
+                while pending_deltas:
+                    yield b"event: delta\ndata: %s\n\n" % _ENCODER.encode(pending_deltas.pop(0))
+                if feed.over_for(after, loop.time()):
                     return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), settings.poll_s)
-            if loop.time() - last_beat >= settings.heartbeat_s:
-                last_beat = loop.time()
-                yield b": keep-alive\n\n"
+                delta_arrived.clear()
+                waits = [asyncio.ensure_future(change.wait())]
+                if deltas:
+                    waits.append(asyncio.ensure_future(delta_arrived.wait()))
+                _, unfinished = await asyncio.wait(
+                    waits, timeout=settings.heartbeat_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiting in unfinished:
+                    waiting.cancel()
+                if loop.time() - last_beat >= settings.heartbeat_s:
+                    last_beat = loop.time()
+                    yield b": keep-alive\n\n"
     finally:
-        for subscription in subscriptions:
+        if subscription is not None:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()

@@ -1,0 +1,50 @@
+"""Streams of one session share one reader: each still gets every event once, in order,
+whether it starts at the head, a little behind, or further back than the feed keeps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import nats
+
+from gateway._feeds import KEPT_FRAMES
+from schemas import SessionStatus, UserMessage, log_subject
+from session_store import EventStore
+from tests.gateway.sse import sse
+from tests.gateway.test_api import SPEC
+from tests.nats_server import NatsServer
+
+
+async def test_streams_from_anywhere_see_each_event_once(
+    client: httpx.AsyncClient, store: EventStore, nats_server: NatsServer
+) -> None:
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    for start in range(0, KEPT_FRAMES + 200, 100):
+        await store.append_input(
+            session_id, [UserMessage(text=f"m{start + i}") for i in range(100)]
+        )
+    head = await store.head(session_id)
+    url = f"/v1/sessions/{session_id}/stream"
+    starts = [0, 5, head - 3, head, head]
+
+    async def watch(after: int) -> list[int]:
+        async with client.stream("GET", url, headers={"last-event-id": str(after)}) as live:
+            return [int(event["id"]) for event in await sse(live)]
+
+    watching = [asyncio.create_task(watch(after)) for after in starts]
+    await asyncio.sleep(0.5)  # every stream is open and following
+    # A writer that says "the log grew", as brains do; then the session ends.
+    nc = await nats.connect(nats_server.url)
+    try:
+        for i in range(KEPT_FRAMES + 50):  # more than the feed keeps, while they watch
+            appended = await store.append_input(session_id, [UserMessage(text=f"live {i}")])
+            if i % 100 == 0:
+                await nc.publish(log_subject(session_id), b"%d" % appended.head_seq)
+        done = await store.append_input(session_id, [SessionStatus(status="completed")])
+        await nc.publish(log_subject(session_id), b"%d" % done.head_seq)
+    finally:
+        await nc.drain()
+    seen = await asyncio.wait_for(asyncio.gather(*watching), timeout=60)
+    for after, seqs in zip(starts, seen, strict=True):
+        assert seqs == list(range(after + 1, done.head_seq + 1)), after
