@@ -120,6 +120,17 @@ def _any_json(kind: type) -> dict[str, Any]:
     raise NotImplementedError(f"no JSON Schema for {kind!r}")
 
 
+def _require_a_key(document: dict[str, Any]) -> None:
+    """Every `/v1` route takes the tenant's API key as a bearer token."""
+    document["components"]["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "description": "a keel API key"}
+    }
+    for path, operations in document["paths"].items():
+        if path.startswith("/v1/"):
+            for operation in operations.values():
+                operation["security"] = [{"bearerAuth": []}]
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -130,6 +141,7 @@ def install_openapi(app: FastAPI) -> None:
                 _TYPES, ref_template=_REF, schema_hook=_any_json
             )
             document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            _require_a_key(document)
             app.openapi_schema = document
         return app.openapi_schema
 
