@@ -425,11 +425,7 @@ def _audit_routes(app: FastAPI, store: EventStore, nc: NATS, access: _Access) ->
         at_seq = seq or info.head_seq
         verification = await store.verify(session_id)
         chain = ChainCheck(
-            ok=verification.ok,
-            checked=verification.checked,
-            head_seq=verification.head_seq,
-            bad_seq=verification.bad_seq,
-            problem=verification.problem,
+            **{name: getattr(verification, name) for name in ChainCheck.__struct_fields__}
         )
         folded = await _fold_by_a_brain(nc, AuditRequest(session_id=session_id, at_seq=at_seq))
         return json_response(

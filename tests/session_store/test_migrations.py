@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 
 import session_store
+from schemas import Usage
+from session_store import SqliteEventStore
 from session_store._tables import SCHEMA_REVISION
 
 
@@ -16,3 +20,39 @@ def test_the_declared_revision_is_the_newest_migration() -> None:
         "script_location", str(Path(session_store.__file__).parent / "migrations")
     )
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
+
+
+async def test_a_store_made_before_session_totals_upgrades_and_keeps_its_sessions(
+    tmp_path: Path,
+) -> None:
+    """Migration 0005 on a live SQLite file (batch mode rebuilds the table): rows survive,
+    with empty totals, and appends then keep them."""
+    path = tmp_path / "keel.db"
+    old = SqliteEventStore(path)
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(session_store.__file__).parent / "migrations")
+    )
+
+    def to_0004(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004")
+
+    await old._write(to_0004)
+    await old._write(
+        lambda conn: conn.exec_driver_sql(
+            "INSERT INTO sessions (session_id, tenant, created_at, updated_at, head_seq,"
+            " head_hash, status, status_reason, lease_epoch) VALUES"
+            " ('ses_old', 'acme', 1.0, 1.0, 0, x'00', 'idle', '', 0)"
+        )
+    )
+    await old.close()
+
+    store = SqliteEventStore(path)
+    try:
+        await store.migrate()
+        info = await store.get_session("ses_old")
+        assert (info.tenant, info.title, info.metadata, info.turns) == ("acme", "", {}, 0)
+        assert info.usage == Usage() and info.cost_usd == 0.0
+    finally:
+        await store.close()
