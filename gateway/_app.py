@@ -50,6 +50,22 @@ from session_store import EventStore, SessionInfo, SessionNotFound, StoreError
 
 T = TypeVar("T")
 
+API_DESCRIPTION: Final = """\
+Every `/v1` request carries a tenant's API key: `Authorization: Bearer <key>`. Another
+tenant's session is a 404, as if it did not exist.
+
+**Retries.** Every write (POST, DELETE) takes an optional `Idempotency-Key` header (1 to 255
+characters): a retry with the same key and the same request gets the first answer, marked
+`Idempotent-Replayed: true`, and nothing is done twice. The same key with another request is
+a 422; while the first request is still being handled, a 409.
+
+**Streams.** `GET /v1/sessions/{session_id}/stream` sends the log as Server-Sent Events, each
+with `id: <seq>`; reconnect with `Last-Event-ID: <seq>` (or `?after=`) to get everything
+after it, with no gap and no duplicate, from any gateway.
+
+**Errors** are always `{"error": {"code", "message"}}`.
+"""
+
 _ENCODER: Final = msgspec.json.Encoder()
 _AUDIT_REPLY: Final = msgspec.json.Decoder(AuditReply)
 Route = TypeVar("Route", bound=Callable[..., Awaitable[Response]])
@@ -71,6 +87,7 @@ def create_app(store: EventStore, nc: NATS, *, stream: StreamSettings | None = N
         title="keel",
         version="0.1.0",
         summary="Long-running AI agents on an event-sourced session log.",
+        description=API_DESCRIPTION,
     )
     install_error_handlers(app)
     install_openapi(app)
