@@ -170,13 +170,20 @@ def _unfinished_call_with(state: SessionState, signature: str) -> bool:
 
 def _unrequested_tool_uses(state: SessionState) -> list[ToolUseBlock]:
     """tool_use blocks of the last response that have neither a request nor a result."""
-    last = next((m for m in reversed(state.messages) if m.role == "assistant"), None)
-    if last is None:
+    at = next(
+        (
+            i
+            for i in range(len(state.messages) - 1, -1, -1)
+            if state.messages[i].role == "assistant"
+        ),
+        None,
+    )
+    if at is None:
         return []
+    last = state.messages[at]
     answered = {
         block.call_id
-        for message in state.messages
-        if message.seq > last.seq
+        for message in state.messages[at + 1 :]
         for block in message.content
         if isinstance(block, ToolResultBlock)
     }

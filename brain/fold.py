@@ -79,8 +79,17 @@ def _apply(state: SessionState, event: object, seq: int, at: float) -> None:  # 
         case ModelResponse(content=content, usage=usage, cost_usd=cost, context_seq=shown):
             unseen = _take_input_after(state, shown) if shown else []
             state.messages.append(Message(role="assistant", content=list(content), seq=seq))
-            for block_seq, block in unseen:
-                _add_block(state, "user", block, block_seq)
+            if unseen:
+                # After the response, so it opens there (messages stay in seq order); its
+                # blocks keep the seqs they were recorded at.
+                state.messages.append(
+                    Message(
+                        role="user",
+                        content=[block for _, block in unseen],
+                        seq=seq,
+                        block_seqs=[block_seq for block_seq, _ in unseen],
+                    )
+                )
             state.usage = state.usage + usage
             state.cost_usd += cost
             state.turns += 1

@@ -35,7 +35,8 @@ class ToolCall(msgspec.Struct, kw_only=True):
 
 
 class Message(msgspec.Struct, kw_only=True):
-    """One conversation turn; `seq` is the event that opened it (compaction cuts by seq)."""
+    """One conversation turn; `seq` is the event that opened it (compaction cuts by seq), or,
+    for input the model had not seen, the response it was moved after."""
 
     role: Literal["user", "assistant"]
     content: list[ContentBlock]

@@ -535,6 +535,8 @@ class _SessionRun:
                 await self._commit(events)
                 break
             except Conflict:
+                if self.state.turns > turn:
+                    raise  # the response is in the log; a later write was refused
                 # Input came while the model was thinking. The response is kept (it is paid
                 # for, and `context_seq` says what it saw: the fold puts that input after
                 # it, to be answered next), unless the user paused, cancelled or

@@ -225,3 +225,25 @@ def test_completion_is_judged_by_something_other_than_the_worker() -> None:
         spec=spec,
     )
     assert decide(stale, NOW) == Judge()
+
+
+def test_a_call_answered_after_input_the_model_had_not_seen_is_not_asked_for_again() -> None:
+    spec = AgentSpec(tools=["read_file"])
+    response = ModelResponse(
+        content=[ToolUseBlock(call_id="c0", name="read_file", input={"i": 0})],
+        stop_reason="tool_use",
+        context_seq=3,
+    )
+    state = state_of(
+        UserMessage(text="go"),
+        SessionStatus(status="running"),
+        UserMessage(text="also this"),  # seq 4: sent while the model was thinking
+        response,
+        *requested("read_file"),
+        ToolDispatched(call_id="c0", attempt=1, sandbox_id="sbx_1"),
+        ToolResult(call_id="c0", output="text"),
+        spec=spec,
+    )
+    # The result and the unseen input both go to the model next; nothing is requested twice.
+    assert decide(state, NOW) == CallModel()
+    assert [m.role for m in state.messages] == ["user", "assistant", "user"]

@@ -423,3 +423,35 @@ async def test_a_cancelled_session_stops_its_call_in_flight_and_records_its_outc
         == (await events_of(store, session_id, ModelResponse))[:1]
     )  # no model call after the cancel
     await check_invariants(store, session_id)
+
+
+async def test_input_while_the_model_thinks_keeps_the_response_and_its_call_runs_once(
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    make_brain: Callable[..., Any],
+) -> None:
+    await make_brain()
+    spec = scripted(
+        [
+            {"tool_calls": [bash("echo ran >> runs.txt && wc -l < runs.txt")], "latency_ms": 400},
+            {"text": "ran it; and noted"},
+        ]
+    )
+    session_id = await start_session(store, js, spec)
+    await wait_for_status(store, session_id, {"running"})
+    await asyncio.sleep(0.1)  # the model is thinking
+    await store.append_input(session_id, [UserMessage(text="also: note it down")])
+    await request_attention(js, session_id, "user.message")
+    info = await wait_for_status(store, session_id, {"completed", "failed"})
+    assert info.status == "completed", info
+    log = await check_invariants(store, session_id)
+    responses = [r for r in log if isinstance(r.event, ModelResponse)]
+    # The first response was kept (not thrown away and asked again) and says what it saw;
+    # its call ran once; the second answers the note, which came after what the first saw.
+    assert len(responses) == 2
+    note = next(r for r in log if r.event == UserMessage(text="also: note it down"))
+    assert responses[0].event.context_seq < note.seq < responses[0].seq
+    [result] = await events_of(store, session_id, ToolResult)
+    assert result.output.split("\n")[0] == "1"  # it ran once
+    assert responses[1].event.context_seq >= note.seq

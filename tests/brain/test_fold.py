@@ -372,7 +372,10 @@ def test_input_the_model_did_not_see_comes_after_its_response_and_is_still_pendi
         ("assistant", ["a1"]),
         ("user", ["second"]),
     ]
-    assert state.pending_input and state.messages[-1].seq == 4
+    # The moved turn opens at the response, so messages stay in seq order; its block keeps
+    # the seq it was recorded at.
+    assert state.pending_input and state.messages[-1].seq == 5
+    assert state.messages[-1].block_seqs == [4]
     answered = run(
         [
             SessionCreated(spec=AgentSpec()),
