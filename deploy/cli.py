@@ -142,7 +142,7 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"keel: {created.status_code} {created.text}", file=sys.stderr)
             return 1
         session_id = created.json()["id"]
-        print(f"session {session_id}\n")
+        print(f"session {session_id} (in a browser: {args.url}/view/{session_id})\n")
         status = "unknown"
         async with client.stream("GET", f"/v1/sessions/{session_id}/stream") as stream:
             data = ""
@@ -236,7 +236,8 @@ or, with OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp need no
     .venv/bin/keel run --provider openai --model qwen3 --base-url http://127.0.0.1:11434/v1 \\
         "Write fizzbuzz with a test."
 
-(keel's own API key is in {key_file}; the API and its docs are at {url}/docs)"""
+(keel's own API key is in {key_file}; the web viewer is at {url}/ and the API's docs
+at {url}/docs)"""
 
 
 async def _sessions(args: argparse.Namespace) -> int:
