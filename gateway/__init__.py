@@ -1,10 +1,11 @@
-"""The gateway: keel over HTTP.
+"""The gateway: keel over HTTP (`python -m gateway`).
 
-So far the core of `/v1`: sessions (create, get, list), their events (append user input,
-read the log, stream it live as SSE with resume), bearer API keys mapped to tenants, one JSON
-error shape, and an OpenAPI document generated from the msgspec bodies. Fork,
-pause/resume/cancel, audit, metrics and `python -m gateway` arrive with the rest of the
-gateway issue.
+`/v1`: sessions (create, get, list by status and creation time, delete when finished, fork,
+pause, resume, cancel), their events (append user input, read the log, stream it live as SSE
+with resume), audits (the hash chain, and the state a brain folds at any seq); bearer API
+keys mapped to tenants, Idempotency-Key on writes, one JSON error shape, an OpenAPI document
+generated from the msgspec bodies; `/healthz`, `/readyz`, `/metrics`, and the web viewer.
+Errors: `gateway.ApiProblem`, translated from the store's in `gateway._errors`.
 """
 
 from gateway._app import create_app
