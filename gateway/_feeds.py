@@ -32,9 +32,11 @@ from session_store import EventStore, StoreError
 log = logging.getLogger("keel.gateway")
 
 _ENCODER: Final = msgspec.json.Encoder()
-# Events read from the store at once, and frames a feed keeps for streams just behind it.
+# Events read from the store at once, and the frames a feed keeps for streams just behind
+# it: at most this many, and this many bytes (an event may be up to 256 KB).
 READ_BATCH: Final = 500
 KEPT_FRAMES: Final = 1000
+KEPT_BYTES: Final = 1_000_000
 
 
 def sse_frame(record: Recorded) -> bytes:
@@ -52,7 +54,8 @@ class Feed:
         self.session_id = session_id
         self.poll_s = poll_s
         self.seq = 0  # every event up to here has been read into `frames` (or before them)
-        self.frames: deque[tuple[int, bytes]] = deque(maxlen=KEPT_FRAMES)
+        self.frames: deque[tuple[int, bytes]] = deque()
+        self.kept_bytes = 0
         self.terminal = False
         # When the session was first seen over with nothing new: streams end a poll later,
         # so outcomes a cancelled session records just after are still sent.
@@ -126,6 +129,14 @@ class Feed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._grew.wait(), self.poll_s)
 
+    def _keep(self, seq: int, frame: bytes) -> None:
+        self.frames.append((seq, frame))
+        self.kept_bytes += len(frame)
+        while len(self.frames) > 1 and (
+            len(self.frames) > KEPT_FRAMES or self.kept_bytes > KEPT_BYTES
+        ):
+            self.kept_bytes -= len(self.frames.popleft()[1])
+
     async def _refresh(self, now: float) -> None:
         if not self._ready.is_set():
             # Start at the head: streams behind it read the store themselves.
@@ -138,7 +149,7 @@ class Feed:
             self.session_id, after_seq=self.seq, limit=READ_BATCH
         ):
             for record in records:
-                self.frames.append((record.seq, sse_frame(record)))
+                self._keep(record.seq, sse_frame(record))
                 # The session row's status is the last status event's, so the log says it.
                 if isinstance(record.event, SessionStatus):
                     self.terminal = record.event.status in TERMINAL_STATUSES

@@ -48,3 +48,30 @@ async def test_streams_from_anywhere_see_each_event_once(
     seen = await asyncio.wait_for(asyncio.gather(*watching), timeout=60)
     for after, seqs in zip(starts, seen, strict=True):
         assert seqs == list(range(after + 1, done.head_seq + 1)), after
+
+
+async def test_a_feed_keeps_a_bounded_number_of_bytes_and_streams_still_see_everything(
+    client: httpx.AsyncClient, store: EventStore, nats_server: NatsServer
+) -> None:
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    url = f"/v1/sessions/{session_id}/stream"
+
+    async def watch(after: int) -> list[int]:
+        async with client.stream("GET", url, headers={"last-event-id": str(after)}) as live:
+            return [int(event["id"]) for event in await sse(live)]
+
+    watching = [asyncio.create_task(watch(after)) for after in (0, 1)]
+    await asyncio.sleep(0.5)
+    big = "x" * 200_000  # eight of these are more than a feed keeps
+    nc = await nats.connect(nats_server.url)
+    try:
+        for _ in range(8):
+            await store.append_input(session_id, [UserMessage(text=big)])
+        done = await store.append_input(session_id, [SessionStatus(status="completed")])
+        await nc.publish(log_subject(session_id), b"%d" % done.head_seq)
+    finally:
+        await nc.drain()
+    seen = await asyncio.wait_for(asyncio.gather(*watching), timeout=60)
+    assert seen == [list(range(1, done.head_seq + 1)), list(range(2, done.head_seq + 1))]
+    # One joining now is behind what the feed kept: it reads the store, then follows.
+    assert await watch(1) == list(range(2, done.head_seq + 1))
