@@ -7,11 +7,13 @@ import asyncio
 import time
 
 import httpx
+import nats
 
 from brain.service import Brain
-from schemas import SessionStatus
+from schemas import SessionStatus, log_subject
 from session_store import EventStore
 from tests.gateway.test_api import SPEC, wait_until
+from tests.nats_server import NatsServer
 
 COUNTED_SPEC = {
     "model": {
@@ -151,3 +153,43 @@ async def test_input_sent_while_the_agent_is_busy_is_queued_in_order(
     responses = [e for e in events if e["type"] == "model.response"]
     assert responses[0]["data"]["context_seq"] == first_seq + 1  # and its "running"
     assert responses[1]["data"]["context_seq"] >= responses[0]["seq"]
+
+
+async def test_input_tells_live_streams_the_log_grew(
+    client: httpx.AsyncClient, nats_server: NatsServer
+) -> None:
+    """Streams learn of input at once, not on their next poll: the gateway says so on NATS,
+    as brains do after their commits."""
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    nc = await nats.connect(nats_server.url)
+    try:
+        told = await nc.subscribe(log_subject(session_id))
+        await nc.flush()
+        posted = await client.post(
+            f"/v1/sessions/{session_id}/events",
+            json={"events": [{"type": "user.message", "text": "hi"}]},
+        )
+        message = await told.next_msg(timeout=5)
+        assert int(message.data) == posted.json()["head_seq"] == 2
+    finally:
+        await nc.drain()
+
+
+async def test_a_whole_number_written_as_a_float_is_taken_and_a_fraction_is_not(
+    client: httpx.AsyncClient,
+) -> None:
+    """JSON, and the JSON Schema the OpenAPI shows, do not tell 1.0 from 1."""
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    url = f"/v1/sessions/{session_id}/fork"
+    assert (await client.post(url, content=b'{"at_seq": 1.0}')).status_code == 201
+    refused = await client.post(url, content=b'{"at_seq": 1.5}')
+    assert refused.status_code == 422 and "at_seq" in refused.json()["error"]["message"]
+
+
+async def test_a_wrong_method_names_every_method_the_path_takes(
+    client: httpx.AsyncClient,
+) -> None:
+    session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
+    wrong = await client.put(f"/v1/sessions/{session_id}")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["allow"] == "DELETE, GET"
