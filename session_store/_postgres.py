@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -22,6 +22,12 @@ T = TypeVar("T")
 # cannot_connect_now, and the connection-exception class.
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P03"})
 
+# A client frozen inside a transaction (SIGSTOP, a paused VM) keeps its row locks, and with
+# them every session it was writing, until it resumes: no other brain could take them over.
+# The server ends such a transaction after this long. No transaction here waits on its
+# client for more than milliseconds, so only a frozen or wedged one ever reaches it.
+IDLE_IN_TRANSACTION_TIMEOUT_MS: Final = 5000
+
 
 class PostgresEventStore(SqlEventStore):
     def __init__(
@@ -33,7 +39,11 @@ class PostgresEventStore(SqlEventStore):
         limits: StoreLimits | None = None,
         pool_size: int = 10,
     ) -> None:
-        connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+        server_settings = {
+            "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_TIMEOUT_MS)
+        }
+        if schema:
+            server_settings["search_path"] = schema
         super().__init__(clock=clock, limits=limits)
         # No pre-ping: it costs three round trips per checkout; a dropped connection shows up
         # as connection_invalidated instead, and the store retries it as transient.
@@ -41,7 +51,7 @@ class PostgresEventStore(SqlEventStore):
             _asyncpg_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            connect_args=connect_args,
+            connect_args={"server_settings": server_settings},
         )
 
         # Reads run without BEGIN/ROLLBACK around them: one round trip per query.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from schemas import (
     new_id,
 )
 from session_store import EventStore
-from tests.backends import Backend
+from tests.backends import Backend, SqliteBackend
 from tests.brain.conftest import start_session, wait_for_status
 from tests.brain.invariants import check_invariants
 from tests.brain.processes import BrainProcess
@@ -71,6 +72,38 @@ async def wait_for_event(
     while sum(isinstance(r.event, kind) for r in await store.read(session_id)) < count:
         assert time.monotonic() < deadline, f"no {count} x {kind.__name__} in {timeout_s}s"
         await asyncio.sleep(0.02)
+
+
+def freeze_between_writes(brain: BrainProcess, backend: Backend) -> None:
+    """SIGSTOP `brain` at a moment it is not inside a write to a SQLite store.
+
+    A process frozen inside a SQLite write transaction keeps the file's one write lock, and
+    every other process on the file waits until it thaws: SQLite cannot take a lock back from
+    a live process. (PostgreSQL ends a frozen client's transaction itself, after
+    idle_in_transaction_session_timeout; `test_postgres.py` drills that.) This drill is about
+    fencing a brain that lost its lease, so on SQLite it freezes the brain between writes.
+    """
+    for _ in range(100):
+        brain.signal(signal.SIGSTOP)
+        if not isinstance(backend, SqliteBackend) or not _write_locked(backend):
+            return
+        brain.signal(signal.SIGCONT)
+        time.sleep(0.005)
+    raise AssertionError("the brain was inside a write at every one of 100 tries")
+
+
+def _write_locked(backend: SqliteBackend) -> bool:
+    connection = sqlite3.connect(backend.path, timeout=0, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        return True
+    finally:
+        connection.close()
 
 
 # Where the first brain dies: the n-th time it reaches each point of a step. The first tool
@@ -122,12 +155,16 @@ async def test_a_brain_killed_during_a_slow_model_call_is_replaced(
 
 
 async def test_a_frozen_brain_past_its_lease_is_fenced_and_stops(
-    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    spawn: object,
+    store_backend: Backend,
 ) -> None:
     zombie = spawn()  # type: ignore[operator]
     session_id = await start_session(store, js, coding_spec(coding_script(slow_turn=1)))
     await wait_for_event(store, session_id, ToolResult, count=2)
-    zombie.signal(signal.SIGSTOP)  # mid model call, holding the lease
+    freeze_between_writes(zombie, store_backend)  # mid model call, holding the lease
     frozen_at = await store.head(session_id)
     spawn()  # type: ignore[operator]
     await wait_for_event(store, session_id, ModelResponse, count=3)
