@@ -28,6 +28,7 @@ from gateway._views import event_view, session_view
 from gateway._work import Announcer
 from schemas import (
     AUDIT_SUBJECT,
+    MAX_JSON_DEPTH,
     MAX_SEQ,
     TERMINAL_STATUSES,
     AuditReply,
@@ -45,6 +46,7 @@ from schemas import (
     SessionView,
     Status,
     UserMessage,
+    nesting_depth,
 )
 from session_store import EventStore, SessionInfo, SessionNotFound, StoreError
 
@@ -510,6 +512,20 @@ _WHOLE_FLOATS: Final = msgspec.json.Decoder(float_hook=_whole_as_int)
 
 async def decode_body(request: Request, kind: type[T]) -> T:
     body = await raw_body(request)
+    try:
+        decoded = _decode(body, kind)
+    except RecursionError as exc:
+        raise ApiProblem(422, _TOO_DEEP) from exc
+    # Decodable here, but every brain must be able to read it back from the log too.
+    if nesting_depth(decoded) > MAX_JSON_DEPTH:
+        raise ApiProblem(422, _TOO_DEEP)
+    return decoded
+
+
+_TOO_DEEP: Final = f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:

@@ -31,7 +31,7 @@ def event_view(record: Recorded) -> EventView:
     if isinstance(record.event, UnknownEvent):
         try:
             data = msgspec.json.decode(record.event.data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             data = {"raw": record.event.data}
     else:
         data = msgspec.to_builtins(record.event)

@@ -76,6 +76,7 @@ from schemas._hands import (
     ToolOutcome,
 )
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
+from schemas._nesting import MAX_JSON_DEPTH, nesting_depth
 from schemas._tools import (
     TOOLS,
     BashInput,
@@ -147,6 +148,7 @@ __all__ = [
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "ID_PATTERN",
+    "MAX_JSON_DEPTH",
     "TERMINAL_STATUSES",
     "AgentSpec",
     "ApprovalDenied",
@@ -190,5 +192,6 @@ __all__ = [
     "event_type",
     "is_event",
     "is_valid_id",
+    "nesting_depth",
     "new_id",
 ]

@@ -37,7 +37,9 @@ def decode_event(type_: str, data: str | bytes) -> Event | UnknownEvent:
         return UnknownEvent(type=type_, data=_text(data))
     try:
         return decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+        # RecursionError: nested too deeply to decode here (refused where input comes in,
+        # but a log written by anyone else must still replay).
         return UnknownEvent(type=type_, data=_text(data), error=str(exc))
 
 

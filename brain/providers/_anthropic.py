@@ -44,6 +44,7 @@ from brain.providers._base import ModelRequest, ProviderError, ToolDefinition
 from brain.providers._common import (
     SdkClients,
     api_key,
+    checked_tool_input,
     elapsed_ms,
     explain,
     malformed,
@@ -273,7 +274,11 @@ class _Reader:
         return ToolUseBlock(
             call_id=response_call_id(block.call_id, taken),
             name=block.name,
-            input=arguments if block.parts else dict(block.start_input),
+            input=(
+                arguments
+                if block.parts
+                else checked_tool_input(NAME, block.name, dict(block.start_input))
+            ),
         )
 
     def _block(self, index: int) -> _Block:

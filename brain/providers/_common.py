@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Generic, Protocol, TypeVar
 
 from brain.providers._base import ProviderError
-from schemas import ModelSpec, is_valid_id, new_id
+from schemas import MAX_JSON_DEPTH, ModelSpec, is_valid_id, nesting_depth, new_id
 
 # Statuses worth another try: a timeout, a conflict, rate limits and every server error
 # (Anthropic's 529 "overloaded" included). 400, 401, 403, 404, 413, 422 will fail again.
@@ -184,12 +184,21 @@ def tool_input(provider: str, name: str, arguments: str) -> dict[str, object]:
         return {}
     try:
         value = json.loads(arguments)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise malformed(
             provider, f"the input of tool call {name!r} is not valid JSON ({exc})"
         ) from exc
     if not isinstance(value, dict):
         raise malformed(provider, f"the input of tool call {name!r} is not a JSON object")
+    return checked_tool_input(provider, name, value)
+
+
+def checked_tool_input(provider: str, name: str, value: dict[str, object]) -> dict[str, object]:
+    """A tool input the log can keep: one nested too deeply could not be read back."""
+    if nesting_depth(value) > MAX_JSON_DEPTH:
+        raise malformed(
+            provider, f"the input of tool call {name!r} nests deeper than {MAX_JSON_DEPTH} levels"
+        )
     return value
 
 

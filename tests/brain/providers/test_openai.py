@@ -314,6 +314,18 @@ async def test_a_malformed_response_is_retried(server: ModelServer, providers: P
     )
 
 
+async def test_tool_input_nested_too_deeply_for_the_log_is_malformed(
+    server: ModelServer, providers: Providers
+) -> None:
+    """Deep enough to break a decoder (or to be stored and then break every reader)."""
+    for arguments in ('{"a":' * 5000 + "1" + "}" * 5000, '{"a":' * 100 + "1" + "}" * 100):
+        server.reply(tool_turn(arguments))
+        with pytest.raises(ProviderError) as caught:
+            await providers.openai.complete(request(server))
+        assert str(caught.value).startswith("openai: malformed response: the input of tool call")
+        assert caught.value.retryable
+
+
 async def test_malformed_responses_until_the_last_attempt_end_in_a_clear_failure(
     server: ModelServer, providers: Providers
 ) -> None:
