@@ -40,7 +40,7 @@ from nats.js.api import (
 )
 
 from brain.audit import answer_audit
-from brain.crashpoints import Crashpoints
+from brain.crashpoints import brain_crashpoints
 from brain.hands_client import HandsClient
 from brain.providers import Providers
 from brain.settings import BrainSettings
@@ -128,7 +128,7 @@ class Brain:
             hands=HandsClient(self._nc),
             settings=self.settings,
             providers=self.providers.provider_for,
-            crash=Crashpoints(self.settings.crash_at),
+            crash=brain_crashpoints(self.settings.crash_at),
         )
         subscription = await self._js.pull_subscribe(
             WORK_SUBJECTS,

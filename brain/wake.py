@@ -30,7 +30,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from brain.context import build_context
-from brain.crashpoints import Crashpoints
+from brain.crashpoints import brain_crashpoints
 from brain.decide import (
     Action,
     AskApproval,
@@ -67,6 +67,7 @@ from schemas import (
     ApprovalRequested,
     BudgetReached,
     CallRequest,
+    Crashpoints,
     Event,
     JudgeVerdict,
     LoopDetected,
@@ -123,7 +124,7 @@ class BrainDeps:
     hands: HandsClient
     settings: BrainSettings
     providers: Callable[[ModelSpec], ModelProvider] = provider_for
-    crash: Crashpoints = field(default_factory=Crashpoints)
+    crash: Crashpoints = field(default_factory=brain_crashpoints)
     clock: Callable[[], float] = time.time
 
 

@@ -11,6 +11,8 @@ import uvicorn
 import uvloop
 
 from gateway._app import create_app
+from gateway._idempotency import CRASH_POINTS
+from schemas import Crashpoints
 from session_store import open_store
 
 
@@ -18,8 +20,10 @@ async def serve(store_url: str, nats_url: str, host: str, port: int, access_log:
     store = open_store(store_url)
     await store.migrate()
     nc = await nats.connect(nats_url, name="gateway", max_reconnect_attempts=-1)
+    # A drill names a point where the gateway kills itself (`gateway._idempotency`).
+    crash = Crashpoints(os.environ.get("KEEL_CRASH_AT") or None, CRASH_POINTS)
     config = uvicorn.Config(
-        create_app(store, nc),
+        create_app(store, nc, crash=crash),
         host=host,
         port=port,
         log_level="info",

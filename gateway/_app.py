@@ -7,10 +7,8 @@ exist.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, Final, TypeVar
+from collections.abc import AsyncIterator
+from typing import Annotated, Final, TypeVar
 
 import msgspec
 import nats.errors
@@ -20,6 +18,7 @@ from nats.aio.client import Client as NATS
 
 from gateway._errors import ApiProblem, install_error_handlers, json_response
 from gateway._feeds import Feeds
+from gateway._idempotency import Idempotency
 from gateway._metrics import GatewayMetrics, install_metrics
 from gateway._openapi import body_of, install_openapi, responds_with, stream_responses
 from gateway._stream import StreamSettings, event_stream
@@ -35,6 +34,7 @@ from schemas import (
     AuditRequest,
     AuditView,
     ChainCheck,
+    Crashpoints,
     CreateSession,
     EventPage,
     ForkSession,
@@ -48,7 +48,7 @@ from schemas import (
     UserMessage,
     nesting_depth,
 )
-from session_store import EventStore, SessionInfo, SessionNotFound, StoreError
+from session_store import Appended, EventStore, SessionInfo, SessionNotFound, StoreError
 
 T = TypeVar("T")
 
@@ -58,8 +58,10 @@ tenant's session is a 404, as if it did not exist.
 
 **Retries.** Every write (POST, DELETE) takes an optional `Idempotency-Key` header (1 to 255
 characters): a retry with the same key and the same request gets the first answer, marked
-`Idempotent-Replayed: true`, and nothing is done twice. The same key with another request is
-a 422; while the first request is still being handled, a 409.
+`Idempotent-Replayed: true`, and nothing is done twice, whatever crashed in between (the
+answer is recorded in the same transaction as the write). Requests with one key sent at
+once are done once, and all get that answer. The same key with another request is a 422.
+A 409 is final (`x-should-retry: false`); a 503 says when to try again (`Retry-After`).
 
 **Streams.** `GET /v1/sessions/{session_id}/stream` sends the log as Server-Sent Events, each
 with `id: <seq>`; reconnect with `Last-Event-ID: <seq>` (or `?after=`) to get everything
@@ -70,7 +72,6 @@ after it, with no gap and no duplicate, from any gateway.
 
 _ENCODER: Final = msgspec.json.Encoder()
 _AUDIT_REPLY: Final = msgspec.json.Decoder(AuditReply)
-Route = TypeVar("Route", bound=Callable[..., Awaitable[Response]])
 
 # A request body larger than this is refused with 413 before it is decoded.
 MAX_BODY_BYTES: Final = 1_000_000
@@ -84,7 +85,13 @@ _PAUSED: Final = frozenset({"paused"})
 _CANCELLABLE: Final = frozenset({"idle", "running", "waiting", "paused"})
 
 
-def create_app(store: EventStore, nc: NATS, *, stream: StreamSettings | None = None) -> FastAPI:
+def create_app(
+    store: EventStore,
+    nc: NATS,
+    *,
+    stream: StreamSettings | None = None,
+    crash: Crashpoints | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="keel",
         version="0.1.0",
@@ -95,10 +102,11 @@ def create_app(store: EventStore, nc: NATS, *, stream: StreamSettings | None = N
     install_openapi(app)
     metrics = install_metrics(app)
     access = _Access(store)
+    keys = Idempotency(store, access.tenant_of, raw_body, crash or Crashpoints())
     announcer = Announcer(nc)
     _health_routes(app, store, nc)
-    _session_routes(app, store, access, announcer)
-    _event_routes(app, store, nc, access, announcer, stream or StreamSettings(), metrics)
+    _session_routes(app, store, access, keys, announcer)
+    _event_routes(app, store, nc, access, keys, announcer, stream or StreamSettings(), metrics)
     _audit_routes(app, store, nc, access)
     install_viewer(app)
     return app
@@ -149,49 +157,6 @@ class _Access:
             raise ApiProblem(401, "unknown API key")
         return tenant
 
-    def idempotent(self, handler: Route) -> Route:
-        """A write sent again with the same `Idempotency-Key` gets the first answer, and
-        nothing is done twice; the same key with another request is refused."""
-
-        @functools.wraps(handler)
-        async def route(request: Request, *args: Any, **kwargs: Any) -> Response:
-            key = request.headers.get("idempotency-key")
-            if key is None:
-                return await handler(request, *args, **kwargs)
-            if not 1 <= len(key) <= 255:
-                raise ApiProblem(422, "Idempotency-Key must be 1 to 255 characters")
-            tenant = await self.tenant_of(request)
-            digest = hashlib.sha256(
-                b"%s %s\n%s"
-                % (request.method.encode(), request.url.path.encode(), await raw_body(request))
-            ).hexdigest()
-            held = await self.store.remember_request(tenant, key, digest)
-            if held is not None:
-                if held.request_hash != digest:
-                    raise ApiProblem(422, "this Idempotency-Key came with a different request")
-                if held.status == 0:
-                    raise ApiProblem(409, "a request with this Idempotency-Key is still running")
-                return Response(
-                    held.body,
-                    status_code=held.status,
-                    media_type="application/json",
-                    headers={"Idempotent-Replayed": "true"},
-                )
-            try:
-                response = await handler(request, *args, **kwargs)
-            except BaseException:
-                await self.store.forget_request(tenant, key)
-                raise
-            if 200 <= response.status_code < 300:
-                await self.store.remember_response(
-                    tenant, key, response.status_code, bytes(response.body)
-                )
-            else:
-                await self.store.forget_request(tenant, key)
-            return response
-
-        return route  # type: ignore[return-value]
-
     async def session_of(self, request: Request, session_id: str) -> SessionInfo:
         tenant = await self.tenant_of(request)
         try:
@@ -203,26 +168,39 @@ class _Access:
         return info
 
 
-def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer: Announcer) -> None:
+def _session_routes(
+    app: FastAPI, store: EventStore, access: _Access, keys: Idempotency, announcer: Announcer
+) -> None:
+    def created(info: SessionInfo) -> Response:
+        return json_response(session_view(info), 201)
+
+    def posted(appended: Appended) -> Response:
+        return json_response(PostedEvents(head_seq=appended.head_seq), 202)
+
+    def deleted(_: None) -> Response:
+        return Response(status_code=204)
+
     @app.post(
         "/v1/sessions",
         status_code=201,
         openapi_extra=body_of(CreateSession) | responds_with(201, SessionView, write=True),
         response_class=Response,
     )
-    @access.idempotent
+    @keys.route
     async def create_session(request: Request) -> Response:
         """Create a session that runs `spec`; with `message`, the agent starts at once."""
         tenant = await access.tenant_of(request)
         body = await decode_body(request, CreateSession)
         info = await store.create_session(
-            tenant, SessionCreated(spec=body.spec, title=body.title, metadata=body.metadata)
+            tenant,
+            SessionCreated(spec=body.spec, title=body.title, metadata=body.metadata),
+            first_input=[UserMessage(text=body.message)] if body.message is not None else (),
+            keyed=keys.keyed(request, created),
         )
+        keys.wrote()
         if body.message is not None:
-            appended = await store.append_input(info.session_id, [UserMessage(text=body.message)])
-            await announcer.announce(info.session_id, "user.message", appended.head_seq)
-            info = msgspec.structs.replace(info, head_seq=appended.head_seq)
-        return json_response(session_view(info), 201)
+            await announcer.announce(info.session_id, "user.message", info.head_seq)
+        return created(info)
 
     @app.get(
         "/v1/sessions",
@@ -260,7 +238,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         openapi_extra=body_of(ForkSession) | responds_with(201, SessionView, write=True),
         response_class=Response,
     )
-    @access.idempotent
+    @keys.route
     async def fork_session(request: Request, session_id: str) -> Response:
         """Time travel: a new session whose log starts as a copy of this one's up to
         `at_seq` (recorded with `session.forked`); this one is left as it is."""
@@ -270,10 +248,13 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
             raise ApiProblem(
                 409, f"at_seq {body.at_seq} is past the log's head ({parent.head_seq})"
             )
-        child = await store.fork_session(session_id, body.at_seq, parent.tenant)
+        child = await store.fork_session(
+            session_id, body.at_seq, parent.tenant, keyed=keys.keyed(request, created)
+        )
+        keys.wrote()
         # The copy may end on input nobody has answered yet.
         await announcer.announce(child.session_id, "forked", child.head_seq)
-        return json_response(session_view(child), 201)
+        return created(child)
 
     async def change_status(
         request: Request, session_id: str, to: Status, allowed_from: frozenset[str], why: str
@@ -282,10 +263,13 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         if info.status not in allowed_from:
             raise ApiProblem(409, f"the session is {info.status}; it cannot be {why}")
         appended = await store.append_input(
-            session_id, [SessionStatus(status=to, reason=f"{why} by the user")]
+            session_id,
+            [SessionStatus(status=to, reason=f"{why} by the user")],
+            keyed=keys.keyed(request, posted),
         )
+        keys.wrote()
         await announcer.announce(session_id, why, appended.head_seq)
-        return json_response(PostedEvents(head_seq=appended.head_seq), 202)
+        return posted(appended)
 
     @app.post(
         "/v1/sessions/{session_id}/pause",
@@ -293,7 +277,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         openapi_extra=responds_with(202, PostedEvents, write=True),
         response_class=Response,
     )
-    @access.idempotent
+    @keys.route
     async def pause(request: Request, session_id: str) -> Response:
         """Stop taking new steps (calls in flight finish and are recorded)."""
         return await change_status(request, session_id, "paused", _PAUSABLE, "paused")
@@ -304,7 +288,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         openapi_extra=responds_with(202, PostedEvents, write=True),
         response_class=Response,
     )
-    @access.idempotent
+    @keys.route
     async def resume(request: Request, session_id: str) -> Response:
         """Carry on from where it paused (a budget or loop guard is cleared too)."""
         return await change_status(request, session_id, "running", _PAUSED, "resumed")
@@ -315,7 +299,7 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         openapi_extra=responds_with(202, PostedEvents, write=True),
         response_class=Response,
     )
-    @access.idempotent
+    @keys.route
     async def cancel(request: Request, session_id: str) -> Response:
         """End the session for good: calls not sent never run, calls in flight are stopped,
         and each still gets its one recorded outcome."""
@@ -336,13 +320,14 @@ def _session_routes(app: FastAPI, store: EventStore, access: _Access, announcer:
         response_class=Response,
         openapi_extra=responds_with(204, None, write=True),
     )
-    @access.idempotent
+    @keys.route
     async def delete_session(request: Request, session_id: str) -> Response:
         """Remove a finished session and its log for good; a session that is not finished
         (or whose brain is still recording its last events) is a 409: cancel it first."""
         await access.session_of(request, session_id)
-        await store.delete_session(session_id)
-        return Response(status_code=204)
+        await store.delete_session(session_id, keyed=keys.keyed(request, deleted))
+        keys.wrote()
+        return deleted(None)
 
 
 def _event_routes(
@@ -350,10 +335,14 @@ def _event_routes(
     store: EventStore,
     nc: NATS,
     access: _Access,
+    keys: Idempotency,
     announcer: Announcer,
     stream: StreamSettings,
     metrics: GatewayMetrics,
 ) -> None:
+    def posted(appended: Appended) -> Response:
+        return json_response(PostedEvents(head_seq=appended.head_seq), 202)
+
     feeds = Feeds(store, nc, stream.poll_s)
 
     @app.post(
@@ -362,7 +351,7 @@ def _event_routes(
         openapi_extra=body_of(PostEvents) | responds_with(202, PostedEvents, write=True),
         response_class=Response,
     )
-    @access.idempotent
+    @keys.route
     async def post_events(request: Request, session_id: str) -> Response:
         """Append user input (messages, interrupts, approval decisions), in order; the agent
         takes it up as soon as it can, even while it is busy."""
@@ -370,9 +359,12 @@ def _event_routes(
         body = await decode_body(request, PostEvents)
         if info.status in TERMINAL_STATUSES:
             raise ApiProblem(409, f"the session is {info.status}; it takes no more input")
-        appended = await store.append_input(session_id, body.events)
+        appended = await store.append_input(
+            session_id, body.events, keyed=keys.keyed(request, posted)
+        )
+        keys.wrote()
         await announcer.announce(session_id, "user input", appended.head_seq)
-        return json_response(PostedEvents(head_seq=appended.head_seq), 202)
+        return posted(appended)
 
     @app.get(
         "/v1/sessions/{session_id}/events",

@@ -43,12 +43,26 @@ _STATUS_CODES: Final = {
 }
 
 
+# How long a client should wait before retrying a request the store could not serve.
+RETRY_AFTER_S: Final = 1
+
+
 class ApiProblem(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
+        """`retry_after` (seconds): the problem passes by itself and a retry may succeed; a
+        503 always has one, a 409 only when given (other 409s are final)."""
         super().__init__(message)
         self.status = status
         self.code = code or _STATUS_CODES.get(status, "error")
         self.message = message
+        self.retry_after = RETRY_AFTER_S if status == 503 and retry_after is None else retry_after
 
 
 def json_response(body: msgspec.Struct, status: int = 200) -> Response:
@@ -57,10 +71,15 @@ def json_response(body: msgspec.Struct, status: int = 200) -> Response:
 
 def problem_response(problem: ApiProblem) -> Response:
     body = ApiError(error=ApiErrorDetail(code=problem.code, message=problem.message))
-    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
     response = json_response(body, problem.status)
-    if headers:
-        response.headers.update(headers)
+    if problem.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    # Clients such as the official SDKs retry 409s (and 5xx) unless told otherwise.
+    if problem.retry_after is not None:
+        response.headers["Retry-After"] = str(problem.retry_after)
+        response.headers["x-should-retry"] = "true"
+    elif problem.status == 409:
+        response.headers["x-should-retry"] = "false"
     return response
 
 
@@ -72,6 +91,8 @@ def from_store_error(error: StoreError) -> ApiProblem:
             return ApiProblem(413, str(error))
         case InvalidInput():
             return ApiProblem(422, str(error))
+        case SessionBusy(passing=True):
+            return ApiProblem(409, str(error), retry_after=RETRY_AFTER_S)
         case Conflict() | SessionBusy():
             return ApiProblem(409, str(error))
         case StoreUnavailable():

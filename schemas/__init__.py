@@ -38,6 +38,7 @@ from schemas._content import (
     ToolUseBlock,
     Usage,
 )
+from schemas._crashpoints import Crashpoints
 from schemas._events import (
     EVENT_CLASSES,
     TERMINAL_STATUSES,
@@ -163,6 +164,7 @@ __all__ = [
     "CompletionCondition",
     "ContentBlock",
     "ContextCompacted",
+    "Crashpoints",
     "Event",
     "JudgeVerdict",
     "LoopDetected",

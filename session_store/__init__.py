@@ -12,6 +12,7 @@ from session_store._errors import (
     Fenced,
     InvalidEvent,
     InvalidInput,
+    KeyTaken,
     LeaseHeld,
     PayloadTooLarge,
     SessionBusy,
@@ -20,6 +21,7 @@ from session_store._errors import (
     StoreError,
     StoreUnavailable,
 )
+from session_store._idempotency import IdempotentWrite
 from session_store._open import open_store
 from session_store._protocol import EventStore
 from session_store._records import (
@@ -60,8 +62,10 @@ __all__ = [
     "Conflict",
     "EventStore",
     "Fenced",
+    "IdempotentWrite",
     "InvalidEvent",
     "InvalidInput",
+    "KeyTaken",
     "Lease",
     "LeaseHeld",
     "PayloadTooLarge",

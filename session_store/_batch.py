@@ -8,14 +8,16 @@ against the head its predecessors in the batch left, so one stale append fails a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
 
 from schemas import Usage
-from session_store._errors import Conflict, Fenced, SessionNotFound, StoreError
+from session_store._errors import Conflict, Fenced, KeyTaken, SessionNotFound, StoreError
 from session_store._hashing import chain_hash
+from session_store._idempotency import IdempotentWrite
 from session_store._records import Appended
 
 # How long input may wait for a brain before the sweeper gives it to one.
@@ -63,6 +65,8 @@ class PendingAppend:
     status: tuple[str, str] | None
     future: asyncio.Future[Appended] = field(repr=False)
     tally: Tally = NO_TALLY
+    # User input sent with an Idempotency-Key: its answer is recorded in the batch's commit.
+    keyed: IdempotentWrite[Appended] | None = None
 
 
 @dataclass(slots=True)
@@ -84,12 +88,20 @@ class Plan:
     rejected: list[tuple[PendingAppend, StoreError]] = field(default_factory=list)
 
 
-def plan_batch(pending: list[PendingAppend], heads: dict[str, Head], at: float) -> Plan:
-    """Judge each append in order against the running heads; `heads` is updated in place."""
+def plan_batch(
+    pending: list[PendingAppend],
+    heads: dict[str, Head],
+    at: float,
+    refused: Set[int] = frozenset(),
+) -> Plan:
+    """Judge each append in order against the running heads; `heads` is updated in place.
+    Appends whose `id()` is in `refused` lost their Idempotency-Key to another write."""
     plan = Plan()
     for append in pending:
         head = heads.get(append.session_id)
         error = _rejection(append, head)
+        if id(append) in refused and append.keyed is not None:
+            error = KeyTaken(append.keyed.tenant, append.keyed.key)
         if error is not None:
             plan.rejected.append((append, error))
             continue

@@ -7,6 +7,7 @@ StoreError
 ├── Conflict           append's expect_seq is not the session's head
 ├── Fenced             the caller's lease epoch is no longer current: stop touching the session
 ├── LeaseHeld          claim while another owner holds an unexpired lease
+├── KeyTaken           a keyed write lost its Idempotency-Key to one that committed first
 ├── InvalidInput       a bad id, tenant, seq or argument
 │   ├── InvalidEvent       not a valid event, or one only the store may write
 │   └── PayloadTooLarge    an encoded event or blob over the configured limit
@@ -34,9 +35,11 @@ class SessionExists(StoreError):
 
 
 class SessionBusy(StoreError):
-    def __init__(self, session_id: str, why: str) -> None:
+    def __init__(self, session_id: str, why: str, *, passing: bool = False) -> None:
         super().__init__(f"session {session_id!r} cannot be deleted: {why}")
         self.session_id = session_id
+        # The reason will pass by itself (a brain finishing up): a retry soon may succeed.
+        self.passing = passing
 
 
 class Conflict(StoreError):
@@ -65,6 +68,13 @@ class LeaseHeld(StoreError):
         self.session_id = session_id
         self.owner = owner
         self.until = until
+
+
+class KeyTaken(StoreError):
+    def __init__(self, tenant: str, key: str) -> None:
+        super().__init__(f"the Idempotency-Key {key!r} of {tenant!r} belongs to another write")
+        self.tenant = tenant
+        self.key = key
 
 
 class InvalidInput(StoreError):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from schemas import BlobRef, Event, Recorded, SessionCreated
+from session_store._idempotency import IdempotentWrite
 from session_store._records import (
     ApiKey,
     Appended,
@@ -23,9 +24,22 @@ class EventStore(Protocol):
     async def close(self) -> None: ...
 
     async def create_session(
-        self, tenant: str, created: SessionCreated, *, session_id: str | None = None
+        self,
+        tenant: str,
+        created: SessionCreated,
+        *,
+        session_id: str | None = None,
+        first_input: Sequence[Event] = (),
+        keyed: IdempotentWrite[SessionInfo] | None = None,
     ) -> SessionInfo: ...
-    async def fork_session(self, parent_id: str, at_seq: int, tenant: str) -> SessionInfo: ...
+    async def fork_session(
+        self,
+        parent_id: str,
+        at_seq: int,
+        tenant: str,
+        *,
+        keyed: IdempotentWrite[SessionInfo] | None = None,
+    ) -> SessionInfo: ...
     async def get_session(self, session_id: str) -> SessionInfo: ...
     async def list_sessions(
         self,
@@ -37,13 +51,20 @@ class EventStore(Protocol):
         limit: int = 50,
         cursor: str | None = None,
     ) -> SessionPage: ...
-    async def delete_session(self, session_id: str) -> None: ...
+    async def delete_session(
+        self, session_id: str, *, keyed: IdempotentWrite[None] | None = None
+    ) -> None: ...
 
     async def append(
         self, session_id: str, events: Sequence[Event], expect_seq: int, epoch: int
     ) -> Appended: ...
     async def append_input(
-        self, session_id: str, events: Sequence[Event], expect_seq: int | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        expect_seq: int | None = None,
+        *,
+        keyed: IdempotentWrite[Appended] | None = None,
     ) -> Appended: ...
     async def read(
         self, session_id: str, after_seq: int = 0, limit: int | None = None
@@ -68,11 +89,7 @@ class EventStore(Protocol):
     async def create_api_key(self, tenant: str, name: str = "") -> ApiKey: ...
     async def tenant_for_key(self, key: str) -> str | None: ...
 
-    async def remember_request(
-        self, tenant: str, key: str, request_hash: str
-    ) -> Remembered | None: ...
-    async def remember_response(self, tenant: str, key: str, status: int, body: bytes) -> None: ...
-    async def forget_request(self, tenant: str, key: str) -> None: ...
+    async def recall(self, tenant: str, key: str) -> Remembered | None: ...
 
     async def put_blob(self, data: bytes, media_type: str = "text/plain") -> BlobRef: ...
     async def get_blob(self, digest: str) -> bytes: ...

@@ -82,8 +82,8 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Remembered(msgspec.Struct, frozen=True, kw_only=True):
-    """What an Idempotency-Key already stands for: the request it came with (a hash) and,
-    once answered, the response (`status` 0 while the first request is still handled)."""
+    """What an Idempotency-Key stands for: the request it came with (a hash) and the answer
+    recorded with that request's effect."""
 
     request_hash: str
     status: int

@@ -46,11 +46,12 @@ from schemas import (
     decode_event,
     new_id,
 )
-from session_store._batch import NO_TALLY, Head, PendingAppend, Plan, plan_batch
+from session_store._batch import INPUT_GRACE_S, NO_TALLY, Head, PendingAppend, Plan, plan_batch
 from session_store._errors import (
     BlobNotFound,
     Fenced,
     InvalidInput,
+    KeyTaken,
     LeaseHeld,
     PayloadTooLarge,
     SessionBusy,
@@ -60,6 +61,14 @@ from session_store._errors import (
     StoreUnavailable,
 )
 from session_store._hashing import GENESIS, blob_digest, chain_hash
+from session_store._idempotency import (
+    IdempotentWrite,
+    answer_claimed,
+    claim_keys,
+    recall,
+    record_answer,
+    unclaim,
+)
 from session_store._records import (
     ApiKey,
     Appended,
@@ -75,7 +84,6 @@ from session_store._tables import (
     api_keys,
     blobs,
     events,
-    idempotency_keys,
     sessions,
     snapshots,
 )
@@ -213,16 +221,54 @@ class SqlEventStore:
     # -- sessions ---------------------------------------------------------------------------
 
     async def create_session(
-        self, tenant: str, created: SessionCreated, *, session_id: str | None = None
+        self,
+        tenant: str,
+        created: SessionCreated,
+        *,
+        session_id: str | None = None,
+        first_input: Sequence[Event] = (),
+        keyed: IdempotentWrite[SessionInfo] | None = None,
     ) -> SessionInfo:
-        """Create a session whose log starts with `created` at seq 1."""
+        """Create a session whose log starts with `created` at seq 1, then `first_input`
+        (user input the agent starts on), all in one transaction; with `keyed`, its answer
+        is recorded in that transaction too (KeyTaken if the key is another write's)."""
         check_id("tenant", tenant)
         session_id = check_id("session id", new_id("ses") if session_id is None else session_id)
         if not isinstance(created, SessionCreated):
             raise InvalidInput("a session starts with a SessionCreated event")
-        type_, data = encode_checked(created, self.limits.max_event_bytes)
+        rows = [encode_checked(created, self.limits.max_event_bytes)]
+        status, reason, attention_at = "idle", "", None
         now = self._clock()
-        head_hash = chain_hash(GENESIS, session_id, 1, type_, now, data)
+        if first_input:
+            input_rows, last_status, _ = encode_append(first_input, self.limits.max_event_bytes)
+            rows += input_rows
+            status, reason = last_status or (status, reason)
+            attention_at = now + INPUT_GRACE_S
+        chained: list[dict[str, object]] = []
+        head_hash = GENESIS
+        for seq, (type_, data) in enumerate(rows, start=1):
+            head_hash = chain_hash(head_hash, session_id, seq, type_, now, data)
+            chained.append(
+                {
+                    "session_id": session_id,
+                    "seq": seq,
+                    "type": type_,
+                    "at": now,
+                    "data": data,
+                    "hash": head_hash,
+                }
+            )
+        info = SessionInfo(
+            session_id=session_id,
+            tenant=tenant,
+            created_at=now,
+            updated_at=now,
+            head_seq=len(rows),
+            status=status,  # type: ignore[arg-type]
+            status_reason=reason,
+            title=created.title,
+            metadata=created.metadata,
+        )
 
         def create(conn: Connection) -> None:
             conn.execute(
@@ -232,45 +278,36 @@ class SqlEventStore:
                     "tenant": tenant,
                     "created_at": now,
                     "updated_at": now,
-                    "head_seq": 1,
+                    "head_seq": info.head_seq,
                     "head_hash": head_hash,
-                    "status": "idle",
-                    "status_reason": "",
+                    "status": status,
+                    "status_reason": reason,
                     "lease_owner": None,
                     "lease_epoch": 0,
                     "lease_until": None,
+                    "wake_at": attention_at,
                     "title": created.title,
                     "metadata": _METADATA.encode(created.metadata).decode(),
                 },
             )
-            conn.execute(
-                insert(events),
-                {
-                    "session_id": session_id,
-                    "seq": 1,
-                    "type": type_,
-                    "at": now,
-                    "data": data,
-                    "hash": head_hash,
-                },
-            )
+            conn.execute(insert(events), chained)
+            if keyed is not None:
+                record_answer(conn, keyed, info, now)
 
         try:
             await self._write(create)
         except IntegrityError as exc:
             raise SessionExists(session_id) from exc
-        return SessionInfo(
-            session_id=session_id,
-            tenant=tenant,
-            created_at=now,
-            updated_at=now,
-            head_seq=1,
-            status="idle",
-            title=created.title,
-            metadata=created.metadata,
-        )
+        return info
 
-    async def fork_session(self, parent_id: str, at_seq: int, tenant: str) -> SessionInfo:
+    async def fork_session(
+        self,
+        parent_id: str,
+        at_seq: int,
+        tenant: str,
+        *,
+        keyed: IdempotentWrite[SessionInfo] | None = None,
+    ) -> SessionInfo:
         """A new session whose log is a copy of `parent_id`'s up to `at_seq` (each event as
         it was, `at` included, chained anew under the new id), then `session.forked`. The
         parent is untouched: time travel without rewriting history."""
@@ -342,7 +379,7 @@ class SqlEventStore:
                 },
             )
             conn.execute(insert(events), copied)
-            return SessionInfo(
+            info = SessionInfo(
                 session_id=session_id,
                 tenant=tenant,
                 created_at=now,
@@ -356,6 +393,9 @@ class SqlEventStore:
                 cost_usd=tally.cost_usd,
                 turns=tally.turns,
             )
+            if keyed is not None:
+                record_answer(conn, keyed, info, now)
+            return info
 
         return await self._write(fork)
 
@@ -403,7 +443,9 @@ class SqlEventStore:
 
         return await self._read(page)
 
-    async def delete_session(self, session_id: str) -> None:
+    async def delete_session(
+        self, session_id: str, *, keyed: IdempotentWrite[None] | None = None
+    ) -> None:
         """Remove a finished session: its log, snapshots and row, in one transaction.
 
         Refused (SessionBusy) while it is not terminal, or while a brain still holds its
@@ -421,10 +463,14 @@ class SqlEventStore:
             if status not in TERMINAL_STATUSES:
                 raise SessionBusy(session_id, f"it is {status} (only a finished session can be)")
             if owner is not None and until is not None and until > self._clock():
-                raise SessionBusy(session_id, "a brain is still recording its last events")
+                raise SessionBusy(
+                    session_id, "a brain is still recording its last events", passing=True
+                )
             conn.execute(delete(events).where(events.c.session_id == session_id))
             conn.execute(delete(snapshots).where(snapshots.c.session_id == session_id))
             conn.execute(delete(sessions).where(sessions.c.session_id == session_id))
+            if keyed is not None:
+                record_answer(conn, keyed, None, self._clock())
 
         await self._write(remove)
 
@@ -439,10 +485,16 @@ class SqlEventStore:
         return await self._append(session_id, events, expect_seq, epoch)
 
     async def append_input(
-        self, session_id: str, events: Sequence[Event], expect_seq: int | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        expect_seq: int | None = None,
+        *,
+        keyed: IdempotentWrite[Appended] | None = None,
     ) -> Appended:
-        """The unfenced path for user input (the gateway holds no lease)."""
-        return await self._append(session_id, events, expect_seq, None)
+        """The unfenced path for user input (the gateway holds no lease). With `keyed`, the
+        answer is recorded in the append's transaction (KeyTaken if the key is taken)."""
+        return await self._append(session_id, events, expect_seq, None, keyed)
 
     async def _append(
         self,
@@ -450,10 +502,13 @@ class SqlEventStore:
         events: Sequence[Event],
         expect_seq: int | None,
         epoch: int | None,
+        keyed: IdempotentWrite[Appended] | None = None,
     ) -> Appended:
         rows, status, tally = encode_append(events, self.limits.max_event_bytes)
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        pending = PendingAppend(session_id, rows, expect_seq, epoch, status, future, tally)
+        pending = PendingAppend(
+            session_id, rows, expect_seq, epoch, status, future, tally, keyed=keyed
+        )
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -509,10 +564,25 @@ class SqlEventStore:
         ids = sorted({pending.session_id for pending in batch})
         result = conn.execute(_LOCK_HEADS, {"ids": ids})
         heads = {row[0]: Head(row[1], row[2], row[3], row[4], row[5]) for row in result}
-        plan = plan_batch(batch, heads, self._clock())
+        now = self._clock()
+        # Keys first: an append whose key is taken is refused before anything is written.
+        keyed = [p for p in batch if p.keyed is not None]
+        taken = claim_keys(conn, [p.keyed for p in keyed if p.keyed is not None], now)
+        plan = plan_batch(batch, heads, now, refused={id(p) for p in keyed if p.keyed in taken})
         if plan.event_rows:
             conn.execute(_INSERT_EVENTS, plan.event_rows)
             conn.execute(_UPDATE_HEAD, list(plan.session_rows.values()))
+        for pending, appended in plan.accepted:
+            if pending.keyed is not None:
+                answer_claimed(conn, pending.keyed, appended)
+        unclaim(
+            conn,
+            [
+                p.keyed
+                for p, error in plan.rejected
+                if p.keyed is not None and not isinstance(error, KeyTaken)
+            ],
+        )
         return plan
 
     async def read(
@@ -752,49 +822,10 @@ class SqlEventStore:
 
     # -- idempotency keys ---------------------------------------------------------------------
 
-    async def remember_request(self, tenant: str, key: str, request_hash: str) -> Remembered | None:
-        """Take `key` for a request; None if it is new (the caller handles the request and
-        then calls `remember_response` or `forget_request`), else what it already holds."""
-        row = {
-            "tenant": tenant,
-            "key": key,
-            "request_hash": request_hash,
-            "status": 0,
-            "body": b"",
-            "created_at": self._clock(),
-        }
-
-        def take(conn: Connection) -> Remembered | None:
-            found = conn.execute(
-                select(
-                    idempotency_keys.c.request_hash,
-                    idempotency_keys.c.status,
-                    idempotency_keys.c.body,
-                ).where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key)
-            ).first()
-            if found is not None:
-                return Remembered(request_hash=found[0], status=found[1], body=bytes(found[2]))
-            conn.execute(insert(idempotency_keys), row)
-            return None
-
-        return await self._write(take)
-
-    async def remember_response(self, tenant: str, key: str, status: int, body: bytes) -> None:
-        query = (
-            update(idempotency_keys)
-            .where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key)
-            .values(status=status, body=body)
-        )
-        await self._write(lambda conn: conn.execute(query))
-
-    async def forget_request(self, tenant: str, key: str) -> None:
-        """The request failed: its key is free for a retry."""
-        query = delete(idempotency_keys).where(
-            idempotency_keys.c.tenant == tenant,
-            idempotency_keys.c.key == key,
-            idempotency_keys.c.status == 0,
-        )
-        await self._write(lambda conn: conn.execute(query))
+    async def recall(self, tenant: str, key: str) -> Remembered | None:
+        """What `key` of `tenant` answered, recorded with its write's effect; None if no write
+        with it has committed (none ran, or one is still running: it records on commit)."""
+        return await self._read(lambda conn: recall(conn, tenant, key))
 
     # -- blobs ------------------------------------------------------------------------------
 

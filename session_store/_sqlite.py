@@ -96,6 +96,9 @@ class SqliteEventStore(SqlEventStore):
         return await asyncio.get_running_loop().run_in_executor(self._read_threads, run)
 
     async def _write_batch(self, batch: list[PendingAppend]) -> Plan:
+        if any(pending.keyed is not None for pending in batch):
+            # Keyed input (rare: HTTP retries) takes the general path, which keeps its keys.
+            return await super()._write_batch(batch)
         delay = 0.01
         for attempt in range(1, self.limits.attempts + 1):
             try:

@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 # The newest migration: these tables are what it leaves. A store already there skips
 # Alembic entirely at start (importing it is a tenth of a second of every brain's start).
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 metadata = MetaData()
 
@@ -101,7 +101,8 @@ api_keys = Table(
 )
 
 # Responses to writes sent with an Idempotency-Key, so a retried request gets the first
-# answer instead of doing the write again. `status` 0 marks a request still being handled.
+# answer instead of doing the write again. A row is written in the same transaction as its
+# write's effect (`_idempotency.py`), so there is no row without an effect, nor the reverse.
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,

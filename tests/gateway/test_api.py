@@ -48,6 +48,8 @@ async def test_create_talk_and_read_the_log(client: httpx.AsyncClient, brain: Br
         json={"events": [{"type": "user.message", "text": "more?"}]},
     )
     assert late.status_code == 409 and late.json()["error"]["code"] == "conflict"
+    # Final: clients that retry 409s by default (the official SDKs) are told not to.
+    assert late.headers["x-should-retry"] == "false"
 
 
 async def test_input_is_appended_in_order_and_paged(client: httpx.AsyncClient) -> None:

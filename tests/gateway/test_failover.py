@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,35 +10,9 @@ import pytest
 
 from brain.service import Brain
 from session_store import EventStore
+from tests.gateway.processes import GatewayProcess
 from tests.gateway.sse import sse, sse_events
-from tests.nats_server import NatsServer, free_port
-
-
-class GatewayProcess:
-    def __init__(self, store_url: str, nats_url: str, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "--port", str(self.port)],
-                env={**os.environ, "KEEL_STORE_URL": store_url, "KEEL_NATS_URL": nats_url},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+from tests.nats_server import NatsServer
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 import pytest
@@ -28,23 +30,39 @@ from session_store import (
     Conflict,
     EventStore,
     Fenced,
+    IdempotentWrite,
     InvalidEvent,
     InvalidInput,
+    KeyTaken,
     LeaseHeld,
     PayloadTooLarge,
+    Remembered,
     SessionBusy,
     SessionExists,
+    SessionInfo,
     SessionNotFound,
     StoreLimits,
 )
 from session_store._batch import INPUT_GRACE_S
 from tests.backends import Backend
 
+T = TypeVar("T")
+
 CREATED = SessionCreated(spec=AgentSpec(system_prompt="be brief"), title="t")
 
 
 def message(i: int) -> UserMessage:
     return UserMessage(text=f"message {i}")
+
+
+def keyed(
+    key: str, answer: Callable[[T], tuple[int, bytes]], tenant: str = "acme"
+) -> IdempotentWrite[T]:
+    return IdempotentWrite(tenant=tenant, key=key, request_hash="h", answer=answer)
+
+
+def _head_answer(appended: Appended) -> tuple[int, bytes]:
+    return 202, b"%d" % appended.head_seq
 
 
 class StoreContract:
@@ -433,20 +451,90 @@ class StoreContract:
 
     # -- idempotency keys ---------------------------------------------------------------------
 
-    async def test_an_idempotency_key_is_taken_once_answered_or_freed(
+    async def test_a_keyed_create_records_its_answer_with_the_session(
         self, store: EventStore
     ) -> None:
-        assert await store.remember_request("acme", "k1", "h1") is None
-        taken = await store.remember_request("acme", "k1", "h1")
-        assert taken is not None and (taken.request_hash, taken.status) == ("h1", 0)
-        await store.remember_response("acme", "k1", 201, b'{"id": "x"}')
-        answered = await store.remember_request("acme", "k1", "h2")
-        assert answered is not None and (answered.status, answered.body) == (201, b'{"id": "x"}')
-        assert await store.remember_request("globex", "k1", "h1") is None  # per tenant
-        await store.forget_request("globex", "k1")
-        assert await store.remember_request("globex", "k1", "h1") is None
-        await store.forget_request("acme", "k1")  # an answered key is kept
-        assert await store.remember_request("acme", "k1", "h1") is not None
+        def answer(info: SessionInfo) -> tuple[int, bytes]:
+            return 201, info.session_id.encode()
+
+        first = await store.create_session(
+            "acme", CREATED, first_input=[message(1)], keyed=keyed("k1", answer)
+        )
+        assert first.head_seq == 2 and await store.head(first.session_id) == 2
+        assert (await store.verify(first.session_id)).ok
+        held = await store.recall("acme", "k1")
+        assert held == Remembered(request_hash="h", status=201, body=first.session_id.encode())
+        with pytest.raises(KeyTaken):
+            await store.create_session("acme", CREATED, keyed=keyed("k1", answer))
+        assert len((await store.list_sessions("acme")).items) == 1  # the loser left nothing
+        assert await store.recall("globex", "k1") is None  # keys are per tenant
+        other = await store.create_session("globex", CREATED, keyed=keyed("k1", answer, "globex"))
+        assert (await store.recall("globex", "k1")) == Remembered(
+            request_hash="h", status=201, body=other.session_id.encode()
+        )
+
+    async def test_first_input_leaves_the_input_timer(self, store: EventStore) -> None:
+        info = await store.create_session("acme", CREATED, first_input=[message(1)])
+        assert [r.event for r in await store.read(info.session_id)][1] == message(1)
+        assert info.session_id not in await store.sessions_due()
+        await asyncio.sleep(INPUT_GRACE_S + 0.1)
+        assert info.session_id in await store.sessions_due()
+
+    async def test_concurrent_keyed_appends_with_one_key_append_once(
+        self, store: EventStore
+    ) -> None:
+        session_id = (await store.create_session("acme", CREATED)).session_id
+        unkeyed = [store.append_input(session_id, [message(i)]) for i in range(3)]
+        keyed_appends = [
+            store.append_input(session_id, [message(9)], keyed=keyed("k1", _head_answer))
+            for _ in range(5)
+        ]
+        results = await asyncio.gather(*unkeyed, *keyed_appends, return_exceptions=True)
+        assert all(isinstance(r, Appended) for r in results[:3])  # others are unaffected
+        won = [r for r in results[3:] if isinstance(r, Appended)]
+        assert len(won) == 1 and all(isinstance(r, KeyTaken) for r in results[3:] if r not in won)
+        assert await store.head(session_id) == 5
+        assert await store.recall("acme", "k1") == Remembered(
+            request_hash="h", status=202, body=b"%d" % won[0].head_seq
+        )
+        # Again, later: refused; the log is as it was.
+        with pytest.raises(KeyTaken):
+            await store.append_input(session_id, [message(9)], keyed=keyed("k1", _head_answer))
+        assert await store.head(session_id) == 5
+
+    async def test_a_refused_keyed_write_keeps_no_key(self, store: EventStore) -> None:
+        session_id = (await store.create_session("acme", CREATED)).session_id
+        with pytest.raises(Conflict):
+            await store.append_input(
+                session_id, [message(1)], expect_seq=7, keyed=keyed("k1", _head_answer)
+            )
+        with pytest.raises(SessionNotFound):
+            await store.append_input("ses_nobody", [message(1)], keyed=keyed("k2", _head_answer))
+        with pytest.raises(SessionBusy):
+            await store.delete_session(session_id, keyed=keyed("k3", lambda _: (204, b"")))
+        for key in ("k1", "k2", "k3"):
+            assert await store.recall("acme", key) is None
+        appended = await store.append_input(
+            session_id, [message(1)], keyed=keyed("k1", _head_answer)
+        )
+        assert appended.head_seq == 2
+
+    async def test_keyed_forks_and_deletes_record_their_answers(self, store: EventStore) -> None:
+        parent = (await store.create_session("acme", CREATED)).session_id
+        child = await store.fork_session(
+            parent, 1, "acme", keyed=keyed("fork", lambda i: (201, i.session_id.encode()))
+        )
+        with pytest.raises(KeyTaken):
+            await store.fork_session(parent, 1, "acme", keyed=keyed("fork", lambda _: (201, b"")))
+        held = await store.recall("acme", "fork")
+        assert held is not None and held.body == child.session_id.encode()
+        await store.append_input(parent, [SessionStatus(status="cancelled", reason="done")])
+        await store.delete_session(parent, keyed=keyed("delete", lambda _: (204, b"")))
+        assert await store.recall("acme", "delete") == Remembered(
+            request_hash="h", status=204, body=b""
+        )
+        with pytest.raises(SessionNotFound):
+            await store.head(parent)
 
     # -- API keys -----------------------------------------------------------------------------
 

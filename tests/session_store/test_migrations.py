@@ -56,3 +56,36 @@ async def test_a_store_made_before_session_totals_upgrades_and_keeps_its_session
         assert info.usage == Usage() and info.cost_usd == 0.0
     finally:
         await store.close()
+
+
+async def test_keys_the_old_scheme_left_in_progress_are_freed(tmp_path: Path) -> None:
+    """Migration 0006: a key taken by a gateway that died before answering (status 0) no
+    longer refuses every retry; answered keys keep their answers."""
+    path = tmp_path / "keel.db"
+    old = SqliteEventStore(path)
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(session_store.__file__).parent / "migrations")
+    )
+
+    def to_0005(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+
+    await old._write(to_0005)
+    await old._write(
+        lambda conn: conn.exec_driver_sql(
+            "INSERT INTO idempotency_keys (tenant, key, request_hash, status, body, created_at)"
+            " VALUES ('acme', 'stuck', 'h', 0, x'', 1.0), ('acme', 'done', 'h', 201, x'7b7d', 1.0)"
+        )
+    )
+    await old.close()
+
+    store = SqliteEventStore(path)
+    try:
+        await store.migrate()
+        assert await store.recall("acme", "stuck") is None
+        done = await store.recall("acme", "done")
+        assert done is not None and (done.status, done.body) == (201, b"{}")
+    finally:
+        await store.close()
