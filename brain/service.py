@@ -53,10 +53,17 @@ from schemas import (
     WORK_STREAM,
     WORK_SUBJECTS,
     Attention,
+    NatsLinkLog,
     work_subject,
 )
 from schemas._hands import OUTCOME_STREAM, OUTCOME_SUBJECTS
-from session_store import EventStore, SessionNotFound, StoreError, open_store
+from session_store import (
+    EventStore,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
 
 log = logging.getLogger("keel.brain")
 
@@ -87,11 +94,13 @@ async def ensure_work_stream(js: JetStreamContext) -> None:
 
 async def request_attention(
     js: JetStreamContext, session_id: str, reason: str, msg_id: str | None = None
-) -> None:
-    """Put `session_id` on the work queue (durably: JetStream has it when this returns)."""
+) -> bool:
+    """Put `session_id` on the work queue (durably: JetStream has it when this returns).
+    False when JetStream dropped it as a repeat of `msg_id`."""
     headers = {"Nats-Msg-Id": msg_id} if msg_id else None
     body = _ENCODER.encode(Attention(session_id=session_id, reason=reason))
-    await js.publish(work_subject(session_id), body, headers=headers)
+    ack = await js.publish(work_subject(session_id), body, headers=headers)
+    return not ack.duplicate
 
 
 class Brain:
@@ -117,8 +126,12 @@ class Brain:
     async def start(self) -> None:
         if self._owns_store:
             await self.store.migrate()
-        self._nc = await nats.connect(
-            self.settings.nats_url, name=self.settings.brain_id, max_reconnect_attempts=-1
+        link = NatsLinkLog(log, f"brain {self.settings.brain_id}")
+        self._nc = link.client = await nats.connect(
+            self.settings.nats_url,
+            name=self.settings.brain_id,
+            max_reconnect_attempts=-1,
+            **link.callbacks(),
         )
         self._js = self._nc.jetstream()
         await ensure_work_stream(self._js)
@@ -176,7 +189,7 @@ class Brain:
                 continue
             except Exception as exc:
                 # The loop that feeds the brain must outlive any fault of NATS's.
-                log.warning("fetching work failed: %r", exc)
+                self._setback("fetching work failed: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
             for message in messages:
@@ -200,8 +213,9 @@ class Brain:
             try:
                 await self._drive(session_id)
             except (StoreError, nats.errors.Error, OSError) as exc:
-                log.warning("session %s: %s; it goes back on the queue", session_id, exc)
-                await message.nak(delay=1.0)
+                self._setback("session %s: %s; it goes back on the queue", session_id, exc)
+                with contextlib.suppress(nats.errors.Error):
+                    await message.nak(delay=1.0)
                 return
             finally:
                 progress.cancel()
@@ -214,7 +228,7 @@ class Brain:
         try:
             await self._drive(session_id)
         except (StoreError, nats.errors.Error, OSError) as exc:
-            log.warning("session %s: taking it back failed: %s", session_id, exc)
+            self._setback("session %s: taking it back failed: %s", session_id, exc)
 
     async def _drive(self, session_id: str) -> WakeResult | None:
         assert self._deps is not None
@@ -251,7 +265,7 @@ class Brain:
             except TimeoutError:  # nats raises both its own and asyncio's
                 continue
             except Exception as exc:
-                log.warning("fetching outcomes failed: %r", exc)
+                self._setback("fetching outcomes failed: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
             for message in messages:
@@ -274,8 +288,9 @@ class Brain:
         except SessionNotFound:
             await message.ack()
         except (StoreError, nats.errors.Error) as exc:
-            log.warning("forwarding an outcome of %s failed: %s", session_id, exc)
-            await message.nak(delay=1.0)
+            self._setback("forwarding an outcome of %s failed: %s", session_id, exc)
+            with contextlib.suppress(nats.errors.Error):
+                await message.nak(delay=1.0)
 
     # -- the sweeper ------------------------------------------------------------------------
 
@@ -286,18 +301,35 @@ class Brain:
             try:
                 due = await self.store.sessions_due()
             except StoreError as exc:
-                log.warning("sweeping failed: %s", exc)
+                self._setback("sweeping failed: %s", exc)
                 continue
             # One message per session per second, however many brains sweep it.
             window = int(time.time())
+            # While the store takes no writes, claims fail and the same sessions come due
+            # every sweep: the store has said so once already.
+            level = logging.INFO if self.store.health.up("write") else logging.DEBUG
             for session_id in due:
-                log.info("session %s needs a brain (lease expired or timer due)", session_id)
                 try:
-                    await request_attention(
+                    queued = await request_attention(
                         self._js, session_id, "sweep", msg_id=f"sweep/{session_id}/{window}"
                     )
-                except nats.errors.Error as exc:
-                    log.warning("re-queueing %s failed: %s", session_id, exc)
+                except (nats.errors.Error, TimeoutError) as exc:
+                    self._setback("re-queueing %s failed: %s", session_id, exc)
+                    continue
+                if queued:  # not a repeat of this second's message: worth a line
+                    log.log(
+                        level, "session %s needs a brain (lease expired or timer due)", session_id
+                    )
+
+    def _setback(self, message: str, *args: object) -> None:
+        """Log a failed step that will be tried again; quietly when its cause, an outage of
+        the store or of NATS, has been announced once already (see `StoreHealth` and
+        `NatsLinkLog`)."""
+        error = args[-1]
+        announced = (isinstance(error, StoreUnavailable) and not self.store.health.up("write")) or (
+            self._nc is not None and not self._nc.is_connected
+        )
+        log.log(logging.DEBUG if announced else logging.WARNING, message, *args)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -87,7 +87,15 @@ from schemas import (
     new_id,
     work_subject,
 )
-from session_store import Conflict, EventStore, Fenced, Lease, LeaseHeld, SessionNotFound
+from session_store import (
+    Conflict,
+    EventStore,
+    Fenced,
+    Lease,
+    LeaseHeld,
+    SessionNotFound,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("keel.brain")
 
@@ -242,7 +250,14 @@ class _SessionRun:
             except Exception as exc:
                 # A passing store fault: try again; if the lease lapses meanwhile, the next
                 # renewal or append is refused and the run stops.
-                log.warning("session %s: renewing the lease failed: %s", self.session_id, exc)
+                # Quietly in an outage the store has announced itself.
+                quiet = isinstance(exc, StoreUnavailable)
+                log.log(
+                    logging.DEBUG if quiet else logging.WARNING,
+                    "session %s: renewing the lease failed: %s",
+                    self.session_id,
+                    exc,
+                )
 
     # -- reading and writing the log ----------------------------------------------------------
 
@@ -421,6 +436,12 @@ class _SessionRun:
 
     async def _resend_unreachable(self) -> None:
         now = self.deps.clock()
+        if not self.deps.nc.is_connected:
+            # This brain's own link to NATS is down (a NATS outage): it can tell nothing about
+            # any sandbox, so no call is judged lost meanwhile; the grace starts again.
+            for call_id in self.unreachable:
+                self.unreachable[call_id] = now
+            return
         lost: list[ToolCall] = []
         for call_id, since in list(self.unreachable.items()):
             call = self.state.open_calls.get(call_id)

@@ -12,14 +12,17 @@ import uvloop
 
 from gateway._app import create_app
 from gateway._idempotency import CRASH_POINTS
-from schemas import Crashpoints
+from schemas import Crashpoints, NatsLinkLog
 from session_store import open_store
 
 
 async def serve(store_url: str, nats_url: str, host: str, port: int, access_log: bool) -> None:
     store = open_store(store_url)
     await store.migrate()
-    nc = await nats.connect(nats_url, name="gateway", max_reconnect_attempts=-1)
+    link = NatsLinkLog(logging.getLogger("keel.gateway"), "the gateway")
+    nc = link.client = await nats.connect(
+        nats_url, name="gateway", max_reconnect_attempts=-1, **link.callbacks()
+    )
     # A drill names a point where the gateway kills itself (`gateway._idempotency`).
     crash = Crashpoints(os.environ.get("KEEL_CRASH_AT") or None, CRASH_POINTS)
     config = uvicorn.Config(

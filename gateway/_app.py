@@ -100,7 +100,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_openapi(app)
-    metrics = install_metrics(app)
+    metrics = install_metrics(app, store, nc)
     access = _Access(store)
     keys = Idempotency(store, access.tenant_of, raw_body, crash or Crashpoints())
     announcer = Announcer(nc)

@@ -6,9 +6,11 @@ by route template, not by URL, so session ids never become label values.
 
 from __future__ import annotations
 
+import functools
 import time
 
 from fastapi import FastAPI, Request, Response
+from nats.aio.client import Client as NATS
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -19,9 +21,11 @@ from prometheus_client import (
 )
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
+from session_store import EventStore, StoreHealth, StoreOperation
+
 
 class GatewayMetrics:
-    def __init__(self) -> None:
+    def __init__(self, store: EventStore, nc: NATS) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "keel_http_requests",
@@ -38,10 +42,28 @@ class GatewayMetrics:
         self.streams = Gauge(
             "keel_sse_streams", "Server-Sent Event streams open now.", registry=self.registry
         )
+        # What an operator watches in an outage: 1 while the part works, 0 while it is away.
+        store_up = Gauge(
+            "keel_store_up",
+            "1 while the store's reads (or writes) work, as the gateway's requests find out.",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in ("read", "write"):
+            store_up.labels(kind).set_function(functools.partial(_up, store.health, kind))
+        Gauge(
+            "keel_nats_connected",
+            "1 while the gateway is connected to NATS.",
+            registry=self.registry,
+        ).set_function(lambda: float(nc.is_connected))
 
 
-def install_metrics(app: FastAPI) -> GatewayMetrics:
-    metrics = GatewayMetrics()
+def _up(health: StoreHealth, kind: StoreOperation) -> float:
+    return float(health.up(kind))
+
+
+def install_metrics(app: FastAPI, store: EventStore, nc: NATS) -> GatewayMetrics:
+    metrics = GatewayMetrics(store, nc)
 
     async def measure(request: Request, call_next: RequestResponseEndpoint) -> Response:
         started = time.perf_counter()

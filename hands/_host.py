@@ -38,6 +38,7 @@ from schemas import (
     CallProgress,
     CallRequest,
     CancelRequest,
+    NatsLinkLog,
     OutcomeAck,
     ProvisionReply,
     ProvisionRequest,
@@ -94,8 +95,12 @@ class HandsHost:
 
     async def start(self) -> None:
         self.sandboxes_root.mkdir(parents=True, exist_ok=True)
-        self._nc = await nats.connect(
-            self.settings.nats_url, name=self.settings.host_id, max_reconnect_attempts=-1
+        link = NatsLinkLog(log, f"hands host {self.settings.host_id}")
+        self._nc = link.client = await nats.connect(
+            self.settings.nats_url,
+            name=self.settings.host_id,
+            max_reconnect_attempts=-1,
+            **link.callbacks(),
         )
         self._js = self._nc.jetstream()
         await ensure_outcome_stream(self._js)

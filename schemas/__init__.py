@@ -77,6 +77,7 @@ from schemas._hands import (
     ToolOutcome,
 )
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
+from schemas._links import NatsLinkLog
 from schemas._nesting import MAX_JSON_DEPTH, nesting_depth
 from schemas._tools import (
     TOOLS,
@@ -170,6 +171,7 @@ __all__ = [
     "LoopDetected",
     "ModelResponse",
     "ModelSpec",
+    "NatsLinkLog",
     "Outcome",
     "Permission",
     "Recorded",

@@ -21,6 +21,7 @@ from session_store._errors import (
     StoreError,
     StoreUnavailable,
 )
+from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import IdempotentWrite
 from session_store._open import open_store
 from session_store._protocol import EventStore
@@ -78,6 +79,8 @@ __all__ = [
     "Snapshot",
     "SqliteEventStore",
     "StoreError",
+    "StoreHealth",
+    "StoreOperation",
     "StoreLimits",
     "StoreUnavailable",
     "Verification",

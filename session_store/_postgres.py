@@ -27,6 +27,7 @@ _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P03"})
 # The server ends such a transaction after this long. No transaction here waits on its
 # client for more than milliseconds, so only a frozen or wedged one ever reaches it.
 IDLE_IN_TRANSACTION_TIMEOUT_MS: Final = 5000
+CONNECT_TIMEOUT_S: Final = 5.0
 
 
 class PostgresEventStore(SqlEventStore):
@@ -51,7 +52,9 @@ class PostgresEventStore(SqlEventStore):
             _asyncpg_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            connect_args={"server_settings": server_settings},
+            # A server that does not answer (a host down, packets dropped) fails a connection
+            # in seconds, not asyncpg's minute: callers answer 503 instead of hanging.
+            connect_args={"server_settings": server_settings, "timeout": CONNECT_TIMEOUT_S},
         )
 
         # Reads run without BEGIN/ROLLBACK around them: one round trip per query.

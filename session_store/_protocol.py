@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from schemas import BlobRef, Event, Recorded, SessionCreated
+from session_store._health import StoreHealth
 from session_store._idempotency import IdempotentWrite
 from session_store._records import (
     ApiKey,
@@ -20,6 +21,9 @@ from session_store._records import (
 
 
 class EventStore(Protocol):
+    # Whether reads and writes work, as the store's own operations find out.
+    health: StoreHealth
+
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
 

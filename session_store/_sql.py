@@ -61,6 +61,7 @@ from session_store._errors import (
     StoreUnavailable,
 )
 from session_store._hashing import GENESIS, blob_digest, chain_hash
+from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import (
     IdempotentWrite,
     answer_claimed,
@@ -182,6 +183,7 @@ class SqlEventStore:
         self.limits = limits or StoreLimits()
         self._pending: list[PendingAppend] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.health = StoreHealth()
 
     # -- backend hooks ----------------------------------------------------------------------
 
@@ -545,6 +547,8 @@ class SqlEventStore:
             # Impossible while the head rows are locked, unless the log was edited by hand.
             _fail_all(batch, StoreUnavailable(f"the log disagrees with its head: {exc.orig}"))
         except StoreError as exc:
+            if isinstance(exc, StoreUnavailable):
+                self.health.failed("write", exc)
             _fail_all(batch, exc)
         except asyncio.CancelledError:
             _fail_all(batch, StoreUnavailable("the store is shutting down"))
@@ -553,6 +557,7 @@ class SqlEventStore:
             # A bug fails this batch's appends; it must not strand the appends queued after it.
             _fail_all(batch, StoreUnavailable(f"append failed: {exc!r}"))
         else:
+            self.health.worked("write")
             for pending, appended in plan.accepted:
                 if not pending.future.done():
                     pending.future.set_result(appended)
@@ -875,10 +880,27 @@ class SqlEventStore:
     # -- errors -----------------------------------------------------------------------------
 
     async def _write(self, operation: Callable[[Connection], T]) -> T:
-        return await self._retrying(self._run_write, operation)
+        return await self._watched("write", self._run_write, operation)
 
     async def _read(self, operation: Callable[[Connection], T]) -> T:
-        return await self._retrying(self._run_read, operation)
+        return await self._watched("read", self._run_read, operation)
+
+    async def _watched(
+        self,
+        kind: StoreOperation,
+        run: Callable[[Callable[[Connection], T]], Awaitable[T]],
+        operation: Callable[[Connection], T],
+    ) -> T:
+        try:
+            result = await self._retrying(run, operation)
+        except StoreUnavailable as exc:
+            self.health.failed(kind, exc)
+            raise
+        except (StoreError, IntegrityError):
+            self.health.worked(kind)  # the database answered: the caller asked amiss
+            raise
+        self.health.worked(kind)
+        return result
 
     async def _retrying(
         self,

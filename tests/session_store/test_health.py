@@ -1,0 +1,31 @@
+"""The store's own view of an outage: announced once when it starts, once when it ends."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from session_store import StoreHealth, StoreUnavailable
+
+
+def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    health = StoreHealth(clock=lambda: now[0])
+    caplog.set_level(logging.DEBUG, logger="keel.store")
+    health.worked("write")
+    assert health.up("write") and not caplog.records
+    for _ in range(50):
+        health.failed("write", StoreUnavailable("database or disk is full"))
+    assert not health.up("write") and health.up("read")
+    now[0] = 131.5
+    health.worked("read")
+    health.worked("write")
+    assert health.up("write")
+    assert [r.getMessage() for r in caplog.records] == [
+        "the store is unavailable for writes (database or disk is full): writes wait and are "
+        "retried until it is back",
+        "the store takes writes again, after 31.5 s unavailable (50 operations failed)",
+    ]
