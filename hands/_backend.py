@@ -59,6 +59,9 @@ class SandboxDirs:
         self.workspace = self.root / "workspace"
         self.ipc = self.root / "ipc"
         self.socket = self.ipc / "executor.sock"
+        # The executor's source, copied here for backends whose sandbox cannot reach the
+        # package (an engine on another machine; bubblewrap run as the sandbox user).
+        self.executor = self.root / "executor.py"
         self.state = self.ipc / "state"
         self.record = self.root / "record.json"
 

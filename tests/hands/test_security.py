@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from hands import HandsHost, HandsSettings
-from hands._backend import SandboxBackend
+from hands._backend import EXECUTOR_SOURCE, SANDBOX_UID, SandboxBackend, SandboxDirs
+from hands._local import bwrap_command
 from schemas import SandboxSpec
 from tests.hands.client import HandsTestClient
 from tests.nats_server import NatsServer
+from tests.sandboxes import local_backend
 
 SECRET = "keel-fake-secret-4f1d2c"
 
@@ -119,3 +125,132 @@ async def test_fork_bomb_memory_hog_and_output_flood_are_contained(
         assert not after.is_error and "alive" in after.output
     finally:
         await host.close(destroy_sandboxes=True)
+
+
+# -- the sandbox user on the host ---------------------------------------------------------
+
+
+async def test_root_only_host_files_are_unreadable(
+    host: HandsHost, client: HandsTestClient
+) -> None:
+    sandbox = (await client.provision("ses_sec")).sandbox_id
+    shadow = await client.call(sandbox, "ses_sec", "read_file", {"path": "/etc/shadow"})
+    assert shadow.is_error and "root:" not in shadow.output
+    both = await bash(client, sandbox, "cat /etc/gshadow /etc/shadow")
+    assert both.is_error and "root:" not in both.output
+
+
+def host_uid(uid: int, uid_map: str) -> int | None:
+    """What `uid` is on the host, by the user namespace's map (None: it is unmapped)."""
+    for line in uid_map.splitlines():
+        inside, outside, count = (int(field) for field in line.split())
+        if inside <= uid < inside + count:
+            return outside + uid - inside
+    return None
+
+
+async def test_the_sandbox_user_is_no_host_root_and_holds_no_capabilities(
+    host: HandsHost, client: HandsTestClient
+) -> None:
+    sandbox = (await client.provision("ses_sec")).sandbox_id
+    outcome = await bash(
+        client, sandbox, "id -u; echo; cat /proc/self/uid_map; echo; grep ^Cap /proc/self/status"
+    )
+    assert not outcome.is_error, outcome.output
+    uid, uid_map, caps = outcome.output.split("\n\n")[:3]
+    assert host_uid(int(uid), uid_map) not in (0, None), outcome.output
+    sets = dict(line.split(":\t") for line in caps.splitlines())
+    assert {name: int(value, 16) for name, value in sets.items()} == {
+        "CapInh": 0,
+        "CapPrm": 0,
+        "CapEff": 0,
+        "CapBnd": 0,
+        "CapAmb": 0,
+    }, outcome.output
+
+
+async def test_no_process_of_the_sandbox_is_host_root(
+    host: HandsHost, client: HandsTestClient
+) -> None:
+    """As the host's kernel sees it: every process in the sandbox's pid namespace (its
+    init, the executor, the commands it runs) has no uid 0 on the host."""
+    sandbox = (await client.provision("ses_sec")).sandbox_id
+    marker = f"keel-marker-{sandbox}"
+    call = asyncio.ensure_future(bash(client, sandbox, f"exec -a {marker} sleep 2"))
+    try:
+        marked: list[Path] = []
+        for _ in range(100):
+            marked = [p for p in _processes() if _cmdline(p).startswith(marker)]
+            if marked:
+                break
+            await asyncio.sleep(0.05)
+        assert marked, "the marked command never showed in the host's /proc"
+        namespace = os.readlink(marked[0] / "ns" / "pid")
+        assert namespace != os.readlink("/proc/self/ns/pid")
+        inside = [p for p in _processes() if _readlink(p / "ns" / "pid") == namespace]
+        assert len(inside) >= 2  # at least an init (or the executor) and the command
+        for process in inside:
+            status = _read(process / "status")
+            line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+            uids = [int(uid) for uid in line.split()[1:]]  # real, effective, saved, fs
+            assert 0 not in uids, (process, _cmdline(process), uids)
+    finally:
+        await call
+
+
+def _processes() -> list[Path]:
+    return [entry for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _cmdline(process: Path) -> str:
+    return _read(process / "cmdline").replace("\0", " ")
+
+
+def test_bubblewrap_run_by_a_user_who_is_not_root_maps_the_sandbox_user_to_that_user() -> None:
+    """A hands host that is not root runs bubblewrap as itself: the sandbox user is then
+    that host user, never root. (A whole host cannot run so here: creating the sandbox's
+    cgroups needs root or a delegated cgroup tree; this runs the same command such a host
+    would, as an unprivileged user, on a directory of that user's.)"""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another unprivileged user")
+    local_backend("bwrap")  # fails where bubblewrap is required but missing
+    user = 4242
+    with tempfile.TemporaryDirectory() as place:  # under /tmp: the user can reach it
+        dirs = SandboxDirs(Path(place), "sbx_user")
+        dirs.workspace.mkdir(parents=True)
+        dirs.ipc.mkdir()
+        shutil.copyfile(EXECUTOR_SOURCE, dirs.executor)
+        for path in (Path(place), dirs.root, dirs.workspace, dirs.ipc, dirs.executor):
+            os.chown(path, user, user)
+        command = bwrap_command(
+            dirs,
+            ["/bin/sh", "-c", "id -u; cat /proc/self/uid_map; cat /etc/shadow; touch mine"],
+            network=False,
+            root=False,
+        )
+        ran = subprocess.run(
+            ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command],
+            capture_output=True,
+            text=True,
+            env={},
+            check=False,
+        )
+        lines = ran.stdout.split("\n")
+        assert lines[0] == str(SANDBOX_UID), ran
+        assert host_uid(SANDBOX_UID, lines[1]) == user, ran
+        assert "Permission denied" in ran.stderr and "root:" not in ran.stdout
+        assert (dirs.workspace / "mine").stat().st_uid == user
