@@ -62,9 +62,6 @@ class LocalBackend:
     async def prepare(self, dirs: SandboxDirs) -> None:
         """On a root host the sandbox user is host uid 10001, who must own its directories;
         on any other host it is the host's own user, who owns them already."""
-        if self.isolation == "bwrap":
-            # bubblewrap runs as the sandbox user, who may not reach the package's path.
-            await asyncio.to_thread(shutil.copyfile, EXECUTOR_SOURCE, dirs.executor)
         if os.geteuid() == 0:
             await asyncio.to_thread(chown_tree, dirs.workspace)
             await asyncio.to_thread(chown_tree, dirs.ipc)
@@ -78,6 +75,8 @@ class LocalBackend:
         await asyncio.to_thread(group.create, memory_bytes=memory, pids=spec.pids, cpus=spec.cpus)
         executor = executor_command(PYTHON, memory)
         if self.isolation == "bwrap":
+            # bubblewrap may run as the sandbox user, who may not reach the package's path.
+            await asyncio.to_thread(shutil.copyfile, EXECUTOR_SOURCE, dirs.executor)
             command = bwrap_command(dirs, executor, network=spec.network, root=os.geteuid() == 0)
         else:
             command = _unshare_command(dirs, executor, network=spec.network)
