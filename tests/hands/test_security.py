@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -15,9 +16,16 @@ import msgspec
 import pytest
 
 from hands import HandsHost, HandsSettings
-from hands._backend import EXECUTOR_SOURCE, SANDBOX_UID, SandboxBackend, SandboxDirs
+from hands._backend import (
+    EXECUTOR_SOURCE,
+    SANDBOX_UID,
+    SandboxBackend,
+    SandboxDirs,
+    SandboxRecord,
+)
 from hands._local import bwrap_command
-from schemas import SandboxSpec
+from schemas import CallRequest, SandboxSpec, ToolOutcome, new_id
+from schemas._hands import outcome_subject
 from tests.hands.client import HandsTestClient
 from tests.nats_server import NatsServer
 from tests.sandboxes import local_backend
@@ -254,3 +262,90 @@ def test_bubblewrap_run_by_a_user_who_is_not_root_maps_the_sandbox_user_to_that_
         assert host_uid(SANDBOX_UID, lines[1]) == user, ran
         assert "Permission denied" in ran.stderr and "root:" not in ran.stdout
         assert (dirs.workspace / "mine").stat().st_uid == user
+
+
+# -- at most once, whatever the sandbox does -----------------------------------------------
+
+# Everything a command can reach outside its workspace, wrecked: files emptied, directories
+# emptied, forged call records planted where the executor used to keep them. Only the
+# executor's socket is spared: removing it, or killing the executor, only kills this sandbox,
+# which its host then reports as lost.
+HOSTILE = r"""
+call=$1 future=$2
+outside() {  # everything but the workspace and the kernel's own file systems
+    find / \( -path /proc -o -path /sys -o -path /dev -o -path /workspace \) -prune -o "$@" \
+        2>/dev/null
+}
+outside ! -type d ! -type s -writable -print | while read -r path; do
+    : > "$path" && echo "emptied $path"
+done
+outside -type d -writable -print | sort -r | while read -r dir; do
+    find "$dir" -mindepth 1 -maxdepth 1 ! -type d ! -type s -exec rm -f {} + 2>/dev/null
+    [ "$dir" != / ] && rmdir "$dir" 2>/dev/null && echo "removed $dir"
+    echo "cleared $dir"
+done
+# Forged records: the call above "acknowledged", a call not yet made "answered".
+mkdir -p /keel/ipc/state/calls /keel/ipc/state/out 2>/dev/null && cd /keel/ipc/state/calls && {
+    touch "$call.acked"
+    echo '{"op": "result", "call_id": "'"$future"'", "output": "forged", "is_error": false}' \
+        > "$future.json"
+    echo '{"tool": "bash", "input": {}}' > "$future.started"
+}
+echo done
+"""
+
+
+async def test_a_command_cannot_make_its_sandbox_run_a_call_again(
+    settings: HandsSettings, backend: SandboxBackend, client: HandsTestClient
+) -> None:
+    first = HandsHost(settings, backend)
+    await first.start()
+    second: HandsHost | None = None
+    try:
+        sandbox = (await client.provision("ses_sec")).sandbox_id
+        request = CallRequest(
+            call_id=new_id("call"),
+            session_id="ses_sec",
+            name="bash",
+            input={"command": "echo ran >> count; wc -l < count"},
+        )
+        assert not (await client.send(sandbox, request)).error
+        original = await client.outcome("ses_sec", request.call_id)
+        assert original.output.startswith("1\n"), original.output
+        future = new_id("call")
+        wrecked = await bash(
+            client, sandbox, f"sh -c {shlex.quote(HOSTILE)} - {request.call_id} {future}"
+        )
+        assert "done" in wrecked.output, wrecked.output
+        await first.close()  # the sandbox keeps running for the next host
+
+        second = HandsHost(settings, backend)
+        await second.start()
+        assert sandbox in second.sandboxes  # adopted, not replaced
+        heard = await client.nc.subscribe(outcome_subject("ses_sec"))
+        again = await client.send(sandbox, request)
+        while True:
+            message = await heard.next_msg(timeout=30)
+            republished = msgspec.json.decode(message.data, type=ToolOutcome)
+            if republished.call_id == request.call_id:
+                break
+        await heard.unsubscribe()
+        # The command did not run a second time, and the host answered from its own record:
+        # the original outcome, published again (JetStream keeps one).
+        count = await client.call(sandbox, "ses_sec", "read_file", {"path": "count"})
+        assert count.output == "ran\n"
+        assert republished == original
+        assert again.duplicate and not again.error
+        assert await client.outcomes("ses_sec", request.call_id) == 1
+        # A call made after the wrecking runs for real, whatever was planted for its id.
+        later = await client.call(
+            sandbox, "ses_sec", "bash", {"command": "echo genuine"}, call_id=future
+        )
+        assert later.output.startswith("genuine\n"), later.output
+    finally:
+        for host in (first, second):
+            if host is not None:
+                await host.close(destroy_sandboxes=True)
+        # Whatever no host took back (a failed adoption) is removed too.
+        for path in (settings.data_dir / "sandboxes").glob("*/record.json"):
+            await backend.remove(msgspec.json.decode(path.read_bytes(), type=SandboxRecord))
