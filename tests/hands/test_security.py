@@ -198,10 +198,10 @@ async def test_no_process_of_the_sandbox_is_host_root(
         inside = [p for p in _processes() if _readlink(p / "ns" / "pid") == namespace]
         assert len(inside) >= 2  # at least an init (or the executor) and the command
         for process in inside:
-            status = _read(process / "status")
-            line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-            uids = [int(uid) for uid in line.split()[1:]]  # real, effective, saved, fs
-            assert 0 not in uids, (process, _cmdline(process), uids)
+            status = _read(process / "status").splitlines()  # empty: it has just ended
+            for line in (line for line in status if line.startswith("Uid:")):
+                uids = [int(uid) for uid in line.split()[1:]]  # real, effective, saved, fs
+                assert 0 not in uids, (process, _cmdline(process), uids)
     finally:
         await call
 
