@@ -1,9 +1,9 @@
 """What a sandbox backend does, and the host-side layout every sandbox shares.
 
-A sandbox is a directory on the hands host (`workspace/`, mounted writable at /workspace, and
-`ipc/`, mounted at /keel/ipc, where the executor listens on a unix socket and keeps its call
-records) plus an isolated process tree running the executor. Backends differ only in how
-they isolate that process tree.
+A sandbox is a directory on the hands host (`workspace/`, mounted writable at /workspace;
+`ipc/`, mounted at /keel/ipc, where the executor listens on a unix socket and spills long
+output; and, mounted nowhere, the host's records of its calls) plus an isolated process tree
+running the executor. Backends differ only in how they isolate that process tree.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from schemas import SandboxSpec
 
 # The sandbox user, also baked into the sandbox image.
 SANDBOX_UID = 10001
+# How a sandbox's directory and its executor's protocol are laid out. A host adopts only
+# sandboxes of its own layout: 2 keeps call records on the host side and speaks `collect`;
+# 1 (records without the field) kept them where the sandbox could rewrite them.
+LAYOUT = 2
 EXECUTOR_SOURCE = Path(__file__).with_name("executor.py")
 
 
@@ -33,8 +37,8 @@ def executor_command(python: str, memory_bytes: int) -> list[str]:
         "/keel/ipc/executor.sock",
         "--workspace",
         "/workspace",
-        "--state",
-        "/keel/ipc/state",
+        "--outputs",
+        "/keel/ipc/out",
         "--memory-bytes",
         str(memory_bytes),
     ]
@@ -51,6 +55,16 @@ class SandboxRecord(msgspec.Struct, frozen=True, kw_only=True):
     spec: SandboxSpec = SandboxSpec()
     # The backend's own handle: a process id (local) or a container id (docker).
     handle: str = ""
+    layout: int = LAYOUT
+
+
+class _StoredLayout(msgspec.Struct):
+    layout: int = 1
+
+
+def stored_layout(data: bytes) -> int:
+    """The layout of a stored record: records from before the field are layout 1."""
+    return msgspec.json.decode(data, type=_StoredLayout).layout
 
 
 class SandboxDirs:
@@ -59,24 +73,49 @@ class SandboxDirs:
         self.workspace = self.root / "workspace"
         self.ipc = self.root / "ipc"
         self.socket = self.ipc / "executor.sock"
-        self.state = self.ipc / "state"
+        self.outputs = self.ipc / "out"
+        # The host's records of the sandbox's calls: in no mount, out of every command's reach.
+        self.calls = self.root / "calls"
+        # The executor's source, copied here for backends whose sandbox cannot reach the
+        # package (an engine on another machine; bubblewrap run as the sandbox user).
+        self.executor = self.root / "executor.py"
         self.record = self.root / "record.json"
 
     def read_output(self, call_id: str) -> bytes | None:
         """The full output the executor spilled for `call_id`, or None.
 
         The sandbox can write here, so the host never trusts a path it names and never
-        follows a link it planted: it opens the one expected file, without following links.
+        follows a link (or opens a pipe) it planted: it opens the one expected file, from a
+        directory reached without following links.
         """
-        path = self.state / "out" / f"{call_id}.out"
         try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            descriptor = self._open_output(call_id)
         except OSError:
             return None
         with os.fdopen(descriptor, "rb") as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                 return None
             return file.read()
+
+    def remove_output(self, call_id: str) -> None:
+        try:
+            directory = os.open(self.outputs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return
+        try:
+            os.unlink(f"{call_id}.out", dir_fd=directory)
+        except OSError:
+            pass
+        finally:
+            os.close(directory)
+
+    def _open_output(self, call_id: str) -> int:
+        directory = os.open(self.outputs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+            return os.open(f"{call_id}.out", flags, dir_fd=directory)
+        finally:
+            os.close(directory)
 
 
 class SandboxBackend(Protocol):

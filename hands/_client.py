@@ -57,10 +57,12 @@ class ExecutorClient:
         await self._gone.wait()
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(request["call_id"], []).append(future)
-        await self._send({"op": "call", **request})
-        return await future
+        return await self._result_of({"op": "call", **request})
+
+    async def collect(self, call_id: str) -> dict[str, Any]:
+        """The result of a call an earlier host sent; an executor that never received it
+        answers `unknown` and refuses it from then on."""
+        return await self._result_of({"op": "collect", "call_id": call_id})
 
     async def cancel(self, call_id: str) -> None:
         await self._send({"op": "cancel", "call_id": call_id})
@@ -84,6 +86,12 @@ class ExecutorClient:
         self._writer.close()
         with contextlib.suppress(ConnectionError):
             await self._writer.wait_closed()
+
+    async def _result_of(self, message: dict[str, Any]) -> dict[str, Any]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(message["call_id"], []).append(future)
+        await self._send(message)
+        return await future
 
     async def _send(self, message: dict[str, Any]) -> None:
         if self._lost is not None:

@@ -36,7 +36,7 @@ class DockerBackend:
     async def prepare(self, dirs: SandboxDirs) -> None:
         # The executor is copied next to the sandbox: the engine resolves bind mounts on its
         # own machine, where a hands host running in a container has no site-packages path.
-        await asyncio.to_thread(shutil.copyfile, EXECUTOR_SOURCE, dirs.root / "executor.py")
+        await asyncio.to_thread(shutil.copyfile, EXECUTOR_SOURCE, dirs.executor)
         await asyncio.to_thread(chown_tree, dirs.workspace)
         await asyncio.to_thread(chown_tree, dirs.ipc)
 
@@ -63,7 +63,7 @@ class DockerBackend:
             "volumes": {
                 str(dirs.workspace): {"bind": "/workspace", "mode": "rw"},
                 str(dirs.ipc): {"bind": "/keel/ipc", "mode": "rw"},
-                str(dirs.root / "executor.py"): {"bind": "/keel/executor.py", "mode": "ro"},
+                str(dirs.executor): {"bind": "/keel/executor.py", "mode": "ro"},
             },
             "labels": {
                 LABEL: record.sandbox_id,

@@ -3,8 +3,10 @@
 It joins the `hands` queue group for provisioning, serves each sandbox's own subjects,
 forwards calls to the sandbox's executor over its unix socket, and publishes every outcome
 to JetStream with `Nats-Msg-Id = <session>/<call_id>`. It holds no credentials of keel's and never
-touches the session log. On start it adopts the sandboxes a dead host left behind and
-removes what cannot be adopted.
+touches the session log. It records every non-idempotent call where no sandbox can reach
+(`_records.py`) and never sends a recorded call_id to an executor again. On start it adopts
+the sandboxes a dead host left behind, collecting what their calls did, and removes what
+cannot be adopted.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
-from hands._backend import SandboxBackend, SandboxDirs, SandboxRecord
+from hands._backend import LAYOUT, SandboxBackend, SandboxDirs, SandboxRecord, stored_layout
 from hands._checkpoint import fingerprint, pack, unpack
 from hands._client import ExecutorClient, SandboxLost
+from hands._records import CallRecords
 from hands._settings import HandsSettings
 from schemas import (
     TOOLS,
@@ -74,6 +77,10 @@ class Sandbox:
     checkpoint: str | None = None
     fingerprint: str = ""
     lost: bool = False
+    records: CallRecords = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.records = CallRecords(self.dirs.calls)
 
 
 class HandsHost:
@@ -210,7 +217,8 @@ class HandsHost:
         sandbox_id = new_id("sbx")
         dirs = SandboxDirs(self.sandboxes_root, sandbox_id)
         dirs.workspace.mkdir(parents=True)
-        dirs.state.mkdir(parents=True)
+        dirs.ipc.mkdir()
+        CallRecords(dirs.calls).create()
         record = SandboxRecord(
             sandbox_id=sandbox_id,
             session_id=session_id,
@@ -274,14 +282,17 @@ class HandsHost:
         for path in sorted(self.sandboxes_root.glob("*/record.json")):
             dirs = SandboxDirs(self.sandboxes_root, path.parent.name)
             try:
-                record = msgspec.json.decode(path.read_bytes(), type=SandboxRecord)
+                data = path.read_bytes()
+                record = msgspec.json.decode(data, type=SandboxRecord)
+                layout = stored_layout(data)
             except msgspec.DecodeError:
                 shutil.rmtree(dirs.root, ignore_errors=True)
                 continue
             if record.backend != self.backend.name:
                 continue
             adopted = False
-            if await self.backend.alive(record):
+            # An executor of another layout speaks another protocol: never adopted.
+            if layout == LAYOUT and await self.backend.alive(record):
                 try:
                     client = await ExecutorClient.connect(dirs.socket, within_s=2.0)
                     await client.ping()
@@ -289,8 +300,8 @@ class HandsHost:
                     if record.session_id == "warm":
                         self._warm.append(sandbox)
                     else:
-                        await self._serve(sandbox)
                         self._resume_calls(sandbox)
+                        await self._serve(sandbox)
                     self._spawn(self._watch(sandbox))
                     adopted = True
                     known.add(record.handle)
@@ -307,28 +318,19 @@ class HandsHost:
     # -- calls ------------------------------------------------------------------------------
 
     def _resume_calls(self, sandbox: Sandbox) -> None:
-        """Ask an adopted sandbox for every call its dead host did not see acknowledged.
+        """Finish what a dead host left in an adopted sandbox, from the host's records.
 
-        The executor answers each from its record (or waits for the one still running), never
-        running anything twice; republishing is harmless, since JetStream drops a repeated
-        Nats-Msg-Id and a brain ignores an outcome it has already recorded.
+        Each call it sent without recording an outcome is collected from the executor, never
+        sent again (one the executor never received is refused there and ends `unknown`).
+        Each recorded outcome not acknowledged is published again, since that host may have
+        died before publishing it; JetStream drops a repeated Nats-Msg-Id and a brain ignores
+        an outcome it has already recorded.
         """
-        calls = sandbox.dirs.state / "calls"
-        for started in sorted(calls.glob("*.started")):
-            call_id = started.name.removesuffix(".started")
-            if (calls / f"{call_id}.acked").exists():
-                continue
-            try:
-                kept = msgspec.json.decode(started.read_bytes())
-                request = CallRequest(
-                    call_id=call_id,
-                    session_id=sandbox.record.session_id,
-                    name=str(kept["tool"]),
-                    input=dict(kept["input"] or {}),
-                )
-            except (msgspec.DecodeError, KeyError, TypeError, ValueError):
-                continue
-            self._start_call(sandbox, request)
+        for request in sandbox.records.unfinished():
+            if request.call_id not in sandbox.running:
+                self._start_call(sandbox, request, collect=True)
+        for outcome in sandbox.records.unacknowledged():
+            self._spawn(self._publish(outcome))
 
     async def _on_call(self, sandbox: Sandbox, msg: Msg) -> None:
         try:
@@ -340,14 +342,21 @@ class HandsHost:
         if not (is_valid_id(call_id) and is_valid_id(request.session_id)):
             await _respond(msg, CallAccepted(call_id=call_id, error="invalid call or session id"))
             return
-        calls = sandbox.dirs.state / "calls"
-        duplicate = call_id in sandbox.running or (calls / f"{call_id}.started").exists()
+        duplicate = call_id in sandbox.running or sandbox.records.started(call_id)
         await _respond(msg, CallAccepted(call_id=call_id, duplicate=duplicate))
-        if call_id not in sandbox.running:
-            self._start_call(sandbox, request)
+        if call_id in sandbox.running:
+            return  # its outcome is published when it ends
+        if not sandbox.records.started(call_id):
+            self._start_call(sandbox, request)  # new, or idempotent: runs (again)
+        elif (outcome := sandbox.records.outcome(call_id)) is not None:
+            # Asked again (a brain probing): answered from the record, never run again.
+            self._spawn(self._publish(outcome))
+        else:
+            # Sent by an incarnation of this host that died, and not collected yet.
+            self._start_call(sandbox, sandbox.records.request(call_id) or request, collect=True)
 
-    def _start_call(self, sandbox: Sandbox, request: CallRequest) -> None:
-        task = self._spawn(self._run_call(sandbox, request))
+    def _start_call(self, sandbox: Sandbox, request: CallRequest, *, collect: bool = False) -> None:
+        task = self._spawn(self._run_call(sandbox, request, collect=collect))
         sandbox.running[request.call_id] = task
 
         def finished(_: asyncio.Task[Any]) -> None:
@@ -355,9 +364,19 @@ class HandsHost:
 
         task.add_done_callback(finished)
 
-    async def _run_call(self, sandbox: Sandbox, request: CallRequest) -> None:
+    async def _run_call(self, sandbox: Sandbox, request: CallRequest, *, collect: bool) -> None:
+        """Run a call (or, `collect`, wait for one an earlier host sent) and publish its
+        outcome; a non-idempotent call's outcome is recorded first."""
         started = time.monotonic()
-        problem = _invalid(request)
+        problem = None if collect else _invalid(request)
+        recorded = collect or (problem is None and not TOOLS[request.name].idempotent)
+        if recorded and not collect:
+            # Before the executor can see it: from here on it is never sent again.
+            try:
+                sandbox.records.start(request)
+            except OSError as exc:
+                problem = f"the hands host could not record the call ({exc}); it did not run"
+                recorded = False
         if problem is not None:
             outcome = self._outcome(sandbox, request, problem, is_error=True, outcome="error")
         elif sandbox.lost:
@@ -370,17 +389,20 @@ class HandsHost:
                 lambda: beats.append(self._spawn(self._heartbeat(sandbox, request, started))),
             )
             try:
-                result = await sandbox.client.call(
-                    {
-                        "call_id": request.call_id,
-                        "tool": request.name,
-                        "input": request.input,
-                        "idempotent": TOOLS[request.name].idempotent,
-                        "max_output_bytes": self.settings.max_output_bytes,
-                        "spill_bytes": self.settings.max_spill_bytes,
-                        "timeout_s": sandbox.record.spec.call_timeout_s,
-                    }
-                )
+                if collect:
+                    result = await sandbox.client.collect(request.call_id)
+                else:
+                    result = await sandbox.client.call(
+                        {
+                            "call_id": request.call_id,
+                            "tool": request.name,
+                            "input": request.input,
+                            "idempotent": TOOLS[request.name].idempotent,
+                            "max_output_bytes": self.settings.max_output_bytes,
+                            "spill_bytes": self.settings.max_spill_bytes,
+                            "timeout_s": sandbox.record.spec.call_timeout_s,
+                        }
+                    )
                 outcome = await self._finish(sandbox, request, result)
             except SandboxLost:
                 outcome = self._lost_outcome(sandbox, request)
@@ -388,7 +410,20 @@ class HandsHost:
                 first_beat.cancel()
                 for beat in beats:
                     beat.cancel()
+        if recorded:
+            await self._record(sandbox, outcome)
         await self._publish(outcome)
+
+    async def _record(self, sandbox: Sandbox, outcome: ToolOutcome) -> None:
+        """Keep the outcome, then let the executor drop its copy (until the host has it, a
+        host that dies is replaced by one that collects it from the executor)."""
+        try:
+            sandbox.records.finish(outcome)
+        except OSError:
+            log.exception("recording the outcome of %s failed", outcome.call_id)
+            return
+        with contextlib.suppress(SandboxLost):
+            await sandbox.client.forget(outcome.call_id)
 
     async def _finish(
         self, sandbox: Sandbox, request: CallRequest, result: dict[str, Any]
@@ -398,7 +433,9 @@ class HandsHost:
             data = await asyncio.to_thread(sandbox.dirs.read_output, request.call_id)
             if data is not None:
                 blob = await self._put_blob(data, result["output"])
-        if TOOLS[request.name].mutating and not result.get("duplicate"):
+            sandbox.dirs.remove_output(request.call_id)
+        spec = TOOLS.get(request.name)
+        if spec is not None and spec.mutating:
             await self._checkpoint(sandbox)
         return ToolOutcome(
             call_id=request.call_id,
@@ -476,9 +513,10 @@ class HandsHost:
         await _respond(msg, b"")
 
     async def _on_ack(self, sandbox: Sandbox, msg: Msg) -> None:
-        with contextlib.suppress(msgspec.DecodeError, SandboxLost):
+        # The outcome stays recorded: a late duplicate is still answered, never run.
+        with contextlib.suppress(msgspec.DecodeError, ValueError, OSError):
             ack = msgspec.json.decode(msg.data, type=OutcomeAck)
-            await sandbox.client.forget(ack.call_id)
+            sandbox.records.acknowledge(ack.call_id)
         await _respond(msg, b"")
 
     async def _on_destroy(self, sandbox: Sandbox, msg: Msg) -> None:

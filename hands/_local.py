@@ -1,10 +1,11 @@
 """The embedded sandbox backend: the executor in Linux namespaces, limited by cgroups.
 
 No network (a private network namespace with only its own loopback), the system mounted
-read-only, /workspace writable, an empty environment, a non-root user, its own pid, ipc,
-mount and uts namespaces. Built with bubblewrap when it is installed, else with `unshare`
-(util-linux) plus a chroot, which needs the host to run as root. The sandbox runs in its own
-session, so it outlives a hands host that dies, and a new host adopts it.
+read-only, /workspace writable, an empty environment, its own pid, ipc, mount and uts
+namespaces, and a user who is unprivileged on the host: uid 10001 when the host runs as
+root, else the host's own user. Built with bubblewrap when it is installed, else with
+`unshare` (util-linux) plus a chroot, which needs the host to run as root. The sandbox runs
+in its own session, so it outlives a hands host that dies, and a new host adopts it.
 """
 
 from __future__ import annotations
@@ -49,14 +50,19 @@ class LocalBackend:
             raise LocalBackendUnavailable(
                 "without bubblewrap, the local backend needs unshare and a hands host run as root"
             )
+        if os.geteuid() == 0 and not (shutil.which("unshare") and shutil.which("setpriv")):
+            raise LocalBackendUnavailable(
+                "a hands host run as root needs unshare and setpriv (util-linux) to start "
+                "its sandboxes as an unprivileged user"
+            )
         self.isolation = isolation
         # Sandboxes this process started: kept to reap them (adopted ones are not our children).
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     async def prepare(self, dirs: SandboxDirs) -> None:
-        """Under unshare the sandbox user is a real host user, who must own its directories;
-        under bubblewrap it is mapped to the host's own user."""
-        if self.isolation == "unshare":
+        """On a root host the sandbox user is host uid 10001, who must own its directories;
+        on any other host it is the host's own user, who owns them already."""
+        if os.geteuid() == 0:
             await asyncio.to_thread(chown_tree, dirs.workspace)
             await asyncio.to_thread(chown_tree, dirs.ipc)
 
@@ -69,13 +75,13 @@ class LocalBackend:
         await asyncio.to_thread(group.create, memory_bytes=memory, pids=spec.pids, cpus=spec.cpus)
         executor = executor_command(PYTHON, memory)
         if self.isolation == "bwrap":
-            command = [shutil.which("bwrap") or "bwrap", *_isolation(), *_mounts(dirs), *executor]
-            if spec.network:
-                command.remove("--unshare-net")
+            # bubblewrap may run as the sandbox user, who may not reach the package's path.
+            await asyncio.to_thread(shutil.copyfile, EXECUTOR_SOURCE, dirs.executor)
+            command = bwrap_command(dirs, executor, network=spec.network, root=os.geteuid() == 0)
         else:
             command = _unshare_command(dirs, executor, network=spec.network)
         log = (dirs.root / "sandbox.log").open("ab")
-        # The shell joins the cgroups, then becomes bubblewrap: nothing escapes the limits.
+        # The shell joins the cgroups, then becomes the sandbox: nothing escapes the limits.
         self._children[handle] = subprocess.Popen(  # noqa: ASYNC220 - returns at once
             ["/bin/sh", "-c", f'{group.join_command()} && exec "$@"', "sandbox", *command],
             stdin=subprocess.DEVNULL,
@@ -115,13 +121,54 @@ class LocalBackend:
         return len(orphans)
 
 
-def _isolation() -> list[str]:
+# Where a root host shows bubblewrap the sandbox's directory: see bwrap_command.
+_STAGE = "/tmp"
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+def bwrap_command(
+    dirs: SandboxDirs, executor: list[str], *, network: bool, root: bool
+) -> list[str]:
+    """The command that starts the sandbox with bubblewrap, from a host run as root or not.
+
+    bubblewrap maps the sandbox user to the user who runs it, so a root host never runs it
+    as root (the sandbox would be host root, able to read /etc/shadow): it runs it as the
+    sandbox user, who has no right to the path of the sandbox's directory (a data directory
+    under /root, pytest's 0700 temporary directories). So it first binds that directory on
+    /tmp of a private mount namespace, as root, then drops to the sandbox user with no way to
+    regain privileges, and bubblewrap binds what it needs from there (its own /tmp is a fresh
+    tmpfs). A host that is not root runs bubblewrap as itself, on the directory's own path.
+    """
+    source = Path(_STAGE) if root else dirs.root
+    bwrap = [shutil.which("bwrap") or "bwrap", *_isolation(network), *_mounts(source), *executor]
+    if not root:
+        return bwrap
+    uid = str(SANDBOX_UID)
+    return [
+        shutil.which("unshare") or "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        f'mount --bind "$0" {_STAGE} && exec "$@"',
+        str(dirs.root),
+        shutil.which("setpriv") or "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--no-new-privs",
+        *bwrap,
+    ]
+
+
+def _isolation(network: bool) -> list[str]:
     uid = str(SANDBOX_UID)
     return [
         "--unshare-user",
         "--unshare-ipc",
         "--unshare-pid",
-        "--unshare-net",
+        *([] if network else ["--unshare-net"]),
         "--unshare-uts",
         "--unshare-cgroup-try",
         "--uid",
@@ -144,28 +191,40 @@ def _isolation() -> list[str]:
     ]
 
 
-def _mounts(dirs: SandboxDirs) -> list[str]:
+def _mounts(source: Path) -> list[str]:
+    """The sandbox's file system, its own directories taken from `source`."""
     mounts: list[str] = []
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
             mounts += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             mounts += ["--ro-bind", path, path]
+    # Not --dev: its devpts makes bubblewrap nest a second user namespace, in which the
+    # sandbox user's map names uid 0 (of the first namespace). The devices a command needs,
+    # bound one by one, on a /dev the sandbox cannot write.
+    mounts += ["--proc", "/proc", "--tmpfs", "/dev"]
+    for device in _DEVICES:
+        mounts += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
+    for number, name in enumerate(("stdin", "stdout", "stderr")):
+        mounts += ["--symlink", f"/proc/self/fd/{number}", f"/dev/{name}"]
     mounts += [
-        "--proc",
-        "/proc",
-        "--dev",
+        "--symlink",
+        "/proc/self/fd",
+        "/dev/fd",
+        "--tmpfs",
+        "/dev/shm",
+        "--remount-ro",
         "/dev",
         "--tmpfs",
         "/tmp",
         "--bind",
-        str(dirs.workspace),
+        str(source / "workspace"),
         "/workspace",
         "--bind",
-        str(dirs.ipc),
+        str(source / "ipc"),
         "/keel/ipc",
         "--ro-bind",
-        str(EXECUTOR_SOURCE),
+        str(source / "executor.py"),
         "/keel/executor.py",
         # Last: the root bubblewrap built is read-only too; only /workspace and /tmp write.
         "--remount-ro",
@@ -208,11 +267,13 @@ mount --bind "$executor" "$root/keel/executor.py"
 mount -o remount,bind,ro "$root/keel/executor.py"
 mount -o remount,ro "$root"
 cd "$root"
-# This shell stays as the namespace's pid 1: its `wait` reaps the orphans a killed command
-# leaves, which would otherwise linger as zombies.
-chroot --userspec="$uid:$uid" . /usr/bin/setpriv --no-new-privs --inh-caps=-all \
-    /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/workspace LANG=C.UTF-8 "$@" &
-wait $!
+# Becomes the sandbox user, with no capability to keep or regain (the bounding set too), and
+# a shell that stays the namespace's pid 1: its `wait` reaps the orphans a killed command
+# leaves, which would otherwise linger as zombies. Nothing in the sandbox stays root.
+exec chroot . /usr/bin/setpriv --reuid="$uid" --regid="$uid" --clear-groups \
+    --bounding-set=-all --inh-caps=-all --no-new-privs \
+    /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/workspace LANG=C.UTF-8 \
+    /bin/sh -c '"$@" & wait $!' sandbox "$@"
 """
 
 

@@ -8,15 +8,18 @@ newline-delimited JSON:
     {"op": "call", "call_id", "tool", "input", "idempotent", "timeout_s", "max_output_bytes",
      "spill_bytes"}
         -> {"op": "result", "call_id", "output", "is_error", "exit_code", "truncated",
-            "full_output", "duration_ms", "duplicate"}
+            "full_output", "duration_ms"}
+    {"op": "collect", "call_id"}  -> its result, once it has one; a call_id never received is
+                                  answered `"unknown": true` and refused from then on
     {"op": "cancel", "call_id"}   the call's process group is killed; its result says so
-    {"op": "forget", "call_id"}   the outcome was delivered: drop its full output (the small
-                                  record stays, so the call_id is still never run twice)
+    {"op": "forget", "call_id"}   the host has recorded the result: drop it
     {"op": "ping"} -> {"op": "pong"}
 
-Every call of a tool that is not idempotent is recorded under the state directory before it
-runs and its result after, so its call_id is executed at most once, even if the host that sent
-it died and another asks again. Idempotent calls (reads) simply run.
+The hands host keeps the records that make a call_id run at most once, where no command run
+here can reach them; it never sends a call_id twice. The executor keeps results only in
+memory until the host has recorded them (a host that died meanwhile is replaced by one that
+collects them), and still runs no call_id it has seen twice. Idempotent calls (reads) simply
+run. Full output over the inline limit is spilled to the outputs directory for the host.
 The executor never talks to the network; it could not anyway.
 """
 
@@ -46,16 +49,17 @@ class ToolError(Exception):
 
 
 class Executor:
-    def __init__(self, workspace: Path, state: Path, memory_bytes: int | None) -> None:
+    def __init__(self, workspace: Path, outputs: Path, memory_bytes: int | None) -> None:
         self.workspace = workspace
-        self.calls = state / "calls"
-        self.outputs = state / "out"
-        self.calls.mkdir(parents=True, exist_ok=True)
-        self.outputs.mkdir(parents=True, exist_ok=True)
+        self.outputs = outputs
         self.memory_bytes = memory_bytes
         self.lock = threading.Lock()
-        # call_id -> set when its result is recorded (a duplicate request waits on it).
+        # Every non-idempotent call_id received (or refused by `collect`): none runs twice.
+        self.seen: set[str] = set()
+        # call_id -> set when its result is ready (a collect waits on it).
         self.running: dict[str, threading.Event] = {}
+        # Results the host has not recorded yet.
+        self.results: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, int] = {}
         self.cancelled: set[str] = set()
 
@@ -71,7 +75,7 @@ class Executor:
                 writer.flush()
 
         def answer(request: dict[str, Any]) -> None:
-            send(self.call(request))
+            send(self.collect(request) if request["op"] == "collect" else self.call(request))
 
         for line in reader:
             try:
@@ -80,7 +84,7 @@ class Executor:
             except (ValueError, KeyError, TypeError):
                 send({"op": "error", "error": "malformed request"})
                 continue
-            if op == "call":
+            if op in ("call", "collect"):
                 threading.Thread(target=answer, args=(request,), daemon=True).start()
             elif op == "cancel":
                 self.cancel(str(request.get("call_id")))
@@ -93,38 +97,50 @@ class Executor:
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         call_id = str(request.get("call_id", ""))
-        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", call_id):
+        if not _valid(call_id):
             return _result(call_id, "invalid call_id", is_error=True)
         if request.get("idempotent") is True:
-            # Safe to run again (read_file, list_files, grep): no records to keep or consult.
+            # Safe to run again (read_file, list_files, grep): nothing to keep or consult.
             return self.run(call_id, request)
-        done = self.calls / f"{call_id}.json"
-        started = self.calls / f"{call_id}.started"
         with self.lock:
-            waiting = self.running.get(call_id)
-            fresh = waiting is None and not done.exists() and not started.exists()
-            if fresh:
-                # The request is kept, so a host that adopts this sandbox can ask for it.
-                kept = {"tool": request.get("tool"), "input": request.get("input")}
-                started.write_text(json.dumps(kept))
-                self.running[call_id] = threading.Event()
-        if waiting is not None:
-            waiting.wait()
-        if not fresh:
-            if not done.exists():
-                # Started by an executor that is gone: nobody can tell what it did.
-                result = _result(
-                    call_id, "the call was interrupted and its outcome is unknown", is_error=True
-                )
-                result["unknown"] = True
-                _write_atomic(done, json.dumps(result))
-            return {**json.loads(done.read_text()), "duplicate": True}
+            if call_id in self.seen:
+                # The host never sends a call_id twice; whoever did gets nothing run.
+                return _unknown(call_id, "this call_id was received before; it is not run again")
+            self.seen.add(call_id)
+            self.running[call_id] = threading.Event()
         try:
             result = self.run(call_id, request)
-            _write_atomic(done, json.dumps(result))
-        finally:
-            with self.lock:
-                self.running.pop(call_id).set()
+        except Exception as exc:  # the host must get an answer whatever happened
+            result = _result(call_id, f"the executor failed: {exc!r}", is_error=True)
+        with self.lock:
+            self.results[call_id] = result
+            self.running.pop(call_id).set()
+        return result
+
+    def collect(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The result of a call a previous host sent, which it may not have seen."""
+        call_id = str(request.get("call_id", ""))
+        if not _valid(call_id):
+            return _result(call_id, "invalid call_id", is_error=True)
+        with self.lock:
+            waiting = self.running.get(call_id)
+            if call_id not in self.seen:
+                # Never received. Refused from now on: a `call` for it that is still on its
+                # way (buffered on the dead host's connection) must not run after this answer.
+                self.seen.add(call_id)
+                self.results[call_id] = _unknown(
+                    call_id,
+                    "the call never reached the sandbox (its hands host stopped before sending "
+                    "it); it did not run and will not",
+                )
+                return self.results[call_id]
+        if waiting is not None:
+            waiting.wait()
+        with self.lock:
+            result = self.results.get(call_id)
+        if result is None:
+            # Forgotten: only the host that recorded it (or the sandbox itself) tells it so.
+            return _unknown(call_id, "the call ran but its result was dropped; it is unknown")
         return result
 
     def cancel(self, call_id: str) -> None:
@@ -135,10 +151,8 @@ class Executor:
             _kill_group(group)
 
     def forget(self, call_id: str) -> None:
-        if call_id in self.running or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", call_id):
-            return
-        (self.outputs / f"{call_id}.out").unlink(missing_ok=True)
-        (self.calls / f"{call_id}.acked").touch()
+        with self.lock:
+            self.results.pop(call_id, None)
 
     # -- the tools --------------------------------------------------------------------------
 
@@ -160,6 +174,7 @@ class Executor:
             result = _result(call_id, f"{type(exc).__name__}: {exc}", is_error=True)
         if not result.get("full_output") and len(result["output"].encode()) > limit:
             full = self.outputs / f"{call_id}.out"
+            self.outputs.mkdir(exist_ok=True)  # made on demand: a command may remove it
             full.write_text(result["output"])
             result["full_output"] = str(full)
             result["output"] = _head(result["output"], limit)
@@ -177,6 +192,7 @@ class Executor:
         limit = int(request.get("max_output_bytes", 30_000))
         spill_limit = int(request.get("spill_bytes", 64 * 1024 * 1024))
         spill_path = self.outputs / f"{call_id}.out"
+        self.outputs.mkdir(exist_ok=True)  # made on demand: a command may remove it
         # prlimit, not a preexec_fn (unsafe with threads): a memory hog then fails its own
         # allocations instead of waking the OOM killer, which might pick the executor.
         limit_memory = ["prlimit", f"--as={self.memory_bytes}"] if self.memory_bytes else []
@@ -371,6 +387,10 @@ def _walk(root: Path) -> list[Path]:
     return files
 
 
+def _valid(call_id: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", call_id))
+
+
 def _result(call_id: str, output: str, *, is_error: bool = False) -> dict[str, Any]:
     return {
         "op": "result",
@@ -381,8 +401,11 @@ def _result(call_id: str, output: str, *, is_error: bool = False) -> dict[str, A
         "truncated": False,
         "full_output": None,
         "duration_ms": 0.0,
-        "duplicate": False,
     }
+
+
+def _unknown(call_id: str, output: str) -> dict[str, Any]:
+    return {**_result(call_id, output, is_error=True), "unknown": True}
 
 
 def _head(text: str, limit: int) -> str:
@@ -395,32 +418,26 @@ def _kill_group(group: int) -> None:
         os.killpg(group, signal.SIGKILL)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
 
 def main() -> None:
     # Not argparse: its import alone is a tenth of a sandbox's cold start.
-    usage = "executor.py --socket PATH --workspace DIR --state DIR [--memory-bytes N]"
+    usage = "executor.py --socket PATH --workspace DIR --outputs DIR [--memory-bytes N]"
     flags = sys.argv[1:]
     if len(flags) % 2 or not set(flags[::2]) <= {
         "--socket",
         "--workspace",
-        "--state",
+        "--outputs",
         "--memory-bytes",
     }:
         raise SystemExit(f"usage: {usage}")
     args = dict(zip(flags[::2], flags[1::2], strict=True))
-    if not {"--socket", "--workspace", "--state"} <= args.keys():
+    if not {"--socket", "--workspace", "--outputs"} <= args.keys():
         raise SystemExit(f"usage: {usage}")
     memory = int(args.get("--memory-bytes", "0"))
-    executor = Executor(Path(args["--workspace"]), Path(args["--state"]), memory or None)
+    executor = Executor(Path(args["--workspace"]), Path(args["--outputs"]), memory or None)
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:

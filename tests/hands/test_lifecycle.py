@@ -17,7 +17,15 @@ import pytest
 from hands import HandsHost, HandsSettings
 from hands._backend import SandboxBackend, SandboxDirs, SandboxRecord
 from hands._client import ExecutorClient
-from schemas import CallProgress, CallRequest, ProvisionReply, ProvisionRequest, new_id
+from hands._records import CallRecords
+from schemas import (
+    CallProgress,
+    CallRequest,
+    ProvisionReply,
+    ProvisionRequest,
+    ToolOutcome,
+    new_id,
+)
 from schemas._hands import progress_subject
 from tests.hands.client import HandsTestClient
 
@@ -287,11 +295,11 @@ async def test_a_new_host_removes_orphans_that_have_no_record(
     host's sandbox on the same machine is left alone."""
     dirs = SandboxDirs(tmp_path / "elsewhere", "sbx_orphan")
     dirs.workspace.mkdir(parents=True)
-    dirs.state.mkdir(parents=True)
+    dirs.ipc.mkdir()
     await backend.prepare(dirs)
     others = SandboxDirs(tmp_path / "elsewhere", "sbx_other")
     others.workspace.mkdir(parents=True)
-    others.state.mkdir(parents=True)
+    others.ipc.mkdir()
     await backend.prepare(others)
     records = []
     for owner, place in ((settings.host_id, dirs), ("another-host", others)):
@@ -314,3 +322,85 @@ async def test_a_new_host_removes_orphans_that_have_no_record(
         await host.close(destroy_sandboxes=True)
         for record in records:
             await backend.remove(record)
+
+
+async def test_an_adopting_host_finishes_what_its_predecessor_recorded(
+    settings: HandsSettings, backend: SandboxBackend, client: HandsTestClient
+) -> None:
+    """A host killed at the wrong moment leaves a call recorded but never sent, or an
+    outcome recorded but never published: the next host ends the first as `unknown`
+    (never running it) and publishes the second."""
+    first = HandsHost(settings, backend)
+    await first.start()
+    second: HandsHost | None = None
+    try:
+        sandbox = (await client.provision(SESSION)).sandbox_id
+        ran = await client.call(sandbox, SESSION, "bash", {"command": "echo ran >> count"})
+        dirs = first.sandboxes[sandbox].dirs
+        await first.close()  # the sandbox keeps running
+        records = CallRecords(dirs.calls)
+        unsent = CallRequest(
+            call_id=new_id("call"), session_id=SESSION, name="bash", input={"command": "touch x"}
+        )
+        records.start(unsent)
+        unpublished = ToolOutcome(
+            call_id=new_id("call"), session_id=SESSION, sandbox_id=sandbox, output="it ran"
+        )
+        records.start(CallRequest(call_id=unpublished.call_id, session_id=SESSION, name="bash"))
+        records.finish(unpublished)
+
+        second = HandsHost(settings, backend)
+        await second.start()
+        never = await client.outcome(SESSION, unsent.call_id)
+        assert never.is_error and never.outcome == "unknown" and "never reached" in never.output
+        assert await client.outcome(SESSION, unpublished.call_id) == unpublished
+        assert (await client.send(sandbox, unsent)).duplicate
+        # The executor refuses a call_id it has seen, as defence in depth: one it ran, and
+        # one the host collected before it arrived (as if still on the dead host's connection).
+        executor = await ExecutorClient.connect(dirs.socket)
+        try:
+            for call_id, command in (
+                (ran.call_id, "echo ran >> count"),
+                (unsent.call_id, "touch x"),
+            ):
+                late = await executor.call(
+                    {"call_id": call_id, "tool": "bash", "input": {"command": command}}
+                )
+                assert late["is_error"] and late["unknown"], late
+        finally:
+            await executor.close()
+        assert (await client.call(sandbox, SESSION, "list_files", {})).output == "count"
+        count = await client.call(sandbox, SESSION, "read_file", {"path": "count"})
+        assert count.output == "ran\n"
+    finally:
+        for host in (first, second):
+            if host is not None:
+                await host.close(destroy_sandboxes=True)
+        for path in (settings.data_dir / "sandboxes").glob("*/record.json"):
+            await backend.remove(msgspec.json.decode(path.read_bytes(), type=SandboxRecord))
+
+
+async def test_sandboxes_of_an_older_layout_are_removed_not_adopted(
+    settings: HandsSettings, backend: SandboxBackend, client: HandsTestClient
+) -> None:
+    """Their executors speak another protocol (and kept call records in reach of the
+    sandbox): a new host removes them instead of adopting them."""
+    first = HandsHost(settings, backend)
+    await first.start()
+    sandbox = (await client.provision(SESSION)).sandbox_id
+    dirs = first.sandboxes[sandbox].dirs
+    record = first.sandboxes[sandbox].record
+    await first.close()
+    # As a host of the first layout wrote it: without the field.
+    stored = msgspec.json.decode(dirs.record.read_bytes())
+    del stored["layout"]
+    dirs.record.write_bytes(msgspec.json.encode(stored))
+    second = HandsHost(settings, backend)
+    try:
+        await second.start()
+        assert sandbox not in second.sandboxes
+        assert not await backend.alive(record)
+        assert not dirs.root.exists()
+    finally:
+        await second.close(destroy_sandboxes=True)
+        await backend.remove(record)
