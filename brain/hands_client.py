@@ -72,10 +72,24 @@ class HandsClient:
         self.no_hands_for_s = no_hands_for_s
 
     async def provision(
-        self, session_id: str, spec: SandboxSpec, checkpoint: str | None
+        self,
+        session_id: str,
+        spec: SandboxSpec,
+        checkpoint: str | None,
+        *,
+        previous_sandbox_id: str | None = None,
+        lease_epoch: int = 0,
     ) -> ProvisionReply:
+        """A sandbox for the session, started from `checkpoint` (or, when the host removed
+        `previous_sandbox_id` for idling, from its final checkpoint)."""
         request = _ENCODER.encode(
-            ProvisionRequest(session_id=session_id, sandbox=spec, checkpoint=checkpoint)
+            ProvisionRequest(
+                session_id=session_id,
+                sandbox=spec,
+                checkpoint=checkpoint,
+                previous_sandbox_id=previous_sandbox_id,
+                lease_epoch=lease_epoch,
+            )
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.no_hands_for_s

@@ -43,6 +43,7 @@ from brain.audit import answer_audit
 from brain.crashpoints import brain_crashpoints
 from brain.hands_client import HandsClient
 from brain.providers import Providers
+from brain.sandboxes import answer_sandbox_check
 from brain.settings import BrainSettings
 from brain.wake import BrainDeps, WakeResult, wake
 from schemas import (
@@ -56,7 +57,12 @@ from schemas import (
     NatsLinkLog,
     work_subject,
 )
-from schemas._hands import OUTCOME_STREAM, OUTCOME_SUBJECTS
+from schemas._hands import (
+    OUTCOME_STREAM,
+    OUTCOME_SUBJECTS,
+    SANDBOX_CHECK_QUEUE,
+    SANDBOX_CHECK_SUBJECT,
+)
 from session_store import (
     EventStore,
     SessionNotFound,
@@ -150,6 +156,9 @@ class Brain:
             config=ConsumerConfig(ack_wait=ACK_WAIT_S, max_deliver=-1, max_ack_pending=-1),
         )
         await self._nc.subscribe(AUDIT_SUBJECT, queue=AUDIT_QUEUE, cb=self._on_audit)
+        await self._nc.subscribe(
+            SANDBOX_CHECK_SUBJECT, queue=SANDBOX_CHECK_QUEUE, cb=self._on_sandbox_check
+        )
         for session_id in await self.store.leases_of(self.settings.brain_id):
             self._spawn(self._take_back(session_id))
         self._spawn(self._pull(subscription))
@@ -253,6 +262,9 @@ class Brain:
     async def _on_audit(self, message: Msg) -> None:
         # Its own task: a long log being folded holds up no other request.
         self._spawn(answer_audit(self.store, message))
+
+    async def _on_sandbox_check(self, message: Msg) -> None:
+        self._spawn(answer_sandbox_check(self.store, message))
 
     # -- outcomes of sessions nobody holds ---------------------------------------------------
 

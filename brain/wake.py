@@ -700,7 +700,11 @@ class _SessionRun:
 
     async def _provision(self) -> str:
         reply = await self.deps.hands.provision(
-            self.session_id, self.spec.sandbox, self.state.checkpoint
+            self.session_id,
+            self.spec.sandbox,
+            self.state.checkpoint,
+            previous_sandbox_id=self.state.sandbox_id,
+            lease_epoch=self.lease.epoch,
         )
         return reply.sandbox_id
 

@@ -56,6 +56,8 @@ class SandboxRecord(msgspec.Struct, frozen=True, kw_only=True):
     # The backend's own handle: a process id (local) or a container id (docker).
     handle: str = ""
     layout: int = LAYOUT
+    # The lease epoch of the brain run that asked for it (see `hands._reaper`).
+    lease_epoch: int = 0
 
 
 class _StoredLayout(msgspec.Struct):

@@ -17,7 +17,6 @@ import hashlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -32,7 +31,9 @@ from nats.js.object_store import ObjectStore
 from hands._backend import LAYOUT, SandboxBackend, SandboxDirs, SandboxRecord, stored_layout
 from hands._checkpoint import fingerprint, pack, unpack
 from hands._client import ExecutorClient, SandboxLost
+from hands._reaper import Reaper
 from hands._records import CallRecords
+from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
 from schemas import (
     TOOLS,
@@ -52,6 +53,7 @@ from schemas import (
 from schemas._hands import (
     BLOB_BUCKET,
     CHECKPOINT_BUCKET,
+    FINAL_CHECKPOINT_PREFIX,
     HANDS_QUEUE,
     OUTCOME_STREAM,
     OUTCOME_SUBJECTS,
@@ -65,22 +67,6 @@ from schemas._hands import (
 log = logging.getLogger("keel.hands")
 
 _ENCODER = msgspec.json.Encoder()
-
-
-@dataclass
-class Sandbox:
-    record: SandboxRecord
-    dirs: SandboxDirs
-    client: ExecutorClient
-    subscriptions: list[Any] = field(default_factory=list)
-    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    checkpoint: str | None = None
-    fingerprint: str = ""
-    lost: bool = False
-    records: CallRecords = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.records = CallRecords(self.dirs.calls)
 
 
 class HandsHost:
@@ -115,6 +101,8 @@ class HandsHost:
         self._checkpoints = await _bucket(self._js, CHECKPOINT_BUCKET)
         await self._adopt_or_remove_leftovers()
         await self._nc.subscribe(PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._on_provision)
+        reaper = Reaper(self.settings, self._nc, lambda: list(self.sandboxes.values()), self.retire)
+        self._spawn(reaper.run())
         for _ in range(self.settings.warm_pool):
             self._spawn(self._fill_warm_pool())
         await self._nc.flush()
@@ -167,23 +155,41 @@ class HandsHost:
     async def provision(self, request: ProvisionRequest) -> Sandbox:
         if not is_valid_id(request.session_id):
             raise ValueError(f"invalid session id {request.session_id!r}")
+        checkpoint = await self._starting_point(request)
         sandbox = self._take_warm(request)
         if sandbox is None:
             sandbox = await self._create(request.session_id, request)
         try:
-            if request.checkpoint:
-                await self._restore(sandbox, request.checkpoint)
+            if checkpoint:
+                await self._restore(sandbox, checkpoint)
             await self._serve(sandbox)
         except BaseException:
             await asyncio.shield(self._destroy(sandbox))
             raise
+        sandbox.touch()
         return sandbox
+
+    async def _starting_point(self, request: ProvisionRequest) -> str | None:
+        """The checkpoint a new sandbox starts from: the one the log names, unless the
+        sandbox it replaces was removed for idling, whose final checkpoint is as new or
+        newer (it holds what ran after the last call, in the background, too)."""
+        previous = request.previous_sandbox_id
+        if previous is None or not is_valid_id(previous):
+            return request.checkpoint
+        assert self._checkpoints is not None
+        try:
+            final = await self._checkpoints.get(final_checkpoint_name(previous))
+        except nats.js.errors.ObjectNotFoundError:
+            return request.checkpoint
+        return final.data.decode() if final.data else request.checkpoint
 
     def _take_warm(self, request: ProvisionRequest) -> Sandbox | None:
         for sandbox in self._warm:
             if sandbox.record.spec == request.sandbox and not sandbox.lost:
                 self._warm.remove(sandbox)
-                record = msgspec.structs.replace(sandbox.record, session_id=request.session_id)
+                record = msgspec.structs.replace(
+                    sandbox.record, session_id=request.session_id, lease_epoch=request.lease_epoch
+                )
                 sandbox.record = record
                 sandbox.dirs.record.write_bytes(_ENCODER.encode(record))
                 self._spawn(self._fill_warm_pool())
@@ -226,6 +232,7 @@ class HandsHost:
             backend=self.backend.name,
             created_at=time.time(),
             spec=request.sandbox,
+            lease_epoch=request.lease_epoch,
         )
         await self.backend.prepare(dirs)
         handle = await self.backend.start(record, dirs)
@@ -358,9 +365,11 @@ class HandsHost:
     def _start_call(self, sandbox: Sandbox, request: CallRequest, *, collect: bool = False) -> None:
         task = self._spawn(self._run_call(sandbox, request, collect=collect))
         sandbox.running[request.call_id] = task
+        sandbox.touch()
 
         def finished(_: asyncio.Task[Any]) -> None:
             sandbox.running.pop(request.call_id, None)
+            sandbox.touch()
 
         task.add_done_callback(finished)
 
@@ -523,6 +532,42 @@ class HandsHost:
         await self._destroy(sandbox)
         await _respond(msg, b"")
 
+    async def retire(self, sandbox: Sandbox, reason: str, checkpoint: bool) -> None:
+        """Remove a sandbox no session will use (see `hands._reaper`), after the calls it
+        was already handed; with `checkpoint`, first keep its workspace as its final
+        checkpoint, for the sandbox that replaces it."""
+        if sandbox.retiring:
+            return
+        sandbox.retiring = True
+        for subscription in sandbox.subscriptions:
+            # Drain, not unsubscribe: a call already delivered is still run and answered.
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.drain()
+        sandbox.subscriptions.clear()
+        await asyncio.gather(*sandbox.running.values(), return_exceptions=True)
+        if checkpoint and not sandbox.lost:
+            try:
+                await self._checkpoint(sandbox)
+                assert self._checkpoints is not None and sandbox.checkpoint is not None
+                await self._checkpoints.put(
+                    final_checkpoint_name(sandbox.record.sandbox_id), sandbox.checkpoint.encode()
+                )
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                # Its workspace is not kept anywhere yet: serve it again, try next time.
+                log.warning(
+                    "keeping sandbox %s: no final checkpoint (%r)", sandbox.record.sandbox_id, exc
+                )
+                sandbox.retiring = False
+                await self._serve(sandbox)
+                return
+        log.info(
+            "removing sandbox %s of session %s: %s",
+            sandbox.record.sandbox_id,
+            sandbox.record.session_id,
+            reason,
+        )
+        await self._destroy(sandbox)
+
     async def _destroy(self, sandbox: Sandbox) -> None:
         for subscription in sandbox.subscriptions:
             with contextlib.suppress(nats.errors.Error):
@@ -585,6 +630,11 @@ async def _bucket(js: JetStreamContext, name: str) -> ObjectStore:
         return await js.object_store(name)
     except (NotFoundError, nats.js.errors.BucketNotFoundError):
         return await js.create_object_store(name)
+
+
+def final_checkpoint_name(sandbox_id: str) -> str:
+    """The object holding the digest of a retired sandbox's final checkpoint."""
+    return f"{FINAL_CHECKPOINT_PREFIX}{sandbox_id}"
 
 
 def _invalid(request: CallRequest) -> str | None:

@@ -26,6 +26,12 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Output beyond this kills the command (a 1 GB flood must not fill the disk).
     max_spill_bytes: int = 64 * 1024 * 1024
     heartbeat_s: float = 1.0
+    # A sandbox no call used for this long is checkpointed and removed: a session waiting
+    # days for input holds none, and its next call starts a fresh one from the checkpoint.
+    sandbox_idle_s: float = 900.0
+    # This often the host asks brains which of its quiet sandboxes a session can still reach
+    # (a finished session's, one the log replaced), and removes the rest.
+    sandbox_check_s: float = 30.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> HandsSettings:
@@ -43,6 +49,10 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
             values["docker_image"] = env["KEEL_SANDBOX_IMAGE"]
         if "KEEL_HANDS_ID" in env:
             values["host_id"] = env["KEEL_HANDS_ID"]
+        if "KEEL_SANDBOX_IDLE_S" in env:
+            values["sandbox_idle_s"] = float(env["KEEL_SANDBOX_IDLE_S"])
+        if "KEEL_SANDBOX_CHECK_S" in env:
+            values["sandbox_check_s"] = float(env["KEEL_SANDBOX_CHECK_S"])
         if "KEEL_WARM_POOL" in env:
             values["warm_pool"] = int(env["KEEL_WARM_POOL"])
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -74,6 +74,10 @@ from schemas._hands import (
     OutcomeAck,
     ProvisionReply,
     ProvisionRequest,
+    SandboxCheck,
+    SandboxCheckReply,
+    SandboxInUse,
+    SandboxVerdict,
     ToolOutcome,
 )
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
@@ -136,6 +140,10 @@ __all__ = [
     "ToolOutcome",
     "ReadFileInput",
     "ProvisionRequest",
+    "SandboxCheck",
+    "SandboxCheckReply",
+    "SandboxInUse",
+    "SandboxVerdict",
     "ProvisionReply",
     "OutcomeAck",
     "ListFilesInput",

@@ -24,6 +24,14 @@ BLOB_BUCKET: Final = "keel-blobs"
 CHECKPOINT_BUCKET: Final = "keel-checkpoints"
 
 
+# Hands hosts ask whether their sandboxes are still reachable by a session; any brain answers.
+SANDBOX_CHECK_SUBJECT: Final = "keel.sandboxes.check"
+SANDBOX_CHECK_QUEUE: Final = "brains"
+# Where a sandbox removed for idling leaves the digest of its final checkpoint (an object in
+# the checkpoint bucket), for the sandbox that replaces it.
+FINAL_CHECKPOINT_PREFIX: Final = "final."
+
+
 def sandbox_subject(sandbox_id: str, verb: Literal["call", "cancel", "ack", "destroy"]) -> str:
     return f"keel.sandbox.{sandbox_id}.{verb}"
 
@@ -47,6 +55,12 @@ class ProvisionRequest(msgspec.Struct, frozen=True, kw_only=True):
     sandbox: SandboxSpec = SandboxSpec()
     # Start from this workspace checkpoint (the last one the log names), or empty.
     checkpoint: str | None = None
+    # The sandbox the log names (the one this replaces): if a host removed it for idling, it
+    # kept a final checkpoint of it, which is as new as `checkpoint` or newer.
+    previous_sandbox_id: str | None = None
+    # The lease epoch of the brain run asking: until an event names the sandbox, only that
+    # run can use it (see SandboxCheck).
+    lease_epoch: int = 0
 
 
 class ProvisionReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,3 +118,29 @@ class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint: str | None = None
     # The sandbox is gone; a new one for the session starts from `checkpoint`.
     sandbox_lost: bool = False
+
+
+class SandboxInUse(msgspec.Struct, frozen=True, kw_only=True):
+    """A sandbox a hands host serves, for a session, provisioned by a run of `lease_epoch`."""
+
+    sandbox_id: str
+    session_id: str
+    lease_epoch: int = 0
+
+
+class SandboxCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """Can any run of these sessions still reach these sandboxes? Answered from the log."""
+
+    sandboxes: list[SandboxInUse]
+
+
+class SandboxVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    sandbox_id: str
+    # False: no run of the session can reach it any more; the host removes it.
+    reachable: bool
+    reason: str = ""
+
+
+class SandboxCheckReply(msgspec.Struct, frozen=True, kw_only=True):
+    verdicts: list[SandboxVerdict] = []
+    error: str = ""

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,45 +13,16 @@ from typing import Any
 import httpx
 import msgspec
 
-from hands import LocalBackend, SandboxRecord
+from hands import LocalBackend
 from tests.brain.processes import BrainProcess
 from tests.brain.scenario import coding_script, coding_spec
 from tests.gateway.processes import GatewayProcess
+from tests.hands.processes import HandsProcess, remove_sandboxes
 from tests.nats_server import NatsServer
 
 # The longest any request may take while a part is away: an answer (a 503 included), never
 # a hang.
 ANSWER_WITHIN_S = 10.0
-
-
-class HandsProcess:
-    def __init__(self, nats_url: str, data_dir: Path, log: Path) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hands", "--backend", "local"],
-                env={
-                    **os.environ,
-                    "KEEL_NATS_URL": nats_url,
-                    "KEEL_HANDS_DIR": str(data_dir),
-                    "KEEL_HANDS_ID": f"hands-outage-{os.getpid()}-{time.monotonic_ns()}",
-                },
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while "ready" not in log.read_text(errors="replace"):
-            assert self.process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @dataclass
@@ -66,7 +35,12 @@ class Deployment:
     gateway: GatewayProcess = field(init=False)
 
     def start(self) -> None:
-        self.hands = HandsProcess(self.nats.url, self.root / "hands", self.root / "hands.log")
+        self.hands = HandsProcess(
+            self.nats.url,
+            self.root / "hands",
+            self.root / "hands.log",
+            host_id=f"hands-outage-{os.getpid()}-{time.monotonic_ns()}",
+        ).start()
         self.brain = BrainProcess(
             store_url=self.store_url,
             nats_url=self.nats.url,
@@ -80,10 +54,7 @@ class Deployment:
         for stop in (self.gateway.kill, self.brain.stop, self.hands.stop):
             await asyncio.to_thread(stop)
         # A stopped hands host leaves its sandboxes for the next one, by design: none comes.
-        backend = LocalBackend()
-        for path in (self.root / "hands" / "sandboxes").glob("*/record.json"):
-            record = msgspec.json.decode(path.read_bytes(), type=SandboxRecord)
-            await backend.remove(record)
+        await remove_sandboxes(self.root / "hands", LocalBackend())
 
     def logs(self) -> str:
         return "\n".join(
