@@ -321,6 +321,12 @@ class HandsHost:
         orphans = await self.backend.reap_unknown(self.settings.host_id, known)
         if orphans:
             log.info("removed %d orphaned sandboxes", orphans)
+        # A host killed while creating a sandbox leaves its directory without a record (its
+        # process or container, which carries this host's id, was reaped just above).
+        for directory in sorted(self.sandboxes_root.iterdir()):
+            if directory.is_dir() and not (directory / "record.json").exists():
+                await asyncio.to_thread(shutil.rmtree, directory, True)
+                log.info("removed sandbox directory %s, never recorded", directory.name)
 
     # -- calls ------------------------------------------------------------------------------
 

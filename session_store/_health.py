@@ -10,43 +10,63 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass
+from typing import Final, Literal
 
 log = logging.getLogger("keel.store")
 
 StoreOperation = Literal["read", "write"]
 
+# How long operations must work with no failure before an outage is over.
+SETTLE_S: Final = 3.0
+
 
 class StoreHealth:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, settle_s: float = SETTLE_S
+    ) -> None:
         self._clock = clock
-        # Per kind: since when it fails, how many operations failed, the first error.
-        self._failing: dict[StoreOperation, tuple[float, int, str]] = {}
+        self._settle_s = settle_s
+        self._failing: dict[StoreOperation, _Outage] = {}
 
     def up(self, kind: StoreOperation) -> bool:
         return kind not in self._failing
 
     def worked(self, kind: StoreOperation) -> None:
-        failing = self._failing.pop(kind, None)
-        if failing is not None:
-            since, failures, _ = failing
-            log.warning(
-                "the store takes %ss again, after %.1f s unavailable (%d operations failed)",
-                kind,
-                self._clock() - since,
-                failures,
-            )
+        outage = self._failing.get(kind)
+        if outage is None:
+            return
+        now = self._clock()
+        # A full disk lets some writes through (those that fit in pages already there):
+        # the store is back once it has worked for a while with no failure.
+        if now - outage.last_failed < self._settle_s:
+            return
+        del self._failing[kind]
+        log.warning(
+            "the store takes %ss again, after %.1f s unavailable (%d operations failed)",
+            kind,
+            outage.last_failed - outage.since,
+            outage.failures,
+        )
 
     def failed(self, kind: StoreOperation, error: Exception) -> None:
-        failing = self._failing.get(kind)
-        if failing is None:
-            self._failing[kind] = (self._clock(), 1, str(error))
-            log.warning(
-                "the store is unavailable for %ss (%s): %s wait and are retried until it is back",
-                kind,
-                error,
-                "writes" if kind == "write" else "reads",
-            )
-        else:
-            since, failures, first = failing
-            self._failing[kind] = (since, failures + 1, first)
+        now = self._clock()
+        outage = self._failing.get(kind)
+        if outage is not None:
+            outage.failures += 1
+            outage.last_failed = now
+            return
+        self._failing[kind] = _Outage(since=now, last_failed=now)
+        log.warning(
+            "the store is unavailable for %ss (%s): %s wait and are retried until it is back",
+            kind,
+            error,
+            "writes" if kind == "write" else "reads",
+        )
+
+
+@dataclass
+class _Outage:
+    since: float
+    last_failed: float
+    failures: int = 1

@@ -291,9 +291,10 @@ async def test_a_new_host_removes_orphans_that_have_no_record(
     settings: HandsSettings, backend: SandboxBackend, tmp_path: Path
 ) -> None:
     """A host that died between starting a sandbox and recording it leaves an orphan with
-    its labels (Docker) or cgroup (local): its next incarnation removes it, while another
-    host's sandbox on the same machine is left alone."""
-    dirs = SandboxDirs(tmp_path / "elsewhere", "sbx_orphan")
+    its labels (Docker) or cgroup (local), and its directory with no record: its next
+    incarnation removes both, while another host's sandbox on the same machine is left
+    alone."""
+    dirs = SandboxDirs(settings.data_dir / "sandboxes", "sbx_orphan")
     dirs.workspace.mkdir(parents=True)
     dirs.ipc.mkdir()
     await backend.prepare(dirs)
@@ -317,6 +318,7 @@ async def test_a_new_host_removes_orphans_that_have_no_record(
     await host.start()
     try:
         assert not await backend.alive(orphan)
+        assert not dirs.root.exists()
         assert await backend.alive(bystander)
     finally:
         await host.close(destroy_sandboxes=True)

@@ -13,19 +13,22 @@ def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = [100.0]
-    health = StoreHealth(clock=lambda: now[0])
+    health = StoreHealth(clock=lambda: now[0], settle_s=3.0)
     caplog.set_level(logging.DEBUG, logger="keel.store")
     health.worked("write")
     assert health.up("write") and not caplog.records
-    for _ in range(50):
+    for _ in range(25):
         health.failed("write", StoreUnavailable("database or disk is full"))
+        now[0] += 0.5
+        health.worked("write")  # a full disk lets a write through now and then
+        now[0] += 0.5
     assert not health.up("write") and health.up("read")
-    now[0] = 131.5
+    now[0] += 3.0  # working, with no failure, for the settling time
     health.worked("read")
     health.worked("write")
     assert health.up("write")
     assert [r.getMessage() for r in caplog.records] == [
         "the store is unavailable for writes (database or disk is full): writes wait and are "
         "retried until it is back",
-        "the store takes writes again, after 31.5 s unavailable (50 operations failed)",
+        "the store takes writes again, after 24.0 s unavailable (25 operations failed)",
     ]
