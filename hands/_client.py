@@ -1,13 +1,56 @@
-"""The hands host's side of the local channel to one sandbox's executor."""
+"""The hands host's side of the local channel to one sandbox's executor.
+
+The executor (`hands/executor.py`, stdlib only, inside the sandbox) speaks newline-delimited
+JSON; here every line is encoded from, and decoded into, a msgspec Struct, so a message the
+sandbox garbled or forged is refused at the edge (the connection counts as lost), never
+half-read by the host.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Final
+
+import msgspec
+
+
+class ExecutorCall(msgspec.Struct, frozen=True, kw_only=True, tag="call", tag_field="op"):
+    call_id: str
+    tool: str
+    input: dict[str, object] = {}
+    idempotent: bool = False
+    timeout_s: float = 120.0
+    max_output_bytes: int = 30_000
+    spill_bytes: int = 64 * 1024 * 1024
+
+
+class ExecutorResult(msgspec.Struct, frozen=True, kw_only=True, tag="result", tag_field="op"):
+    """What became of a call inside the sandbox (`unknown`: the executor cannot tell)."""
+
+    call_id: str
+    output: str = ""
+    is_error: bool = False
+    exit_code: int | None = None
+    truncated: bool = False
+    # Set when the whole output was spilled to the sandbox's output directory.
+    full_output: str | None = None
+    duration_ms: float = 0.0
+    unknown: bool = False
+
+
+class _Pong(msgspec.Struct, frozen=True, tag="pong", tag_field="op"):
+    pass
+
+
+class _Error(msgspec.Struct, frozen=True, tag="error", tag_field="op"):
+    error: str = ""
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+_REPLY: Final = msgspec.json.Decoder(ExecutorResult | _Pong | _Error)
 
 
 class SandboxLost(Exception):
@@ -20,7 +63,7 @@ class ExecutorClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[ExecutorResult]]] = {}
         self._pongs: list[asyncio.Future[None]] = []
         self._lost: SandboxLost | None = None
         self._gone = asyncio.Event()
@@ -56,24 +99,24 @@ class ExecutorClient:
         """Return once the executor is gone (its sandbox died or was killed)."""
         await self._gone.wait()
 
-    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await self._result_of({"op": "call", **request})
+    async def call(self, call: ExecutorCall) -> ExecutorResult:
+        return await self._result_of(call.call_id, _ENCODER.encode(call))
 
-    async def collect(self, call_id: str) -> dict[str, Any]:
+    async def collect(self, call_id: str) -> ExecutorResult:
         """The result of a call an earlier host sent; an executor that never received it
         answers `unknown` and refuses it from then on."""
-        return await self._result_of({"op": "collect", "call_id": call_id})
+        return await self._result_of(call_id, _op("collect", call_id))
 
     async def cancel(self, call_id: str) -> None:
-        await self._send({"op": "cancel", "call_id": call_id})
+        await self._send(_op("cancel", call_id))
 
     async def forget(self, call_id: str) -> None:
-        await self._send({"op": "forget", "call_id": call_id})
+        await self._send(_op("forget", call_id))
 
     async def ping(self, within_s: float = 2.0) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pongs.append(future)
-        await self._send({"op": "ping"})
+        await self._send(b'{"op":"ping"}')
         try:
             await asyncio.wait_for(future, within_s)
         except TimeoutError as exc:
@@ -87,17 +130,17 @@ class ExecutorClient:
         with contextlib.suppress(ConnectionError):
             await self._writer.wait_closed()
 
-    async def _result_of(self, message: dict[str, Any]) -> dict[str, Any]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(message["call_id"], []).append(future)
+    async def _result_of(self, call_id: str, message: bytes) -> ExecutorResult:
+        future: asyncio.Future[ExecutorResult] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(call_id, []).append(future)
         await self._send(message)
         return await future
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: bytes) -> None:
         if self._lost is not None:
             raise self._lost
         try:
-            self._writer.write(json.dumps(message).encode() + b"\n")
+            self._writer.write(message + b"\n")
             await self._writer.drain()
         except ConnectionError as exc:
             raise SandboxLost(f"the executor connection broke: {exc}") from exc
@@ -105,17 +148,19 @@ class ExecutorClient:
     async def _receive(self) -> None:
         try:
             while line := await self._reader.readline():
-                message = json.loads(line)
-                if message.get("op") == "result":
-                    for future in self._waiting.pop(message["call_id"], []):
-                        if not future.done():
-                            future.set_result(message)
-                elif message.get("op") == "pong":
-                    while self._pongs:
-                        pong = self._pongs.pop()
-                        if not pong.done():
-                            pong.set_result(None)
-        except (ConnectionError, ValueError) as exc:
+                match _REPLY.decode(line):
+                    case ExecutorResult() as result:
+                        for future in self._waiting.pop(result.call_id, []):
+                            if not future.done():
+                                future.set_result(result)
+                    case _Pong():
+                        while self._pongs:
+                            pong = self._pongs.pop()
+                            if not pong.done():
+                                pong.set_result(None)
+                    case _Error():
+                        pass  # the executor refused a request of ours; its caller times out
+        except (ConnectionError, ValueError, msgspec.DecodeError) as exc:
             self._fail(SandboxLost(f"the executor connection broke: {exc}"))
         else:
             self._fail(SandboxLost("the executor closed its connection"))
@@ -131,3 +176,7 @@ class ExecutorClient:
         for pong in self._pongs:
             if not pong.done():
                 pong.set_exception(error)
+
+
+def _op(op: str, call_id: str) -> bytes:
+    return _ENCODER.encode({"op": op, "call_id": call_id})

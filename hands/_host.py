@@ -30,16 +30,22 @@ from nats.js.object_store import ObjectStore
 
 from hands._backend import LAYOUT, SandboxBackend, SandboxDirs, SandboxRecord, stored_layout
 from hands._checkpoint import fingerprint, pack, unpack
-from hands._client import ExecutorClient, SandboxLost
+from hands._client import ExecutorCall, ExecutorClient, ExecutorResult, SandboxLost
 from hands._reaper import Reaper
 from hands._records import CallRecords
 from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
 from schemas import (
+    BLOB_BUCKET,
+    CHECKPOINT_BUCKET,
+    FINAL_CHECKPOINT_PREFIX,
+    HANDS_QUEUE,
+    OUTCOME_STREAM,
+    OUTCOME_SUBJECTS,
+    PROVISION_SUBJECT,
     TOOLS,
     BlobRef,
     CallAccepted,
-    CallProgress,
     CallRequest,
     CancelRequest,
     NatsLinkLog,
@@ -49,18 +55,8 @@ from schemas import (
     ToolOutcome,
     is_valid_id,
     new_id,
-)
-from schemas._hands import (
-    BLOB_BUCKET,
-    CHECKPOINT_BUCKET,
-    FINAL_CHECKPOINT_PREFIX,
-    HANDS_QUEUE,
-    OUTCOME_STREAM,
-    OUTCOME_SUBJECTS,
-    PROVISION_SUBJECT,
     outcome_msg_id,
     outcome_subject,
-    progress_subject,
     sandbox_subject,
 )
 
@@ -382,7 +378,6 @@ class HandsHost:
     async def _run_call(self, sandbox: Sandbox, request: CallRequest, *, collect: bool) -> None:
         """Run a call (or, `collect`, wait for one an earlier host sent) and publish its
         outcome; a non-idempotent call's outcome is recorded first."""
-        started = time.monotonic()
         problem = None if collect else _invalid(request)
         recorded = collect or (problem is None and not TOOLS[request.name].idempotent)
         if recorded and not collect:
@@ -397,34 +392,24 @@ class HandsHost:
         elif sandbox.lost:
             outcome = self._lost_outcome(sandbox, request)
         else:
-            # No task for the many calls that finish before the first beat is due.
-            beats: list[asyncio.Task[None]] = []
-            first_beat = asyncio.get_running_loop().call_later(
-                self.settings.heartbeat_s,
-                lambda: beats.append(self._spawn(self._heartbeat(sandbox, request, started))),
-            )
             try:
                 if collect:
                     result = await sandbox.client.collect(request.call_id)
                 else:
                     result = await sandbox.client.call(
-                        {
-                            "call_id": request.call_id,
-                            "tool": request.name,
-                            "input": request.input,
-                            "idempotent": TOOLS[request.name].idempotent,
-                            "max_output_bytes": self.settings.max_output_bytes,
-                            "spill_bytes": self.settings.max_spill_bytes,
-                            "timeout_s": sandbox.record.spec.call_timeout_s,
-                        }
+                        ExecutorCall(
+                            call_id=request.call_id,
+                            tool=request.name,
+                            input=request.input,
+                            idempotent=TOOLS[request.name].idempotent,
+                            max_output_bytes=self.settings.max_output_bytes,
+                            spill_bytes=self.settings.max_spill_bytes,
+                            timeout_s=sandbox.record.spec.call_timeout_s,
+                        )
                     )
                 outcome = await self._finish(sandbox, request, result)
             except SandboxLost:
                 outcome = self._lost_outcome(sandbox, request)
-            finally:
-                first_beat.cancel()
-                for beat in beats:
-                    beat.cancel()
         if recorded:
             await self._record(sandbox, outcome)
         await self._publish(outcome)
@@ -441,13 +426,13 @@ class HandsHost:
             await sandbox.client.forget(outcome.call_id)
 
     async def _finish(
-        self, sandbox: Sandbox, request: CallRequest, result: dict[str, Any]
+        self, sandbox: Sandbox, request: CallRequest, result: ExecutorResult
     ) -> ToolOutcome:
         blob = None
-        if result.get("full_output"):
+        if result.full_output:
             data = await asyncio.to_thread(sandbox.dirs.read_output, request.call_id)
             if data is not None:
-                blob = await self._put_blob(data, result["output"])
+                blob = await self._put_blob(data, result.output)
             sandbox.dirs.remove_output(request.call_id)
         spec = TOOLS.get(request.name)
         if spec is not None and spec.mutating:
@@ -456,12 +441,12 @@ class HandsHost:
             call_id=request.call_id,
             session_id=request.session_id,
             sandbox_id=sandbox.record.sandbox_id,
-            output=result["output"],
+            output=result.output,
             blob=blob,
-            is_error=bool(result["is_error"]),
-            outcome="unknown" if result.get("unknown") else "error" if result["is_error"] else "ok",
-            exit_code=result.get("exit_code"),
-            duration_ms=float(result.get("duration_ms") or 0.0),
+            is_error=result.is_error,
+            outcome="unknown" if result.unknown else "error" if result.is_error else "ok",
+            exit_code=result.exit_code,
+            duration_ms=result.duration_ms,
             checkpoint=sandbox.checkpoint,
         )
 
@@ -509,17 +494,6 @@ class HandsHost:
                     # The stream is gone (deleted, or a fresh JetStream): make it again.
                     with contextlib.suppress(nats.errors.Error, TimeoutError):
                         await ensure_outcome_stream(self._js)
-
-    async def _heartbeat(self, sandbox: Sandbox, request: CallRequest, started: float) -> None:
-        assert self._nc is not None
-        while True:
-            progress = CallProgress(
-                call_id=request.call_id,
-                sandbox_id=sandbox.record.sandbox_id,
-                elapsed_ms=(time.monotonic() - started) * 1000,
-            )
-            await self._nc.publish(progress_subject(request.session_id), _ENCODER.encode(progress))
-            await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _on_cancel(self, sandbox: Sandbox, msg: Msg) -> None:
         with contextlib.suppress(msgspec.DecodeError, SandboxLost):

@@ -30,8 +30,13 @@ from nats.aio.client import Client as NATS
 
 from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
-from schemas import SandboxCheck, SandboxCheckReply, SandboxInUse, SandboxVerdict
-from schemas._hands import SANDBOX_CHECK_SUBJECT
+from schemas import (
+    SANDBOX_CHECK_SUBJECT,
+    SandboxCheck,
+    SandboxCheckReply,
+    SandboxInUse,
+    SandboxVerdict,
+)
 
 log = logging.getLogger("keel.hands")
 

@@ -25,7 +25,6 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_output_bytes: int = 30_000
     # Output beyond this kills the command (a 1 GB flood must not fill the disk).
     max_spill_bytes: int = 64 * 1024 * 1024
-    heartbeat_s: float = 1.0
     # A sandbox no call used for this long is checkpointed and removed: a session waiting
     # days for input holds none, and its next call starts a fresh one from the checkpoint.
     sandbox_idle_s: float = 900.0

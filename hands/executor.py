@@ -41,6 +41,9 @@ from pathlib import Path
 from typing import Any
 
 READ_CHUNK = 65536
+# keel's id pattern (`schemas.ID_PATTERN`; this file cannot import keel, a test keeps the two
+# the same).
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_LISTED = 2000
 
 
@@ -388,7 +391,7 @@ def _walk(root: Path) -> list[Path]:
 
 
 def _valid(call_id: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", call_id))
+    return ID_PATTERN.fullmatch(call_id) is not None
 
 
 def _result(call_id: str, output: str, *, is_error: bool = False) -> dict[str, Any]:

@@ -67,8 +67,16 @@ from schemas._events import (
     UserMessage,
 )
 from schemas._hands import (
+    BLOB_BUCKET,
+    CHECKPOINT_BUCKET,
+    FINAL_CHECKPOINT_PREFIX,
+    HANDS_QUEUE,
+    OUTCOME_STREAM,
+    OUTCOME_SUBJECTS,
+    PROVISION_SUBJECT,
+    SANDBOX_CHECK_QUEUE,
+    SANDBOX_CHECK_SUBJECT,
     CallAccepted,
-    CallProgress,
     CallRequest,
     CancelRequest,
     OutcomeAck,
@@ -79,6 +87,9 @@ from schemas._hands import (
     SandboxInUse,
     SandboxVerdict,
     ToolOutcome,
+    outcome_msg_id,
+    outcome_subject,
+    sandbox_subject,
 )
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
 from schemas._links import NatsLinkLog
@@ -109,6 +120,18 @@ from schemas._work import (
 )
 
 __all__ = [
+    "BLOB_BUCKET",
+    "CHECKPOINT_BUCKET",
+    "FINAL_CHECKPOINT_PREFIX",
+    "HANDS_QUEUE",
+    "OUTCOME_STREAM",
+    "OUTCOME_SUBJECTS",
+    "PROVISION_SUBJECT",
+    "SANDBOX_CHECK_QUEUE",
+    "SANDBOX_CHECK_SUBJECT",
+    "outcome_msg_id",
+    "outcome_subject",
+    "sandbox_subject",
     "MAX_SEQ",
     "ApiError",
     "ApiErrorDetail",
@@ -151,7 +174,6 @@ __all__ = [
     "EditFileInput",
     "CancelRequest",
     "CallRequest",
-    "CallProgress",
     "CallAccepted",
     "BashInput",
     "TOOLS",

@@ -46,10 +46,6 @@ def outcome_msg_id(session_id: str, call_id: str) -> str:
     return f"{session_id}/{call_id}"
 
 
-def progress_subject(session_id: str) -> str:
-    return f"keel.progress.{session_id}"
-
-
 class ProvisionRequest(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     sandbox: SandboxSpec = SandboxSpec()
@@ -83,12 +79,6 @@ class CallAccepted(msgspec.Struct, frozen=True, kw_only=True):
     # The call_id was seen before: nothing runs again; its outcome is (re)published.
     duplicate: bool = False
     error: str = ""
-
-
-class CallProgress(msgspec.Struct, frozen=True, kw_only=True):
-    call_id: str
-    sandbox_id: str
-    elapsed_ms: float
 
 
 class CancelRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,7 +7,10 @@ import secrets
 import time
 from typing import Final
 
-ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# Every id keel handles: sessions, calls, sandboxes, tenants, keys. Matched whole
+# (`fullmatch`): `$` would let a trailing newline through, into a NATS subject or header.
+# The sandbox executor, which cannot import keel, keeps a copy (checked by a test).
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def new_id(prefix: str, *, now: float | None = None) -> str:
@@ -17,4 +20,4 @@ def new_id(prefix: str, *, now: float | None = None) -> str:
 
 
 def is_valid_id(value: str) -> bool:
-    return bool(ID_PATTERN.match(value))
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None

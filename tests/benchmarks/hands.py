@@ -31,8 +31,7 @@ import msgspec
 from hands import HandsHost, HandsSettings
 from hands.__main__ import make_backend
 from hands._checkpoint import pack, unpack
-from schemas import CallRequest, ToolOutcome, new_id
-from schemas._hands import outcome_subject
+from schemas import CallRequest, ToolOutcome, new_id, outcome_subject
 from tests.hands.client import HandsTestClient
 from tests.nats_server import NatsServer
 

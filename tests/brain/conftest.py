@@ -50,7 +50,6 @@ async def hands_host(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[H
         data_dir=tmp_path / "hands",
         backend="local",
         host_id=new_id("hands-test"),
-        heartbeat_s=0.2,
     )
     host = HandsHost(settings, local_backend("bwrap"))
     await host.start()

@@ -10,6 +10,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from schemas import (
+    PROVISION_SUBJECT,
     CallAccepted,
     CallRequest,
     CancelRequest,
@@ -19,8 +20,9 @@ from schemas import (
     SandboxSpec,
     ToolOutcome,
     new_id,
+    outcome_subject,
+    sandbox_subject,
 )
-from schemas._hands import PROVISION_SUBJECT, outcome_subject, sandbox_subject
 
 _ENCODER = msgspec.json.Encoder()
 

@@ -36,7 +36,6 @@ def settings(nats_server: NatsServer, tmp_path: Path, backend_name: str) -> Hand
         docker_image=SANDBOX_IMAGE,
         # Unique: a host reaps only its own orphans, so parallel runs never touch each other.
         host_id=new_id("hands-test"),
-        heartbeat_s=0.2,
     )
 
 

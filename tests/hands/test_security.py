@@ -24,8 +24,7 @@ from hands._backend import (
     SandboxRecord,
 )
 from hands._local import bwrap_command
-from schemas import CallRequest, SandboxSpec, ToolOutcome, new_id
-from schemas._hands import outcome_subject
+from schemas import CallRequest, SandboxSpec, ToolOutcome, new_id, outcome_subject
 from tests.hands.client import HandsTestClient
 from tests.nats_server import NatsServer
 from tests.sandboxes import local_backend

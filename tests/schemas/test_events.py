@@ -3,9 +3,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from hands import executor
 from schemas import (
     EVENT_CLASSES,
     EVENT_TYPES,
+    ID_PATTERN,
     AgentSpec,
     ApprovalDenied,
     ApprovalExpired,
@@ -37,6 +39,7 @@ from schemas import (
     decode_event,
     encode_event,
     event_type,
+    is_valid_id,
     new_id,
 )
 
@@ -142,3 +145,14 @@ def test_ids_are_time_ordered() -> None:
     earlier = new_id("ses", now=1_000.0)
     later = new_id("ses", now=1_000.001)
     assert earlier < later and earlier.startswith("ses_") and len(earlier) == 32
+
+
+def test_an_id_is_matched_whole() -> None:
+    assert is_valid_id("ses_01a2:t1:0") and is_valid_id("x" * 64)
+    for bad in ("ses_x\n", "ses x", "", "x" * 65, "ses_x\r", "a/b", "ses_é"):
+        assert not is_valid_id(bad), repr(bad)
+
+
+def test_the_sandbox_executor_matches_ids_as_keel_does() -> None:
+    """The executor runs without keel's packages, so it keeps its own copy of the pattern."""
+    assert executor.ID_PATTERN.pattern == ID_PATTERN.pattern
