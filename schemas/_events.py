@@ -22,7 +22,9 @@ BudgetName = Literal["tokens", "cost", "turns", "wall_clock"]
 
 
 class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    v: int = 1
+    """Events carry no version: new fields get defaults, so every reader decodes every
+    writer's events. A breaking change would add a version field (absent meaning the
+    first) and an upcaster on read, when one is needed."""
 
 
 class SessionCreated(_EventBase, tag="session.created", frozen=True):

@@ -106,15 +106,11 @@ def test_every_event_round_trips(event: Event) -> None:
     assert decode_event(event_type(event), data.decode()) == event
 
 
-def test_every_event_carries_a_schema_version() -> None:
-    for event in ONE_OF_EACH:
-        assert msgspec.json.decode(encode_event(event))["v"] == 1
-
-
 def test_unknown_fields_are_ignored() -> None:
-    """A newer writer may add fields; an older reader still decodes the event."""
+    """A newer writer may add fields; an older reader still decodes the event. Logs written
+    before events lost their unread `v` field still decode too."""
     data = b'{"type": "user.message", "v": 2, "text": "hi", "attachments": [1, 2]}'
-    assert decode_event("user.message", data) == UserMessage(text="hi", v=2)
+    assert decode_event("user.message", data) == UserMessage(text="hi")
 
 
 def test_unknown_types_are_kept_raw() -> None:
@@ -137,7 +133,7 @@ def test_events_are_immutable() -> None:
 
 def test_defaults_keep_stored_specs_small() -> None:
     assert encode_event(SessionCreated(spec=AgentSpec())) == (
-        b'{"type":"session.created","spec":{},"title":"","metadata":{},"v":1}'
+        b'{"type":"session.created","spec":{},"title":"","metadata":{}}'
     )
 
 
