@@ -1,8 +1,9 @@
 """The brain: rebuilds a session from its log and drives it.
 
-So far, the pure parts: the reducer (`brain.fold`), the state it folds into (`brain.state`),
-the next step (`brain.decide`) and the conversation a model is sent (`brain.context`); `wake`,
-the work queue and the model providers arrive with the rest of the brain issue.
+`wake(session_id)` (`brain.wake`) claims a session, folds its log and drives it until it
+waits; `python -m brain` (`brain.service`) pulls sessions from the work queue, sweeps for
+expired leases and due timers, and answers audits and sandbox checks. The pure parts are
+exported here: the reducer (`fold`), the state it folds into, and the next step (`decide`).
 """
 
 from brain.decide import Action, decide
