@@ -2,57 +2,74 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
+from schemas import setting, settings_from_env
+
 
 class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
-    nats_url: str = "nats://127.0.0.1:4222"
-    data_dir: Path = Path.home() / ".local" / "share" / "keel" / "hands"
-    backend: Literal["local", "docker"] = "local"
-    docker_image: str = "keel-sandbox:latest"
-    # How the local backend isolates: bubblewrap, or unshare + chroot; None picks bubblewrap
-    # when it is installed.
-    local_isolation: Literal["bwrap", "unshare"] | None = None
-    host_id: str = f"hands-{socket.gethostname()}"
-    # Sandboxes started ahead of demand, so provisioning costs almost nothing.
-    warm_pool: int = 0
-    # Output the model sees inline; beyond it, the full output goes to a blob.
-    max_output_bytes: int = 30_000
-    # Output beyond this kills the command (a 1 GB flood must not fill the disk).
-    max_spill_bytes: int = 64 * 1024 * 1024
-    # A sandbox no call used for this long is checkpointed and removed: a session waiting
-    # days for input holds none, and its next call starts a fresh one from the checkpoint.
-    sandbox_idle_s: float = 900.0
-    # This often the host asks brains which of its quiet sandboxes a session can still reach
-    # (a finished session's, one the log replaced), and removes the rest.
-    sandbox_check_s: float = 30.0
+    nats_url: Annotated[str, setting("KEEL_NATS_URL", "the NATS server")] = "nats://127.0.0.1:4222"
+    data_dir: Annotated[
+        Path,
+        setting(
+            "KEEL_HANDS_DIR",
+            "where the host keeps its sandboxes and their records",
+            shown="~/.local/share/keel/hands",
+        ),
+    ] = msgspec.field(default_factory=lambda: Path.home() / ".local" / "share" / "keel" / "hands")
+    backend: Annotated[
+        Literal["local", "docker"], setting("KEEL_SANDBOX_BACKEND", "how sandboxes are made")
+    ] = "local"
+    docker_image: Annotated[
+        str, setting("KEEL_SANDBOX_IMAGE", "the Docker backend's sandbox image")
+    ] = "keel-sandbox:latest"
+    local_isolation: Annotated[
+        Literal["bwrap", "unshare"] | None,
+        setting(
+            "KEEL_LOCAL_ISOLATION",
+            "how the local backend isolates: bubblewrap, or unshare + chroot (root only); "
+            "unset picks bubblewrap when it is installed",
+        ),
+    ] = None
+    host_id: Annotated[
+        str,
+        setting(
+            "KEEL_HANDS_ID",
+            "the host's name; a restarted host must keep it to adopt its sandboxes",
+            shown="hands-<hostname>",
+        ),
+    ] = msgspec.field(default_factory=lambda: f"hands-{socket.gethostname()}")
+    warm_pool: Annotated[int, setting("KEEL_WARM_POOL", "sandboxes started ahead of demand")] = 0
+    max_output_bytes: Annotated[
+        int,
+        setting(
+            "KEEL_MAX_OUTPUT_BYTES",
+            "output a model sees inline; the full output goes to a blob",
+        ),
+    ] = 30_000
+    max_spill_bytes: Annotated[
+        int,
+        setting("KEEL_MAX_SPILL_BYTES", "output past this kills the command (a flood)"),
+    ] = 64 * 1024 * 1024
+    sandbox_idle_s: Annotated[
+        float,
+        setting(
+            "KEEL_SANDBOX_IDLE_S",
+            "a sandbox no call used for this long is checkpointed and removed",
+        ),
+    ] = 900.0
+    sandbox_check_s: Annotated[
+        float,
+        setting(
+            "KEEL_SANDBOX_CHECK_S",
+            "how often the host asks brains which quiet sandboxes a session can still reach",
+        ),
+    ] = 30.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> HandsSettings:
-        env = os.environ
-        values: dict[str, object] = {}
-        if "KEEL_NATS_URL" in env:
-            values["nats_url"] = env["KEEL_NATS_URL"]
-        if "KEEL_HANDS_DIR" in env:
-            values["data_dir"] = Path(env["KEEL_HANDS_DIR"])
-        if "KEEL_SANDBOX_BACKEND" in env:
-            values["backend"] = env["KEEL_SANDBOX_BACKEND"]
-        if "KEEL_LOCAL_ISOLATION" in env:
-            values["local_isolation"] = env["KEEL_LOCAL_ISOLATION"]
-        if "KEEL_SANDBOX_IMAGE" in env:
-            values["docker_image"] = env["KEEL_SANDBOX_IMAGE"]
-        if "KEEL_HANDS_ID" in env:
-            values["host_id"] = env["KEEL_HANDS_ID"]
-        if "KEEL_SANDBOX_IDLE_S" in env:
-            values["sandbox_idle_s"] = float(env["KEEL_SANDBOX_IDLE_S"])
-        if "KEEL_SANDBOX_CHECK_S" in env:
-            values["sandbox_check_s"] = float(env["KEEL_SANDBOX_CHECK_S"])
-        if "KEEL_WARM_POOL" in env:
-            values["warm_pool"] = int(env["KEEL_WARM_POOL"])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return msgspec.convert(values, cls, str_keys=True, strict=False)
+        return settings_from_env(cls, overrides=overrides)
