@@ -1,13 +1,12 @@
 """The session store: keel's single source of truth.
 
-An append-only, hash-chained, fenced event log per session, with leases, snapshots and
-blobs, on SQLite (embedded) or PostgreSQL (scale-out). Errors: see `session_store._errors`.
+An append-only, hash-chained, fenced event log per session, with leases and snapshots,
+on SQLite (embedded) or PostgreSQL (scale-out). Errors: see `session_store._errors`.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from session_store._errors import (
-    BlobNotFound,
     Conflict,
     Fenced,
     InvalidEvent,
@@ -59,7 +58,6 @@ __all__ = [
     "Remembered",
     "ApiKey",
     "Appended",
-    "BlobNotFound",
     "Conflict",
     "EventStore",
     "Fenced",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from schemas import BlobRef, Event, Recorded, SessionCreated
+from schemas import Event, Recorded, SessionCreated
 from session_store._health import StoreHealth
 from session_store._idempotency import IdempotentWrite
 from session_store._records import (
@@ -94,6 +94,3 @@ class EventStore(Protocol):
     async def tenant_for_key(self, key: str) -> str | None: ...
 
     async def recall(self, tenant: str, key: str) -> Remembered | None: ...
-
-    async def put_blob(self, data: bytes, media_type: str = "text/plain") -> BlobRef: ...
-    async def get_blob(self, digest: str) -> bytes: ...

@@ -3,13 +3,12 @@
 Every operation is one plain function over a SQLAlchemy `Connection`, run whole in one hop
 by the backend (`_write` / `_read`): PostgreSQL runs it on asyncpg through `run_sync`, SQLite
 on its own writer thread. A backend also says which driver errors are transient; all else
-(fenced group commit, leases, snapshots, the hash chain, blobs) lives here once.
+(fenced group commit, leases, snapshots, the hash chain) lives here once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import secrets
 import time
@@ -35,7 +34,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from schemas import (
     TERMINAL_STATUSES,
-    BlobRef,
     Event,
     ModelResponse,
     Recorded,
@@ -48,19 +46,17 @@ from schemas import (
 )
 from session_store._batch import INPUT_GRACE_S, NO_TALLY, Head, PendingAppend, Plan, plan_batch
 from session_store._errors import (
-    BlobNotFound,
     Fenced,
     InvalidInput,
     KeyTaken,
     LeaseHeld,
-    PayloadTooLarge,
     SessionBusy,
     SessionExists,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
 )
-from session_store._hashing import GENESIS, blob_digest, chain_hash
+from session_store._hashing import GENESIS, chain_hash
 from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import (
     IdempotentWrite,
@@ -83,7 +79,6 @@ from session_store._records import (
 from session_store._tables import (
     SCHEMA_REVISION,
     api_keys,
-    blobs,
     events,
     sessions,
     snapshots,
@@ -169,8 +164,6 @@ _METADATA_DECODER: Final = msgspec.json.Decoder(dict[str, str])
 class StoreLimits(msgspec.Struct, frozen=True, kw_only=True):
     # One encoded event; tool output over this belongs in a blob (the event keeps a ref).
     max_event_bytes: int = 256 * 1024
-    max_blob_bytes: int = 64 * 1024 * 1024
-    blob_preview_chars: int = 2000
     # Attempts for one operation when the database reports a transient failure.
     attempts: int = 5
 
@@ -831,51 +824,6 @@ class SqlEventStore:
         """What `key` of `tenant` answered, recorded with its write's effect; None if no write
         with it has committed (none ran, or one is still running: it records on commit)."""
         return await self._read(lambda conn: recall(conn, tenant, key))
-
-    # -- blobs ------------------------------------------------------------------------------
-
-    async def put_blob(self, data: bytes, media_type: str = "text/plain") -> BlobRef:
-        """Store `data` once under its sha256; storing the same bytes again is free."""
-        if not isinstance(data, bytes):
-            raise InvalidInput("a blob is bytes")
-        if len(data) > self.limits.max_blob_bytes:
-            raise PayloadTooLarge("blob", len(data), self.limits.max_blob_bytes)
-        digest = blob_digest(data)
-        preview = data[: self.limits.blob_preview_chars * 4].decode("utf-8", "replace")
-        ref = BlobRef(
-            digest=digest,
-            size=len(data),
-            preview=preview[: self.limits.blob_preview_chars],
-            media_type=media_type,
-        )
-
-        def put(conn: Connection) -> None:
-            exists = conn.execute(select(blobs.c.size).where(blobs.c.digest == digest)).first()
-            if exists is None:
-                conn.execute(
-                    insert(blobs),
-                    {
-                        "digest": digest,
-                        "size": len(data),
-                        "media_type": media_type,
-                        "created_at": self._clock(),
-                        "data": data,
-                    },
-                )
-
-        # Another writer may store the same bytes first: same digest, same content.
-        with contextlib.suppress(IntegrityError):
-            await self._write(put)
-        return ref
-
-    async def get_blob(self, digest: str) -> bytes:
-        def get(conn: Connection) -> bytes:
-            data = conn.execute(select(blobs.c.data).where(blobs.c.digest == digest)).scalar()
-            if data is None:
-                raise BlobNotFound(digest)
-            return bytes(data)
-
-        return await self._read(get)
 
     # -- errors -----------------------------------------------------------------------------
 

@@ -8,9 +8,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 import session_store
-from schemas import Usage
+from schemas import AgentSpec, SessionCreated, Usage, UserMessage
 from session_store import SqliteEventStore
 from session_store._tables import SCHEMA_REVISION
+from tests.backends import SqliteBackend
 
 
 def test_the_declared_revision_is_the_newest_migration() -> None:
@@ -87,5 +88,44 @@ async def test_keys_the_old_scheme_left_in_progress_are_freed(tmp_path: Path) ->
         assert await store.recall("acme", "stuck") is None
         done = await store.recall("acme", "done")
         assert done is not None and (done.status, done.body) == (201, b"{}")
+    finally:
+        await store.close()
+
+
+async def test_a_store_with_a_blob_table_upgrades_and_keeps_its_sessions(tmp_path: Path) -> None:
+    """Migration 0007 drops `blobs` (hands keep blobs in NATS), rows and all; sessions, their
+    logs and API keys survive, and the schema is then exactly the declared one."""
+    path = tmp_path / "keel.db"
+    old = SqliteEventStore(path)
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(session_store.__file__).parent / "migrations")
+    )
+
+    def to_0006(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0006")
+
+    await old._write(to_0006)
+    info = await old.create_session("acme", SessionCreated(spec=AgentSpec(), title="kept"))
+    await old.append_input(info.session_id, [UserMessage(text="hi")])
+    key = await old.create_api_key("acme")
+    await old._write(
+        lambda conn: conn.exec_driver_sql(
+            "INSERT INTO blobs (digest, size, media_type, created_at, data)"
+            " VALUES ('ab', 2, 'text/plain', 1.0, x'6869')"
+        )
+    )
+    await old.close()
+
+    store = SqliteEventStore(path)
+    try:
+        await store.migrate()
+        kept = await store.get_session(info.session_id)
+        assert (kept.title, kept.head_seq) == ("kept", 2)
+        assert [r.event for r in await store.read(info.session_id)][1] == UserMessage(text="hi")
+        assert (await store.verify(info.session_id)).ok
+        assert await store.tenant_for_key(key.key) == "acme"
+        assert await SqliteBackend(tmp_path).schema_diff() == []
     finally:
         await store.close()
