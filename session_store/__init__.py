@@ -23,7 +23,14 @@ from session_store._errors import (
 from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import IdempotentWrite
 from session_store._open import open_store
-from session_store._protocol import EventStore
+from session_store._protocol import (
+    EventStore,
+    SessionCatalog,
+    SessionLog,
+    SessionReader,
+    Store,
+    Tenancy,
+)
 from session_store._records import (
     ApiKey,
     Appended,
@@ -70,17 +77,22 @@ __all__ = [
     "PayloadTooLarge",
     "PostgresEventStore",
     "SessionBusy",
+    "SessionCatalog",
     "SessionExists",
     "SessionInfo",
+    "SessionLog",
     "SessionNotFound",
     "SessionPage",
+    "SessionReader",
     "Snapshot",
     "SqliteEventStore",
+    "Store",
     "StoreError",
     "StoreHealth",
     "StoreOperation",
     "StoreLimits",
     "StoreUnavailable",
+    "Tenancy",
     "Verification",
     "open_store",
 ]
