@@ -6,6 +6,7 @@ on SQLite (embedded) or PostgreSQL (scale-out). Errors: see `session_store._erro
 
 from typing import TYPE_CHECKING, Any
 
+from session_store._database import StoreLimits
 from session_store._errors import (
     Conflict,
     Fenced,
@@ -41,7 +42,6 @@ from session_store._records import (
     Snapshot,
     Verification,
 )
-from session_store._sql import StoreLimits
 
 if TYPE_CHECKING:
     from session_store._postgres import PostgresEventStore

@@ -1,18 +1,14 @@
-"""The event store over SQLAlchemy Core, shared by the SQLite and PostgreSQL backends.
-
-Every operation is one plain function over a SQLAlchemy `Connection`, run whole in one hop
-by the backend (`_write` / `_read`): PostgreSQL runs it on asyncpg through `run_sync`, SQLite
-on its own writer thread. A backend also says which driver errors are transient; all else
-(fenced group commit, leases, snapshots, the hash chain) lives here once.
+"""Sessions and their logs over SQLAlchemy Core, shared by the SQLite and PostgreSQL backends:
+fenced group commit, reads, leases and timers, snapshots, the hash chain, and the sessions
+the API serves (create, fork, list, delete). Operations run on `SqlDatabase`; tenancy (API
+and idempotency keys) is `SqlTenancy`'s, and a backend composes both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
 import msgspec
@@ -30,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from schemas import (
     TERMINAL_STATUSES,
@@ -45,6 +41,7 @@ from schemas import (
     new_id,
 )
 from session_store._batch import INPUT_GRACE_S, NO_TALLY, Head, PendingAppend, Plan, plan_batch
+from session_store._database import SqlDatabase, StoreLimits
 from session_store._errors import (
     Fenced,
     InvalidInput,
@@ -57,32 +54,22 @@ from session_store._errors import (
     StoreUnavailable,
 )
 from session_store._hashing import GENESIS, chain_hash
-from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import (
     IdempotentWrite,
     answer_claimed,
     claim_keys,
-    recall,
     record_answer,
     unclaim,
 )
 from session_store._records import (
-    ApiKey,
     Appended,
     Lease,
-    Remembered,
     SessionInfo,
     SessionPage,
     Snapshot,
     Verification,
 )
-from session_store._tables import (
-    SCHEMA_REVISION,
-    api_keys,
-    events,
-    sessions,
-    snapshots,
-)
+from session_store._tables import events, sessions, snapshots
 from session_store._validate import check_id, encode_append, encode_checked, tally_of
 
 T = TypeVar("T")
@@ -161,57 +148,21 @@ _METADATA: Final = msgspec.json.Encoder()
 _METADATA_DECODER: Final = msgspec.json.Decoder(dict[str, str])
 
 
-class StoreLimits(msgspec.Struct, frozen=True, kw_only=True):
-    # One encoded event; tool output over this belongs in a blob (the event keeps a ref).
-    max_event_bytes: int = 256 * 1024
-    # Attempts for one operation when the database reports a transient failure.
-    attempts: int = 5
+class SqlSessionStore(SqlDatabase):
+    """Sessions and their logs: the `SessionLog` and the `SessionCatalog` over SQL."""
 
-
-class SqlEventStore:
     def __init__(
         self, *, clock: Callable[[], float] = time.time, limits: StoreLimits | None = None
     ) -> None:
-        self._clock = clock
-        self.limits = limits or StoreLimits()
+        super().__init__(clock=clock, limits=limits)
         self._pending: list[PendingAppend] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.health = StoreHealth()
-
-    # -- backend hooks ----------------------------------------------------------------------
-
-    async def _run_write(self, operation: Callable[[Connection], T]) -> T:
-        """Run `operation` in one write transaction (committed when it returns)."""
-        raise NotImplementedError
-
-    async def _run_read(self, operation: Callable[[Connection], T]) -> T:
-        """Run `operation` on a read connection; it may see a newer head than it started with."""
-        raise NotImplementedError
-
-    def _is_transient(self, exc: DBAPIError) -> bool:
-        raise NotImplementedError
 
     async def close(self) -> None:
         """Finish queued appends, then close every connection."""
         if self._flusher is not None:
             await self._flusher
-        await self._close_backend()
-
-    async def _close_backend(self) -> None:
-        raise NotImplementedError
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    async def migrate(self) -> None:
-        """Bring the schema to the newest migration; safe to call from many processes.
-
-        A store already there never imports Alembic: that is a tenth of a second of every
-        brain's start, which a brain restarted after a crash cannot spare."""
-        if await self._read(_at_newest_revision):
-            return
-        from session_store._migrate import upgrade_to_head
-
-        await self._write(upgrade_to_head)
+        await super().close()
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -795,87 +746,6 @@ class SqlEventStore:
         """Re-walk the hash chain; names the first seq that was edited, deleted or moved."""
         return await self._read(lambda conn: _verify_chain(conn, session_id))
 
-    # -- API keys -----------------------------------------------------------------------------
-
-    async def create_api_key(self, tenant: str, name: str = "") -> ApiKey:
-        """A new bearer key for `tenant`. Keys are 256 random bits, so a plain sha256 is
-        enough to keep them unguessable at rest (no salt or slow hash needed)."""
-        check_id("tenant", tenant)
-        key_id = new_id("key")
-        key = f"keel_{secrets.token_urlsafe(32)}"
-        row = {
-            "key_hash": _key_hash(key),
-            "key_id": key_id,
-            "tenant": tenant,
-            "name": name[:128],
-            "created_at": self._clock(),
-        }
-        await self._write(lambda conn: conn.execute(insert(api_keys), row))
-        return ApiKey(key_id=key_id, tenant=tenant, name=name[:128], key=key)
-
-    async def tenant_for_key(self, key: str) -> str | None:
-        """The tenant a bearer key belongs to; None for a key nobody issued."""
-        query = select(api_keys.c.tenant).where(api_keys.c.key_hash == _key_hash(key))
-        return await self._read(lambda conn: conn.execute(query).scalar())
-
-    # -- idempotency keys ---------------------------------------------------------------------
-
-    async def recall(self, tenant: str, key: str) -> Remembered | None:
-        """What `key` of `tenant` answered, recorded with its write's effect; None if no write
-        with it has committed (none ran, or one is still running: it records on commit)."""
-        return await self._read(lambda conn: recall(conn, tenant, key))
-
-    # -- errors -----------------------------------------------------------------------------
-
-    async def _write(self, operation: Callable[[Connection], T]) -> T:
-        return await self._watched("write", self._run_write, operation)
-
-    async def _read(self, operation: Callable[[Connection], T]) -> T:
-        return await self._watched("read", self._run_read, operation)
-
-    async def _watched(
-        self,
-        kind: StoreOperation,
-        run: Callable[[Callable[[Connection], T]], Awaitable[T]],
-        operation: Callable[[Connection], T],
-    ) -> T:
-        try:
-            result = await self._retrying(run, operation)
-        except StoreUnavailable as exc:
-            self.health.failed(kind, exc)
-            raise
-        except (StoreError, IntegrityError):
-            self.health.worked(kind)  # the database answered: the caller asked amiss
-            raise
-        self.health.worked(kind)
-        return result
-
-    async def _retrying(
-        self,
-        run: Callable[[Callable[[Connection], T]], Awaitable[T]],
-        operation: Callable[[Connection], T],
-    ) -> T:
-        """Run `operation`, retrying transient database failures; conflicts are not retried.
-
-        IntegrityError passes through for the caller to translate; any other driver error
-        that survives the retries becomes StoreUnavailable.
-        """
-        delay = 0.01
-        for attempt in range(1, self.limits.attempts + 1):
-            try:
-                return await run(operation)
-            except IntegrityError:
-                raise
-            except DBAPIError as exc:
-                if attempt == self.limits.attempts or not self._is_transient(exc):
-                    raise StoreUnavailable(f"database error: {exc.orig!r}") from exc
-            except OSError as exc:
-                if attempt == self.limits.attempts:
-                    raise StoreUnavailable(f"database unreachable: {exc!r}") from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 4, 1.0)
-        raise AssertionError("unreachable")
-
 
 def _session_info(row: RowMapping) -> SessionInfo:
     return SessionInfo(
@@ -900,18 +770,6 @@ def _session_info(row: RowMapping) -> SessionInfo:
         cost_usd=row["cost_usd"],
         turns=row["turns"],
     )
-
-
-def _key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def _at_newest_revision(conn: Connection) -> bool:
-    try:
-        revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-    except DBAPIError:
-        return False  # a new database: no version table yet
-    return revision == SCHEMA_REVISION
 
 
 def _require_session(conn: Connection, session_id: str) -> int:

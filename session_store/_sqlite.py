@@ -26,8 +26,10 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from session_store._batch import Head, PendingAppend, Plan, plan_batch
+from session_store._database import StoreLimits
 from session_store._errors import StoreUnavailable
-from session_store._sql import SqlEventStore, StoreLimits
+from session_store._sql import SqlSessionStore
+from session_store._tenancy import SqlTenancy
 
 T = TypeVar("T")
 
@@ -63,7 +65,7 @@ def _select_heads(count: int) -> str:
     )
 
 
-class SqliteEventStore(SqlEventStore):
+class SqliteEventStore(SqlSessionStore, SqlTenancy):
     def __init__(
         self,
         path: str | Path,
