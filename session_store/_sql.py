@@ -31,16 +31,14 @@ from sqlalchemy.exc import IntegrityError
 from schemas import (
     TERMINAL_STATUSES,
     Event,
-    ModelResponse,
     Recorded,
     SessionCreated,
     SessionForked,
-    SessionStatus,
     Usage,
     decode_event,
     new_id,
 )
-from session_store._batch import INPUT_GRACE_S, NO_TALLY, Head, PendingAppend, Plan, plan_batch
+from session_store._batch import PendingAppend, Plan, heads_of, plan_batch
 from session_store._database import SqlDatabase, StoreLimits
 from session_store._errors import (
     Fenced,
@@ -61,6 +59,7 @@ from session_store._idempotency import (
     record_answer,
     unclaim,
 )
+from session_store._projection import SessionRow, change_of
 from session_store._records import (
     Appended,
     Lease,
@@ -70,7 +69,7 @@ from session_store._records import (
     Verification,
 )
 from session_store._tables import events, sessions, snapshots
-from session_store._validate import check_id, encode_append, encode_checked, tally_of
+from session_store._validate import check_id, encode_append, encode_checked
 
 T = TypeVar("T")
 
@@ -104,7 +103,7 @@ _UPDATE_HEAD = (
         status=bindparam("status"),
         status_reason=bindparam("status_reason"),
         updated_at=bindparam("updated_at"),
-        # Input sets the timer (see `_batch.INPUT_GRACE_S`) unless an earlier one is set.
+        # Input sets the timer (see `SessionRow.project`) unless an earlier one is set.
         wake_at=case(
             (bindparam("attention_at", type_=Float).is_(None), sessions.c.wake_at),
             (
@@ -116,7 +115,7 @@ _UPDATE_HEAD = (
             ),
             else_=sessions.c.wake_at,
         ),
-        # Totals are added to, not set: see `_batch.Tally`.
+        # Totals are added to, not set: see `SessionRow.head_update`.
         input_tokens=sessions.c.input_tokens + bindparam("d_input_tokens"),
         output_tokens=sessions.c.output_tokens + bindparam("d_output_tokens"),
         cache_read_tokens=sessions.c.cache_read_tokens + bindparam("d_cache_read_tokens"),
@@ -144,7 +143,6 @@ _INSERT_EVENTS = insert(events)
 
 _VERIFY_PAGE = 5000
 
-_METADATA: Final = msgspec.json.Encoder()
 _METADATA_DECODER: Final = msgspec.json.Decoder(dict[str, str])
 
 
@@ -183,59 +181,19 @@ class SqlSessionStore(SqlDatabase):
         if not isinstance(created, SessionCreated):
             raise InvalidInput("a session starts with a SessionCreated event")
         rows = [encode_checked(created, self.limits.max_event_bytes)]
-        status, reason, attention_at = "idle", "", None
-        now = self._clock()
         if first_input:
-            input_rows, last_status, _ = encode_append(first_input, self.limits.max_event_bytes)
-            rows += input_rows
-            status, reason = last_status or (status, reason)
-            attention_at = now + INPUT_GRACE_S
-        chained: list[dict[str, object]] = []
-        head_hash = GENESIS
-        for seq, (type_, data) in enumerate(rows, start=1):
-            head_hash = chain_hash(head_hash, session_id, seq, type_, now, data)
-            chained.append(
-                {
-                    "session_id": session_id,
-                    "seq": seq,
-                    "type": type_,
-                    "at": now,
-                    "data": data,
-                    "hash": head_hash,
-                }
-            )
-        info = SessionInfo(
-            session_id=session_id,
-            tenant=tenant,
-            created_at=now,
-            updated_at=now,
-            head_seq=len(rows),
-            status=status,  # type: ignore[arg-type]
-            status_reason=reason,
-            title=created.title,
-            metadata=created.metadata,
+            rows += encode_append(first_input, self.limits.max_event_bytes)[0]
+        now = self._clock()
+        row, chained = SessionRow(session_id=session_id).project(
+            [(type_, now, data) for type_, data in rows],
+            change_of([created, *first_input]),
+            at=now,
+            is_input=bool(first_input),
         )
+        info = row.info(tenant, now)
 
         def create(conn: Connection) -> None:
-            conn.execute(
-                insert(sessions),
-                {
-                    "session_id": session_id,
-                    "tenant": tenant,
-                    "created_at": now,
-                    "updated_at": now,
-                    "head_seq": info.head_seq,
-                    "head_hash": head_hash,
-                    "status": status,
-                    "status_reason": reason,
-                    "lease_owner": None,
-                    "lease_epoch": 0,
-                    "lease_until": None,
-                    "wake_at": attention_at,
-                    "title": created.title,
-                    "metadata": _METADATA.encode(created.metadata).decode(),
-                },
-            )
+            conn.execute(insert(sessions), row.new_row(tenant, now))
             conn.execute(insert(events), chained)
             if keyed is not None:
                 record_answer(conn, keyed, info, now)
@@ -268,77 +226,19 @@ class SqlSessionStore(SqlDatabase):
             if at_seq > head:
                 raise InvalidInput(f"at_seq {at_seq} is past the parent's head ({head})")
             rows = conn.execute(
-                select(events.c.seq, events.c.type, events.c.at, events.c.data)
+                select(events.c.type, events.c.at, events.c.data)
                 .where(events.c.session_id == parent_id, events.c.seq <= at_seq)
                 .order_by(events.c.seq)
             ).all()
             now = self._clock()
-            copied: list[dict[str, object]] = []
-            previous = GENESIS
-            status, reason = "idle", ""
-            created: SessionCreated | None = None
-            tally = NO_TALLY
-            for seq, type_, at, data in [*rows, (at_seq + 1, forked_type, now, forked_data)]:
-                previous = chain_hash(previous, session_id, seq, type_, at, data)
-                copied.append(
-                    {
-                        "session_id": session_id,
-                        "seq": seq,
-                        "type": type_,
-                        "at": at,
-                        "data": data,
-                        "hash": previous,
-                    }
-                )
-                match decode_event(type_, data):
-                    case SessionStatus(status=status, reason=reason):
-                        pass
-                    case SessionCreated() as created:
-                        pass
-                    case ModelResponse() as response:
-                        tally = tally + tally_of(response)
-            if status in TERMINAL_STATUSES or status == "running":
-                # The copy is a new start: it waits for input (or a brain) like any session.
-                status, reason = "idle", f"forked from {parent_id} at seq {at_seq}"
-            conn.execute(
-                insert(sessions),
-                {
-                    "session_id": session_id,
-                    "tenant": tenant,
-                    "created_at": now,
-                    "updated_at": now,
-                    "head_seq": at_seq + 1,
-                    "head_hash": previous,
-                    "status": status,
-                    "status_reason": reason,
-                    "lease_owner": None,
-                    "lease_epoch": 0,
-                    "lease_until": None,
-                    "title": created.title if created else "",
-                    "metadata": _METADATA.encode(created.metadata if created else {}).decode(),
-                    "input_tokens": tally.usage.input_tokens,
-                    "output_tokens": tally.usage.output_tokens,
-                    "cache_read_tokens": tally.usage.cache_read_tokens,
-                    "cache_write_tokens": tally.usage.cache_write_tokens,
-                    "cost_usd": tally.cost_usd,
-                    "turns": tally.turns,
-                },
+            change = change_of([*(decode_event(type_, data) for type_, _, data in rows), forked])
+            row, copied = SessionRow(session_id=session_id).project(
+                [*rows, (forked_type, now, forked_data)], change, at=now
             )
+            row = row.forked(parent_id, at_seq)
+            conn.execute(insert(sessions), row.new_row(tenant, now))
             conn.execute(insert(events), copied)
-            info = SessionInfo(
-                session_id=session_id,
-                tenant=tenant,
-                created_at=now,
-                updated_at=now,
-                head_seq=at_seq + 1,
-                status=status,  # type: ignore[arg-type]
-                status_reason=reason,
-                title=created.title if created else "",
-                metadata=created.metadata if created else {},
-                usage=tally.usage,
-                cost_usd=tally.cost_usd,
-                turns=tally.turns,
-            )
+            info = row.info(tenant, now)
             if keyed is not None:
                 record_answer(conn, keyed, info, now)
             return info
@@ -450,11 +350,9 @@ class SqlSessionStore(SqlDatabase):
         epoch: int | None,
         keyed: IdempotentWrite[Appended] | None = None,
     ) -> Appended:
-        rows, status, tally = encode_append(events, self.limits.max_event_bytes)
+        rows, change = encode_append(events, self.limits.max_event_bytes)
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        pending = PendingAppend(
-            session_id, rows, expect_seq, epoch, status, future, tally, keyed=keyed
-        )
+        pending = PendingAppend(session_id, rows, expect_seq, epoch, future, change, keyed)
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -511,8 +409,7 @@ class SqlSessionStore(SqlDatabase):
 
     def _commit_batch(self, conn: Connection, batch: list[PendingAppend]) -> Plan:
         ids = sorted({pending.session_id for pending in batch})
-        result = conn.execute(_LOCK_HEADS, {"ids": ids})
-        heads = {row[0]: Head(row[1], row[2], row[3], row[4], row[5]) for row in result}
+        heads = heads_of(conn.execute(_LOCK_HEADS, {"ids": ids}))
         now = self._clock()
         # Keys first: an append whose key is taken is refused before anything is written.
         keyed = [p for p in batch if p.keyed is not None]
@@ -520,7 +417,7 @@ class SqlSessionStore(SqlDatabase):
         plan = plan_batch(batch, heads, now, refused={id(p) for p in keyed if p.keyed in taken})
         if plan.event_rows:
             conn.execute(_INSERT_EVENTS, plan.event_rows)
-            conn.execute(_UPDATE_HEAD, list(plan.session_rows.values()))
+            conn.execute(_UPDATE_HEAD, plan.head_updates())
         for pending, appended in plan.accepted:
             if pending.keyed is not None:
                 answer_claimed(conn, pending.keyed, appended)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from session_store._batch import Head, PendingAppend, Plan, plan_batch
+from session_store._batch import PendingAppend, Plan, heads_of, plan_batch
 from session_store._database import StoreLimits
 from session_store._errors import StoreUnavailable
 from session_store._sql import SqlSessionStore
@@ -124,14 +124,11 @@ class SqliteEventStore(SqlSessionStore, SqlTenancy):
         ids = sorted({pending.session_id for pending in batch})
         db.execute("BEGIN IMMEDIATE")
         try:
-            heads = {
-                row[0]: Head(row[1], row[2], row[3], row[4], row[5])
-                for row in db.execute(_select_heads(len(ids)), ids)
-            }
+            heads = heads_of(db.execute(_select_heads(len(ids)), ids))
             plan = plan_batch(batch, heads, self._clock())
             if plan.event_rows:
                 db.executemany(_INSERT_EVENTS, [tuple(row.values()) for row in plan.event_rows])
-                db.executemany(_UPDATE_HEAD, list(plan.session_rows.values()))
+                db.executemany(_UPDATE_HEAD, plan.head_updates())
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

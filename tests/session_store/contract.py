@@ -43,7 +43,7 @@ from session_store import (
     SessionNotFound,
     StoreLimits,
 )
-from session_store._batch import INPUT_GRACE_S
+from session_store._projection import INPUT_GRACE_S
 from tests.backends import Backend
 
 T = TypeVar("T")
