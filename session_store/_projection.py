@@ -77,6 +77,8 @@ def change_of(events: Iterable[object]) -> Change:
                 tally = tally + Tally(usage=event.usage, cost_usd=event.cost_usd, turns=1)
             case SessionCreated():
                 created = event
+    if status is None and created is None and tally is NO_TALLY:
+        return NO_CHANGE  # most appends: no allocation on the hot path
     return Change(status, tally, created)
 
 
@@ -136,7 +138,7 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
             status_reason=reason,
             title=self.title if created is None else created.title,
             metadata=self.metadata if created is None else created.metadata,
-            tally=self.tally + change.tally,
+            tally=self.tally if change.tally is NO_TALLY else self.tally + change.tally,
             updated_at=at,
             wake_at=at + INPUT_GRACE_S if is_input else self.wake_at,
         )
