@@ -14,10 +14,8 @@ from typing import Final, TypeVar
 import msgspec
 from sqlalchemy import (
     Connection,
-    Float,
     RowMapping,
     and_,
-    bindparam,
     case,
     delete,
     func,
@@ -68,6 +66,7 @@ from session_store._records import (
     Snapshot,
     Verification,
 )
+from session_store._statements import INSERT_EVENTS, LOCK_HEADS, UPDATE_HEAD
 from session_store._tables import events, sessions, snapshots
 from session_store._validate import check_id, encode_append, encode_checked
 
@@ -93,53 +92,6 @@ _SESSION_COLUMNS = (
     sessions.c.cost_usd,
     sessions.c.turns,
 )
-
-_UPDATE_HEAD = (
-    update(sessions)
-    .where(sessions.c.session_id == bindparam("sid"))
-    .values(
-        head_seq=bindparam("head_seq"),
-        head_hash=bindparam("head_hash"),
-        status=bindparam("status"),
-        status_reason=bindparam("status_reason"),
-        updated_at=bindparam("updated_at"),
-        # Input sets the timer (see `SessionRow.project`) unless an earlier one is set.
-        wake_at=case(
-            (bindparam("attention_at", type_=Float).is_(None), sessions.c.wake_at),
-            (
-                or_(
-                    sessions.c.wake_at.is_(None),
-                    sessions.c.wake_at > bindparam("attention_at", type_=Float),
-                ),
-                bindparam("attention_at", type_=Float),
-            ),
-            else_=sessions.c.wake_at,
-        ),
-        # Totals are added to, not set: see `SessionRow.head_update`.
-        input_tokens=sessions.c.input_tokens + bindparam("d_input_tokens"),
-        output_tokens=sessions.c.output_tokens + bindparam("d_output_tokens"),
-        cache_read_tokens=sessions.c.cache_read_tokens + bindparam("d_cache_read_tokens"),
-        cache_write_tokens=sessions.c.cache_write_tokens + bindparam("d_cache_write_tokens"),
-        cost_usd=sessions.c.cost_usd + bindparam("d_cost_usd", type_=Float),
-        turns=sessions.c.turns + bindparam("d_turns"),
-    )
-)
-
-# Built once: SQLAlchemy memoizes a statement's cache key, so the hot path skips rebuilding.
-_LOCK_HEADS = (
-    select(
-        sessions.c.session_id,
-        sessions.c.head_seq,
-        sessions.c.lease_epoch,
-        sessions.c.head_hash,
-        sessions.c.status,
-        sessions.c.status_reason,
-    )
-    .where(sessions.c.session_id.in_(bindparam("ids", expanding=True)))
-    .order_by(sessions.c.session_id)
-    .with_for_update()
-)
-_INSERT_EVENTS = insert(events)
 
 _VERIFY_PAGE = 5000
 
@@ -409,15 +361,15 @@ class SqlSessionStore(SqlDatabase):
 
     def _commit_batch(self, conn: Connection, batch: list[PendingAppend]) -> Plan:
         ids = sorted({pending.session_id for pending in batch})
-        heads = heads_of(conn.execute(_LOCK_HEADS, {"ids": ids}))
+        heads = heads_of(conn.execute(LOCK_HEADS, {"ids": ids}))
         now = self._clock()
         # Keys first: an append whose key is taken is refused before anything is written.
         keyed = [p for p in batch if p.keyed is not None]
         taken = claim_keys(conn, [p.keyed for p in keyed if p.keyed is not None], now)
         plan = plan_batch(batch, heads, now, refused={id(p) for p in keyed if p.keyed in taken})
         if plan.event_rows:
-            conn.execute(_INSERT_EVENTS, plan.event_rows)
-            conn.execute(_UPDATE_HEAD, plan.head_updates())
+            conn.execute(INSERT_EVENTS, plan.event_rows)
+            conn.execute(UPDATE_HEAD, plan.head_updates())
         for pending, appended in plan.accepted:
             if pending.keyed is not None:
                 answer_claimed(conn, pending.keyed, appended)

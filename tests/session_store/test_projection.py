@@ -28,7 +28,8 @@ from session_store._projection import (
     Tally,
     change_of,
 )
-from session_store._tables import sessions
+from session_store._statements import UPDATE_HEAD
+from session_store._tables import events, sessions
 
 CREATED = SessionCreated(spec=AgentSpec(), title="triage", metadata={"team": "ops"})
 USAGE = Usage(input_tokens=100, output_tokens=20, cache_read_tokens=5)
@@ -144,3 +145,10 @@ def test_a_change_names_the_last_status_the_totals_and_the_creation() -> None:
         created=CREATED,
     )
     assert change_of([]) == NO_CHANGE and NO_CHANGE.tally == NO_TALLY
+
+
+def test_the_rows_are_what_the_group_commit_statements_bind() -> None:
+    """Both append paths (SQLAlchemy's, and SQLite's raw fast path) bind these rows."""
+    row, chained = SessionRow(session_id="ses_1").project(encoded(LOG, 1.0), NO_CHANGE, at=1.0)
+    assert list(chained[0]) == [column.name for column in events.columns]
+    assert set(row.head_update()) == set(UPDATE_HEAD.compile().params)
