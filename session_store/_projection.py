@@ -10,7 +10,7 @@ passed in, nothing is read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -30,6 +30,7 @@ from session_store._records import SessionInfo
 INPUT_GRACE_S: Final = 1.0
 
 _METADATA: Final = msgspec.json.Encoder()
+_METADATA_DECODER: Final = msgspec.json.Decoder(dict[str, str])
 
 
 class Tally(msgspec.Struct, frozen=True):
@@ -170,12 +171,7 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
             "wake_at": self.wake_at,
             "title": self.title,
             "metadata": _METADATA.encode(self.metadata).decode(),
-            "input_tokens": self.tally.usage.input_tokens,
-            "output_tokens": self.tally.usage.output_tokens,
-            "cache_read_tokens": self.tally.usage.cache_read_tokens,
-            "cache_write_tokens": self.tally.usage.cache_write_tokens,
-            "cost_usd": self.tally.cost_usd,
-            "turns": self.tally.turns,
+            **_totals(self.tally),
         }
 
     def head_update(self) -> dict[str, Any]:
@@ -190,27 +186,47 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
             "status_reason": self.status_reason,
             "updated_at": self.updated_at,
             "attention_at": self.wake_at,
-            "d_input_tokens": self.tally.usage.input_tokens,
-            "d_output_tokens": self.tally.usage.output_tokens,
-            "d_cache_read_tokens": self.tally.usage.cache_read_tokens,
-            "d_cache_write_tokens": self.tally.usage.cache_write_tokens,
-            "d_cost_usd": self.tally.cost_usd,
-            "d_turns": self.tally.turns,
+            **_totals(self.tally, "d_"),
         }
 
     def info(self, tenant: str, created_at: float) -> SessionInfo:
-        """What `get_session` will read of a new session's row."""
-        return SessionInfo(
-            session_id=self.session_id,
-            tenant=tenant,
-            created_at=created_at,
-            updated_at=self.updated_at,
-            head_seq=self.head_seq,
-            status=self.status,
-            status_reason=self.status_reason,
-            title=self.title,
-            metadata=self.metadata,
-            usage=self.tally.usage,
-            cost_usd=self.tally.cost_usd,
-            turns=self.tally.turns,
-        )
+        """What `get_session` will read of the new row (`new_row`)."""
+        return session_info(self.new_row(tenant, created_at))
+
+
+def session_info(row: Mapping[Any, Any]) -> SessionInfo:
+    """A session's row (its columns by name) as the API's `SessionInfo`."""
+    return SessionInfo(
+        session_id=row["session_id"],
+        tenant=row["tenant"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        head_seq=row["head_seq"],
+        status=row["status"],
+        status_reason=row["status_reason"],
+        lease_owner=row["lease_owner"],
+        lease_epoch=row["lease_epoch"],
+        lease_until=row["lease_until"],
+        title=row["title"],
+        metadata=_METADATA_DECODER.decode(row["metadata"]),
+        usage=Usage(
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            cache_read_tokens=row["cache_read_tokens"],
+            cache_write_tokens=row["cache_write_tokens"],
+        ),
+        cost_usd=row["cost_usd"],
+        turns=row["turns"],
+    )
+
+
+def _totals(tally: Tally, prefix: str = "") -> dict[str, Any]:
+    """The total columns (`prefix` names the head update's parameters of what is added)."""
+    return {
+        f"{prefix}input_tokens": tally.usage.input_tokens,
+        f"{prefix}output_tokens": tally.usage.output_tokens,
+        f"{prefix}cache_read_tokens": tally.usage.cache_read_tokens,
+        f"{prefix}cache_write_tokens": tally.usage.cache_write_tokens,
+        f"{prefix}cost_usd": tally.cost_usd,
+        f"{prefix}turns": tally.turns,
+    }

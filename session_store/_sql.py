@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Final, TypeVar
+from typing import TypeVar
 
 import msgspec
 from sqlalchemy import (
     Connection,
-    RowMapping,
     and_,
     case,
     delete,
@@ -32,7 +31,6 @@ from schemas import (
     Recorded,
     SessionCreated,
     SessionForked,
-    Usage,
     decode_event,
     new_id,
 )
@@ -57,7 +55,7 @@ from session_store._idempotency import (
     record_answer,
     unclaim,
 )
-from session_store._projection import SessionRow, change_of
+from session_store._projection import SessionRow, change_of, session_info
 from session_store._records import (
     Appended,
     Lease,
@@ -94,8 +92,6 @@ _SESSION_COLUMNS = (
 )
 
 _VERIFY_PAGE = 5000
-
-_METADATA_DECODER: Final = msgspec.json.Decoder(dict[str, str])
 
 
 class SqlSessionStore(SqlDatabase):
@@ -204,7 +200,7 @@ class SqlSessionStore(SqlDatabase):
             row = conn.execute(query).first()
             if row is None:
                 raise SessionNotFound(session_id)
-            return _session_info(row._mapping)
+            return session_info(row._mapping)
 
         return await self._read(get)
 
@@ -235,7 +231,7 @@ class SqlSessionStore(SqlDatabase):
 
         def page(conn: Connection) -> SessionPage:
             rows = conn.execute(query).all()
-            items = [_session_info(row._mapping) for row in rows[:limit]]
+            items = [session_info(row._mapping) for row in rows[:limit]]
             more = len(rows) > limit
             return SessionPage(items=items, next_cursor=items[-1].session_id if more else None)
 
@@ -594,31 +590,6 @@ class SqlSessionStore(SqlDatabase):
     async def verify(self, session_id: str) -> Verification:
         """Re-walk the hash chain; names the first seq that was edited, deleted or moved."""
         return await self._read(lambda conn: _verify_chain(conn, session_id))
-
-
-def _session_info(row: RowMapping) -> SessionInfo:
-    return SessionInfo(
-        session_id=row["session_id"],
-        tenant=row["tenant"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        head_seq=row["head_seq"],
-        status=row["status"],
-        status_reason=row["status_reason"],
-        lease_owner=row["lease_owner"],
-        lease_epoch=row["lease_epoch"],
-        lease_until=row["lease_until"],
-        title=row["title"],
-        metadata=_METADATA_DECODER.decode(row["metadata"]),
-        usage=Usage(
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            cache_read_tokens=row["cache_read_tokens"],
-            cache_write_tokens=row["cache_write_tokens"],
-        ),
-        cost_usd=row["cost_usd"],
-        turns=row["turns"],
-    )
 
 
 def _require_session(conn: Connection, session_id: str) -> int:
