@@ -171,7 +171,12 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
             "wake_at": self.wake_at,
             "title": self.title,
             "metadata": _METADATA.encode(self.metadata).decode(),
-            **_totals(self.tally),
+            "input_tokens": self.tally.usage.input_tokens,
+            "output_tokens": self.tally.usage.output_tokens,
+            "cache_read_tokens": self.tally.usage.cache_read_tokens,
+            "cache_write_tokens": self.tally.usage.cache_write_tokens,
+            "cost_usd": self.tally.cost_usd,
+            "turns": self.tally.turns,
         }
 
     def head_update(self) -> dict[str, Any]:
@@ -186,7 +191,13 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
             "status_reason": self.status_reason,
             "updated_at": self.updated_at,
             "attention_at": self.wake_at,
-            **_totals(self.tally, "d_"),
+            # Spelled out, not built from the column names: this runs for every append.
+            "d_input_tokens": self.tally.usage.input_tokens,
+            "d_output_tokens": self.tally.usage.output_tokens,
+            "d_cache_read_tokens": self.tally.usage.cache_read_tokens,
+            "d_cache_write_tokens": self.tally.usage.cache_write_tokens,
+            "d_cost_usd": self.tally.cost_usd,
+            "d_turns": self.tally.turns,
         }
 
     def info(self, tenant: str, created_at: float) -> SessionInfo:
@@ -218,15 +229,3 @@ def session_info(row: Mapping[Any, Any]) -> SessionInfo:
         cost_usd=row["cost_usd"],
         turns=row["turns"],
     )
-
-
-def _totals(tally: Tally, prefix: str = "") -> dict[str, Any]:
-    """The total columns (`prefix` names the head update's parameters of what is added)."""
-    return {
-        f"{prefix}input_tokens": tally.usage.input_tokens,
-        f"{prefix}output_tokens": tally.usage.output_tokens,
-        f"{prefix}cache_read_tokens": tally.usage.cache_read_tokens,
-        f"{prefix}cache_write_tokens": tally.usage.cache_write_tokens,
-        f"{prefix}cost_usd": tally.cost_usd,
-        f"{prefix}turns": tally.turns,
-    }
