@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from brain.fold import FoldError, initial_state, replay
 from brain.state import STATE_VERSION, SessionState, decode_state
 from schemas import AuditReply, AuditRequest
-from session_store import EventStore, StoreError
+from session_store import SessionLog, StoreError
 
 log = logging.getLogger("keel.brain")
 
@@ -28,7 +28,7 @@ _ENCODER: Final = msgspec.json.Encoder()
 
 
 async def fold_to(
-    store: EventStore, session_id: str, at_seq: int, state: SessionState | None = None
+    store: SessionLog, session_id: str, at_seq: int, state: SessionState | None = None
 ) -> SessionState:
     """`state` (a fresh one by default) with the session's events after it, up to `at_seq`."""
     state = state or initial_state(session_id)
@@ -42,7 +42,7 @@ async def fold_to(
     return state
 
 
-async def audit(store: EventStore, request: AuditRequest) -> AuditReply:
+async def audit(store: SessionLog, request: AuditRequest) -> AuditReply:
     try:
         full = await fold_to(store, request.session_id, request.at_seq)
         snapshot = await store.latest_snapshot(request.session_id, STATE_VERSION)
@@ -60,7 +60,7 @@ async def audit(store: EventStore, request: AuditRequest) -> AuditReply:
     )
 
 
-async def answer_audit(store: EventStore, message: Msg) -> None:
+async def answer_audit(store: SessionLog, message: Msg) -> None:
     """Reply to one audit request; a malformed one gets an error, never a dead subscription."""
     try:
         request = _REQUEST.decode(message.data)

@@ -26,7 +26,7 @@ from schemas import (
     SandboxInUse,
     SandboxVerdict,
 )
-from session_store import EventStore, SessionNotFound, StoreError
+from session_store import SessionLog, SessionNotFound, StoreError
 
 log = logging.getLogger("keel.brain")
 
@@ -34,7 +34,7 @@ _REQUEST: Final = msgspec.json.Decoder(SandboxCheck)
 _ENCODER: Final = msgspec.json.Encoder()
 
 
-async def verdict(store: EventStore, sandbox: SandboxInUse) -> SandboxVerdict:
+async def verdict(store: SessionLog, sandbox: SandboxInUse) -> SandboxVerdict:
     def unreachable(reason: str) -> SandboxVerdict:
         return SandboxVerdict(sandbox_id=sandbox.sandbox_id, reachable=False, reason=reason)
 
@@ -62,7 +62,7 @@ async def verdict(store: EventStore, sandbox: SandboxInUse) -> SandboxVerdict:
     return unreachable("no event names it and the run that asked for it has ended")
 
 
-async def check(store: EventStore, request: SandboxCheck) -> SandboxCheckReply:
+async def check(store: SessionLog, request: SandboxCheck) -> SandboxCheckReply:
     verdicts: list[SandboxVerdict] = []
     for sandbox in request.sandboxes:
         try:
@@ -73,7 +73,7 @@ async def check(store: EventStore, request: SandboxCheck) -> SandboxCheckReply:
     return SandboxCheckReply(verdicts=verdicts)
 
 
-async def answer_sandbox_check(store: EventStore, message: Msg) -> None:
+async def answer_sandbox_check(store: SessionLog, message: Msg) -> None:
     """Reply to one check; a malformed one gets an error, never a dead subscription."""
     try:
         request = _REQUEST.decode(message.data)

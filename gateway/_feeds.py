@@ -27,7 +27,7 @@ from nats.aio.subscription import Subscription
 
 from gateway._views import event_view
 from schemas import TERMINAL_STATUSES, Recorded, SessionStatus, log_subject
-from session_store import EventStore, StoreError
+from session_store import SessionReader, StoreError
 
 log = logging.getLogger("keel.gateway")
 
@@ -49,7 +49,7 @@ class Feed:
     """What this gateway knows of one session's log: the newest frames, the head, and
     whether the session is over and has been quiet since."""
 
-    def __init__(self, store: EventStore, session_id: str, poll_s: float) -> None:
+    def __init__(self, store: SessionReader, session_id: str, poll_s: float) -> None:
         self.store = store
         self.session_id = session_id
         self.poll_s = poll_s
@@ -162,7 +162,7 @@ class Feed:
 class Feeds:
     """The feeds of this gateway, one per session that has a stream open."""
 
-    def __init__(self, store: EventStore, nc: NATS, poll_s: float) -> None:
+    def __init__(self, store: SessionReader, nc: NATS, poll_s: float) -> None:
         self.store = store
         self.nc = nc
         self.poll_s = poll_s

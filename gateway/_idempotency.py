@@ -18,7 +18,7 @@ from fastapi import Request, Response
 
 from gateway._errors import RETRY_AFTER_S, ApiProblem
 from schemas import Crashpoints
-from session_store import EventStore, IdempotentWrite, KeyTaken, Remembered
+from session_store import IdempotentWrite, KeyTaken, Remembered, Tenancy
 
 T = TypeVar("T")
 Route = TypeVar("Route", bound=Callable[..., Awaitable[Response]])
@@ -33,7 +33,7 @@ MAX_KEY_LENGTH: Final = 255
 class Idempotency:
     def __init__(
         self,
-        store: EventStore,
+        store: Tenancy,
         tenant_of: Callable[[Request], Awaitable[str]],
         read_body: Callable[[Request], Awaitable[bytes]],
         crash: Crashpoints,

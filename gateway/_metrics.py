@@ -21,11 +21,11 @@ from prometheus_client import (
 )
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from session_store import EventStore, StoreHealth, StoreOperation
+from session_store import Store, StoreHealth, StoreOperation
 
 
 class GatewayMetrics:
-    def __init__(self, store: EventStore, nc: NATS) -> None:
+    def __init__(self, store: Store, nc: NATS) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "keel_http_requests",
@@ -62,7 +62,7 @@ def _up(health: StoreHealth, kind: StoreOperation) -> float:
     return float(health.up(kind))
 
 
-def install_metrics(app: FastAPI, store: EventStore, nc: NATS) -> GatewayMetrics:
+def install_metrics(app: FastAPI, store: Store, nc: NATS) -> GatewayMetrics:
     metrics = GatewayMetrics(store, nc)
 
     async def measure(request: Request, call_next: RequestResponseEndpoint) -> Response:

@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 
 from gateway._feeds import READ_BATCH, Feeds, sse_frame
 from schemas import ModelDelta, delta_subject
-from session_store import EventStore
+from session_store import SessionReader
 
 _ENCODER: Final = msgspec.json.Encoder()
 
@@ -33,7 +33,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def event_stream(
-    store: EventStore,
+    store: SessionReader,
     nc: NATS,
     feeds: Feeds,
     session_id: str,

@@ -1,13 +1,13 @@
 """The session store: keel's single source of truth.
 
-An append-only, hash-chained, fenced event log per session, with leases, snapshots and
-blobs, on SQLite (embedded) or PostgreSQL (scale-out). Errors: see `session_store._errors`.
+An append-only, hash-chained, fenced event log per session, with leases and snapshots,
+on SQLite (embedded) or PostgreSQL (scale-out). Errors: see `session_store._errors`.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from session_store._database import StoreLimits
 from session_store._errors import (
-    BlobNotFound,
     Conflict,
     Fenced,
     InvalidEvent,
@@ -24,7 +24,14 @@ from session_store._errors import (
 from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import IdempotentWrite
 from session_store._open import open_store
-from session_store._protocol import EventStore
+from session_store._protocol import (
+    EventStore,
+    SessionCatalog,
+    SessionLog,
+    SessionReader,
+    Store,
+    Tenancy,
+)
 from session_store._records import (
     ApiKey,
     Appended,
@@ -35,7 +42,6 @@ from session_store._records import (
     Snapshot,
     Verification,
 )
-from session_store._sql import StoreLimits
 
 if TYPE_CHECKING:
     from session_store._postgres import PostgresEventStore
@@ -59,7 +65,6 @@ __all__ = [
     "Remembered",
     "ApiKey",
     "Appended",
-    "BlobNotFound",
     "Conflict",
     "EventStore",
     "Fenced",
@@ -72,17 +77,22 @@ __all__ = [
     "PayloadTooLarge",
     "PostgresEventStore",
     "SessionBusy",
+    "SessionCatalog",
     "SessionExists",
     "SessionInfo",
+    "SessionLog",
     "SessionNotFound",
     "SessionPage",
+    "SessionReader",
     "Snapshot",
     "SqliteEventStore",
+    "Store",
     "StoreError",
     "StoreHealth",
     "StoreOperation",
     "StoreLimits",
     "StoreUnavailable",
+    "Tenancy",
     "Verification",
     "open_store",
 ]

@@ -10,8 +10,7 @@ StoreError
 ├── KeyTaken           a keyed write lost its Idempotency-Key to one that committed first
 ├── InvalidInput       a bad id, tenant, seq or argument
 │   ├── InvalidEvent       not a valid event, or one only the store may write
-│   └── PayloadTooLarge    an encoded event or blob over the configured limit
-├── BlobNotFound       no blob with that digest
+│   └── PayloadTooLarge    an encoded event over the configured limit
 └── StoreUnavailable   the database failed in a way retrying did not fix
 """
 
@@ -90,12 +89,6 @@ class PayloadTooLarge(InvalidInput):
         super().__init__(f"{what} is {size} bytes, over the limit of {limit} bytes")
         self.size = size
         self.limit = limit
-
-
-class BlobNotFound(StoreError):
-    def __init__(self, digest: str) -> None:
-        super().__init__(f"blob {digest!r} not found")
-        self.digest = digest
 
 
 class StoreUnavailable(StoreError):

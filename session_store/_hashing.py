@@ -24,7 +24,3 @@ def chain_hash(prev: bytes, session_id: str, seq: int, type_: str, at: float, da
     digest.update(struct.pack(">d", at))
     digest.update(data.encode())
     return digest.digest()
-
-
-def blob_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

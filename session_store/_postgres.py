@@ -14,7 +14,9 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from session_store._sql import SqlEventStore, StoreLimits
+from session_store._database import StoreLimits
+from session_store._sql import SqlSessionStore
+from session_store._tenancy import SqlTenancy
 
 T = TypeVar("T")
 
@@ -30,7 +32,7 @@ IDLE_IN_TRANSACTION_TIMEOUT_MS: Final = 5000
 CONNECT_TIMEOUT_S: Final = 5.0
 
 
-class PostgresEventStore(SqlEventStore):
+class PostgresEventStore(SqlSessionStore, SqlTenancy):
     def __init__(
         self,
         url: str,

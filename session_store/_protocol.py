@@ -1,11 +1,23 @@
-"""The interface every other package programs against; each backend implements it."""
+"""The interface every other package programs against, split by capability.
+
+A caller sees only the part it uses (as eventsourcing's `AggregateRecorder` ⊂
+`ApplicationRecorder`); each backend implements all of them:
+
+    Store                  health, migrate, close: what every part has
+    ├── SessionReader      a session's row and its log, as brains and gateways both read them
+    │   ├── SessionLog     the log a brain drives: leases, fenced appends, timers, snapshots
+    │   └── SessionCatalog the sessions the API serves: create, fork, list, delete, input, audit
+    └── Tenancy            who may call the API (bearer keys) and what it already answered
+                           (Idempotency-Keys)
+    EventStore             all of them: what a backend is, and what `open_store` returns
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
 
-from schemas import BlobRef, Event, Recorded, SessionCreated
+from schemas import Event, Recorded, SessionCreated
 from session_store._health import StoreHealth
 from session_store._idempotency import IdempotentWrite
 from session_store._records import (
@@ -20,12 +32,49 @@ from session_store._records import (
 )
 
 
-class EventStore(Protocol):
+class Store(Protocol):
     # Whether reads and writes work, as the store's own operations find out.
     health: StoreHealth
 
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
+
+
+class SessionReader(Store, Protocol):
+    async def get_session(self, session_id: str) -> SessionInfo: ...
+    async def read(
+        self, session_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[Recorded]: ...
+
+
+class SessionLog(SessionReader, Protocol):
+    """The log a brain drives: it takes a session (claim), appends under its lease (fenced),
+    lets go with a timer, and keeps snapshots of what it folded; the sweeper finds the
+    sessions nobody drives."""
+
+    async def head(self, session_id: str) -> int: ...
+    async def append(
+        self, session_id: str, events: Sequence[Event], expect_seq: int, epoch: int
+    ) -> Appended: ...
+
+    async def claim(self, session_id: str, owner: str, ttl: float) -> Lease: ...
+    async def renew(self, lease: Lease, ttl: float) -> Lease: ...
+    async def release(
+        self, lease: Lease, *, wake_at: float | None = None, seen_seq: int | None = None
+    ) -> bool: ...
+    async def sessions_due(self, limit: int = 100) -> list[str]: ...
+    async def leases_of(self, owner: str) -> list[str]: ...
+
+    async def save_snapshot(
+        self, session_id: str, seq: int, state: bytes, version: int = 1
+    ) -> None: ...
+    async def latest_snapshot(self, session_id: str, version: int = 1) -> Snapshot | None: ...
+
+
+class SessionCatalog(SessionReader, Protocol):
+    """The sessions the API serves, per tenant: made (created or forked), listed, given
+    input without a lease, audited and deleted. Writes may carry an Idempotency-Key
+    (`keyed`), whose answer is recorded with the write's effect."""
 
     async def create_session(
         self,
@@ -44,7 +93,6 @@ class EventStore(Protocol):
         *,
         keyed: IdempotentWrite[SessionInfo] | None = None,
     ) -> SessionInfo: ...
-    async def get_session(self, session_id: str) -> SessionInfo: ...
     async def list_sessions(
         self,
         tenant: str,
@@ -59,9 +107,6 @@ class EventStore(Protocol):
         self, session_id: str, *, keyed: IdempotentWrite[None] | None = None
     ) -> None: ...
 
-    async def append(
-        self, session_id: str, events: Sequence[Event], expect_seq: int, epoch: int
-    ) -> Appended: ...
     async def append_input(
         self,
         session_id: str,
@@ -70,30 +115,20 @@ class EventStore(Protocol):
         *,
         keyed: IdempotentWrite[Appended] | None = None,
     ) -> Appended: ...
-    async def read(
-        self, session_id: str, after_seq: int = 0, limit: int | None = None
-    ) -> list[Recorded]: ...
-    async def head(self, session_id: str) -> int: ...
-
-    async def claim(self, session_id: str, owner: str, ttl: float) -> Lease: ...
-    async def renew(self, lease: Lease, ttl: float) -> Lease: ...
-    async def release(
-        self, lease: Lease, *, wake_at: float | None = None, seen_seq: int | None = None
-    ) -> bool: ...
-    async def sessions_due(self, limit: int = 100) -> list[str]: ...
-    async def leases_of(self, owner: str) -> list[str]: ...
-
-    async def save_snapshot(
-        self, session_id: str, seq: int, state: bytes, version: int = 1
-    ) -> None: ...
-    async def latest_snapshot(self, session_id: str, version: int = 1) -> Snapshot | None: ...
 
     async def verify(self, session_id: str) -> Verification: ...
+
+
+class Tenancy(Store, Protocol):
+    """Who may call the API, and what a keyed write already answered. Keys are recorded by
+    the keyed writes themselves (`SessionCatalog`), in their own transactions."""
 
     async def create_api_key(self, tenant: str, name: str = "") -> ApiKey: ...
     async def tenant_for_key(self, key: str) -> str | None: ...
 
     async def recall(self, tenant: str, key: str) -> Remembered | None: ...
 
-    async def put_blob(self, data: bytes, media_type: str = "text/plain") -> BlobRef: ...
-    async def get_blob(self, digest: str) -> bytes: ...
+
+class EventStore(SessionLog, SessionCatalog, Tenancy, Protocol):
+    """The whole store: every part above. Backends are this; a caller should ask for the
+    part it uses."""

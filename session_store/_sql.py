@@ -1,28 +1,20 @@
-"""The event store over SQLAlchemy Core, shared by the SQLite and PostgreSQL backends.
-
-Every operation is one plain function over a SQLAlchemy `Connection`, run whole in one hop
-by the backend (`_write` / `_read`): PostgreSQL runs it on asyncpg through `run_sync`, SQLite
-on its own writer thread. A backend also says which driver errors are transient; all else
-(fenced group commit, leases, snapshots, the hash chain, blobs) lives here once.
+"""Sessions and their logs over SQLAlchemy Core, shared by the SQLite and PostgreSQL backends:
+fenced group commit, reads, leases and timers, snapshots, the hash chain, and the sessions
+the API serves (create, fork, list, delete). Operations run on `SqlDatabase`; tenancy (API
+and idempotency keys) is `SqlTenancy`'s, and a backend composes both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Final, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import msgspec
 from sqlalchemy import (
     Connection,
-    Float,
-    RowMapping,
     and_,
-    bindparam,
     case,
     delete,
     func,
@@ -31,64 +23,50 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from schemas import (
     TERMINAL_STATUSES,
-    BlobRef,
     Event,
-    ModelResponse,
     Recorded,
     SessionCreated,
     SessionForked,
-    SessionStatus,
-    Usage,
     decode_event,
     new_id,
 )
-from session_store._batch import INPUT_GRACE_S, NO_TALLY, Head, PendingAppend, Plan, plan_batch
+from session_store._batch import PendingAppend, Plan, heads_of, plan_batch
+from session_store._database import SqlDatabase, StoreLimits
 from session_store._errors import (
-    BlobNotFound,
     Fenced,
     InvalidInput,
     KeyTaken,
     LeaseHeld,
-    PayloadTooLarge,
     SessionBusy,
     SessionExists,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
 )
-from session_store._hashing import GENESIS, blob_digest, chain_hash
-from session_store._health import StoreHealth, StoreOperation
+from session_store._hashing import GENESIS, chain_hash
 from session_store._idempotency import (
     IdempotentWrite,
     answer_claimed,
     claim_keys,
-    recall,
     record_answer,
     unclaim,
 )
+from session_store._projection import SessionRow, change_of, session_info
 from session_store._records import (
-    ApiKey,
     Appended,
     Lease,
-    Remembered,
     SessionInfo,
     SessionPage,
     Snapshot,
     Verification,
 )
-from session_store._tables import (
-    SCHEMA_REVISION,
-    api_keys,
-    blobs,
-    events,
-    sessions,
-    snapshots,
-)
-from session_store._validate import check_id, encode_append, encode_checked, tally_of
+from session_store._statements import INSERT_EVENTS, LOCK_HEADS, UPDATE_HEAD
+from session_store._tables import events, sessions, snapshots
+from session_store._validate import check_id, encode_append, encode_checked
 
 T = TypeVar("T")
 
@@ -113,112 +91,24 @@ _SESSION_COLUMNS = (
     sessions.c.turns,
 )
 
-_UPDATE_HEAD = (
-    update(sessions)
-    .where(sessions.c.session_id == bindparam("sid"))
-    .values(
-        head_seq=bindparam("head_seq"),
-        head_hash=bindparam("head_hash"),
-        status=bindparam("status"),
-        status_reason=bindparam("status_reason"),
-        updated_at=bindparam("updated_at"),
-        # Input sets the timer (see `_batch.INPUT_GRACE_S`) unless an earlier one is set.
-        wake_at=case(
-            (bindparam("attention_at", type_=Float).is_(None), sessions.c.wake_at),
-            (
-                or_(
-                    sessions.c.wake_at.is_(None),
-                    sessions.c.wake_at > bindparam("attention_at", type_=Float),
-                ),
-                bindparam("attention_at", type_=Float),
-            ),
-            else_=sessions.c.wake_at,
-        ),
-        # Totals are added to, not set: see `_batch.Tally`.
-        input_tokens=sessions.c.input_tokens + bindparam("d_input_tokens"),
-        output_tokens=sessions.c.output_tokens + bindparam("d_output_tokens"),
-        cache_read_tokens=sessions.c.cache_read_tokens + bindparam("d_cache_read_tokens"),
-        cache_write_tokens=sessions.c.cache_write_tokens + bindparam("d_cache_write_tokens"),
-        cost_usd=sessions.c.cost_usd + bindparam("d_cost_usd", type_=Float),
-        turns=sessions.c.turns + bindparam("d_turns"),
-    )
-)
-
-# Built once: SQLAlchemy memoizes a statement's cache key, so the hot path skips rebuilding.
-_LOCK_HEADS = (
-    select(
-        sessions.c.session_id,
-        sessions.c.head_seq,
-        sessions.c.lease_epoch,
-        sessions.c.head_hash,
-        sessions.c.status,
-        sessions.c.status_reason,
-    )
-    .where(sessions.c.session_id.in_(bindparam("ids", expanding=True)))
-    .order_by(sessions.c.session_id)
-    .with_for_update()
-)
-_INSERT_EVENTS = insert(events)
-
 _VERIFY_PAGE = 5000
 
-_METADATA: Final = msgspec.json.Encoder()
-_METADATA_DECODER: Final = msgspec.json.Decoder(dict[str, str])
 
+class SqlSessionStore(SqlDatabase):
+    """Sessions and their logs: the `SessionLog` and the `SessionCatalog` over SQL."""
 
-class StoreLimits(msgspec.Struct, frozen=True, kw_only=True):
-    # One encoded event; tool output over this belongs in a blob (the event keeps a ref).
-    max_event_bytes: int = 256 * 1024
-    max_blob_bytes: int = 64 * 1024 * 1024
-    blob_preview_chars: int = 2000
-    # Attempts for one operation when the database reports a transient failure.
-    attempts: int = 5
-
-
-class SqlEventStore:
     def __init__(
         self, *, clock: Callable[[], float] = time.time, limits: StoreLimits | None = None
     ) -> None:
-        self._clock = clock
-        self.limits = limits or StoreLimits()
+        super().__init__(clock=clock, limits=limits)
         self._pending: list[PendingAppend] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.health = StoreHealth()
-
-    # -- backend hooks ----------------------------------------------------------------------
-
-    async def _run_write(self, operation: Callable[[Connection], T]) -> T:
-        """Run `operation` in one write transaction (committed when it returns)."""
-        raise NotImplementedError
-
-    async def _run_read(self, operation: Callable[[Connection], T]) -> T:
-        """Run `operation` on a read connection; it may see a newer head than it started with."""
-        raise NotImplementedError
-
-    def _is_transient(self, exc: DBAPIError) -> bool:
-        raise NotImplementedError
 
     async def close(self) -> None:
         """Finish queued appends, then close every connection."""
         if self._flusher is not None:
             await self._flusher
-        await self._close_backend()
-
-    async def _close_backend(self) -> None:
-        raise NotImplementedError
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    async def migrate(self) -> None:
-        """Bring the schema to the newest migration; safe to call from many processes.
-
-        A store already there never imports Alembic: that is a tenth of a second of every
-        brain's start, which a brain restarted after a crash cannot spare."""
-        if await self._read(_at_newest_revision):
-            return
-        from session_store._migrate import upgrade_to_head
-
-        await self._write(upgrade_to_head)
+        await super().close()
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -239,59 +129,19 @@ class SqlEventStore:
         if not isinstance(created, SessionCreated):
             raise InvalidInput("a session starts with a SessionCreated event")
         rows = [encode_checked(created, self.limits.max_event_bytes)]
-        status, reason, attention_at = "idle", "", None
-        now = self._clock()
         if first_input:
-            input_rows, last_status, _ = encode_append(first_input, self.limits.max_event_bytes)
-            rows += input_rows
-            status, reason = last_status or (status, reason)
-            attention_at = now + INPUT_GRACE_S
-        chained: list[dict[str, object]] = []
-        head_hash = GENESIS
-        for seq, (type_, data) in enumerate(rows, start=1):
-            head_hash = chain_hash(head_hash, session_id, seq, type_, now, data)
-            chained.append(
-                {
-                    "session_id": session_id,
-                    "seq": seq,
-                    "type": type_,
-                    "at": now,
-                    "data": data,
-                    "hash": head_hash,
-                }
-            )
-        info = SessionInfo(
-            session_id=session_id,
-            tenant=tenant,
-            created_at=now,
-            updated_at=now,
-            head_seq=len(rows),
-            status=status,  # type: ignore[arg-type]
-            status_reason=reason,
-            title=created.title,
-            metadata=created.metadata,
+            rows += encode_append(first_input, self.limits.max_event_bytes)[0]
+        now = self._clock()
+        row, chained = SessionRow(session_id=session_id).project(
+            [(type_, now, data) for type_, data in rows],
+            change_of([created, *first_input]),
+            at=now,
+            is_input=bool(first_input),
         )
+        info = row.info(tenant, now)
 
         def create(conn: Connection) -> None:
-            conn.execute(
-                insert(sessions),
-                {
-                    "session_id": session_id,
-                    "tenant": tenant,
-                    "created_at": now,
-                    "updated_at": now,
-                    "head_seq": info.head_seq,
-                    "head_hash": head_hash,
-                    "status": status,
-                    "status_reason": reason,
-                    "lease_owner": None,
-                    "lease_epoch": 0,
-                    "lease_until": None,
-                    "wake_at": attention_at,
-                    "title": created.title,
-                    "metadata": _METADATA.encode(created.metadata).decode(),
-                },
-            )
+            conn.execute(insert(sessions), row.new_row(tenant, now))
             conn.execute(insert(events), chained)
             if keyed is not None:
                 record_answer(conn, keyed, info, now)
@@ -324,77 +174,19 @@ class SqlEventStore:
             if at_seq > head:
                 raise InvalidInput(f"at_seq {at_seq} is past the parent's head ({head})")
             rows = conn.execute(
-                select(events.c.seq, events.c.type, events.c.at, events.c.data)
+                select(events.c.type, events.c.at, events.c.data)
                 .where(events.c.session_id == parent_id, events.c.seq <= at_seq)
                 .order_by(events.c.seq)
             ).all()
             now = self._clock()
-            copied: list[dict[str, object]] = []
-            previous = GENESIS
-            status, reason = "idle", ""
-            created: SessionCreated | None = None
-            tally = NO_TALLY
-            for seq, type_, at, data in [*rows, (at_seq + 1, forked_type, now, forked_data)]:
-                previous = chain_hash(previous, session_id, seq, type_, at, data)
-                copied.append(
-                    {
-                        "session_id": session_id,
-                        "seq": seq,
-                        "type": type_,
-                        "at": at,
-                        "data": data,
-                        "hash": previous,
-                    }
-                )
-                match decode_event(type_, data):
-                    case SessionStatus(status=status, reason=reason):
-                        pass
-                    case SessionCreated() as created:
-                        pass
-                    case ModelResponse() as response:
-                        tally = tally + tally_of(response)
-            if status in TERMINAL_STATUSES or status == "running":
-                # The copy is a new start: it waits for input (or a brain) like any session.
-                status, reason = "idle", f"forked from {parent_id} at seq {at_seq}"
-            conn.execute(
-                insert(sessions),
-                {
-                    "session_id": session_id,
-                    "tenant": tenant,
-                    "created_at": now,
-                    "updated_at": now,
-                    "head_seq": at_seq + 1,
-                    "head_hash": previous,
-                    "status": status,
-                    "status_reason": reason,
-                    "lease_owner": None,
-                    "lease_epoch": 0,
-                    "lease_until": None,
-                    "title": created.title if created else "",
-                    "metadata": _METADATA.encode(created.metadata if created else {}).decode(),
-                    "input_tokens": tally.usage.input_tokens,
-                    "output_tokens": tally.usage.output_tokens,
-                    "cache_read_tokens": tally.usage.cache_read_tokens,
-                    "cache_write_tokens": tally.usage.cache_write_tokens,
-                    "cost_usd": tally.cost_usd,
-                    "turns": tally.turns,
-                },
+            change = change_of([*(decode_event(type_, data) for type_, _, data in rows), forked])
+            row, copied = SessionRow(session_id=session_id).project(
+                [*rows, (forked_type, now, forked_data)], change, at=now
             )
+            row = row.forked(parent_id, at_seq)
+            conn.execute(insert(sessions), row.new_row(tenant, now))
             conn.execute(insert(events), copied)
-            info = SessionInfo(
-                session_id=session_id,
-                tenant=tenant,
-                created_at=now,
-                updated_at=now,
-                head_seq=at_seq + 1,
-                status=status,  # type: ignore[arg-type]
-                status_reason=reason,
-                title=created.title if created else "",
-                metadata=created.metadata if created else {},
-                usage=tally.usage,
-                cost_usd=tally.cost_usd,
-                turns=tally.turns,
-            )
+            info = row.info(tenant, now)
             if keyed is not None:
                 record_answer(conn, keyed, info, now)
             return info
@@ -408,7 +200,7 @@ class SqlEventStore:
             row = conn.execute(query).first()
             if row is None:
                 raise SessionNotFound(session_id)
-            return _session_info(row._mapping)
+            return session_info(row._mapping)
 
         return await self._read(get)
 
@@ -439,7 +231,7 @@ class SqlEventStore:
 
         def page(conn: Connection) -> SessionPage:
             rows = conn.execute(query).all()
-            items = [_session_info(row._mapping) for row in rows[:limit]]
+            items = [session_info(row._mapping) for row in rows[:limit]]
             more = len(rows) > limit
             return SessionPage(items=items, next_cursor=items[-1].session_id if more else None)
 
@@ -506,11 +298,9 @@ class SqlEventStore:
         epoch: int | None,
         keyed: IdempotentWrite[Appended] | None = None,
     ) -> Appended:
-        rows, status, tally = encode_append(events, self.limits.max_event_bytes)
+        rows, change = encode_append(events, self.limits.max_event_bytes)
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        pending = PendingAppend(
-            session_id, rows, expect_seq, epoch, status, future, tally, keyed=keyed
-        )
+        pending = PendingAppend(session_id, rows, expect_seq, epoch, future, change, keyed)
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -567,16 +357,15 @@ class SqlEventStore:
 
     def _commit_batch(self, conn: Connection, batch: list[PendingAppend]) -> Plan:
         ids = sorted({pending.session_id for pending in batch})
-        result = conn.execute(_LOCK_HEADS, {"ids": ids})
-        heads = {row[0]: Head(row[1], row[2], row[3], row[4], row[5]) for row in result}
+        heads = heads_of(conn.execute(LOCK_HEADS, {"ids": ids}))
         now = self._clock()
         # Keys first: an append whose key is taken is refused before anything is written.
         keyed = [p for p in batch if p.keyed is not None]
         taken = claim_keys(conn, [p.keyed for p in keyed if p.keyed is not None], now)
         plan = plan_batch(batch, heads, now, refused={id(p) for p in keyed if p.keyed in taken})
         if plan.event_rows:
-            conn.execute(_INSERT_EVENTS, plan.event_rows)
-            conn.execute(_UPDATE_HEAD, list(plan.session_rows.values()))
+            conn.execute(INSERT_EVENTS, plan.event_rows)
+            conn.execute(UPDATE_HEAD, plan.head_updates())
         for pending, appended in plan.accepted:
             if pending.keyed is not None:
                 answer_claimed(conn, pending.keyed, appended)
@@ -801,169 +590,6 @@ class SqlEventStore:
     async def verify(self, session_id: str) -> Verification:
         """Re-walk the hash chain; names the first seq that was edited, deleted or moved."""
         return await self._read(lambda conn: _verify_chain(conn, session_id))
-
-    # -- API keys -----------------------------------------------------------------------------
-
-    async def create_api_key(self, tenant: str, name: str = "") -> ApiKey:
-        """A new bearer key for `tenant`. Keys are 256 random bits, so a plain sha256 is
-        enough to keep them unguessable at rest (no salt or slow hash needed)."""
-        check_id("tenant", tenant)
-        key_id = new_id("key")
-        key = f"keel_{secrets.token_urlsafe(32)}"
-        row = {
-            "key_hash": _key_hash(key),
-            "key_id": key_id,
-            "tenant": tenant,
-            "name": name[:128],
-            "created_at": self._clock(),
-        }
-        await self._write(lambda conn: conn.execute(insert(api_keys), row))
-        return ApiKey(key_id=key_id, tenant=tenant, name=name[:128], key=key)
-
-    async def tenant_for_key(self, key: str) -> str | None:
-        """The tenant a bearer key belongs to; None for a key nobody issued."""
-        query = select(api_keys.c.tenant).where(api_keys.c.key_hash == _key_hash(key))
-        return await self._read(lambda conn: conn.execute(query).scalar())
-
-    # -- idempotency keys ---------------------------------------------------------------------
-
-    async def recall(self, tenant: str, key: str) -> Remembered | None:
-        """What `key` of `tenant` answered, recorded with its write's effect; None if no write
-        with it has committed (none ran, or one is still running: it records on commit)."""
-        return await self._read(lambda conn: recall(conn, tenant, key))
-
-    # -- blobs ------------------------------------------------------------------------------
-
-    async def put_blob(self, data: bytes, media_type: str = "text/plain") -> BlobRef:
-        """Store `data` once under its sha256; storing the same bytes again is free."""
-        if not isinstance(data, bytes):
-            raise InvalidInput("a blob is bytes")
-        if len(data) > self.limits.max_blob_bytes:
-            raise PayloadTooLarge("blob", len(data), self.limits.max_blob_bytes)
-        digest = blob_digest(data)
-        preview = data[: self.limits.blob_preview_chars * 4].decode("utf-8", "replace")
-        ref = BlobRef(
-            digest=digest,
-            size=len(data),
-            preview=preview[: self.limits.blob_preview_chars],
-            media_type=media_type,
-        )
-
-        def put(conn: Connection) -> None:
-            exists = conn.execute(select(blobs.c.size).where(blobs.c.digest == digest)).first()
-            if exists is None:
-                conn.execute(
-                    insert(blobs),
-                    {
-                        "digest": digest,
-                        "size": len(data),
-                        "media_type": media_type,
-                        "created_at": self._clock(),
-                        "data": data,
-                    },
-                )
-
-        # Another writer may store the same bytes first: same digest, same content.
-        with contextlib.suppress(IntegrityError):
-            await self._write(put)
-        return ref
-
-    async def get_blob(self, digest: str) -> bytes:
-        def get(conn: Connection) -> bytes:
-            data = conn.execute(select(blobs.c.data).where(blobs.c.digest == digest)).scalar()
-            if data is None:
-                raise BlobNotFound(digest)
-            return bytes(data)
-
-        return await self._read(get)
-
-    # -- errors -----------------------------------------------------------------------------
-
-    async def _write(self, operation: Callable[[Connection], T]) -> T:
-        return await self._watched("write", self._run_write, operation)
-
-    async def _read(self, operation: Callable[[Connection], T]) -> T:
-        return await self._watched("read", self._run_read, operation)
-
-    async def _watched(
-        self,
-        kind: StoreOperation,
-        run: Callable[[Callable[[Connection], T]], Awaitable[T]],
-        operation: Callable[[Connection], T],
-    ) -> T:
-        try:
-            result = await self._retrying(run, operation)
-        except StoreUnavailable as exc:
-            self.health.failed(kind, exc)
-            raise
-        except (StoreError, IntegrityError):
-            self.health.worked(kind)  # the database answered: the caller asked amiss
-            raise
-        self.health.worked(kind)
-        return result
-
-    async def _retrying(
-        self,
-        run: Callable[[Callable[[Connection], T]], Awaitable[T]],
-        operation: Callable[[Connection], T],
-    ) -> T:
-        """Run `operation`, retrying transient database failures; conflicts are not retried.
-
-        IntegrityError passes through for the caller to translate; any other driver error
-        that survives the retries becomes StoreUnavailable.
-        """
-        delay = 0.01
-        for attempt in range(1, self.limits.attempts + 1):
-            try:
-                return await run(operation)
-            except IntegrityError:
-                raise
-            except DBAPIError as exc:
-                if attempt == self.limits.attempts or not self._is_transient(exc):
-                    raise StoreUnavailable(f"database error: {exc.orig!r}") from exc
-            except OSError as exc:
-                if attempt == self.limits.attempts:
-                    raise StoreUnavailable(f"database unreachable: {exc!r}") from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 4, 1.0)
-        raise AssertionError("unreachable")
-
-
-def _session_info(row: RowMapping) -> SessionInfo:
-    return SessionInfo(
-        session_id=row["session_id"],
-        tenant=row["tenant"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        head_seq=row["head_seq"],
-        status=row["status"],
-        status_reason=row["status_reason"],
-        lease_owner=row["lease_owner"],
-        lease_epoch=row["lease_epoch"],
-        lease_until=row["lease_until"],
-        title=row["title"],
-        metadata=_METADATA_DECODER.decode(row["metadata"]),
-        usage=Usage(
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            cache_read_tokens=row["cache_read_tokens"],
-            cache_write_tokens=row["cache_write_tokens"],
-        ),
-        cost_usd=row["cost_usd"],
-        turns=row["turns"],
-    )
-
-
-def _key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def _at_newest_revision(conn: Connection) -> bool:
-    try:
-        revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-    except DBAPIError:
-        return False  # a new database: no version table yet
-    return revision == SCHEMA_REVISION
 
 
 def _require_session(conn: Connection, session_id: str) -> int:

@@ -9,12 +9,15 @@ Why threads and not aiosqlite: aiosqlite hops to its thread for every statement,
 fetch (~170 us each here), which made one durable append cost 4.6 ms; running the whole
 transaction in one hop costs one thread wake-up on top of SQLite's own fsync. The append
 itself, the hot path, skips SQLAlchemy's per-statement overhead (~0.1 ms each here) and runs
-three fixed statements on the writer thread's own driver connection.
+three fixed statements on the writer thread's own driver connection: the shared ones, as
+SQLite's dialect compiles them once at import.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 import sqlite3
 import time
 from collections.abc import Callable
@@ -23,11 +26,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
-from session_store._batch import Head, PendingAppend, Plan, plan_batch
+from session_store._batch import PendingAppend, Plan, heads_of, plan_batch
+from session_store._database import StoreLimits
 from session_store._errors import StoreUnavailable
-from session_store._sql import SqlEventStore, StoreLimits
+from session_store._sql import SqlSessionStore
+from session_store._statements import INSERT_EVENTS, LOCK_HEADS, UPDATE_HEAD
+from session_store._tables import events
+from session_store._tenancy import SqlTenancy
 
 T = TypeVar("T")
 
@@ -39,31 +49,32 @@ _PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
 )
 
-_INSERT_EVENTS = (
-    "INSERT INTO events (session_id, seq, type, at, data, hash) VALUES (?, ?, ?, ?, ?, ?)"
-)
-_UPDATE_HEAD = (
-    "UPDATE sessions SET head_seq = :head_seq, head_hash = :head_hash, status = :status,"
-    " status_reason = :status_reason, updated_at = :updated_at,"
-    " wake_at = CASE WHEN :attention_at IS NULL THEN wake_at"
-    " WHEN wake_at IS NULL OR wake_at > :attention_at THEN :attention_at ELSE wake_at END,"
-    " input_tokens = input_tokens + :d_input_tokens,"
-    " output_tokens = output_tokens + :d_output_tokens,"
-    " cache_read_tokens = cache_read_tokens + :d_cache_read_tokens,"
-    " cache_write_tokens = cache_write_tokens + :d_cache_write_tokens,"
-    " cost_usd = cost_usd + :d_cost_usd, turns = turns + :d_turns"
-    " WHERE session_id = :sid"
-)
+# The fast path runs the shared statements (`_statements.py`) as SQLite's dialect compiles
+# them, once, with positional parameters: the driver binds a tuple faster than a dict.
+_SQLITE = sqlite.dialect()
 
 
-def _select_heads(count: int) -> str:
-    return (
-        "SELECT session_id, head_seq, lease_epoch, head_hash, status, status_reason"
-        f" FROM sessions WHERE session_id IN ({', '.join('?' * count)})"
-    )
+def _compiled(
+    statement: ClauseElement, column_keys: list[str] | None = None
+) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    """The SQL of `statement`, and what turns one row of its parameters into a tuple."""
+    compiled = statement.compile(dialect=_SQLITE, column_keys=column_keys)
+    assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None
+    return compiled.string, operator.itemgetter(*compiled.positiontup)
 
 
-class SqliteEventStore(SqlEventStore):
+_INSERT_EVENTS, _event_values = _compiled(INSERT_EVENTS, [column.name for column in events.c])
+_UPDATE_HEAD, _head_values = _compiled(UPDATE_HEAD)
+
+
+@functools.lru_cache(maxsize=256)
+def _lock_heads(count: int) -> str:
+    """LOCK_HEADS for `count` sessions (no FOR UPDATE: BEGIN IMMEDIATE holds the lock)."""
+    expanded = LOCK_HEADS.params(ids=[""] * count)
+    return expanded.compile(dialect=_SQLITE, compile_kwargs={"render_postcompile": True}).string
+
+
+class SqliteEventStore(SqlSessionStore, SqlTenancy):
     def __init__(
         self,
         path: str | Path,
@@ -122,14 +133,11 @@ class SqliteEventStore(SqlEventStore):
         ids = sorted({pending.session_id for pending in batch})
         db.execute("BEGIN IMMEDIATE")
         try:
-            heads = {
-                row[0]: Head(row[1], row[2], row[3], row[4], row[5])
-                for row in db.execute(_select_heads(len(ids)), ids)
-            }
+            heads = heads_of(db.execute(_lock_heads(len(ids)), ids))
             plan = plan_batch(batch, heads, self._clock())
             if plan.event_rows:
-                db.executemany(_INSERT_EVENTS, [tuple(row.values()) for row in plan.event_rows])
-                db.executemany(_UPDATE_HEAD, list(plan.session_rows.values()))
+                db.executemany(_INSERT_EVENTS, map(_event_values, plan.event_rows))
+                db.executemany(_UPDATE_HEAD, map(_head_values, plan.head_updates()))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 # The newest migration: these tables are what it leaves. A store already there skips
 # Alembic entirely at start (importing it is a tenth of a second of every brain's start).
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 metadata = MetaData()
 
@@ -77,16 +77,6 @@ snapshots = Table(
     Column("at", Float, nullable=False),
     Column("state", LargeBinary, nullable=False),
     PrimaryKeyConstraint("session_id", "version", "seq"),
-)
-
-blobs = Table(
-    "blobs",
-    metadata,
-    Column("digest", String(64), primary_key=True),
-    Column("size", BigInteger, nullable=False),
-    Column("media_type", String(128), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("data", LargeBinary, nullable=False),
 )
 
 # Bearer keys of the HTTP API, each mapped to a tenant; only a hash is kept.

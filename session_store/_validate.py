@@ -8,16 +8,14 @@ import msgspec
 
 from schemas import (
     Event,
-    ModelResponse,
     SessionCreated,
-    SessionStatus,
     encode_event,
     event_type,
     is_event,
     is_valid_id,
 )
-from session_store._batch import NO_TALLY, Tally
 from session_store._errors import InvalidEvent, InvalidInput, PayloadTooLarge
+from session_store._projection import Change, change_of
 
 
 def check_id(kind: str, value: object) -> str:
@@ -45,26 +43,13 @@ def encode_checked(event: object, max_bytes: int) -> tuple[str, str]:
     return event_type(event), data.decode()  # type: ignore[arg-type]
 
 
-def encode_append(
-    events: Sequence[Event], max_bytes: int
-) -> tuple[list[tuple[str, str]], tuple[str, str] | None, Tally]:
-    """Encode an append's events; also return the last session.status it carries and what
-    its model responses add to the session's totals."""
+def encode_append(events: Sequence[Event], max_bytes: int) -> tuple[list[tuple[str, str]], Change]:
+    """Encode an append's events; also return what they change in the session's row."""
     if isinstance(events, (str, bytes)) or not isinstance(events, Sequence) or not events:
         raise InvalidEvent("an append needs a non-empty list of events")
     rows: list[tuple[str, str]] = []
-    status: tuple[str, str] | None = None
-    tally = NO_TALLY
     for event in events:
         if isinstance(event, SessionCreated):
             raise InvalidEvent("session.created is written by create_session only")
         rows.append(encode_checked(event, max_bytes))
-        if isinstance(event, SessionStatus):
-            status = (event.status, event.reason)
-        elif isinstance(event, ModelResponse):
-            tally = tally + tally_of(event)
-    return rows, status, tally
-
-
-def tally_of(response: ModelResponse) -> Tally:
-    return Tally(usage=response.usage, cost_usd=response.cost_usd, turns=1)
+    return rows, change_of(events)

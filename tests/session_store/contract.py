@@ -13,6 +13,7 @@ import pytest
 
 from schemas import (
     AgentSpec,
+    BlobRef,
     ModelResponse,
     SessionCreated,
     SessionForked,
@@ -26,7 +27,6 @@ from schemas import (
 )
 from session_store import (
     Appended,
-    BlobNotFound,
     Conflict,
     EventStore,
     Fenced,
@@ -43,7 +43,7 @@ from session_store import (
     SessionNotFound,
     StoreLimits,
 )
-from session_store._batch import INPUT_GRACE_S
+from session_store._projection import INPUT_GRACE_S
 from tests.backends import Backend
 
 T = TypeVar("T")
@@ -647,23 +647,10 @@ class StoreContract:
         result = await store.verify(sid)
         assert not result.ok and result.bad_seq == 5
 
-    # -- blobs ------------------------------------------------------------------------------
-
-    async def test_blobs_are_stored_once_by_digest(self, store: EventStore) -> None:
-        data = b"line\n" * 100_000
-        ref = await store.put_blob(data)
-        again = await store.put_blob(data)
-        assert ref == again and ref.size == len(data) and len(ref.digest) == 64
-        assert ref.preview.startswith("line\nline\n") and len(ref.preview) <= 2000
-        assert await store.get_blob(ref.digest) == data
-        with pytest.raises(BlobNotFound):
-            await store.get_blob("0" * 64)
-        with pytest.raises(InvalidInput):
-            await store.put_blob("not bytes")  # type: ignore[arg-type]
-
-    async def test_a_tool_result_can_reference_a_blob(self, store: EventStore) -> None:
+    async def test_a_tool_result_keeps_its_blob_reference(self, store: EventStore) -> None:
+        """Large output lives in the hands' blob store (NATS); the log keeps the reference."""
         sid = (await store.create_session("acme", CREATED)).session_id
-        ref = await store.put_blob(b"x" * 1_000_000)
+        ref = BlobRef(digest="ab" * 32, size=1_000_000, preview="x" * 2000)
         result = ToolResult(call_id="c1", output=ref.preview, blob=ref)
         await store.append_input(sid, [result])
         [_, stored] = await store.read(sid)

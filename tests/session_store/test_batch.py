@@ -16,7 +16,7 @@ from session_store import (
     SqliteEventStore,
     StoreUnavailable,
 )
-from session_store._batch import Head, PendingAppend, plan_batch
+from session_store._batch import PendingAppend, heads_of, plan_batch
 from session_store._hashing import GENESIS, chain_hash
 from tests.session_store.contract import CREATED
 
@@ -24,11 +24,11 @@ from tests.session_store.contract import CREATED
 def pending(sid: str, expect: int | None, epoch: int | None, n: int = 1) -> PendingAppend:
     future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
     rows = [("user.message", f'{{"text": "{i}"}}') for i in range(n)]
-    return PendingAppend(sid, rows, expect, epoch, None, future)
+    return PendingAppend(sid, rows, expect, epoch, future)
 
 
 async def test_each_append_is_judged_against_the_head_its_predecessors_left() -> None:
-    heads = {"a": Head(1, 7, GENESIS, "idle", ""), "b": Head(4, 2, GENESIS, "running", "")}
+    heads = heads_of([("a", 1, 7, GENESIS, "idle", ""), ("b", 4, 2, GENESIS, "running", "")])
     batch = [
         pending("a", 1, 7, n=2),  # ok: a -> 3
         pending("a", 1, 7),  # stale: a is at 3 now
@@ -62,7 +62,7 @@ async def test_each_append_is_judged_against_the_head_its_predecessors_left() ->
         123.0,
         '{"text": "1"}',  # type: ignore[arg-type]
     )
-    assert plan.session_rows["a"]["head_seq"] == 4 and plan.session_rows["b"]["head_seq"] == 5
+    assert plan.session_rows["a"].head_seq == 4 and plan.session_rows["b"].head_seq == 5
 
 
 async def test_a_batch_that_fails_for_a_bug_does_not_strand_later_appends(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
@@ -8,18 +10,47 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 import session_store
-from schemas import Usage
+from schemas import AgentSpec, SessionCreated, Usage, UserMessage
 from session_store import SqliteEventStore
 from session_store._tables import SCHEMA_REVISION
+from tests.backends import SqliteBackend
 
 
-def test_the_declared_revision_is_the_newest_migration() -> None:
-    """A store at SCHEMA_REVISION skips Alembic at start: it must be the real head."""
+def alembic_config() -> Config:
     config = Config()
     config.set_main_option(
         "script_location", str(Path(session_store.__file__).parent / "migrations")
     )
-    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
+    return config
+
+
+async def store_at(path: Path, revision: str) -> SqliteEventStore:
+    """A store on the SQLite file `path`, migrated to `revision` only (the caller closes it)."""
+    store = SqliteEventStore(path)
+    config = alembic_config()
+
+    def upgrade(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    await store._write(upgrade)
+    return store
+
+
+@contextlib.asynccontextmanager
+async def upgraded(path: Path) -> AsyncIterator[SqliteEventStore]:
+    """A store on `path`, migrated to the newest revision the way a starting process does."""
+    store = SqliteEventStore(path)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
+def test_the_declared_revision_is_the_newest_migration() -> None:
+    """A store at SCHEMA_REVISION skips Alembic at start: it must be the real head."""
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
 
 
 async def test_a_store_made_before_session_totals_upgrades_and_keeps_its_sessions(
@@ -28,17 +59,7 @@ async def test_a_store_made_before_session_totals_upgrades_and_keeps_its_session
     """Migration 0005 on a live SQLite file (batch mode rebuilds the table): rows survive,
     with empty totals, and appends then keep them."""
     path = tmp_path / "keel.db"
-    old = SqliteEventStore(path)
-    config = Config()
-    config.set_main_option(
-        "script_location", str(Path(session_store.__file__).parent / "migrations")
-    )
-
-    def to_0004(connection: Connection) -> None:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0004")
-
-    await old._write(to_0004)
+    old = await store_at(path, "0004")
     await old._write(
         lambda conn: conn.exec_driver_sql(
             "INSERT INTO sessions (session_id, tenant, created_at, updated_at, head_seq,"
@@ -48,31 +69,17 @@ async def test_a_store_made_before_session_totals_upgrades_and_keeps_its_session
     )
     await old.close()
 
-    store = SqliteEventStore(path)
-    try:
-        await store.migrate()
+    async with upgraded(path) as store:
         info = await store.get_session("ses_old")
         assert (info.tenant, info.title, info.metadata, info.turns) == ("acme", "", {}, 0)
         assert info.usage == Usage() and info.cost_usd == 0.0
-    finally:
-        await store.close()
 
 
 async def test_keys_the_old_scheme_left_in_progress_are_freed(tmp_path: Path) -> None:
     """Migration 0006: a key taken by a gateway that died before answering (status 0) no
     longer refuses every retry; answered keys keep their answers."""
     path = tmp_path / "keel.db"
-    old = SqliteEventStore(path)
-    config = Config()
-    config.set_main_option(
-        "script_location", str(Path(session_store.__file__).parent / "migrations")
-    )
-
-    def to_0005(connection: Connection) -> None:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0005")
-
-    await old._write(to_0005)
+    old = await store_at(path, "0005")
     await old._write(
         lambda conn: conn.exec_driver_sql(
             "INSERT INTO idempotency_keys (tenant, key, request_hash, status, body, created_at)"
@@ -81,11 +88,32 @@ async def test_keys_the_old_scheme_left_in_progress_are_freed(tmp_path: Path) ->
     )
     await old.close()
 
-    store = SqliteEventStore(path)
-    try:
-        await store.migrate()
+    async with upgraded(path) as store:
         assert await store.recall("acme", "stuck") is None
         done = await store.recall("acme", "done")
         assert done is not None and (done.status, done.body) == (201, b"{}")
-    finally:
-        await store.close()
+
+
+async def test_a_store_with_a_blob_table_upgrades_and_keeps_its_sessions(tmp_path: Path) -> None:
+    """Migration 0007 drops `blobs` (hands keep blobs in NATS), rows and all; sessions, their
+    logs and API keys survive, and the schema is then exactly the declared one."""
+    path = tmp_path / "keel.db"
+    old = await store_at(path, "0006")
+    info = await old.create_session("acme", SessionCreated(spec=AgentSpec(), title="kept"))
+    await old.append_input(info.session_id, [UserMessage(text="hi")])
+    key = await old.create_api_key("acme")
+    await old._write(
+        lambda conn: conn.exec_driver_sql(
+            "INSERT INTO blobs (digest, size, media_type, created_at, data)"
+            " VALUES ('ab', 2, 'text/plain', 1.0, x'6869')"
+        )
+    )
+    await old.close()
+
+    async with upgraded(path) as store:
+        kept = await store.get_session(info.session_id)
+        assert (kept.title, kept.head_seq) == ("kept", 2)
+        assert [r.event for r in await store.read(info.session_id)][1] == UserMessage(text="hi")
+        assert (await store.verify(info.session_id)).ok
+        assert await store.tenant_for_key(key.key) == "acme"
+        assert await SqliteBackend(tmp_path).schema_diff() == []
