@@ -44,6 +44,7 @@ from schemas import (
     OUTCOME_SUBJECTS,
     PROVISION_SUBJECT,
     TOOLS,
+    Backoff,
     BlobRef,
     CallAccepted,
     CallRequest,
@@ -57,10 +58,14 @@ from schemas import (
     new_id,
     outcome_msg_id,
     outcome_subject,
+    retrying,
     sandbox_subject,
 )
 
 log = logging.getLogger("keel.hands")
+
+# An outcome is published until JetStream has it, however long NATS is away.
+PUBLISH_BACKOFF = Backoff(attempts=None, first_s=0.05, max_s=2.0, jitter_s=0.05, factor=2.0)
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -476,24 +481,30 @@ class HandsHost:
 
     async def _publish(self, outcome: ToolOutcome) -> None:
         """Publish until JetStream has it: an outcome is never dropped for a passing fault."""
-        assert self._js is not None
-        delay = 0.05
-        while True:
+        js, nc = self._js, self._nc
+        assert js is not None and nc is not None
+
+        async def publish() -> None:
             try:
-                await self._js.publish(
+                await js.publish(
                     outcome_subject(outcome.session_id),
                     _ENCODER.encode(outcome),
                     headers={"Nats-Msg-Id": outcome_msg_id(outcome.session_id, outcome.call_id)},
                 )
-                return
-            except (nats.errors.Error, TimeoutError) as exc:
-                log.warning("publishing outcome %s failed (%s); retrying", outcome.call_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                if isinstance(exc, nats.js.errors.NoStreamResponseError):
-                    # The stream is gone (deleted, or a fresh JetStream): make it again.
-                    with contextlib.suppress(nats.errors.Error, TimeoutError):
-                        await ensure_outcome_stream(self._js)
+            except nats.js.errors.NoStreamResponseError:
+                # The stream is gone (deleted, or a fresh JetStream): make it again.
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    await ensure_outcome_stream(js)
+                raise
+
+        await retrying(
+            PUBLISH_BACKOFF,
+            publish,
+            lambda exc: isinstance(exc, nats.errors.Error | TimeoutError),
+            what=f"publishing the outcome of {outcome.call_id}",
+            # While the link is down, its loss was logged once (NatsLinkLog).
+            quiet=lambda _: not nc.is_connected,
+        )
 
     async def _on_cancel(self, sandbox: Sandbox, msg: Msg) -> None:
         with contextlib.suppress(msgspec.DecodeError, SandboxLost):

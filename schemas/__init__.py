@@ -94,6 +94,7 @@ from schemas._hands import (
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
 from schemas._links import NatsLinkLog
 from schemas._nesting import MAX_JSON_DEPTH, nesting_depth
+from schemas._retry import Backoff, retrying
 from schemas._settings import SettingsError, setting, settings_from_env, settings_table
 from schemas._tools import (
     TOOLS,
@@ -121,6 +122,8 @@ from schemas._work import (
 )
 
 __all__ = [
+    "Backoff",
+    "retrying",
     "SettingsError",
     "setting",
     "settings_from_env",

@@ -6,7 +6,6 @@ retried here, once for every part of the store, and every outcome is reported to
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -15,6 +14,7 @@ import msgspec
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from schemas import Backoff, retrying
 from session_store._errors import StoreError, StoreUnavailable
 from session_store._health import StoreHealth, StoreOperation
 from session_store._tables import SCHEMA_REVISION
@@ -37,6 +37,7 @@ class SqlDatabase:
     ) -> None:
         self._clock = clock
         self.limits = limits or StoreLimits()
+        self.backoff = Backoff(attempts=self.limits.attempts)
         self.health = StoreHealth()
 
     # -- backend hooks ----------------------------------------------------------------------
@@ -105,23 +106,29 @@ class SqlDatabase:
         """Run `operation`, retrying transient database failures; conflicts are not retried.
 
         IntegrityError passes through for the caller to translate; any other driver error
-        that survives the retries becomes StoreUnavailable.
+        (or one that survives the retries) becomes StoreUnavailable.
         """
-        delay = 0.01
-        for attempt in range(1, self.limits.attempts + 1):
-            try:
-                return await run(operation)
-            except IntegrityError:
-                raise
-            except DBAPIError as exc:
-                if attempt == self.limits.attempts or not self._is_transient(exc):
-                    raise StoreUnavailable(f"database error: {exc.orig!r}") from exc
-            except OSError as exc:
-                if attempt == self.limits.attempts:
-                    raise StoreUnavailable(f"database unreachable: {exc!r}") from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 4, 1.0)
-        raise AssertionError("unreachable")
+        try:
+            return await retrying(
+                self.backoff,
+                lambda: run(operation),
+                self._passing,
+                what=f"the store's {getattr(operation, '__name__', 'operation')}",
+            )
+        except IntegrityError:
+            raise
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig!r}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"database unreachable: {exc!r}") from exc
+
+    def _passing(self, exc: Exception) -> bool:
+        """A failure worth another try: a transient driver error, or the network."""
+        if isinstance(exc, IntegrityError):
+            return False
+        if isinstance(exc, DBAPIError):
+            return self._is_transient(exc)
+        return isinstance(exc, OSError)
 
 
 def _at_newest_revision(conn: Connection) -> bool:

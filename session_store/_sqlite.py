@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from schemas import retrying
 from session_store._batch import PendingAppend, Plan, heads_of, plan_batch
 from session_store._database import StoreLimits
 from session_store._errors import StoreUnavailable
@@ -110,21 +111,19 @@ class SqliteEventStore(SqlSessionStore, SqlTenancy):
         if any(pending.keyed is not None for pending in batch):
             # Keyed input (rare: HTTP retries) takes the general path, which keeps its keys.
             return await super()._write_batch(batch)
-        delay = 0.01
-        for attempt in range(1, self.limits.attempts + 1):
-            try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._write_thread, self._commit_raw, batch
-                )
-            except sqlite3.IntegrityError as exc:
-                # Impossible under BEGIN IMMEDIATE, unless the log was edited by hand.
-                raise StoreUnavailable(f"the log disagrees with its head: {exc}") from exc
-            except sqlite3.Error as exc:
-                if attempt == self.limits.attempts or not _is_busy(str(exc)):
-                    raise StoreUnavailable(f"database error: {exc!r}") from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 4, 1.0)
-        raise AssertionError("unreachable")
+        loop = asyncio.get_running_loop()
+        try:
+            return await retrying(
+                self.backoff,
+                lambda: loop.run_in_executor(self._write_thread, self._commit_raw, batch),
+                _locked,
+                what="a group commit",
+            )
+        except sqlite3.IntegrityError as exc:
+            # Impossible under BEGIN IMMEDIATE, unless the log was edited by hand.
+            raise StoreUnavailable(f"the log disagrees with its head: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"database error: {exc!r}") from exc
 
     def _commit_raw(self, batch: list[PendingAppend]) -> Plan:
         if self._append_connection is None:
@@ -156,6 +155,11 @@ class SqliteEventStore(SqlSessionStore, SqlTenancy):
         await loop.run_in_executor(None, self._read_threads.shutdown)
         self._writer.dispose()
         self._reader.dispose()
+
+
+def _locked(exc: Exception) -> bool:
+    """Another process holds the file's write lock past busy_timeout: worth another try."""
+    return isinstance(exc, sqlite3.OperationalError) and _is_busy(str(exc))
 
 
 def _is_busy(message: str) -> bool:
