@@ -41,11 +41,12 @@ from nats.js.api import (
 
 from brain.audit import answer_audit
 from brain.crashpoints import brain_crashpoints
+from brain.deps import BrainDeps
 from brain.hands_client import HandsClient
 from brain.providers import Providers
 from brain.sandboxes import answer_sandbox_check
 from brain.settings import BrainSettings
-from brain.wake import BrainDeps, WakeResult, wake
+from brain.wake import WakeResult, wake
 from schemas import (
     AUDIT_QUEUE,
     AUDIT_SUBJECT,

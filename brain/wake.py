@@ -20,17 +20,12 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import msgspec
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from brain.context import build_context
-from brain.crashpoints import brain_crashpoints
 from brain.decide import (
     Action,
     AskApproval,
@@ -47,18 +42,16 @@ from brain.decide import (
     Wait,
     decide,
 )
+from brain.deps import BrainDeps, Hands, Message
 from brain.fold import fold, initial_state, replay
-from brain.hands_client import HandsClient, HandsUnavailable, ProvisionFailed, SandboxGone
+from brain.hands_client import HandsUnavailable, ProvisionFailed, SandboxGone
 from brain.judge import judge_by_model, verdict_from_outcome
 from brain.providers import (
-    ModelProvider,
     ModelRequest,
     ProviderError,
     ToolDefinition,
     complete_with_retries,
-    provider_for,
 )
-from brain.settings import BrainSettings
 from brain.state import STATE_VERSION, ToolCall, decode_state, encode_state
 from schemas import (
     TOOLS,
@@ -67,12 +60,10 @@ from schemas import (
     ApprovalRequested,
     BudgetReached,
     CallRequest,
-    Crashpoints,
     Event,
     JudgeVerdict,
     LoopDetected,
     ModelDelta,
-    ModelSpec,
     Recorded,
     SessionStatus,
     Status,
@@ -89,7 +80,6 @@ from schemas import (
 )
 from session_store import (
     Conflict,
-    EventStore,
     Fenced,
     Lease,
     LeaseHeld,
@@ -121,19 +111,6 @@ class WakeResult(msgspec.Struct, frozen=True, kw_only=True):
     # Something was appended while the brain let go (user input): wake the session again.
     again: bool = False
     wake_at: float | None = None
-
-
-@dataclass
-class BrainDeps:
-    """What driving a session needs; one per brain process, shared by its sessions."""
-
-    store: EventStore
-    nc: NATS
-    hands: HandsClient
-    settings: BrainSettings
-    providers: Callable[[ModelSpec], ModelProvider] = provider_for
-    crash: Crashpoints = field(default_factory=brain_crashpoints)
-    clock: Callable[[], float] = time.time
 
 
 async def wake(session_id: str, deps: BrainDeps) -> WakeResult:
@@ -329,7 +306,7 @@ class _SessionRun:
         self.outcomes[outcome.call_id] = outcome
         self.inbox.put_nowait(outcome)
 
-    async def _poked(self, _: Msg) -> None:
+    async def _poked(self, _: Message) -> None:
         self.inbox.put_nowait(None)
 
     async def _absorb(self) -> None:
@@ -829,7 +806,7 @@ def _lost(call: ToolCall, session_id: str) -> ToolOutcome:
     )
 
 
-async def _destroy_when_ready(hands: HandsClient, provisioning: asyncio.Task[str]) -> None:
+async def _destroy_when_ready(hands: Hands, provisioning: asyncio.Task[str]) -> None:
     await hands.destroy(await provisioning)
 
 
