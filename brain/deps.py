@@ -1,7 +1,8 @@
 """What driving a session needs from outside, each as the small interface `wake` uses of it.
 
 A brain process passes the real parts (`nats.aio.client.Client`, `brain.hands_client.
-HandsClient`); a test may pass in-memory ones and drive the real `wake` without processes.
+HandsClient`); a test passes in-memory ones (`tests/brain/harness.py`) and drives the real
+`wake` without processes.
 """
 
 from __future__ import annotations
