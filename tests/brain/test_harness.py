@@ -107,6 +107,7 @@ async def test_a_coding_session_completes_and_each_call_runs_once(store: EventSt
     first_step = ["model.response", "tool.requested", "tool.requested"]
     assert writes[3:5] == [first_step, ["tool.dispatched", "tool.dispatched"]], writes
     assert ["model.response", "tool.requested", "tool.dispatched"] in writes
+    assert sorted(harness.hands.acked) == sorted(requested)  # each outcome, once recorded
     assert harness.hands.destroyed == [harness.hands.provisioned[0][0]]  # the session ended
     # Each commit said "the log grew" on NATS; deltas went out live, never into the log.
     published = harness.nats.published
@@ -166,9 +167,9 @@ async def test_a_call_in_a_lost_sandbox_ends_unknown_and_an_idempotent_one_runs_
     harness = Harness(store, probe_every_s=0.02, lost_after_s=0.1)
     harness.hands.never_answer("bash")
     harness.hands.never_answer("read_file")
-    spec = scripted(
-        [{"tool_calls": [bash("make"), {"name": "read_file", "input": {"path": "a"}}]}, {}]
-    )
+    write = {"name": "write_file", "input": {"path": "a", "content": "kept"}}
+    read_a = {"name": "read_file", "input": {"path": "a"}}
+    spec = scripted([{"tool_calls": [write]}, {"tool_calls": [bash("make"), read_a]}, {}])
     session_id = await harness.start_session(spec)
     run = asyncio.create_task(harness.drive(session_id))
     await wait_until_sent(harness, "read_file")
@@ -177,11 +178,13 @@ async def test_a_call_in_a_lost_sandbox_ends_unknown_and_an_idempotent_one_runs_
     result = await run
     assert result.status == "completed", result
     log = await check_invariants(store, session_id)
-    make, read = of(log, ToolResult)
+    wrote, make, read = of(log, ToolResult)
     assert (make.outcome, make.sandbox_lost) == ("unknown", True)
     assert (read.outcome, read.output) == ("ok", "ok")  # run again, in a fresh sandbox
     read_dispatches = [d for d in of(log, ToolDispatched) if d.call_id == read.call_id]
     assert [d.attempt for d in read_dispatches] == [1, 2]
+    # The fresh sandbox starts from the last checkpoint the log names.
+    assert harness.hands.provisioned[1] == (read_dispatches[1].sandbox_id, wrote.checkpoint)
     assert harness.hands.runs_of(make.call_id) == 1
     assert_no_mutating_call_ran_twice(harness)
 
