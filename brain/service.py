@@ -118,10 +118,10 @@ class Brain:
         store: EventStore | None = None,
         providers: Providers | None = None,
     ) -> None:
-        self.settings = settings
-        self.store = store or open_store(settings.store_url)
-        self._owns_store = store is None
-        self.providers = providers or Providers()
+        self.settings: Final = settings
+        self.store: Final = store or open_store(settings.store_url)
+        self._owns_store: Final = store is None
+        self.providers: Final = providers or Providers()
         self.active: set[str] = set()
         self._handling = 0
         self._slot_freed = asyncio.Event()
