@@ -1,20 +1,42 @@
 """The completion check: someone other than the worker says whether the goal is met.
 
 A command oracle runs in the session's sandbox and passes on exit status 0; a judge model
-reads the conversation and the criteria and answers PASS or FAIL.
+reads the conversation and the criteria and answers PASS or FAIL. Either way the verdict is
+recorded (`judge.verdict`), and a failed one sends the model back to work.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Final
 
 import msgspec
 
+from brain._background import spawn
+from brain._inbox import Inbox
+from brain._sandbox_slot import SandboxSlot
+from brain._session_log import SessionLog
 from brain.context import ChatMessage, build_context
-from brain.providers import ModelProvider, ModelRequest, RetryPolicy, complete_with_retries
+from brain.deps import Hands
+from brain.hands_client import HandsUnavailable, ProvisionFailed, SandboxGone
+from brain.providers import (
+    ModelProvider,
+    ModelRequest,
+    ProviderError,
+    RetryPolicy,
+    complete_with_retries,
+)
 from brain.state import SessionState
-from schemas import JudgeVerdict, ModelSpec, TextBlock, ToolOutcome
+from schemas import (
+    CallRequest,
+    JudgeVerdict,
+    ModelSpec,
+    SessionStatus,
+    TextBlock,
+    ToolOutcome,
+    new_id,
+)
 
 DETAIL_CHARS: Final = 2000
 
@@ -51,3 +73,65 @@ async def judge_by_model(
     answer = "".join(b.text for b in response.content if isinstance(b, TextBlock)).strip()
     passed = answer.upper().startswith("PASS")
     return JudgeVerdict(passed=passed, judge="model", detail=answer[:DETAIL_CHARS])
+
+
+class CompletionCheck:
+    def __init__(
+        self,
+        log: SessionLog,
+        sandbox: SandboxSlot,
+        inbox: Inbox,
+        hands: Hands,
+        providers: Callable[[ModelSpec], ModelProvider],
+        retry: RetryPolicy,
+    ) -> None:
+        self.log: Final = log
+        self.sandbox: Final = sandbox
+        self.inbox: Final = inbox
+        self.hands: Final = hands
+        self.providers: Final = providers
+        self.retry: Final = retry
+
+    async def judge(self) -> None:
+        """Ask the session's completion condition and record its verdict."""
+        condition = self.log.spec.completion
+        if condition.kind == "command":
+            verdict = await self._by_command(condition.command or "true")
+        else:
+            try:
+                verdict = await judge_by_model(self.providers, self.log.state, self.retry)
+            except ProviderError as exc:
+                await self.log.commit(
+                    [SessionStatus(status="failed", reason=f"the judge model failed: {exc}")]
+                )
+                return
+        await self.log.commit([verdict])
+
+    async def _by_command(self, command: str) -> JudgeVerdict:
+        """Run `command` in the session's sandbox, as a call of the run's own (not the
+        model's: it is in no event), and judge by how it ended."""
+        try:
+            sandbox_id = await self.sandbox.get()
+        except (HandsUnavailable, ProvisionFailed) as exc:
+            return JudgeVerdict(passed=False, judge="command", detail=f"no sandbox: {exc}")
+        call_id = new_id("judge")
+        waiter = self.inbox.expect(call_id)
+        request = CallRequest(
+            call_id=call_id,
+            session_id=self.log.session_id,
+            name="bash",
+            input={"command": command},
+        )
+        try:
+            await self.hands.send(sandbox_id, request)
+            outcome = await asyncio.wait_for(waiter, self.log.spec.sandbox.call_timeout_s + 30)
+        except (SandboxGone, TimeoutError) as exc:
+            if isinstance(exc, SandboxGone):
+                self.sandbox.gone(sandbox_id)
+            return JudgeVerdict(
+                passed=False, judge="command", detail=f"the check could not run: {exc!r}"
+            )
+        finally:
+            self.inbox.stop_expecting(call_id)
+        spawn(self.hands.ack(sandbox_id, call_id))
+        return verdict_from_outcome(command, outcome)

@@ -41,11 +41,12 @@ from nats.js.api import (
 
 from brain.audit import answer_audit
 from brain.crashpoints import brain_crashpoints
+from brain.deps import BrainDeps
 from brain.hands_client import HandsClient
 from brain.providers import Providers
 from brain.sandboxes import answer_sandbox_check
 from brain.settings import BrainSettings
-from brain.wake import BrainDeps, WakeResult, wake
+from brain.wake import WakeResult, wake
 from schemas import (
     AUDIT_QUEUE,
     AUDIT_SUBJECT,
@@ -117,10 +118,10 @@ class Brain:
         store: EventStore | None = None,
         providers: Providers | None = None,
     ) -> None:
-        self.settings = settings
-        self.store = store or open_store(settings.store_url)
-        self._owns_store = store is None
-        self.providers = providers or Providers()
+        self.settings: Final = settings
+        self.store: Final = store or open_store(settings.store_url)
+        self._owns_store: Final = store is None
+        self.providers: Final = providers or Providers()
         self.active: set[str] = set()
         self._handling = 0
         self._slot_freed = asyncio.Event()
