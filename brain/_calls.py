@@ -20,8 +20,8 @@ from typing import Final, Literal
 
 from brain._background import spawn
 from brain._inbox import Inbox
+from brain._leased_log import LeasedLog
 from brain._sandbox_slot import SandboxSlot
-from brain._session_log import SessionLog
 from brain.deps import Hands, Nats
 from brain.hands_client import HandsUnavailable, ProvisionFailed, SandboxGone
 from brain.settings import BrainSettings
@@ -41,7 +41,7 @@ Sent = Literal["sent", "nobody", "unsure"]
 class CallsInFlight:
     def __init__(
         self,
-        log: SessionLog,
+        log: LeasedLog,
         sandbox: SandboxSlot,
         inbox: Inbox,
         hands: Hands,

@@ -18,8 +18,8 @@ import msgspec
 
 from brain._background import spawn
 from brain._calls import CallsInFlight, error_result
+from brain._leased_log import LeasedLog
 from brain._sandbox_slot import SandboxSlot
-from brain._session_log import SessionLog
 from brain.context import build_context
 from brain.decide import Dispatch, decide
 from brain.deps import Nats
@@ -55,7 +55,7 @@ _ENCODER: Final = msgspec.json.Encoder()
 class ModelCaller:
     def __init__(
         self,
-        log: SessionLog,
+        log: LeasedLog,
         sandbox: SandboxSlot,
         calls: CallsInFlight,
         providers: Callable[[ModelSpec], ModelProvider],

@@ -12,12 +12,12 @@ import asyncio
 from typing import Final
 
 from brain._background import spawn
-from brain._session_log import SessionLog
+from brain._leased_log import LeasedLog
 from brain.deps import Hands
 
 
 class SandboxSlot:
-    def __init__(self, hands: Hands, log: SessionLog) -> None:
+    def __init__(self, hands: Hands, log: LeasedLog) -> None:
         self.hands: Final = hands
         self.log: Final = log
         # Where calls go; None when none is ready (not provisioned yet, or known to be gone).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import assert_never
 
 import msgspec
 
@@ -21,6 +22,7 @@ from schemas import (
     BudgetReached,
     ContentBlock,
     ContextCompacted,
+    Event,
     JudgeVerdict,
     LoopDetected,
     ModelResponse,
@@ -64,7 +66,9 @@ def fold(state: SessionState, recorded: Recorded) -> SessionState:
     return state
 
 
-def _apply(state: SessionState, event: object, seq: int, at: float) -> None:  # noqa: PLR0915
+def _apply(  # noqa: PLR0915
+    state: SessionState, event: Event | UnknownEvent, seq: int, at: float
+) -> None:
     match event:
         case SessionCreated(spec=spec, title=title):
             state.spec = spec
@@ -170,7 +174,8 @@ def _apply(state: SessionState, event: object, seq: int, at: float) -> None:  # 
         case UnknownEvent():
             state.unknown_events += 1
         case _:
-            raise FoldError(f"not an event: {type(event).__name__}")
+            # Every event type has its case: a new one that does not fails type checking.
+            assert_never(event)
 
 
 def _add_block(state: SessionState, role: str, block: ContentBlock, seq: int) -> None:

@@ -7,7 +7,6 @@ when it was published (it crashed, or it let the session wait) collects it after
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from collections.abc import Callable, Iterable
 from typing import Final
@@ -22,6 +21,9 @@ from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from schemas import (
+    OUTCOME_STREAM,
+    PROVISION_SUBJECT,
+    Backoff,
     CallAccepted,
     CallRequest,
     CancelRequest,
@@ -30,11 +32,8 @@ from schemas import (
     ProvisionRequest,
     SandboxSpec,
     ToolOutcome,
-)
-from schemas._hands import (
-    OUTCOME_STREAM,
-    PROVISION_SUBJECT,
     outcome_subject,
+    retrying,
     sandbox_subject,
 )
 
@@ -91,26 +90,32 @@ class HandsClient:
                 lease_epoch=lease_epoch,
             )
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.no_hands_for_s
-        delay = 0.05
-        while True:
-            try:
-                reply = await self.nc.request(
+        # No hands host subscribed right now (one may be restarting): ask again for a while.
+        while_none_answers = Backoff(
+            attempts=None,
+            first_s=0.05,
+            max_s=1.0,
+            jitter_s=0.05,
+            factor=2.0,
+            timeout_s=self.no_hands_for_s,
+        )
+        try:
+            reply = await retrying(
+                while_none_answers,
+                lambda: self.nc.request(
                     PROVISION_SUBJECT, request, timeout=self.provision_timeout_s
-                )
-                break
-            except nats.errors.NoRespondersError:
-                if loop.time() + delay > deadline:
-                    raise HandsUnavailable(
-                        f"no hands host answered for {self.no_hands_for_s:.0f} s"
-                    ) from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            except TimeoutError:  # nats raises both its own and asyncio's
-                raise HandsUnavailable(
-                    f"provisioning took longer than {self.provision_timeout_s:.0f} s"
-                ) from None
+                ),
+                lambda exc: isinstance(exc, nats.errors.NoRespondersError),
+                what="provisioning a sandbox",
+            )
+        except nats.errors.NoRespondersError:
+            raise HandsUnavailable(
+                f"no hands host answered for {self.no_hands_for_s:.0f} s"
+            ) from None
+        except TimeoutError:  # nats raises both its own and asyncio's
+            raise HandsUnavailable(
+                f"provisioning took longer than {self.provision_timeout_s:.0f} s"
+            ) from None
         answer = msgspec.json.decode(reply.data, type=ProvisionReply)
         if answer.error:
             raise ProvisionFailed(answer.error)

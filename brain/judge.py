@@ -15,8 +15,8 @@ import msgspec
 
 from brain._background import spawn
 from brain._inbox import Inbox
+from brain._leased_log import LeasedLog
 from brain._sandbox_slot import SandboxSlot
-from brain._session_log import SessionLog
 from brain.context import ChatMessage, build_context
 from brain.deps import Hands
 from brain.hands_client import HandsUnavailable, ProvisionFailed, SandboxGone
@@ -78,7 +78,7 @@ async def judge_by_model(
 class CompletionCheck:
     def __init__(
         self,
-        log: SessionLog,
+        log: LeasedLog,
         sandbox: SandboxSlot,
         inbox: Inbox,
         hands: Hands,

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 import nats
@@ -50,22 +50,21 @@ from brain.wake import WakeResult, wake
 from schemas import (
     AUDIT_QUEUE,
     AUDIT_SUBJECT,
+    OUTCOME_STREAM,
+    OUTCOME_SUBJECTS,
+    SANDBOX_CHECK_QUEUE,
+    SANDBOX_CHECK_SUBJECT,
     TERMINAL_STATUSES,
     WORK_CONSUMER,
     WORK_STREAM,
     WORK_SUBJECTS,
     Attention,
+    BackgroundTasks,
     NatsLinkLog,
     work_subject,
 )
-from schemas._hands import (
-    OUTCOME_STREAM,
-    OUTCOME_SUBJECTS,
-    SANDBOX_CHECK_QUEUE,
-    SANDBOX_CHECK_SUBJECT,
-)
 from session_store import (
-    EventStore,
+    SessionLog,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
@@ -115,7 +114,7 @@ class Brain:
         self,
         settings: BrainSettings,
         *,
-        store: EventStore | None = None,
+        store: SessionLog | None = None,
         providers: Providers | None = None,
     ) -> None:
         self.settings: Final = settings
@@ -125,7 +124,7 @@ class Brain:
         self.active: set[str] = set()
         self._handling = 0
         self._slot_freed = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: Final = BackgroundTasks(log, "a brain task")
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._deps: BrainDeps | None = None
@@ -161,16 +160,14 @@ class Brain:
             SANDBOX_CHECK_SUBJECT, queue=SANDBOX_CHECK_QUEUE, cb=self._on_sandbox_check
         )
         for session_id in await self.store.leases_of(self.settings.brain_id):
-            self._spawn(self._take_back(session_id))
-        self._spawn(self._pull(subscription))
-        self._spawn(self._sweep())
-        self._spawn(self._forward_outcomes())
+            self._tasks.spawn(self._take_back(session_id))
+        self._tasks.spawn(self._pull(subscription))
+        self._tasks.spawn(self._sweep())
+        self._tasks.spawn(self._forward_outcomes())
         log.info("brain %s serving on %s", self.settings.brain_id, self.settings.nats_url)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()
         if self._nc is not None:
             # Flush what was published (acks, destroys), then close. Not drain: a pull
             # subscription whose fetch was cancelled never drains, and whatever this brain
@@ -204,7 +201,7 @@ class Brain:
                 continue
             for message in messages:
                 self._handling += 1
-                self._spawn(self._handle(message))
+                self._tasks.spawn(self._handle(message))
 
     async def _handle(self, message: Msg) -> None:
         try:
@@ -262,10 +259,10 @@ class Brain:
 
     async def _on_audit(self, message: Msg) -> None:
         # Its own task: a long log being folded holds up no other request.
-        self._spawn(answer_audit(self.store, message))
+        self._tasks.spawn(answer_audit(self.store, message))
 
     async def _on_sandbox_check(self, message: Msg) -> None:
-        self._spawn(answer_sandbox_check(self.store, message))
+        self._tasks.spawn(answer_sandbox_check(self.store, message))
 
     # -- outcomes of sessions nobody holds ---------------------------------------------------
 
@@ -344,12 +341,6 @@ class Brain:
         )
         log.log(logging.DEBUG if announced else logging.WARNING, message, *args)
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
-
 
 async def _outcome_consumer(js: JetStreamContext) -> JetStreamContext.PullSubscription:
     """The shared consumer of outcomes, once the hands have made the stream."""
@@ -372,8 +363,3 @@ async def _keep_in_progress(message: Msg) -> None:
         await asyncio.sleep(ACK_WAIT_S / 3)
         with contextlib.suppress(nats.errors.Error):
             await message.in_progress()
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("brain task failed", exc_info=task.exception())

@@ -13,7 +13,7 @@ append refused and stops. Every action's side effect happens after the event tha
 it is durable (`tool.dispatched` before the call is sent), so a crash at any point leaves a
 log the next brain can finish.
 
-A run is made of named parts, each in its own module: the log it holds (`SessionLog`: lease,
+A run is made of named parts, each in its own module: the log it holds (`LeasedLog`: lease,
 state, fenced appends, snapshots), what reaches it meanwhile (`Inbox`), its calls in flight
 (`CallsInFlight`: dispatch, outcomes, hold, probe, lost calls), the sandbox they go to
 (`SandboxSlot`), the model call (`ModelCaller`) and the completion check (`CompletionCheck`).
@@ -31,9 +31,9 @@ import msgspec
 
 from brain._calls import CallsInFlight, error_result
 from brain._inbox import Inbox
+from brain._leased_log import LeasedLog
 from brain._model_call import ModelCaller, tool_requests
 from brain._sandbox_slot import SandboxSlot
-from brain._session_log import SessionLog
 from brain.decide import (
     Action,
     AskApproval,
@@ -102,7 +102,7 @@ class _SessionRun:
     def __init__(self, deps: BrainDeps, lease: Lease) -> None:
         settings = deps.settings
         self.deps: Final = deps
-        self.log: Final = SessionLog(deps.store, deps.nc, settings, deps.crash, lease)
+        self.log: Final = LeasedLog(deps.store, deps.nc, settings, deps.crash, lease)
         self.inbox: Final = Inbox()
         self.sandbox: Final = SandboxSlot(deps.hands, self.log)
         self.calls: Final = CallsInFlight(

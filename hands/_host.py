@@ -44,6 +44,7 @@ from schemas import (
     OUTCOME_SUBJECTS,
     PROVISION_SUBJECT,
     TOOLS,
+    BackgroundTasks,
     Backoff,
     BlobRef,
     CallAccepted,
@@ -81,7 +82,7 @@ class HandsHost:
         self._js: JetStreamContext | None = None
         self._blobs: ObjectStore | None = None
         self._checkpoints: ObjectStore | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(log, "a hands task")
         self._warm_added = asyncio.Event()
         self._closed = False
 
@@ -103,9 +104,9 @@ class HandsHost:
         await self._adopt_or_remove_leftovers()
         await self._nc.subscribe(PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._on_provision)
         reaper = Reaper(self.settings, self._nc, lambda: list(self.sandboxes.values()), self.retire)
-        self._spawn(reaper.run())
+        self._tasks.spawn(reaper.run())
         for _ in range(self.settings.warm_pool):
-            self._spawn(self._fill_warm_pool())
+            self._tasks.spawn(self._fill_warm_pool())
         await self._nc.flush()
         log.info("hands host %s serving on %s", self.settings.host_id, self.settings.nats_url)
 
@@ -115,9 +116,7 @@ class HandsHost:
         if self._closed:
             return
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()
         for sandbox in [*self.sandboxes.values(), *self._warm]:
             if destroy_sandboxes:
                 await self._destroy(sandbox)
@@ -130,7 +129,7 @@ class HandsHost:
 
     async def _on_provision(self, msg: Msg) -> None:
         # Provisioning takes a while: never hold up the next request behind it.
-        self._spawn(self._answer_provision(msg))
+        self._tasks.spawn(self._answer_provision(msg))
 
     async def _answer_provision(self, msg: Msg) -> None:
         try:
@@ -193,7 +192,7 @@ class HandsHost:
                 )
                 sandbox.record = record
                 sandbox.dirs.record.write_bytes(_ENCODER.encode(record))
-                self._spawn(self._fill_warm_pool())
+                self._tasks.spawn(self._fill_warm_pool())
                 return sandbox
         return None
 
@@ -246,7 +245,7 @@ class HandsHost:
             await asyncio.shield(self._discard(record, dirs))
             raise
         sandbox = Sandbox(record=record, dirs=dirs, client=client)
-        self._spawn(self._watch(sandbox))
+        self._tasks.spawn(self._watch(sandbox))
         return sandbox
 
     async def _discard(self, record: SandboxRecord, dirs: SandboxDirs) -> None:
@@ -310,7 +309,7 @@ class HandsHost:
                     else:
                         self._resume_calls(sandbox)
                         await self._serve(sandbox)
-                    self._spawn(self._watch(sandbox))
+                    self._tasks.spawn(self._watch(sandbox))
                     adopted = True
                     known.add(record.handle)
                     log.info("adopted sandbox %s", record.sandbox_id)
@@ -344,7 +343,7 @@ class HandsHost:
             if request.call_id not in sandbox.running:
                 self._start_call(sandbox, request, collect=True)
         for outcome in sandbox.records.unacknowledged():
-            self._spawn(self._publish(outcome))
+            self._tasks.spawn(self._publish(outcome))
 
     async def _on_call(self, sandbox: Sandbox, msg: Msg) -> None:
         try:
@@ -364,13 +363,13 @@ class HandsHost:
             self._start_call(sandbox, request)  # new, or idempotent: runs (again)
         elif (outcome := sandbox.records.outcome(call_id)) is not None:
             # Asked again (a brain probing): answered from the record, never run again.
-            self._spawn(self._publish(outcome))
+            self._tasks.spawn(self._publish(outcome))
         else:
             # Sent by an incarnation of this host that died, and not collected yet.
             self._start_call(sandbox, sandbox.records.request(call_id) or request, collect=True)
 
     def _start_call(self, sandbox: Sandbox, request: CallRequest, *, collect: bool = False) -> None:
-        task = self._spawn(self._run_call(sandbox, request, collect=collect))
+        task = self._tasks.spawn(self._run_call(sandbox, request, collect=collect))
         sandbox.running[request.call_id] = task
         sandbox.touch()
 
@@ -574,7 +573,7 @@ class HandsHost:
         if sandbox in self._warm:
             self._warm.remove(sandbox)
             await self._destroy(sandbox)
-            self._spawn(self._fill_warm_pool())
+            self._tasks.spawn(self._fill_warm_pool())
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -594,13 +593,6 @@ class HandsHost:
         digest = hashlib.sha256(data).hexdigest()
         await self._blobs.put(digest, data)
         return BlobRef(digest=digest, size=len(data), preview=preview[:2000])
-
-    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
-        return task
 
 
 async def ensure_outcome_stream(js: JetStreamContext) -> None:
@@ -651,11 +643,6 @@ async def _respond(msg: Msg, body: msgspec.Struct | bytes) -> None:
         data = body if isinstance(body, bytes) else _ENCODER.encode(body)
         with contextlib.suppress(nats.errors.Error):
             await msg.respond(data)
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.error("hands task failed", exc_info=error)
 
 
 __all__ = ["HandsHost", "ensure_outcome_stream"]

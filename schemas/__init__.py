@@ -96,6 +96,7 @@ from schemas._links import NatsLinkLog
 from schemas._nesting import MAX_JSON_DEPTH, nesting_depth
 from schemas._retry import Backoff, retrying
 from schemas._settings import SettingsError, setting, settings_from_env, settings_table
+from schemas._tasks import BackgroundTasks
 from schemas._tools import (
     TOOLS,
     BashInput,
@@ -122,6 +123,7 @@ from schemas._work import (
 )
 
 __all__ = [
+    "BackgroundTasks",
     "Backoff",
     "retrying",
     "SettingsError",

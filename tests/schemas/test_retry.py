@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import pytest
 
-from schemas import Backoff, retrying
+from schemas import BackgroundTasks, Backoff, retrying
 
 FAST = Backoff(attempts=4, first_s=0.001, max_s=0.004, jitter_s=0.001, factor=2.0)
 
@@ -64,3 +65,26 @@ async def test_without_a_limit_it_tries_until_it_works() -> None:
     call, calls = failing(20, Passing("down"))
     assert await retrying(forever, call, lambda e: True, what="x") == "done"
     assert len(calls) == 21
+
+
+async def test_a_background_task_that_fails_is_logged_at_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tasks = BackgroundTasks(logging.getLogger("keel.test"), "a test task")
+
+    async def boom() -> None:
+        raise RuntimeError("no")
+
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    failed = tasks.spawn(boom())
+    waiting = tasks.spawn(forever())
+    await asyncio.gather(failed, return_exceptions=True)
+    await asyncio.sleep(0)
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and record.getMessage() == (
+        "a test task failed: RuntimeError('no')"
+    )
+    await tasks.cancel()
+    assert waiting.cancelled()

@@ -22,15 +22,18 @@ from brain.fold import fold, initial_state, replay
 from brain.settings import BrainSettings
 from brain.state import STATE_VERSION, decode_state, encode_state
 from schemas import AgentSpec, Crashpoints, Event, Recorded, event_type, log_subject
-from session_store import EventStore, Fenced, Lease, StoreUnavailable
+from session_store import Fenced, Lease, SessionLog, StoreUnavailable
 
 logger = logging.getLogger("keel.brain")
 
 
-class SessionLog:
+class LeasedLog:
+    """The session's log as this run holds it: its lease, the state folded so far, and the
+    fenced appends that move both on."""
+
     def __init__(
         self,
-        store: EventStore,
+        store: SessionLog,
         nc: Nats,
         settings: BrainSettings,
         crash: Crashpoints,

@@ -1,0 +1,38 @@
+"""Tasks a process starts and does not wait for: held until done (the event loop keeps only
+weak references to tasks, so an unheld one can vanish mid-way), and each failure logged at
+WARNING with its traceback, so nothing fails unseen."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class BackgroundTasks:
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self.log = log
+        # What the tasks are, for the log line of one that fails.
+        self.what = what
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.log.warning("%s failed: %r", self.what, error, exc_info=error)
+
+    async def cancel(self) -> None:
+        """Cancel every task still running, and wait until they have all ended."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
