@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
-import msgspec
-
 from brain.service import Brain
 from brain.settings import BrainSettings
+from schemas import SettingsError, configure_logging, settings_from_env
 
 CLOSE_TIMEOUT_S = 5.0
 
@@ -40,16 +38,18 @@ def main() -> None:
     parser.add_argument("--nats-url", help="NATS server (default: KEEL_NATS_URL)")
     parser.add_argument("--brain-id", help="lease owner name (default: KEEL_BRAIN_ID)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = BrainSettings.from_env()
-    overrides = {
-        "store_url": args.store_url,
-        "nats_url": args.nats_url,
-        "brain_id": args.brain_id,
-    }
-    settings = msgspec.structs.replace(
-        settings, **{k: v for k, v in overrides.items() if v is not None}
-    )
+    try:
+        settings = settings_from_env(
+            BrainSettings,
+            overrides={
+                "store_url": args.store_url,
+                "nats_url": args.nats_url,
+                "brain_id": args.brain_id,
+            },
+        )
+    except SettingsError as exc:
+        parser.error(str(exc))
+    configure_logging("brain", settings.brain_id, settings.log)
     asyncio.run(run(settings))
 
 

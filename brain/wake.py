@@ -61,6 +61,7 @@ from schemas import (
     SessionStatus,
     Status,
     work_subject,
+    working_on,
 )
 from session_store import Conflict, Fenced, Lease, LeaseHeld, SessionNotFound
 
@@ -86,14 +87,14 @@ class WakeResult(msgspec.Struct, frozen=True, kw_only=True):
 
 async def wake(session_id: str, deps: BrainDeps) -> WakeResult:
     settings = deps.settings
-    try:  # 1. the lease
-        lease = await deps.store.claim(session_id, settings.brain_id, settings.lease_s)
-    except LeaseHeld as held:
-        return WakeResult(session_id=session_id, stopped="busy", reason=str(held))
-    except SessionNotFound:
-        return WakeResult(session_id=session_id, stopped="gone")
-    run = _SessionRun(deps, lease)
-    return await run.main()
+    with working_on(session_id):  # every line logged meanwhile names the session
+        try:  # 1. the lease
+            lease = await deps.store.claim(session_id, settings.brain_id, settings.lease_s)
+        except LeaseHeld as held:
+            return WakeResult(session_id=session_id, stopped="busy", reason=str(held))
+        except SessionNotFound:
+            return WakeResult(session_id=session_id, stopped="gone")
+        return await _SessionRun(deps, lease).main()
 
 
 class _SessionRun:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from hands._backend import SandboxBackend
 from hands._host import HandsHost
 from hands._local import LocalBackend
 from hands._settings import HandsSettings
+from schemas import SettingsError, configure_logging
 
 
 def make_backend(settings: HandsSettings) -> SandboxBackend:
@@ -42,14 +42,17 @@ def main() -> None:
     parser.add_argument("--host-id")
     parser.add_argument("--warm-pool", type=int)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = HandsSettings.from_env(
-        nats_url=args.nats_url,
-        data_dir=args.data_dir,
-        backend=args.backend,
-        host_id=args.host_id,
-        warm_pool=args.warm_pool,
-    )
+    try:
+        settings = HandsSettings.from_env(
+            nats_url=args.nats_url,
+            data_dir=args.data_dir,
+            backend=args.backend,
+            host_id=args.host_id,
+            warm_pool=args.warm_pool,
+        )
+    except SettingsError as exc:
+        parser.error(str(exc))
+    configure_logging("hands", settings.host_id, settings.log)
     asyncio.run(run(settings))
 
 

@@ -61,6 +61,7 @@ from schemas import (
     outcome_subject,
     retrying,
     sandbox_subject,
+    working_on,
 )
 
 log = logging.getLogger("keel.hands")
@@ -382,41 +383,42 @@ class HandsHost:
     async def _run_call(self, sandbox: Sandbox, request: CallRequest, *, collect: bool) -> None:
         """Run a call (or, `collect`, wait for one an earlier host sent) and publish its
         outcome; a non-idempotent call's outcome is recorded first."""
-        problem = None if collect else _invalid(request)
-        recorded = collect or (problem is None and not TOOLS[request.name].idempotent)
-        if recorded and not collect:
-            # Before the executor can see it: from here on it is never sent again.
-            try:
-                sandbox.records.start(request)
-            except OSError as exc:
-                problem = f"the hands host could not record the call ({exc}); it did not run"
-                recorded = False
-        if problem is not None:
-            outcome = self._outcome(sandbox, request, problem, is_error=True, outcome="error")
-        elif sandbox.lost:
-            outcome = self._lost_outcome(sandbox, request)
-        else:
-            try:
-                if collect:
-                    result = await sandbox.client.collect(request.call_id)
-                else:
-                    result = await sandbox.client.call(
-                        ExecutorCall(
-                            call_id=request.call_id,
-                            tool=request.name,
-                            input=request.input,
-                            idempotent=TOOLS[request.name].idempotent,
-                            max_output_bytes=self.settings.max_output_bytes,
-                            spill_bytes=self.settings.max_spill_bytes,
-                            timeout_s=sandbox.record.spec.call_timeout_s,
-                        )
-                    )
-                outcome = await self._finish(sandbox, request, result)
-            except SandboxLost:
+        with working_on(request.session_id, request.call_id):
+            problem = None if collect else _invalid(request)
+            recorded = collect or (problem is None and not TOOLS[request.name].idempotent)
+            if recorded and not collect:
+                # Before the executor can see it: from here on it is never sent again.
+                try:
+                    sandbox.records.start(request)
+                except OSError as exc:
+                    problem = f"the hands host could not record the call ({exc}); it did not run"
+                    recorded = False
+            if problem is not None:
+                outcome = self._outcome(sandbox, request, problem, is_error=True, outcome="error")
+            elif sandbox.lost:
                 outcome = self._lost_outcome(sandbox, request)
-        if recorded:
-            await self._record(sandbox, outcome)
-        await self._publish(outcome)
+            else:
+                try:
+                    if collect:
+                        result = await sandbox.client.collect(request.call_id)
+                    else:
+                        result = await sandbox.client.call(
+                            ExecutorCall(
+                                call_id=request.call_id,
+                                tool=request.name,
+                                input=request.input,
+                                idempotent=TOOLS[request.name].idempotent,
+                                max_output_bytes=self.settings.max_output_bytes,
+                                spill_bytes=self.settings.max_spill_bytes,
+                                timeout_s=sandbox.record.spec.call_timeout_s,
+                            )
+                        )
+                    outcome = await self._finish(sandbox, request, result)
+                except SandboxLost:
+                    outcome = self._lost_outcome(sandbox, request)
+            if recorded:
+                await self._record(sandbox, outcome)
+            await self._publish(outcome)
 
     async def _record(self, sandbox: Sandbox, outcome: ToolOutcome) -> None:
         """Keep the outcome, then let the executor drop its copy (until the host has it, a

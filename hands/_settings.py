@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from schemas import setting, settings_from_env
+from schemas import LogSettings, setting, settings_from_env
 
 
 class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +69,8 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
             "how often the host asks brains which quiet sandboxes a session can still reach",
         ),
     ] = 30.0
+
+    log: LogSettings = LogSettings()
 
     @classmethod
     def from_env(cls, **overrides: object) -> HandsSettings:

@@ -93,6 +93,7 @@ from schemas._hands import (
 )
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
 from schemas._links import NatsLinkLog
+from schemas._logs import LogSettings, configure_logging, working_on
 from schemas._nesting import MAX_JSON_DEPTH, nesting_depth
 from schemas._retry import Backoff, retrying
 from schemas._settings import SettingsError, setting, settings_from_env, settings_table
@@ -123,6 +124,9 @@ from schemas._work import (
 )
 
 __all__ = [
+    "LogSettings",
+    "configure_logging",
+    "working_on",
     "BackgroundTasks",
     "Backoff",
     "retrying",

@@ -14,21 +14,30 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 import msgspec
 
 from brain.providers._base import ModelProvider, ModelRequest, ProviderError
-from schemas import ModelResponse
+from schemas import ModelResponse, setting
 
 log = logging.getLogger(__name__)
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    attempts: int = 4
-    base_delay_s: float = 0.5
-    max_delay_s: float = 8.0
-    # Per attempt, the whole streamed response included.
-    timeout_s: float = 300.0
+    attempts: Annotated[
+        int, setting("KEEL_MODEL_ATTEMPTS", "tries of a model call before the session fails")
+    ] = 4
+    base_delay_s: Annotated[
+        float, setting("KEEL_MODEL_RETRY_DELAY_S", "the first wait between model call tries")
+    ] = 0.5
+    max_delay_s: Annotated[
+        float, setting("KEEL_MODEL_MAX_DELAY_S", "the longest wait between model call tries")
+    ] = 8.0
+    timeout_s: Annotated[
+        float,
+        setting("KEEL_MODEL_TIMEOUT_S", "one model call's time, its whole streamed response"),
+    ] = 300.0
 
     def delay_s(self, failures: int, retry_after_s: float | None, rng: random.Random) -> float:
         """The wait after the `failures`-th failed attempt: what the server asked for, or
