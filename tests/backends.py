@@ -112,7 +112,10 @@ def require_postgres() -> None:
     try:
         asyncio.run(probe())
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        message = f"PostgreSQL not reachable at {POSTGRES_URL}: {exc!r}"
+        message = (
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc!r}); to run these: start "
+            "PostgreSQL on 127.0.0.1:5432 with trust auth, or set KEEL_TEST_POSTGRES_URL"
+        )
         if os.environ.get("KEEL_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)

@@ -51,7 +51,7 @@ async def hands_host(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[H
         backend="local",
         host_id=new_id("hands-test"),
     )
-    host = HandsHost(settings, local_backend("bwrap"))
+    host = HandsHost(settings, local_backend())
     await host.start()
     try:
         yield host

@@ -37,7 +37,7 @@ SESSIONS = 4
 @pytest.fixture(params=["local", "docker"])
 def sandbox_backend(request: pytest.FixtureRequest) -> str:
     # Fails (in CI) or skips without the backend's parts, like every hands test.
-    docker_backend() if request.param == "docker" else local_backend("bwrap")
+    docker_backend() if request.param == "docker" else local_backend()
     return str(request.param)
 
 
@@ -131,5 +131,5 @@ async def test_nothing_of_a_drill_is_left_once_its_sessions_end(
             await asyncio.sleep(0.2)
     finally:
         hands.stop()
-        backend = docker_backend() if sandbox_backend == "docker" else local_backend("bwrap")
+        backend = docker_backend() if sandbox_backend == "docker" else local_backend()
         await remove_sandboxes(data_dir, backend)  # only when the test failed

@@ -232,7 +232,7 @@ async def test_an_idempotent_call_whose_sandbox_died_runs_again_in_a_new_one(
     settings = msgspec.structs.replace(
         hands_host.settings, data_dir=tmp_path / "hands-2", host_id=new_id("hands-test")
     )
-    replacement = HandsHost(settings, local_backend("bwrap"))
+    replacement = HandsHost(settings, local_backend())
     await replacement.start()
     try:
         spawn(extra_env={"KEEL_LOST_AFTER_S": "1"})  # type: ignore[operator]

@@ -55,7 +55,7 @@ def reaping_settings(nats_server: NatsServer, tmp_path: Path, **fields: Any) -> 
 
 @pytest.fixture
 async def reaping_host(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[HandsHost]:
-    host = HandsHost(reaping_settings(nats_server, tmp_path), local_backend("bwrap"))
+    host = HandsHost(reaping_settings(nats_server, tmp_path), local_backend())
     await host.start()
     try:
         yield host
@@ -145,9 +145,7 @@ async def test_brains_name_the_sandboxes_no_run_can_reach_and_the_host_removes_t
     tmp_path: Path,
     make_brain: Callable[..., Any],
 ) -> None:
-    host = HandsHost(
-        reaping_settings(nats_server, tmp_path, sandbox_idle_s=600.0), local_backend("bwrap")
-    )
+    host = HandsHost(reaping_settings(nats_server, tmp_path, sandbox_idle_s=600.0), local_backend())
     await host.start()
     await make_brain()
     hands = HandsClient(host._nc)  # type: ignore[arg-type]
@@ -202,7 +200,7 @@ async def test_brains_name_the_sandboxes_no_run_can_reach_and_the_host_removes_t
 async def test_with_no_brain_to_ask_only_the_idle_limit_removes_sandboxes(
     store: EventStore, nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    host = HandsHost(reaping_settings(nats_server, tmp_path), local_backend("bwrap"))
+    host = HandsHost(reaping_settings(nats_server, tmp_path), local_backend())
     await host.start()
     try:
         hands = HandsClient(host._nc)  # type: ignore[arg-type]

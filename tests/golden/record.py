@@ -95,7 +95,7 @@ async def rig() -> AsyncIterator[Rig]:
         settings = HandsSettings(
             nats_url=server.url, data_dir=directory / "hands", host_id=new_id("hands-golden")
         )
-        hands = HandsHost(settings, local_backend("bwrap"))
+        hands = HandsHost(settings, local_backend())
         await hands.start()
         world = Rig(directory, server, store, js, [], [])
         try:
