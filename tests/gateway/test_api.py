@@ -10,6 +10,7 @@ import httpx2
 import msgspec
 
 from brain.service import Brain
+from gateway._app import API_DESCRIPTION
 from session_store import EventStore
 from tests.gateway.sse import sse
 
@@ -127,6 +128,13 @@ async def test_the_openapi_document_shows_the_real_bodies(client: httpx2.AsyncCl
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/CreateSession"
     }
+
+
+async def test_the_openapi_document_says_how_to_use_the_api(client: httpx2.AsyncClient) -> None:
+    info = (await client.get("/openapi.json")).json()["info"]
+    assert info["description"] == API_DESCRIPTION
+    assert "Idempotency-Key" in info["description"] and "Last-Event-ID" in info["description"]
+    assert info["title"] == "keel" and info["summary"]
 
 
 SLOW_SPEC = {
