@@ -18,7 +18,7 @@ from gateway import _audit, _events, _health, _sessions
 from gateway._errors import install_error_handlers
 from gateway._feeds import Feeds
 from gateway._idempotency import install_replays
-from gateway._metrics import install_metrics
+from gateway._metrics import GatewayMetrics, MetricsMiddleware
 from gateway._openapi import install_openapi
 from gateway._services import GatewayServices
 from gateway._stream import StreamSettings
@@ -62,8 +62,9 @@ def create_app(
     install_error_handlers(app)
     install_replays(app)
     install_openapi(app)
-    metrics = install_metrics(app, store, nc)
     stream = stream or StreamSettings()
+    metrics = GatewayMetrics(store, nc)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     GatewayServices(
         store=store,
         nc=nc,

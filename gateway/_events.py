@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -12,7 +11,6 @@ from gateway._access import QueryFirst, Session
 from gateway._bodies import decode_body
 from gateway._errors import ApiProblem, json_response
 from gateway._idempotency import Keys
-from gateway._metrics import GatewayMetrics
 from gateway._openapi import body_of, responds_with, stream_responses
 from gateway._services import Services
 from gateway._sessions import MAX_PAGE
@@ -84,27 +82,15 @@ async def stream_events(
             raise ApiProblem(422, "Last-Event-ID must be the seq of an event")
         after = int(last_event_id)
     return StreamingResponse(
-        counted(
-            services.metrics,
-            event_stream(
-                services.store,
-                services.nc,
-                services.feeds,
-                session.session_id,
-                after or 0,
-                deltas=deltas,
-                settings=services.stream,
-            ),
+        event_stream(
+            services.store,
+            services.nc,
+            services.feeds,
+            session.session_id,
+            after or 0,
+            deltas=deltas,
+            settings=services.stream,
         ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-async def counted(metrics: GatewayMetrics, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    metrics.streams.inc()
-    try:
-        async for chunk in stream:
-            yield chunk
-    finally:
-        metrics.streams.dec()

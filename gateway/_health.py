@@ -1,16 +1,22 @@
-"""Whether the gateway can serve: `/healthz` (the process is up) and `/readyz` (the store
-and NATS answer)."""
+"""Whether the gateway can serve: `/healthz` (the process is up), `/readyz` (the store and
+NATS answer) and `/metrics` (Prometheus, `gateway._metrics`)."""
 
 from __future__ import annotations
 
 import nats.errors
 from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway._errors import ApiProblem
 from gateway._services import Services
 from session_store import StoreError
 
 router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def serve_metrics(services: Services) -> Response:
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", response_class=Response)
