@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -119,6 +119,14 @@ async def fork_session(
     return created(child)
 
 
+# Pause, resume and cancel each append a session.status event, answered as input is.
+_STATUS_CHANGE: Final[dict[str, Any]] = {
+    "status_code": 202,
+    "openapi_extra": responds_with(202, PostedEvents, write=True),
+    "response_class": Response,
+}
+
+
 async def change_status(
     keys: Idempotency,
     info: SessionInfo,
@@ -139,34 +147,19 @@ async def change_status(
     return posted(appended)
 
 
-@router.post(
-    "/v1/sessions/{session_id}/pause",
-    status_code=202,
-    openapi_extra=responds_with(202, PostedEvents, write=True),
-    response_class=Response,
-)
+@router.post("/v1/sessions/{session_id}/pause", **_STATUS_CHANGE)
 async def pause(keys: Keys, session: Session, services: Services) -> Response:
     """Stop taking new steps (calls in flight finish and are recorded)."""
     return await change_status(keys, session, services, "paused", _PAUSABLE, "paused")
 
 
-@router.post(
-    "/v1/sessions/{session_id}/resume",
-    status_code=202,
-    openapi_extra=responds_with(202, PostedEvents, write=True),
-    response_class=Response,
-)
+@router.post("/v1/sessions/{session_id}/resume", **_STATUS_CHANGE)
 async def resume(keys: Keys, session: Session, services: Services) -> Response:
     """Carry on from where it paused (a budget or loop guard is cleared too)."""
     return await change_status(keys, session, services, "running", _PAUSED, "resumed")
 
 
-@router.post(
-    "/v1/sessions/{session_id}/cancel",
-    status_code=202,
-    openapi_extra=responds_with(202, PostedEvents, write=True),
-    response_class=Response,
-)
+@router.post("/v1/sessions/{session_id}/cancel", **_STATUS_CHANGE)
 async def cancel(keys: Keys, session: Session, services: Services) -> Response:
     """End the session for good: calls not sent never run, calls in flight are stopped,
     and each still gets its one recorded outcome."""
