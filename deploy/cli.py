@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from deploy.demo import demo_spec
 from deploy.up import Up, api_key_path, port_or_free
@@ -134,7 +134,7 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _run(args: argparse.Namespace) -> int:
     headers = {"authorization": f"Bearer {_key(args)}"}
-    async with httpx.AsyncClient(base_url=args.url, headers=headers, timeout=None) as client:
+    async with httpx2.AsyncClient(base_url=args.url, headers=headers, timeout=None) as client:
         created = await client.post(
             "/v1/sessions", json={"spec": _spec(args), "message": args.goal}
         )
@@ -242,7 +242,7 @@ at {url}/docs)"""
 
 async def _sessions(args: argparse.Namespace) -> int:
     headers = {"authorization": f"Bearer {_key(args)}"}
-    async with httpx.AsyncClient(base_url=args.url, headers=headers) as client:
+    async with httpx2.AsyncClient(base_url=args.url, headers=headers) as client:
         page = (await client.get("/v1/sessions", params={"limit": 50})).json()
     for session in page["items"]:
         usage = session["usage"]
@@ -259,7 +259,7 @@ async def _audit(args: argparse.Namespace) -> int:
     """Exit 0 only when the chain verifies: usable as a check in a script."""
     headers = {"authorization": f"Bearer {_key(args)}"}
     params = {"seq": args.seq} if args.seq is not None else {}
-    async with httpx.AsyncClient(base_url=args.url, headers=headers) as client:
+    async with httpx2.AsyncClient(base_url=args.url, headers=headers) as client:
         answer = await client.get(f"/v1/sessions/{args.session_id}/audit", params=params)
     if answer.status_code != 200:
         print(f"keel: {answer.status_code} {answer.json()['error']['message']}", file=sys.stderr)

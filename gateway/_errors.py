@@ -12,6 +12,7 @@ from typing import Final
 import msgspec
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -103,12 +104,13 @@ def from_store_error(error: StoreError) -> ApiProblem:
 
 def allowed_methods(request: Request) -> str:
     """Every method the request's path takes, for a 405's `Allow` (Starlette names only the
-    methods of the first route whose path matches, one of several)."""
+    methods of the first route whose path matches, one of several). Routes of an included
+    router are looked at one by one."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in iter_route_contexts(request.app.router.routes):
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+            methods |= route.methods or set()
     return ", ".join(sorted(methods))
 
 

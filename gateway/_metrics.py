@@ -1,7 +1,12 @@
-"""Prometheus metrics of the gateway, served at `/metrics`.
+"""Prometheus metrics of the gateway, served at `/metrics` (`gateway._health`).
 
 Each app has its own registry (tests run several apps in one process). Requests are counted
 by route template, not by URL, so session ids never become label values.
+
+`MetricsMiddleware` is plain ASGI: it watches the messages the app sends and passes each on
+at once, so a response (an SSE stream above all) is never wrapped, buffered or moved to
+another task. A request counts when its response ends, with the status it started with: a
+stream counts once, when it closes; latency is to the response's start.
 """
 
 from __future__ import annotations
@@ -9,17 +14,9 @@ from __future__ import annotations
 import functools
 import time
 
-from fastapi import FastAPI, Request, Response
 from nats.aio.client import Client as NATS
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from session_store import Store, StoreHealth, StoreOperation
 
@@ -62,22 +59,49 @@ def _up(health: StoreHealth, kind: StoreOperation) -> float:
     return float(health.up(kind))
 
 
-def install_metrics(app: FastAPI, store: Store, nc: NATS) -> GatewayMetrics:
-    metrics = GatewayMetrics(store, nc)
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
 
-    async def measure(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, template).observe(time.perf_counter() - started)
-        return response
+        # What an exception that escapes before the response starts becomes.
+        status = 500
+        streaming = False
 
-    app.add_middleware(BaseHTTPMiddleware, dispatch=measure)
+        async def watched(message: Message) -> None:
+            nonlocal status, streaming
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                self.metrics.latency.labels(scope["method"], _route(scope)).observe(
+                    time.perf_counter() - started
+                )
+                if _is_event_stream(message):
+                    streaming = True
+                    self.metrics.streams.inc()
+            await send(message)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def serve_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            if streaming:
+                self.metrics.streams.dec()
+            self.metrics.requests.labels(scope["method"], _route(scope), str(status)).inc()
 
-    return metrics
+
+def _route(scope: Scope) -> str:
+    """The template of the route that took the request (the router notes it in the scope
+    before the route runs)."""
+    path: str = getattr(scope.get("route"), "path", "unmatched")
+    return path
+
+
+def _is_event_stream(start: Message) -> bool:
+    return any(
+        name == b"content-type" and value.startswith(b"text/event-stream")
+        for name, value in start["headers"]
+    )

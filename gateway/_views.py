@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from fastapi import Response
 
-from schemas import EventView, Recorded, SessionView, UnknownEvent
-from session_store import SessionInfo
+from gateway._errors import json_response
+from schemas import EventView, PostedEvents, Recorded, SessionView, UnknownEvent
+from session_store import Appended, SessionInfo
 
 
 def session_view(info: SessionInfo) -> SessionView:
@@ -36,3 +38,8 @@ def event_view(record: Recorded) -> EventView:
     else:
         data = msgspec.to_builtins(record.event)
     return EventView(seq=record.seq, at=record.at, type=record.type, data=data)
+
+
+def posted(appended: Appended) -> Response:
+    """The answer to an append of input: the log's new head."""
+    return json_response(PostedEvents(head_seq=appended.head_seq), 202)

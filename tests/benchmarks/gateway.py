@@ -1,7 +1,7 @@
 """Benchmark the gateway: print what the HTTP API serves on loopback (nothing is asserted).
 
 1. requests/s, (a) of `POST /v1/sessions/{id}/events` (one user.message), (b) of
-   `GET /v1/sessions/{id}/events` (a page of 100 events): 32 concurrent httpx clients,
+   `GET /v1/sessions/{id}/events` (a page of 100 events): 32 concurrent httpx2 clients,
    each with its own connection and session, for a fixed count of requests (or a time
    budget, whichever ends first); latency p50/p99, and how busy each side was;
 2. SSE fan-out: 500 clients streaming 100 live sessions (5 each); from an append's commit
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
+import httpx2
 import nats
 from nats.aio.client import Client as NATS
 
@@ -141,12 +141,12 @@ class GatewayProcess:
 
     async def ready(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(base_url=self.url, timeout=1.0) as client:
+        async with httpx2.AsyncClient(base_url=self.url, timeout=1.0) as client:
             while True:
                 try:
                     if (await client.get("/readyz")).status_code == 200:
                         return
-                except httpx.HTTPError:
+                except httpx2.HTTPError:
                     pass
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the gateway did not start:\n{self.log.read_text()}")
@@ -170,8 +170,8 @@ class Rig:
         self.nats = NatsServer(root / "nats")
         self.store_url = f"sqlite:///{root / 'keel.db'}"
         self.store: EventStore = SqliteEventStore(root / "keel.db")
-        # Nothing here speaks TLS, but httpx builds an SSL context per client (loading the CA
-        # bundle, ~10 ms) unless it is given one: seconds of load-generator CPU for 500.
+        # Nothing here speaks TLS, but httpx2 builds an SSL context per client (loading the CA
+        # bundle, ~50 ms) unless it is given one: seconds of load-generator CPU for 500.
         self.tls = ssl.create_default_context()
 
     async def start(self) -> None:
@@ -191,11 +191,11 @@ class Rig:
         await self.store.close()
         self.nats.stop()
 
-    def client(self, **options: Any) -> httpx.AsyncClient:
+    def client(self, **options: Any) -> httpx2.AsyncClient:
         """One client: its own connection pool. One pool shared by hundreds of concurrent
         streams would make the load generator the bottleneck (httpcore rescans the whole pool
         on every request and response: seconds of CPU for a few hundred streams)."""
-        return httpx.AsyncClient(
+        return httpx2.AsyncClient(
             base_url=self.gateway.url, headers=self.headers, verify=self.tls, **options
         )
 
@@ -224,14 +224,14 @@ async def rig() -> AsyncIterator[Rig]:
 
 # -- 1. requests/s ------------------------------------------------------------------------
 
-Request = Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]]
+Request = Callable[[httpx2.AsyncClient, str], Awaitable[httpx2.Response]]
 
 
-async def post_message(client: httpx.AsyncClient, session_id: str) -> httpx.Response:
+async def post_message(client: httpx2.AsyncClient, session_id: str) -> httpx2.Response:
     return await client.post(f"/v1/sessions/{session_id}/events", json=MESSAGE)
 
 
-async def get_page(client: httpx.AsyncClient, session_id: str) -> httpx.Response:
+async def get_page(client: httpx2.AsyncClient, session_id: str) -> httpx2.Response:
     return await client.get(f"/v1/sessions/{session_id}/events?after=0&limit={PAGE}")
 
 
@@ -239,7 +239,7 @@ async def drive(
     running: Rig,
     label: str,
     config: Config,
-    pairs: list[tuple[httpx.AsyncClient, str]],
+    pairs: list[tuple[httpx2.AsyncClient, str]],
     request: Request,
 ) -> None:
     """Every client sends `request` on its session, one after another, until the shared
@@ -248,7 +248,7 @@ async def drive(
     latencies: list[float] = []
     deadline = time.perf_counter() + config.budget_s
 
-    async def client_loop(client: httpx.AsyncClient, session_id: str) -> None:
+    async def client_loop(client: httpx2.AsyncClient, session_id: str) -> None:
         while next(issued) < config.requests and time.perf_counter() < deadline:
             started = time.perf_counter()
             response = await request(client, session_id)
@@ -309,8 +309,8 @@ class Watcher:
         self.caught_up = asyncio.Event()
 
     async def watch(self, running: Rig) -> None:
-        # A stream can sit idle longer than httpx's default 5 s read timeout.
-        client = running.client(timeout=httpx.Timeout(30.0, read=60.0))
+        # A stream can sit idle longer than httpx2's default 5 s read timeout.
+        client = running.client(timeout=httpx2.Timeout(30.0, read=60.0))
         url = f"/v1/sessions/{self.session_id}/stream"
         async with client, client.stream("GET", url) as response:
             response.raise_for_status()
@@ -372,7 +372,7 @@ async def sse_fan_out(running: Rig, config: Config) -> None:
     watchers = [
         Watcher(session_id) for session_id in session_ids for _ in range(config.streams_per_session)
     ]
-    poster = running.client(limits=httpx.Limits(max_connections=config.sessions), timeout=30.0)
+    poster = running.client(limits=httpx2.Limits(max_connections=config.sessions), timeout=30.0)
 
     async def post(session_id: str) -> int:
         response = await post_message(poster, session_id)

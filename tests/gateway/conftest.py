@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import nats
 import pytest
 import uvicorn
@@ -66,8 +66,8 @@ async def brain(store: EventStore, nats_server: NatsServer) -> AsyncIterator[Bra
 
 
 @pytest.fixture
-async def client(gateway_url: str, store: EventStore) -> AsyncIterator[httpx.AsyncClient]:
+async def client(gateway_url: str, store: EventStore) -> AsyncIterator[httpx2.AsyncClient]:
     key = await store.create_api_key("acme", "tests")
     headers = {"authorization": f"Bearer {key.key}"}
-    async with httpx.AsyncClient(base_url=gateway_url, headers=headers, timeout=10) as client:
+    async with httpx2.AsyncClient(base_url=gateway_url, headers=headers, timeout=10) as client:
         yield client

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from tests.nats_server import free_port
 
@@ -35,9 +35,9 @@ class GatewayProcess:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx2.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 pass
             assert self.process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, str]]:
+async def sse_events(response: httpx2.Response) -> AsyncIterator[dict[str, str]]:
     """Each event's fields (comments and the `retry` hint skipped)."""
     fields: dict[str, str] = {}
     async for line in response.aiter_lines():
@@ -20,7 +20,7 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, str]]:
             fields[name] = value.removeprefix(" ")
 
 
-async def sse(response: httpx.Response, limit: int | None = None) -> list[dict[str, str]]:
+async def sse(response: httpx2.Response, limit: int | None = None) -> list[dict[str, str]]:
     """The events of a stream, until it ends or `limit` of them came."""
     events: list[dict[str, str]] = []
     async for event in sse_events(response):

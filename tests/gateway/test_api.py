@@ -6,10 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import msgspec
 
 from brain.service import Brain
+from gateway._app import API_DESCRIPTION
 from session_store import EventStore
 from tests.gateway.sse import sse
 
@@ -21,7 +22,7 @@ SPEC = {
 }
 
 
-async def wait_until(client: httpx.AsyncClient, session_id: str, status: str) -> dict[str, Any]:
+async def wait_until(client: httpx2.AsyncClient, session_id: str, status: str) -> dict[str, Any]:
     deadline = time.monotonic() + 20
     while True:
         session: dict[str, Any] = (await client.get(f"/v1/sessions/{session_id}")).json()
@@ -31,7 +32,7 @@ async def wait_until(client: httpx.AsyncClient, session_id: str, status: str) ->
         await asyncio.sleep(0.05)
 
 
-async def test_create_talk_and_read_the_log(client: httpx.AsyncClient, brain: Brain) -> None:
+async def test_create_talk_and_read_the_log(client: httpx2.AsyncClient, brain: Brain) -> None:
     created = await client.post("/v1/sessions", json={"spec": SPEC, "message": "Hi!"})
     assert created.status_code == 201, created.text
     session_id = created.json()["id"]
@@ -52,7 +53,7 @@ async def test_create_talk_and_read_the_log(client: httpx.AsyncClient, brain: Br
     assert late.headers["x-should-retry"] == "false"
 
 
-async def test_input_is_appended_in_order_and_paged(client: httpx.AsyncClient) -> None:
+async def test_input_is_appended_in_order_and_paged(client: httpx2.AsyncClient) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     posted = await client.post(
         f"/v1/sessions/{session_id}/events",
@@ -73,10 +74,10 @@ async def test_input_is_appended_in_order_and_paged(client: httpx.AsyncClient) -
     assert session_id in [s["id"] for s in listed["items"]]
 
 
-async def test_keys_and_tenants(client: httpx.AsyncClient, store: EventStore) -> None:
+async def test_keys_and_tenants(client: httpx2.AsyncClient, store: EventStore) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     base = str(client.base_url)
-    async with httpx.AsyncClient(base_url=base) as anonymous:
+    async with httpx2.AsyncClient(base_url=base) as anonymous:
         missing = await anonymous.get(f"/v1/sessions/{session_id}")
         assert missing.status_code == 401
         assert missing.json()["error"]["code"] == "unauthorized"
@@ -85,7 +86,7 @@ async def test_keys_and_tenants(client: httpx.AsyncClient, store: EventStore) ->
         assert wrong.status_code == 401
     other = await store.create_api_key("globex")
     headers = {"authorization": f"Bearer {other.key}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers) as stranger:
+    async with httpx2.AsyncClient(base_url=base, headers=headers) as stranger:
         # Another tenant's session does not exist, as far as they can tell.
         assert (await stranger.get(f"/v1/sessions/{session_id}")).status_code == 404
         assert (await stranger.get(f"/v1/sessions/{session_id}/events")).status_code == 404
@@ -94,7 +95,7 @@ async def test_keys_and_tenants(client: httpx.AsyncClient, store: EventStore) ->
 
 
 async def test_bad_input_gets_a_clear_error_and_writes_nothing(
-    client: httpx.AsyncClient, store: EventStore
+    client: httpx2.AsyncClient, store: EventStore
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     url = f"/v1/sessions/{session_id}/events"
@@ -119,7 +120,7 @@ async def test_bad_input_gets_a_clear_error_and_writes_nothing(
     assert await store.head(session_id) == 1  # nothing was written
 
 
-async def test_the_openapi_document_shows_the_real_bodies(client: httpx.AsyncClient) -> None:
+async def test_the_openapi_document_shows_the_real_bodies(client: httpx2.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     schemas = document["components"]["schemas"]
     assert {"CreateSession", "SessionView", "PostEvents", "EventPage", "ApiError"} <= set(schemas)
@@ -127,6 +128,13 @@ async def test_the_openapi_document_shows_the_real_bodies(client: httpx.AsyncCli
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/CreateSession"
     }
+
+
+async def test_the_openapi_document_says_how_to_use_the_api(client: httpx2.AsyncClient) -> None:
+    info = (await client.get("/openapi.json")).json()["info"]
+    assert info["description"] == API_DESCRIPTION
+    assert "Idempotency-Key" in info["description"] and "Last-Event-ID" in info["description"]
+    assert info["title"] == "keel" and info["summary"]
 
 
 SLOW_SPEC = {
@@ -138,7 +146,7 @@ SLOW_SPEC = {
 
 
 async def test_the_stream_resumes_with_no_gap_and_no_duplicate(
-    client: httpx.AsyncClient, brain: Brain
+    client: httpx2.AsyncClient, brain: Brain
 ) -> None:
     created = await client.post("/v1/sessions", json={"spec": SLOW_SPEC, "message": "go"})
     session_id = created.json()["id"]
@@ -163,7 +171,7 @@ async def test_the_stream_resumes_with_no_gap_and_no_duplicate(
 
 
 async def test_deltas_come_live_only_when_asked_for(
-    client: httpx.AsyncClient, brain: Brain
+    client: httpx2.AsyncClient, brain: Brain
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SLOW_SPEC})).json()["id"]
     url = f"/v1/sessions/{session_id}/stream?deltas=true"
@@ -183,13 +191,13 @@ async def test_deltas_come_live_only_when_asked_for(
     assert bad.status_code == 422
 
 
-async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+async def test_health_and_readiness(client: httpx2.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"ok": True}
     assert (await client.get("/readyz")).json() == {"ok": True}
 
 
 async def test_a_fork_goes_back_in_time_and_runs_on_its_own(
-    client: httpx.AsyncClient, brain: Brain
+    client: httpx2.AsyncClient, brain: Brain
 ) -> None:
     created = await client.post("/v1/sessions", json={"spec": SPEC, "message": "first"})
     parent = created.json()["id"]
@@ -211,7 +219,7 @@ async def test_a_fork_goes_back_in_time_and_runs_on_its_own(
     assert too_far.status_code == 409 and "past the log's head" in too_far.text
 
 
-async def test_pause_resume_and_cancel(client: httpx.AsyncClient, brain: Brain) -> None:
+async def test_pause_resume_and_cancel(client: httpx2.AsyncClient, brain: Brain) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     url = f"/v1/sessions/{session_id}"
     assert (await client.post(f"{url}/pause")).status_code == 202
@@ -229,7 +237,7 @@ async def test_pause_resume_and_cancel(client: httpx.AsyncClient, brain: Brain) 
 
 
 async def test_metrics_count_requests_by_route_never_by_session(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     await client.get(f"/v1/sessions/{session_id}")
@@ -245,7 +253,7 @@ async def test_metrics_count_requests_by_route_never_by_session(
 
 
 async def test_a_retried_write_with_an_idempotency_key_is_done_once(
-    client: httpx.AsyncClient, store: EventStore
+    client: httpx2.AsyncClient, store: EventStore
 ) -> None:
     headers = {"idempotency-key": "create-1"}
     first = await client.post("/v1/sessions", json={"spec": SPEC}, headers=headers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 import pytest
 
 from brain.providers import Providers
@@ -31,7 +31,7 @@ async def snapshotting_brain(
 
 
 async def test_an_audit_verifies_the_chain_and_folds_the_log_to_any_seq(
-    client: httpx.AsyncClient, snapshotting_brain: None
+    client: httpx2.AsyncClient, snapshotting_brain: None
 ) -> None:
     created = await client.post("/v1/sessions", json={"spec": SPEC, "message": "Hi!"})
     session_id = created.json()["id"]
@@ -64,7 +64,7 @@ async def test_an_audit_verifies_the_chain_and_folds_the_log_to_any_seq(
 
 
 async def test_an_audit_names_the_first_tampered_event(
-    client: httpx.AsyncClient, store: SqliteEventStore, snapshotting_brain: None
+    client: httpx2.AsyncClient, store: SqliteEventStore, snapshotting_brain: None
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC, "message": "Hi!"})).json()[
         "id"
@@ -85,7 +85,7 @@ async def test_an_audit_names_the_first_tampered_event(
 
 
 async def test_an_audit_without_a_brain_still_verifies_the_chain(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     audit = await client.get(f"/v1/sessions/{session_id}/audit")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from session_store import EventStore
@@ -71,14 +71,14 @@ class Operations:
 
 
 @pytest.fixture
-async def operations(client: httpx.AsyncClient) -> Operations:
+async def operations(client: httpx2.AsyncClient) -> Operations:
     found = Operations((await client.get("/openapi.json")).json())
     assert len(found.with_body) >= 3 and len(found.without_body) >= 10, vars(found)
     return found
 
 
 async def test_no_body_bomb_gets_a_5xx_or_writes_anything(
-    client: httpx.AsyncClient, store: EventStore, operations: Operations
+    client: httpx2.AsyncClient, store: EventStore, operations: Operations
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     head = await store.head(session_id)
@@ -100,7 +100,7 @@ async def test_no_body_bomb_gets_a_5xx_or_writes_anything(
 
 
 async def test_operations_without_a_body_ignore_a_bomb_sent_anyway(
-    client: httpx.AsyncClient, operations: Operations
+    client: httpx2.AsyncClient, operations: Operations
 ) -> None:
     """Pause, resume, cancel, delete and the reads take no body: one sent anyway is never
     decoded, so it can break nothing (whatever the operation answers, never a 5xx)."""
@@ -121,7 +121,7 @@ async def test_operations_without_a_body_ignore_a_bomb_sent_anyway(
 
 
 async def test_a_body_over_the_limit_is_refused_before_it_is_read(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     huge = b'{"title":"' + b"x" * (MAX_BODY + 10) + b'"}'
     response = await client.post(
@@ -130,7 +130,7 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
 
 
-async def test_no_query_bomb_gets_a_5xx(client: httpx.AsyncClient, operations: Operations) -> None:
+async def test_no_query_bomb_gets_a_5xx(client: httpx2.AsyncClient, operations: Operations) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     queries = {
         "a huge number": "9" * 3000,

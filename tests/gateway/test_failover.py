@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from brain.service import Brain
@@ -43,11 +43,11 @@ async def test_a_client_resumes_on_another_gateway_and_sees_each_event_once(
             "options": {"script": [{"text": "a slow answer", "latency_ms": 1500}]},
         }
     }
-    async with httpx.AsyncClient(base_url=first.url, headers=headers) as client:
+    async with httpx2.AsyncClient(base_url=first.url, headers=headers) as client:
         created = await client.post("/v1/sessions", json={"spec": spec, "message": "go"})
         session_id = created.json()["id"]
         seen: list[dict[str, str]] = []
-        with pytest.raises(httpx.HTTPError):  # the gateway dies under the client
+        with pytest.raises(httpx2.HTTPError):  # the gateway dies under the client
             async with client.stream("GET", f"/v1/sessions/{session_id}/stream") as stream:
                 async for event in sse_events(stream):
                     seen.append(event)
@@ -55,7 +55,7 @@ async def test_a_client_resumes_on_another_gateway_and_sees_each_event_once(
                         first.kill()
     second = GatewayProcess(store_url, nats_server.url, tmp_path / "gateway-2.log")
     gateways.append(second)
-    async with httpx.AsyncClient(base_url=second.url, headers=headers) as client:
+    async with httpx2.AsyncClient(base_url=second.url, headers=headers) as client:
         url = f"/v1/sessions/{session_id}/stream"
         async with client.stream("GET", url, headers={"last-event-id": seen[-1]["id"]}) as rest:
             seen += await sse(rest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import httpx2
 import nats
 
 from gateway._feeds import KEPT_FRAMES
@@ -17,7 +17,7 @@ from tests.nats_server import NatsServer
 
 
 async def test_streams_from_anywhere_see_each_event_once(
-    client: httpx.AsyncClient, store: EventStore, nats_server: NatsServer
+    client: httpx2.AsyncClient, store: EventStore, nats_server: NatsServer
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     for start in range(0, KEPT_FRAMES + 200, 100):
@@ -51,7 +51,7 @@ async def test_streams_from_anywhere_see_each_event_once(
 
 
 async def test_a_feed_keeps_a_bounded_number_of_bytes_and_streams_still_see_everything(
-    client: httpx.AsyncClient, store: EventStore, nats_server: NatsServer
+    client: httpx2.AsyncClient, store: EventStore, nats_server: NatsServer
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     url = f"/v1/sessions/{session_id}/stream"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from schemas import AgentSpec, SessionCreated, UserMessage
@@ -77,8 +77,8 @@ async def _crash_then_retry(
         store_backend.url, nats_server.url, tmp_path / "doomed.log", {"KEEL_CRASH_AT": point}
     )
     gateways.append(doomed)
-    async with httpx.AsyncClient(headers=headers, timeout=10) as client:
-        with pytest.raises(httpx.HTTPError):  # the gateway dies before it answers
+    async with httpx2.AsyncClient(headers=headers, timeout=10) as client:
+        with pytest.raises(httpx2.HTTPError):  # the gateway dies before it answers
             await client.post(f"{doomed.url}{path}", json=body)
         assert doomed.process.wait(timeout=10) == -9  # SIGKILLed itself at the point
 
@@ -123,10 +123,10 @@ async def test_a_gateway_killed_while_nats_hangs_leaves_no_key_stuck(
         body = {"spec": SPEC, "message": "start"}
         hung = GatewayProcess(store_backend.url, nats_server.url, tmp_path / "hung.log")
         gateways.append(hung)
-        async with httpx.AsyncClient(headers=headers) as client:
+        async with httpx2.AsyncClient(headers=headers) as client:
             nats_server.freeze()
             try:
-                with pytest.raises(httpx.TimeoutException):
+                with pytest.raises(httpx2.TimeoutException):
                     await client.post(f"{hung.url}/v1/sessions", json=body, timeout=1.0)
                 hung.kill()
             finally:

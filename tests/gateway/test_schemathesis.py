@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import httpx
+import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
 from session_store import EventStore
@@ -47,7 +47,7 @@ async def test_every_documented_operation_holds_under_schemathesis(
     report = output.decode(errors="replace")
     assert run.returncode == 0, report
 
-    async with httpx.AsyncClient(base_url=gateway_url) as client:
+    async with httpx2.AsyncClient(base_url=gateway_url) as client:
         document = (await client.get("/openapi.json")).json()
         metrics = (await client.get("/metrics")).text
     answered: Counter[tuple[str, str, str]] = Counter()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
+import httpx2
 import nats
 
 from brain.service import Brain
@@ -29,7 +29,7 @@ COUNTED_SPEC = {
 
 
 async def test_a_session_shows_its_title_metadata_and_totals(
-    client: httpx.AsyncClient, brain: Brain
+    client: httpx2.AsyncClient, brain: Brain
 ) -> None:
     created = await client.post(
         "/v1/sessions",
@@ -52,7 +52,7 @@ async def test_a_session_shows_its_title_metadata_and_totals(
 
 
 async def test_sessions_are_listed_by_status_and_creation_time(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     first = (await client.post("/v1/sessions", json={"spec": SPEC})).json()
     await asyncio.sleep(0.02)
@@ -77,7 +77,7 @@ async def test_sessions_are_listed_by_status_and_creation_time(
 
 
 async def test_only_a_finished_session_can_be_deleted(
-    client: httpx.AsyncClient, brain: Brain, store: EventStore
+    client: httpx2.AsyncClient, brain: Brain, store: EventStore
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     url = f"/v1/sessions/{session_id}"
@@ -97,13 +97,13 @@ async def test_only_a_finished_session_can_be_deleted(
 
 
 async def test_another_tenant_cannot_delete_a_session(
-    client: httpx.AsyncClient, store: EventStore
+    client: httpx2.AsyncClient, store: EventStore
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     await store.append_input(session_id, [SessionStatus(status="completed")])
     other = await store.create_api_key("globex")
     headers = {"authorization": f"Bearer {other.key}"}
-    async with httpx.AsyncClient(base_url=str(client.base_url), headers=headers) as stranger:
+    async with httpx2.AsyncClient(base_url=str(client.base_url), headers=headers) as stranger:
         assert (await stranger.delete(f"/v1/sessions/{session_id}")).status_code == 404
     assert (await client.get(f"/v1/sessions/{session_id}")).json()["status"] == "completed"
 
@@ -122,7 +122,7 @@ BUSY_SPEC = {
 
 
 async def test_input_sent_while_the_agent_is_busy_is_queued_in_order(
-    client: httpx.AsyncClient, brain: Brain
+    client: httpx2.AsyncClient, brain: Brain
 ) -> None:
     created = await client.post("/v1/sessions", json={"spec": BUSY_SPEC, "message": "first"})
     session_id = created.json()["id"]
@@ -156,7 +156,7 @@ async def test_input_sent_while_the_agent_is_busy_is_queued_in_order(
 
 
 async def test_input_tells_live_streams_the_log_grew(
-    client: httpx.AsyncClient, nats_server: NatsServer
+    client: httpx2.AsyncClient, nats_server: NatsServer
 ) -> None:
     """Streams learn of input at once, not on their next poll: the gateway says so on NATS,
     as brains do after their commits."""
@@ -176,7 +176,7 @@ async def test_input_tells_live_streams_the_log_grew(
 
 
 async def test_a_whole_number_written_as_a_float_is_taken_and_a_fraction_is_not(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     """JSON, and the JSON Schema the OpenAPI shows, do not tell 1.0 from 1."""
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
@@ -187,7 +187,7 @@ async def test_a_whole_number_written_as_a_float_is_taken_and_a_fraction_is_not(
 
 
 async def test_a_wrong_method_names_every_method_the_path_takes(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     session_id = (await client.post("/v1/sessions", json={"spec": SPEC})).json()["id"]
     wrong = await client.put(f"/v1/sessions/{session_id}")

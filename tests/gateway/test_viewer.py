@@ -6,7 +6,7 @@ import base64
 import hashlib
 import re
 
-import httpx
+import httpx2
 
 from session_store import EventStore
 
@@ -14,7 +14,7 @@ PAGES = ("/", "/view/ses_anything")
 
 
 async def test_the_page_is_served_as_html_to_anyone(gateway_url: str) -> None:
-    async with httpx.AsyncClient(base_url=gateway_url) as anonymous:
+    async with httpx2.AsyncClient(base_url=gateway_url) as anonymous:
         for path in PAGES:
             page = await anonymous.get(path)
             assert page.status_code == 200, (path, page.text)
@@ -25,7 +25,7 @@ async def test_the_page_is_served_as_html_to_anyone(gateway_url: str) -> None:
 
 
 async def test_the_page_routes_are_not_in_the_openapi_document(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "/" not in paths and "/view/{session_id}" not in paths
@@ -33,13 +33,13 @@ async def test_the_page_routes_are_not_in_the_openapi_document(
 
 
 async def test_the_page_carries_no_secret_and_needs_nothing_from_elsewhere(
-    client: httpx.AsyncClient, store: EventStore
+    client: httpx2.AsyncClient, store: EventStore
 ) -> None:
     key = (await store.create_api_key("acme", "viewer")).key
     session_id = (await client.post("/v1/sessions", json={"title": "private"})).json()["id"]
     page = (await client.get(f"/view/{session_id}")).text
     # The same page with a key as without one: the data comes only through /v1, by fetch.
-    async with httpx.AsyncClient(base_url=str(client.base_url)) as anonymous:
+    async with httpx2.AsyncClient(base_url=str(client.base_url)) as anonymous:
         assert (await anonymous.get(f"/view/{session_id}")).text == page
     assert key not in page and "keel_" not in page
     assert session_id not in page and "private" not in page
@@ -48,7 +48,7 @@ async def test_the_page_carries_no_secret_and_needs_nothing_from_elsewhere(
     assert "@import" not in page and "url(" not in page
 
 
-async def test_event_text_can_never_run_as_code(client: httpx.AsyncClient) -> None:
+async def test_event_text_can_never_run_as_code(client: httpx2.AsyncClient) -> None:
     response = await client.get("/")
     page = response.text
     # The page renders text only: it never parses strings as HTML.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import msgspec
 
 from hands import LocalBackend
@@ -86,7 +86,7 @@ class Client:
     """Creates sessions through the gateway, each with its own Idempotency-Key, and keeps
     every answer; a write that was not answered 2xx is retried (same key) until it is."""
 
-    http: httpx.AsyncClient
+    http: httpx2.AsyncClient
     latency_ms: float = 300.0
     answers: list[Answer] = field(default_factory=list)
     created: dict[str, str] = field(default_factory=dict)  # key -> session id
@@ -100,7 +100,7 @@ class Client:
                 headers={"idempotency-key": key},
                 timeout=ANSWER_WITHIN_S,
             )
-        except httpx.TimeoutException:
+        except httpx2.TimeoutException:
             answer = Answer(key, 0, time.monotonic() - started, None, None)
         else:
             body = response.json() if response.content else None

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from session_store import EventStore, open_store
@@ -74,7 +74,7 @@ async def drill(
     deployment = Deployment(store_url, nats, tmp_path)
     deployment.start()
     try:
-        async with httpx.AsyncClient(
+        async with httpx2.AsyncClient(
             base_url=deployment.gateway.url, headers={"authorization": f"Bearer {key}"}
         ) as http:
             client = Client(http)

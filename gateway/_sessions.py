@@ -1,0 +1,190 @@
+"""Sessions as a resource: create, list, get, delete, fork, pause, resume, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Query, Request, Response
+
+from gateway._access import QueryFirst, Session, Tenant
+from gateway._bodies import decode_body
+from gateway._errors import ApiProblem, json_response
+from gateway._idempotency import Idempotency, Keys
+from gateway._openapi import body_of, responds_with
+from gateway._services import GatewayServices, Services
+from gateway._views import posted, session_view
+from schemas import (
+    CreateSession,
+    ForkSession,
+    PostedEvents,
+    SessionCreated,
+    SessionList,
+    SessionStatus,
+    SessionView,
+    Status,
+    UserMessage,
+)
+from session_store import SessionInfo
+
+MAX_PAGE: Final = 500
+# The latest creation time a list filter takes (unix seconds, year 36812).
+MAX_TIME: Final = float(2**40)
+_PAUSABLE: Final = frozenset({"idle", "running", "waiting"})
+_PAUSED: Final = frozenset({"paused"})
+_CANCELLABLE: Final = frozenset({"idle", "running", "waiting", "paused"})
+
+router = APIRouter(route_class=QueryFirst)
+
+
+def created(info: SessionInfo) -> Response:
+    return json_response(session_view(info), 201)
+
+
+def deleted(_: None) -> Response:
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/sessions",
+    status_code=201,
+    openapi_extra=body_of(CreateSession) | responds_with(201, SessionView, write=True),
+    response_class=Response,
+)
+async def create_session(
+    keys: Keys, tenant: Tenant, request: Request, services: Services
+) -> Response:
+    """Create a session that runs `spec`; with `message`, the agent starts at once."""
+    body = await decode_body(request, CreateSession)
+    info = await services.store.create_session(
+        tenant,
+        SessionCreated(spec=body.spec, title=body.title, metadata=body.metadata),
+        first_input=[UserMessage(text=body.message)] if body.message is not None else (),
+        keyed=keys.keyed(created),
+    )
+    keys.wrote()
+    if body.message is not None:
+        await services.announcer.announce(info.session_id, "user.message", info.head_seq)
+    return created(info)
+
+
+@router.get(
+    "/v1/sessions",
+    openapi_extra=responds_with(200, SessionList),
+    response_class=Response,
+)
+async def list_sessions(
+    tenant: Tenant,
+    services: Services,
+    status: Status | None = None,
+    created_after: Annotated[float | None, Query(ge=0, le=MAX_TIME)] = None,
+    created_before: Annotated[float | None, Query(ge=0, le=MAX_TIME)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The tenant's sessions, newest first: optionally of one status, created at or
+    after `created_after` and before `created_before` (unix seconds)."""
+    page = await services.store.list_sessions(
+        tenant,
+        status=status,
+        created_after=created_after,
+        created_before=created_before,
+        limit=limit,
+        cursor=cursor,
+    )
+    return json_response(
+        SessionList(items=[session_view(info) for info in page.items], next_cursor=page.next_cursor)
+    )
+
+
+@router.post(
+    "/v1/sessions/{session_id}/fork",
+    status_code=201,
+    openapi_extra=body_of(ForkSession) | responds_with(201, SessionView, write=True),
+    response_class=Response,
+)
+async def fork_session(
+    keys: Keys, parent: Session, request: Request, services: Services
+) -> Response:
+    """Time travel: a new session whose log starts as a copy of this one's up to
+    `at_seq` (recorded with `session.forked`); this one is left as it is."""
+    body = await decode_body(request, ForkSession)
+    if body.at_seq > parent.head_seq:
+        raise ApiProblem(409, f"at_seq {body.at_seq} is past the log's head ({parent.head_seq})")
+    child = await services.store.fork_session(
+        parent.session_id, body.at_seq, parent.tenant, keyed=keys.keyed(created)
+    )
+    keys.wrote()
+    # The copy may end on input nobody has answered yet.
+    await services.announcer.announce(child.session_id, "forked", child.head_seq)
+    return created(child)
+
+
+# Pause, resume and cancel each append a session.status event, answered as input is.
+_STATUS_CHANGE: Final[dict[str, Any]] = {
+    "status_code": 202,
+    "openapi_extra": responds_with(202, PostedEvents, write=True),
+    "response_class": Response,
+}
+
+
+async def change_status(
+    keys: Idempotency,
+    info: SessionInfo,
+    services: GatewayServices,
+    to: Status,
+    allowed_from: frozenset[str],
+    why: str,
+) -> Response:
+    if info.status not in allowed_from:
+        raise ApiProblem(409, f"the session is {info.status}; it cannot be {why}")
+    appended = await services.store.append_input(
+        info.session_id,
+        [SessionStatus(status=to, reason=f"{why} by the user")],
+        keyed=keys.keyed(posted),
+    )
+    keys.wrote()
+    await services.announcer.announce(info.session_id, why, appended.head_seq)
+    return posted(appended)
+
+
+@router.post("/v1/sessions/{session_id}/pause", **_STATUS_CHANGE)
+async def pause(keys: Keys, session: Session, services: Services) -> Response:
+    """Stop taking new steps (calls in flight finish and are recorded)."""
+    return await change_status(keys, session, services, "paused", _PAUSABLE, "paused")
+
+
+@router.post("/v1/sessions/{session_id}/resume", **_STATUS_CHANGE)
+async def resume(keys: Keys, session: Session, services: Services) -> Response:
+    """Carry on from where it paused (a budget or loop guard is cleared too)."""
+    return await change_status(keys, session, services, "running", _PAUSED, "resumed")
+
+
+@router.post("/v1/sessions/{session_id}/cancel", **_STATUS_CHANGE)
+async def cancel(keys: Keys, session: Session, services: Services) -> Response:
+    """End the session for good: calls not sent never run, calls in flight are stopped,
+    and each still gets its one recorded outcome."""
+    return await change_status(keys, session, services, "cancelled", _CANCELLABLE, "cancelled")
+
+
+@router.get(
+    "/v1/sessions/{session_id}",
+    openapi_extra=responds_with(200, SessionView),
+    response_class=Response,
+)
+async def get_session(session: Session) -> Response:
+    """Status, head seq, title, metadata, and totals of usage, cost and turns."""
+    return json_response(session_view(session))
+
+
+@router.delete(
+    "/v1/sessions/{session_id}",
+    status_code=204,
+    response_class=Response,
+    openapi_extra=responds_with(204, None, write=True),
+)
+async def delete_session(keys: Keys, session: Session, services: Services) -> Response:
+    """Remove a finished session and its log for good; a session that is not finished
+    (or whose brain is still recording its last events) is a 409: cancel it first."""
+    await services.store.delete_session(session.session_id, keyed=keys.keyed(deleted))
+    keys.wrote()
+    return deleted(None)
