@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,43 +14,42 @@ from typing import Any
 import httpx2
 
 from deploy.demo import demo_spec
+from deploy.settings import KeelSettings
 from deploy.up import Up, api_key_path, port_or_free
+from schemas import SettingsError, settings_from_env
 from session_store import open_store
-
-DEFAULT_DATA_DIR = Path(os.environ.get("KEEL_DATA_DIR", ".keel"))
-DEFAULT_URL = os.environ.get("KEEL_URL", "http://127.0.0.1:8080")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="keel", description="Host long-running AI agents.")
+    try:
+        settings = settings_from_env(KeelSettings)
+    except SettingsError as exc:
+        parser.error(str(exc))
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run the embedded all-in-one until Ctrl-C")
-    up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    up.add_argument("--port", type=int, default=int(os.environ.get("KEEL_HTTP_PORT", "8080")))
-    up.add_argument("--nats-url", default=os.environ.get("KEEL_NATS_URL"))
-    up.add_argument("--store-url", default=os.environ.get("KEEL_STORE_URL"))
-    up.add_argument(
-        "--sandbox",
-        choices=["local", "docker"],
-        default=os.environ.get("KEEL_SANDBOX_BACKEND", "local"),
-    )
+    up.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    up.add_argument("--port", type=int, default=settings.http_port)
+    up.add_argument("--nats-url", default=settings.nats_url)
+    up.add_argument("--store-url", default=settings.store_url)
+    up.add_argument("--sandbox", choices=["local", "docker"], default=settings.sandbox)
 
     run = commands.add_parser("run", help="start a session and stream it to the terminal")
     run.add_argument("goal", nargs="?", default="Fix add() in app.py and prove it with a test.")
     run.add_argument("--demo", action="store_true", help="the scripted coding demo")
-    run.add_argument("--provider", default=os.environ.get("KEEL_MODEL_PROVIDER", "scripted"))
-    run.add_argument("--model", default=os.environ.get("KEEL_MODEL", ""))
-    run.add_argument("--base-url", default=os.environ.get("KEEL_MODEL_BASE_URL"))
-    _client_arguments(run)
+    run.add_argument("--provider", default=settings.model_provider)
+    run.add_argument("--model", default=settings.model)
+    run.add_argument("--base-url", default=settings.model_base_url)
+    _client_arguments(run, settings)
 
     demo = commands.add_parser(
         "demo", help="start keel, run the scripted coding demo, show it live, stop"
     )
-    demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    demo.add_argument("--data-dir", type=Path, default=settings.data_dir)
 
     sessions = commands.add_parser("sessions", help="list sessions")
-    _client_arguments(sessions)
+    _client_arguments(sessions, settings)
 
     audit = commands.add_parser(
         "audit", help="verify a session's hash chain and show its state at a seq"
@@ -59,15 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("session_id")
     audit.add_argument("--seq", type=int, help="fold the log up to this seq (default: head)")
     audit.add_argument("--json", action="store_true", help="print the whole audit as JSON")
-    _client_arguments(audit)
+    _client_arguments(audit, settings)
 
     keys = commands.add_parser("keys", help="API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="make a key for a tenant and print it")
     create.add_argument("--tenant", default="default")
     create.add_argument("--name", default="")
-    create.add_argument("--store-url", default=os.environ.get("KEEL_STORE_URL"))
-    create.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    create.add_argument("--store-url", default=settings.store_url)
+    create.add_argument("--data-dir", type=Path, default=settings.data_dir)
 
     args = parser.parse_args(argv)
     match args.command:
@@ -94,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _client_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=DEFAULT_URL)
-    parser.add_argument("--key", default=os.environ.get("KEEL_API_KEY"))
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+def _client_arguments(parser: argparse.ArgumentParser, settings: KeelSettings) -> None:
+    parser.add_argument("--url", default=settings.url)
+    parser.add_argument("--key", default=settings.api_key)
+    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
 
 
 def _key(args: argparse.Namespace) -> str:

@@ -1,0 +1,30 @@
+"""The gateway's settings: one frozen Struct, each field read from its `KEEL_*` variable."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from schemas import LogSettings, setting
+
+
+class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
+    store_url: Annotated[
+        str, setting("KEEL_STORE_URL", "the session store: sqlite:///PATH or postgresql://...")
+    ] = "sqlite:///keel.db"
+    nats_url: Annotated[str, setting("KEEL_NATS_URL", "the NATS server")] = "nats://127.0.0.1:4222"
+    host: Annotated[str, setting("KEEL_HTTP_HOST", "the address the API listens on")] = "127.0.0.1"
+    port: Annotated[int, setting("KEEL_HTTP_PORT", "the port the API listens on")] = 8080
+    access_log: Annotated[
+        bool, setting("KEEL_ACCESS_LOG", "log every request (/metrics counts them anyway)")
+    ] = False
+    crash_at: Annotated[
+        str | None,
+        setting(
+            "KEEL_CRASH_AT",
+            "a drill: before_write, after_write or before_answer[:n] makes the gateway "
+            "SIGKILL itself there",
+        ),
+    ] = None
+    log: LogSettings = LogSettings()
