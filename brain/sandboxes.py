@@ -3,9 +3,10 @@
 A hands host never touches the log, so it cannot tell a sandbox a session will use again
 from one it never will; any brain answers `keel.sandboxes.check` (queue group `brains`) from
 the log, read only: no lease taken, nothing appended. A sandbox is reachable while its
-session is not finished and either the log names it (the session's latest sandbox), or no
-event names any sandbox yet and the run that provisioned it still holds the session (it may
-be about to name it). Everything else is left over from a crash or a replacement.
+session is not finished and a call the log sent to it has no outcome yet (`busy`: kept even
+when idle), or the log names it (the session's latest sandbox), or the run that provisioned
+it still holds the session (it may be about to name it, even in place of the one the log
+names). Everything else is left over from a crash or a replacement.
 """
 
 from __future__ import annotations
@@ -47,18 +48,25 @@ async def verdict(store: SessionLog, sandbox: SandboxInUse) -> SandboxVerdict:
     snapshot = await store.latest_snapshot(sandbox.session_id, STATE_VERSION)
     start = decode_state(snapshot.state) if snapshot is not None else None
     state = await fold_to(store, sandbox.session_id, info.head_seq, start)
-    if state.sandbox_id == sandbox.sandbox_id:
+
+    def reachable(reason: str, *, busy: bool = False) -> SandboxVerdict:
         return SandboxVerdict(
-            sandbox_id=sandbox.sandbox_id, reachable=True, reason="the log names it"
+            sandbox_id=sandbox.sandbox_id, reachable=True, busy=busy, reason=reason
         )
+
+    if any(
+        call.phase == "dispatched" and call.sandbox_id == sandbox.sandbox_id
+        for call in state.open_calls.values()
+    ):
+        return reachable("a call the log sent to it has no outcome yet", busy=True)
+    if state.sandbox_id == sandbox.sandbox_id:
+        return reachable("the log names it")
+    if info.lease_owner is not None and info.lease_epoch == sandbox.lease_epoch:
+        # The run that asked for it (to start one, or to replace the sandbox the log names)
+        # may be about to name it.
+        return reachable("the run that asked for it still holds the session")
     if state.sandbox_id is not None:
         return unreachable(f"the log names {state.sandbox_id} instead")
-    if info.lease_owner is not None and info.lease_epoch == sandbox.lease_epoch:
-        return SandboxVerdict(
-            sandbox_id=sandbox.sandbox_id,
-            reachable=True,
-            reason="the run that asked for it still holds the session",
-        )
     return unreachable("no event names it and the run that asked for it has ended")
 
 

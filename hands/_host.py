@@ -17,7 +17,8 @@ import hashlib
 import logging
 import shutil
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -66,7 +67,10 @@ from schemas import (
 
 log = logging.getLogger("keel.hands")
 
-# An outcome is published until JetStream has it, however long NATS is away.
+T = TypeVar("T")
+
+# An outcome (and what it names: a blob, a checkpoint) is stored until NATS has it, however
+# long NATS is away.
 PUBLISH_BACKOFF = Backoff(attempts=None, first_s=0.05, max_s=2.0, jitter_s=0.05, factor=2.0)
 
 _ENCODER = msgspec.json.Encoder()
@@ -438,11 +442,12 @@ class HandsHost:
         if result.full_output:
             data = await asyncio.to_thread(sandbox.dirs.read_output, request.call_id)
             if data is not None:
-                blob = await self._put_blob(data, result.output)
+                output = result.output
+                blob = await self._stored("its full output", lambda: self._put_blob(data, output))
             sandbox.dirs.remove_output(request.call_id)
         spec = TOOLS.get(request.name)
         if spec is not None and spec.mutating:
-            await self._checkpoint(sandbox)
+            await self._stored("a workspace checkpoint", lambda: self._checkpoint(sandbox))
         return ToolOutcome(
             call_id=request.call_id,
             session_id=request.session_id,
@@ -589,6 +594,19 @@ class HandsHost:
             await self._checkpoints.put(digest, data)
         sandbox.checkpoint = digest
         sandbox.fingerprint = current
+
+    async def _stored(self, what: str, store: Callable[[], Awaitable[T]]) -> T:
+        """Keep a call's blob or checkpoint in the object store, however long NATS is away:
+        its outcome names them, and is published only once they are kept."""
+        nc = self._nc
+        assert nc is not None
+        return await retrying(
+            PUBLISH_BACKOFF,
+            store,
+            lambda exc: isinstance(exc, nats.errors.Error | TimeoutError),
+            what=f"storing {what}",
+            quiet=lambda _: not nc.is_connected,
+        )
 
     async def _put_blob(self, data: bytes, preview: str) -> BlobRef:
         assert self._blobs is not None

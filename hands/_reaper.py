@@ -5,12 +5,15 @@ before any event named it, a call sent to a fresh sandbox after its first one st
 answering (and then came back with a restarted host), a finished session whose brain died
 before saying so. So every sandbox a host serves is looked at again and again:
 
-- quiet for `sandbox_idle_s`: it is checkpointed and removed; the session's next call
-  finds nobody there and goes to a fresh sandbox started from that checkpoint;
 - quiet for `sandbox_check_s`: the host asks a brain (`keel.sandboxes.check`, answered from
   the log, since hands never touch it) whether any run of its session can still reach it;
-  one whose session ended, or whose log names another sandbox, or that was provisioned by
-  a run that has since ended without naming it, is removed at once.
+  one whose session ended, or whose log names another sandbox (and the run that asked for
+  it is over), or that was provisioned by a run that has since ended without naming it, is
+  removed at once;
+- quiet for `sandbox_idle_s`: it is checkpointed and removed, unless the log says a call
+  sent to it has no outcome yet (a brain that died after sending it will ask for it there);
+  the session's next call finds nobody there and goes to a fresh sandbox started from that
+  checkpoint.
 
 With no brain answering nothing is removed for being unreachable; the idle limit still
 holds.
@@ -70,18 +73,24 @@ class Reaper:
                 log.exception("looking after sandboxes failed")
 
     async def sweep(self) -> None:
-        now = time.monotonic()
-        quiet = [s for s in self.sandboxes() if not s.retiring and s.quiet_for(now) > 0]
-        idle = [s for s in quiet if s.quiet_for(now) >= self.settings.sandbox_idle_s]
-        for sandbox in idle:
-            await self.retire(sandbox, f"idle for {sandbox.quiet_for(now):.0f} s", True)
-        to_check = [
-            s for s in quiet if s not in idle and s.quiet_for(now) >= self.settings.sandbox_check_s
-        ]
-        for verdict in await self._check(to_check):
-            sandbox = next(s for s in to_check if s.record.sandbox_id == verdict.sandbox_id)
-            if not verdict.reachable and not sandbox.retiring and not sandbox.running:
+        quiet = [s for s in self.sandboxes() if self._quiet_for(s) >= self.settings.sandbox_check_s]
+        verdicts = {v.sandbox_id: v for v in await self._check(quiet)}
+        for sandbox in quiet:
+            verdict = verdicts.get(sandbox.record.sandbox_id)
+            # Looked at again now: a call may have come while others were being removed.
+            quiet_for = self._quiet_for(sandbox)
+            if quiet_for < self.settings.sandbox_check_s:
+                continue
+            if verdict is not None and not verdict.reachable:
                 await self.retire(sandbox, verdict.reason, False)
+            elif quiet_for >= self.settings.sandbox_idle_s and not (verdict and verdict.busy):
+                # Not while the log says a call sent to it has no outcome: a brain that
+                # lost track of it (it crashed) will ask for it here again.
+                await self.retire(sandbox, f"idle for {quiet_for:.0f} s", True)
+
+    @staticmethod
+    def _quiet_for(sandbox: Sandbox) -> float:
+        return 0.0 if sandbox.retiring else sandbox.quiet_for(time.monotonic())
 
     async def _check(self, sandboxes: list[Sandbox]) -> list[SandboxVerdict]:
         if not sandboxes:

@@ -128,6 +128,8 @@ class SandboxVerdict(msgspec.Struct, frozen=True, kw_only=True):
     sandbox_id: str
     # False: no run of the session can reach it any more; the host removes it.
     reachable: bool
+    # A call the log sent to it has no outcome yet: it is kept, idle or not.
+    busy: bool = False
     reason: str = ""
 
 

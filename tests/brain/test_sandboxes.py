@@ -157,6 +157,18 @@ async def test_brains_name_the_sandboxes_no_run_can_reach_and_the_host_removes_t
     async def provision(session_id: str, epoch: int) -> str:
         return (await hands.provision(session_id, spec, None, lease_epoch=epoch)).sandbox_id
 
+    async def dispatch(session_id: str, sandbox_id: str, epoch: int, expect_seq: int) -> None:
+        call_id = new_id("call")
+        await store.append(
+            session_id,
+            [
+                ToolRequested(call_id=call_id, name="bash", input={"command": "true"}),
+                ToolDispatched(call_id=call_id, sandbox_id=sandbox_id),
+            ],
+            expect_seq=expect_seq,
+            epoch=epoch,
+        )
+
     try:
         # A run that provisioned a sandbox and died before any event named it; another run
         # has the session now.
@@ -171,28 +183,29 @@ async def test_brains_name_the_sandboxes_no_run_can_reach_and_the_host_removes_t
         finished = await session()
         await store.append_input(finished, [SessionStatus(status="completed", reason="done")])
         of_finished = await provision(finished, 0)
-        # A session whose log named another sandbox after this one.
+        # A session whose log, in a later run, named another sandbox than an earlier run's.
         replaced = await session()
-        lease = await store.claim(replaced, "brain-live", ttl=60)
-        old, new = await provision(replaced, lease.epoch), await provision(replaced, lease.epoch)
-        await store.append(
-            replaced,
-            [
-                ToolRequested(call_id="call-1", name="bash", input={"command": "true"}),
-                ToolDispatched(call_id="call-1", sandbox_id=new),
-            ],
-            expect_seq=1,
-            epoch=lease.epoch,
-        )
+        earlier = await store.claim(replaced, "brain-live", ttl=60)
+        old = await provision(replaced, earlier.epoch)
+        lease = await store.claim(replaced, "brain-live", ttl=60)  # restarted in place
+        new = await provision(replaced, lease.epoch)
+        await dispatch(replaced, new, lease.epoch, expect_seq=1)
         # A run still going that has not named its sandbox yet.
         running = await session()
         live = await store.claim(running, "brain-live", ttl=60)
         not_yet_named = await provision(running, live.epoch)
+        # A run replacing the sandbox its log names (nobody answered there): both are kept
+        # while it holds the session, since it may be about to name the new one.
+        replacing = await session()
+        own = await store.claim(replacing, "brain-live", ttl=60)
+        named = await provision(replacing, own.epoch)
+        await dispatch(replacing, named, own.epoch, expect_seq=1)
+        replacement = await provision(replacing, own.epoch)
 
         for sandbox_id in (orphan, of_finished, old):
             await gone(host, sandbox_id, within_s=10 * CHECK_S + 5)
         await asyncio.sleep(5 * CHECK_S)  # checked again and again: still kept
-        assert set(host.sandboxes) == {new, not_yet_named}
+        assert set(host.sandboxes) == {new, not_yet_named, named, replacement}
     finally:
         await host.close(destroy_sandboxes=True)
 
@@ -210,5 +223,45 @@ async def test_with_no_brain_to_ask_only_the_idle_limit_removes_sandboxes(
         await asyncio.sleep(IDLE_S - 0.5)
         assert sandbox_id in host.sandboxes  # nobody could say it is unreachable
         await gone(host, sandbox_id, within_s=CHECK_S * 4 + 2)
+    finally:
+        await host.close(destroy_sandboxes=True)
+
+
+async def test_a_sandbox_a_call_was_sent_to_is_kept_past_its_idle_limit_until_the_outcome(
+    store: EventStore,
+    nats_server: NatsServer,
+    tmp_path: Path,
+    make_brain: Callable[..., Any],
+) -> None:
+    """A brain that died after sending a call asks the sandbox for it again when it comes
+    back; removing the sandbox meanwhile would turn the call into an `unknown`."""
+    host = HandsHost(reaping_settings(nats_server, tmp_path), local_backend())
+    await host.start()
+    await make_brain()
+    try:
+        hands = HandsClient(host._nc)  # type: ignore[arg-type]
+        session_id = (
+            await store.create_session("acme", SessionCreated(spec=AgentSpec()))
+        ).session_id
+        lease = await store.claim(session_id, "brain-gone", ttl=60)
+        sandbox_id = (
+            await hands.provision(session_id, SandboxSpec(), None, lease_epoch=lease.epoch)
+        ).sandbox_id
+        await store.append(
+            session_id,
+            [
+                ToolRequested(call_id="call-1", name="bash", input={"command": "true"}),
+                ToolDispatched(call_id="call-1", sandbox_id=sandbox_id),
+            ],
+            expect_seq=1,
+            epoch=lease.epoch,
+        )
+        await store.release(lease)
+        await asyncio.sleep(IDLE_S + 6 * CHECK_S)
+        assert sandbox_id in host.sandboxes  # idle, but a call sent to it has no outcome
+        await store.append_input(
+            session_id, [ToolResult(call_id="call-1", output="", outcome="unknown")]
+        )
+        await gone(host, sandbox_id, within_s=IDLE_S + 6 * CHECK_S)
     finally:
         await host.close(destroy_sandboxes=True)
