@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint bench demo clean
+.PHONY: test test-fast lint bench demo clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,9 +11,16 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(INSTALLED)
 
+# Three workers on two cores: the drills spend much of their time waiting on processes.
+WORKERS ?= 3
+
 ## make test: set up .venv and run every check (lint, format, the whole test suite).
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal
+
+## make test-fast: the suite without its slow drills (under a minute), for the edit loop.
+test-fast: $(INSTALLED)
+	$(BIN)/pytest -n 4 --dist worksteal -m "not slow"
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -11,6 +11,9 @@ import pytest
 from tests.backends import require_postgres
 from tests.sandboxes import docker_backend, local_backend
 
+# A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -29,6 +29,9 @@ from tests.hands.processes import HandsProcess, remove_sandboxes
 from tests.nats_server import NatsServer
 from tests.sandboxes import SANDBOX_IMAGE, docker_backend, local_backend
 
+# A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
+pytestmark = pytest.mark.slow
+
 IDLE_S = 3.0
 CHECK_S = 0.5
 SESSIONS = 4

@@ -33,6 +33,9 @@ from tests.brain.scenario import coding_script, coding_spec
 from tests.nats_server import NatsServer
 from tests.sandboxes import local_backend
 
+# A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def spawn(

@@ -37,6 +37,9 @@ from tests.brain.invariants import check_invariants
 from tests.nats_server import NatsServer
 from tests.sandboxes import local_backend
 
+# A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
+pytestmark = pytest.mark.slow
+
 IDLE_S = 2.0
 CHECK_S = 0.3
 

@@ -14,6 +14,9 @@ import pytest
 
 from tests.nats_server import free_port
 
+# A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
+pytestmark = pytest.mark.slow
+
 KEEL = [sys.executable, "-m", "deploy.cli"]
 
 

@@ -14,6 +14,9 @@ from tests.gateway.processes import GatewayProcess
 from tests.gateway.sse import sse, sse_events
 from tests.nats_server import NatsServer
 
+# A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def gateways(

@@ -16,6 +16,9 @@ from tests.backends import Backend, PostgresBackend, SqliteBackend
 from tests.gateway.processes import GatewayProcess
 from tests.nats_server import NatsServer
 
+# A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
+pytestmark = pytest.mark.slow
+
 SPEC = {"model": {"provider": "scripted", "options": {"script": [{"text": "hi"}]}}}
 
 

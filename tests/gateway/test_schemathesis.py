@@ -16,9 +16,13 @@ from collections import Counter
 from pathlib import Path
 
 import httpx2
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from session_store import EventStore
+
+# A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
+pytestmark = pytest.mark.slow
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MIN_REQUESTS = 1000

@@ -29,7 +29,7 @@ from tests.outages.servers import LoopDisk, PostgresServer
 OUTAGE_S = 30.0
 SESSIONS_BEFORE = 4
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture

@@ -24,6 +24,9 @@ from session_store import EventStore, LeaseHeld
 from tests.backends import Backend, PostgresBackend, SqliteBackend
 from tests.session_store.contract import CREATED
 
+# A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
