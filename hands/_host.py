@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import nats
@@ -27,27 +25,23 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
-from nats.js.object_store import ObjectStore
 
 from hands._backend import LAYOUT, SandboxBackend, SandboxDirs, SandboxRecord, stored_layout
-from hands._checkpoint import fingerprint, pack, unpack
+from hands._checkpoint import fingerprint, unpack
 from hands._client import ExecutorCall, ExecutorClient, ExecutorResult, SandboxLost
+from hands._nats import respond, until_nats_has_it
 from hands._reaper import Reaper
 from hands._records import CallRecords
 from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
+from hands._storage import SandboxStorage
 from schemas import (
-    BLOB_BUCKET,
-    CHECKPOINT_BUCKET,
-    FINAL_CHECKPOINT_PREFIX,
     HANDS_QUEUE,
     OUTCOME_STREAM,
     OUTCOME_SUBJECTS,
     PROVISION_SUBJECT,
     TOOLS,
     BackgroundTasks,
-    Backoff,
-    BlobRef,
     CallAccepted,
     CallRequest,
     CancelRequest,
@@ -60,18 +54,11 @@ from schemas import (
     new_id,
     outcome_msg_id,
     outcome_subject,
-    retrying,
     sandbox_subject,
     working_on,
 )
 
 log = logging.getLogger("keel.hands")
-
-T = TypeVar("T")
-
-# An outcome (and what it names: a blob, a checkpoint) is stored until NATS has it, however
-# long NATS is away.
-PUBLISH_BACKOFF = Backoff(attempts=None, first_s=0.05, max_s=2.0, jitter_s=0.05, factor=2.0)
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -85,8 +72,7 @@ class HandsHost:
         self._warm: list[Sandbox] = []
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
-        self._blobs: ObjectStore | None = None
-        self._checkpoints: ObjectStore | None = None
+        self._storage: SandboxStorage | None = None
         self._tasks = BackgroundTasks(log, "a hands task")
         self._warm_added = asyncio.Event()
         self._closed = False
@@ -104,8 +90,7 @@ class HandsHost:
         )
         self._js = self._nc.jetstream()
         await ensure_outcome_stream(self._js)
-        self._blobs = await _bucket(self._js, BLOB_BUCKET)
-        self._checkpoints = await _bucket(self._js, CHECKPOINT_BUCKET)
+        self._storage = await SandboxStorage.open(self._nc, self._js)
         await self._adopt_or_remove_leftovers()
         await self._nc.subscribe(PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._on_provision)
         reaper = Reaper(self.settings, self._nc, lambda: list(self.sandboxes.values()), self.retire)
@@ -181,12 +166,8 @@ class HandsHost:
         previous = request.previous_sandbox_id
         if previous is None or not is_valid_id(previous):
             return request.checkpoint
-        assert self._checkpoints is not None
-        try:
-            final = await self._checkpoints.get(final_checkpoint_name(previous))
-        except nats.js.errors.ObjectNotFoundError:
-            return request.checkpoint
-        return final.data.decode() if final.data else request.checkpoint
+        assert self._storage is not None
+        return await self._storage.final_checkpoint(previous) or request.checkpoint
 
     def _take_warm(self, request: ProvisionRequest) -> Sandbox | None:
         for sandbox in self._warm:
@@ -258,12 +239,8 @@ class HandsHost:
         await asyncio.to_thread(shutil.rmtree, dirs.root, True)
 
     async def _restore(self, sandbox: Sandbox, checkpoint: str) -> None:
-        assert self._checkpoints is not None
-        try:
-            data = (await self._checkpoints.get(checkpoint)).data
-        except nats.js.errors.ObjectNotFoundError as exc:
-            raise ValueError(f"no workspace checkpoint {checkpoint!r}") from exc
-        assert data is not None
+        assert self._storage is not None
+        data = await self._storage.checkpoint_data(checkpoint)
         await asyncio.to_thread(unpack, data, sandbox.dirs.workspace)
         await self.backend.prepare(sandbox.dirs)
         sandbox.checkpoint = checkpoint
@@ -354,14 +331,14 @@ class HandsHost:
         try:
             request = msgspec.json.decode(msg.data, type=CallRequest)
         except msgspec.DecodeError as exc:
-            await _respond(msg, CallAccepted(call_id="", error=f"malformed call: {exc}"))
+            await respond(msg, CallAccepted(call_id="", error=f"malformed call: {exc}"))
             return
         call_id = request.call_id
         if not (is_valid_id(call_id) and is_valid_id(request.session_id)):
-            await _respond(msg, CallAccepted(call_id=call_id, error="invalid call or session id"))
+            await respond(msg, CallAccepted(call_id=call_id, error="invalid call or session id"))
             return
         duplicate = call_id in sandbox.running or sandbox.records.started(call_id)
-        await _respond(msg, CallAccepted(call_id=call_id, duplicate=duplicate))
+        await respond(msg, CallAccepted(call_id=call_id, duplicate=duplicate))
         if call_id in sandbox.running:
             return  # its outcome is published when it ends
         if not sandbox.records.started(call_id):
@@ -438,16 +415,16 @@ class HandsHost:
     async def _finish(
         self, sandbox: Sandbox, request: CallRequest, result: ExecutorResult
     ) -> ToolOutcome:
+        assert self._storage is not None
         blob = None
         if result.full_output:
             data = await asyncio.to_thread(sandbox.dirs.read_output, request.call_id)
             if data is not None:
-                output = result.output
-                blob = await self._stored("its full output", lambda: self._put_blob(data, output))
+                blob = await self._storage.keep_output(data, result.output)
             sandbox.dirs.remove_output(request.call_id)
         spec = TOOLS.get(request.name)
         if spec is not None and spec.mutating:
-            await self._stored("a workspace checkpoint", lambda: self._checkpoint(sandbox))
+            await self._storage.keep_checkpoint(sandbox)
         return ToolOutcome(
             call_id=request.call_id,
             session_id=request.session_id,
@@ -503,31 +480,24 @@ class HandsHost:
                     await ensure_outcome_stream(js)
                 raise
 
-        await retrying(
-            PUBLISH_BACKOFF,
-            publish,
-            lambda exc: isinstance(exc, nats.errors.Error | TimeoutError),
-            what=f"publishing the outcome of {outcome.call_id}",
-            # While the link is down, its loss was logged once (NatsLinkLog).
-            quiet=lambda _: not nc.is_connected,
-        )
+        await until_nats_has_it(nc, f"publishing the outcome of {outcome.call_id}", publish)
 
     async def _on_cancel(self, sandbox: Sandbox, msg: Msg) -> None:
         with contextlib.suppress(msgspec.DecodeError, SandboxLost):
             request = msgspec.json.decode(msg.data, type=CancelRequest)
             await sandbox.client.cancel(request.call_id)
-        await _respond(msg, b"")
+        await respond(msg, b"")
 
     async def _on_ack(self, sandbox: Sandbox, msg: Msg) -> None:
         # The outcome stays recorded: a late duplicate is still answered, never run.
         with contextlib.suppress(msgspec.DecodeError, ValueError, OSError):
             ack = msgspec.json.decode(msg.data, type=OutcomeAck)
             sandbox.records.acknowledge(ack.call_id)
-        await _respond(msg, b"")
+        await respond(msg, b"")
 
     async def _on_destroy(self, sandbox: Sandbox, msg: Msg) -> None:
         await self._destroy(sandbox)
-        await _respond(msg, b"")
+        await respond(msg, b"")
 
     async def retire(self, sandbox: Sandbox, reason: str, checkpoint: bool) -> None:
         """Remove a sandbox no session will use (see `hands._reaper`), after the calls it
@@ -543,12 +513,9 @@ class HandsHost:
         sandbox.subscriptions.clear()
         await asyncio.gather(*sandbox.running.values(), return_exceptions=True)
         if checkpoint and not sandbox.lost:
+            assert self._storage is not None
             try:
-                await self._checkpoint(sandbox)
-                assert self._checkpoints is not None and sandbox.checkpoint is not None
-                await self._checkpoints.put(
-                    final_checkpoint_name(sandbox.record.sandbox_id), sandbox.checkpoint.encode()
-                )
+                await self._storage.keep_final(sandbox)
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 # Its workspace is not kept anywhere yet: serve it again, try next time.
                 log.warning(
@@ -582,38 +549,6 @@ class HandsHost:
             await self._destroy(sandbox)
             self._tasks.spawn(self._fill_warm_pool())
 
-    # -- storage ----------------------------------------------------------------------------
-
-    async def _checkpoint(self, sandbox: Sandbox) -> None:
-        assert self._checkpoints is not None
-        current = await asyncio.to_thread(fingerprint, sandbox.dirs.workspace)
-        if current == sandbox.fingerprint and sandbox.checkpoint is not None:
-            return
-        digest, data = await asyncio.to_thread(pack, sandbox.dirs.workspace)
-        if digest != sandbox.checkpoint:
-            await self._checkpoints.put(digest, data)
-        sandbox.checkpoint = digest
-        sandbox.fingerprint = current
-
-    async def _stored(self, what: str, store: Callable[[], Awaitable[T]]) -> T:
-        """Keep a call's blob or checkpoint in the object store, however long NATS is away:
-        its outcome names them, and is published only once they are kept."""
-        nc = self._nc
-        assert nc is not None
-        return await retrying(
-            PUBLISH_BACKOFF,
-            store,
-            lambda exc: isinstance(exc, nats.errors.Error | TimeoutError),
-            what=f"storing {what}",
-            quiet=lambda _: not nc.is_connected,
-        )
-
-    async def _put_blob(self, data: bytes, preview: str) -> BlobRef:
-        assert self._blobs is not None
-        digest = hashlib.sha256(data).hexdigest()
-        await self._blobs.put(digest, data)
-        return BlobRef(digest=digest, size=len(data), preview=preview[:2000])
-
 
 async def ensure_outcome_stream(js: JetStreamContext) -> None:
     config = StreamConfig(
@@ -626,18 +561,6 @@ async def ensure_outcome_stream(js: JetStreamContext) -> None:
         await js.stream_info(OUTCOME_STREAM)
     except NotFoundError:
         await js.add_stream(config)
-
-
-async def _bucket(js: JetStreamContext, name: str) -> ObjectStore:
-    try:
-        return await js.object_store(name)
-    except (NotFoundError, nats.js.errors.BucketNotFoundError):
-        return await js.create_object_store(name)
-
-
-def final_checkpoint_name(sandbox_id: str) -> str:
-    """The object holding the digest of a retired sandbox's final checkpoint."""
-    return f"{FINAL_CHECKPOINT_PREFIX}{sandbox_id}"
 
 
 def _invalid(request: CallRequest) -> str | None:
@@ -656,13 +579,6 @@ def _bound(handler: Any, sandbox: Sandbox) -> Any:
         await handler(sandbox, msg)
 
     return callback
-
-
-async def _respond(msg: Msg, body: msgspec.Struct | bytes) -> None:
-    if msg.reply:
-        data = body if isinstance(body, bytes) else _ENCODER.encode(body)
-        with contextlib.suppress(nats.errors.Error):
-            await msg.respond(data)
 
 
 __all__ = ["HandsHost", "ensure_outcome_stream"]
