@@ -22,14 +22,13 @@ import msgspec
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
-from nats.js.errors import NotFoundError
 
 from hands._backend import LAYOUT, SandboxBackend, SandboxDirs, SandboxRecord, stored_layout
+from hands._calls import CallRunner
 from hands._checkpoint import fingerprint, unpack
-from hands._client import ExecutorCall, ExecutorClient, ExecutorResult, SandboxLost
-from hands._nats import respond, until_nats_has_it
+from hands._client import ExecutorClient, SandboxLost
+from hands._nats import respond
+from hands._outcomes import OutcomePublisher, ensure_outcome_stream
 from hands._reaper import Reaper
 from hands._records import CallRecords
 from hands._sandbox import Sandbox
@@ -37,25 +36,14 @@ from hands._settings import HandsSettings
 from hands._storage import SandboxStorage
 from schemas import (
     HANDS_QUEUE,
-    OUTCOME_STREAM,
-    OUTCOME_SUBJECTS,
     PROVISION_SUBJECT,
-    TOOLS,
     BackgroundTasks,
-    CallAccepted,
-    CallRequest,
-    CancelRequest,
     NatsLinkLog,
-    OutcomeAck,
     ProvisionReply,
     ProvisionRequest,
-    ToolOutcome,
     is_valid_id,
     new_id,
-    outcome_msg_id,
-    outcome_subject,
     sandbox_subject,
-    working_on,
 )
 
 log = logging.getLogger("keel.hands")
@@ -71,8 +59,8 @@ class HandsHost:
         self.sandboxes: dict[str, Sandbox] = {}
         self._warm: list[Sandbox] = []
         self._nc: NATS | None = None
-        self._js: JetStreamContext | None = None
         self._storage: SandboxStorage | None = None
+        self._calls: CallRunner | None = None
         self._tasks = BackgroundTasks(log, "a hands task")
         self._warm_added = asyncio.Event()
         self._closed = False
@@ -88,9 +76,12 @@ class HandsHost:
             max_reconnect_attempts=-1,
             **link.callbacks(),
         )
-        self._js = self._nc.jetstream()
-        await ensure_outcome_stream(self._js)
-        self._storage = await SandboxStorage.open(self._nc, self._js)
+        js = self._nc.jetstream()
+        await ensure_outcome_stream(js)
+        self._storage = await SandboxStorage.open(self._nc, js)
+        self._calls = CallRunner(
+            self.settings, self._storage, OutcomePublisher(self._nc, js), self._tasks
+        )
         await self._adopt_or_remove_leftovers()
         await self._nc.subscribe(PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._on_provision)
         reaper = Reaper(self.settings, self._nc, lambda: list(self.sandboxes.values()), self.retire)
@@ -247,13 +238,13 @@ class HandsHost:
         sandbox.fingerprint = await asyncio.to_thread(fingerprint, sandbox.dirs.workspace)
 
     async def _serve(self, sandbox: Sandbox) -> None:
-        assert self._nc is not None
+        assert self._nc is not None and self._calls is not None
         sandbox_id = sandbox.record.sandbox_id
         self.sandboxes[sandbox_id] = sandbox
         handlers = {
-            "call": self._on_call,
-            "cancel": self._on_cancel,
-            "ack": self._on_ack,
+            "call": self._calls.on_call,
+            "cancel": self._calls.on_cancel,
+            "ack": self._calls.on_ack,
             "destroy": self._on_destroy,
         }
         for verb, handler in handlers.items():
@@ -289,7 +280,8 @@ class HandsHost:
                     if record.session_id == "warm":
                         self._warm.append(sandbox)
                     else:
-                        self._resume_calls(sandbox)
+                        assert self._calls is not None
+                        self._calls.resume(sandbox)
                         await self._serve(sandbox)
                     self._tasks.spawn(self._watch(sandbox))
                     adopted = True
@@ -309,191 +301,6 @@ class HandsHost:
             if directory.is_dir() and not (directory / "record.json").exists():
                 await asyncio.to_thread(shutil.rmtree, directory, True)
                 log.info("removed sandbox directory %s, never recorded", directory.name)
-
-    # -- calls ------------------------------------------------------------------------------
-
-    def _resume_calls(self, sandbox: Sandbox) -> None:
-        """Finish what a dead host left in an adopted sandbox, from the host's records.
-
-        Each call it sent without recording an outcome is collected from the executor, never
-        sent again (one the executor never received is refused there and ends `unknown`).
-        Each recorded outcome not acknowledged is published again, since that host may have
-        died before publishing it; JetStream drops a repeated Nats-Msg-Id and a brain ignores
-        an outcome it has already recorded.
-        """
-        for request in sandbox.records.unfinished():
-            if request.call_id not in sandbox.running:
-                self._start_call(sandbox, request, collect=True)
-        for outcome in sandbox.records.unacknowledged():
-            self._tasks.spawn(self._publish(outcome))
-
-    async def _on_call(self, sandbox: Sandbox, msg: Msg) -> None:
-        try:
-            request = msgspec.json.decode(msg.data, type=CallRequest)
-        except msgspec.DecodeError as exc:
-            await respond(msg, CallAccepted(call_id="", error=f"malformed call: {exc}"))
-            return
-        call_id = request.call_id
-        if not (is_valid_id(call_id) and is_valid_id(request.session_id)):
-            await respond(msg, CallAccepted(call_id=call_id, error="invalid call or session id"))
-            return
-        duplicate = call_id in sandbox.running or sandbox.records.started(call_id)
-        await respond(msg, CallAccepted(call_id=call_id, duplicate=duplicate))
-        if call_id in sandbox.running:
-            return  # its outcome is published when it ends
-        if not sandbox.records.started(call_id):
-            self._start_call(sandbox, request)  # new, or idempotent: runs (again)
-        elif (outcome := sandbox.records.outcome(call_id)) is not None:
-            # Asked again (a brain probing): answered from the record, never run again.
-            self._tasks.spawn(self._publish(outcome))
-        else:
-            # Sent by an incarnation of this host that died, and not collected yet.
-            self._start_call(sandbox, sandbox.records.request(call_id) or request, collect=True)
-
-    def _start_call(self, sandbox: Sandbox, request: CallRequest, *, collect: bool = False) -> None:
-        task = self._tasks.spawn(self._run_call(sandbox, request, collect=collect))
-        sandbox.running[request.call_id] = task
-        sandbox.touch()
-
-        def finished(_: asyncio.Task[Any]) -> None:
-            sandbox.running.pop(request.call_id, None)
-            sandbox.touch()
-
-        task.add_done_callback(finished)
-
-    async def _run_call(self, sandbox: Sandbox, request: CallRequest, *, collect: bool) -> None:
-        """Run a call (or, `collect`, wait for one an earlier host sent) and publish its
-        outcome; a non-idempotent call's outcome is recorded first."""
-        with working_on(request.session_id, request.call_id):
-            problem = None if collect else _invalid(request)
-            recorded = collect or (problem is None and not TOOLS[request.name].idempotent)
-            if recorded and not collect:
-                # Before the executor can see it: from here on it is never sent again.
-                try:
-                    sandbox.records.start(request)
-                except OSError as exc:
-                    problem = f"the hands host could not record the call ({exc}); it did not run"
-                    recorded = False
-            if problem is not None:
-                outcome = self._outcome(sandbox, request, problem, is_error=True, outcome="error")
-            elif sandbox.lost:
-                outcome = self._lost_outcome(sandbox, request)
-            else:
-                try:
-                    if collect:
-                        result = await sandbox.client.collect(request.call_id)
-                    else:
-                        result = await sandbox.client.call(
-                            ExecutorCall(
-                                call_id=request.call_id,
-                                tool=request.name,
-                                input=request.input,
-                                idempotent=TOOLS[request.name].idempotent,
-                                max_output_bytes=self.settings.max_output_bytes,
-                                spill_bytes=self.settings.max_spill_bytes,
-                                timeout_s=sandbox.record.spec.call_timeout_s,
-                            )
-                        )
-                    outcome = await self._finish(sandbox, request, result)
-                except SandboxLost:
-                    outcome = self._lost_outcome(sandbox, request)
-            if recorded:
-                await self._record(sandbox, outcome)
-            await self._publish(outcome)
-
-    async def _record(self, sandbox: Sandbox, outcome: ToolOutcome) -> None:
-        """Keep the outcome, then let the executor drop its copy (until the host has it, a
-        host that dies is replaced by one that collects it from the executor)."""
-        try:
-            sandbox.records.finish(outcome)
-        except OSError:
-            log.exception("recording the outcome of %s failed", outcome.call_id)
-            return
-        with contextlib.suppress(SandboxLost):
-            await sandbox.client.forget(outcome.call_id)
-
-    async def _finish(
-        self, sandbox: Sandbox, request: CallRequest, result: ExecutorResult
-    ) -> ToolOutcome:
-        assert self._storage is not None
-        blob = None
-        if result.full_output:
-            data = await asyncio.to_thread(sandbox.dirs.read_output, request.call_id)
-            if data is not None:
-                blob = await self._storage.keep_output(data, result.output)
-            sandbox.dirs.remove_output(request.call_id)
-        spec = TOOLS.get(request.name)
-        if spec is not None and spec.mutating:
-            await self._storage.keep_checkpoint(sandbox)
-        return ToolOutcome(
-            call_id=request.call_id,
-            session_id=request.session_id,
-            sandbox_id=sandbox.record.sandbox_id,
-            output=result.output,
-            blob=blob,
-            is_error=result.is_error,
-            outcome="unknown" if result.unknown else "error" if result.is_error else "ok",
-            exit_code=result.exit_code,
-            duration_ms=result.duration_ms,
-            checkpoint=sandbox.checkpoint,
-        )
-
-    def _lost_outcome(self, sandbox: Sandbox, request: CallRequest) -> ToolOutcome:
-        sandbox.lost = True
-        return self._outcome(
-            sandbox,
-            request,
-            "the sandbox was lost (it died or was killed) before the call finished; "
-            "its effects are unknown",
-            is_error=True,
-            outcome="unknown",
-            sandbox_lost=True,
-        )
-
-    def _outcome(
-        self, sandbox: Sandbox, request: CallRequest, output: str, **fields: Any
-    ) -> ToolOutcome:
-        return ToolOutcome(
-            call_id=request.call_id,
-            session_id=request.session_id,
-            sandbox_id=sandbox.record.sandbox_id,
-            output=output,
-            checkpoint=sandbox.checkpoint,
-            **fields,
-        )
-
-    async def _publish(self, outcome: ToolOutcome) -> None:
-        """Publish until JetStream has it: an outcome is never dropped for a passing fault."""
-        js, nc = self._js, self._nc
-        assert js is not None and nc is not None
-
-        async def publish() -> None:
-            try:
-                await js.publish(
-                    outcome_subject(outcome.session_id),
-                    _ENCODER.encode(outcome),
-                    headers={"Nats-Msg-Id": outcome_msg_id(outcome.session_id, outcome.call_id)},
-                )
-            except nats.js.errors.NoStreamResponseError:
-                # The stream is gone (deleted, or a fresh JetStream): make it again.
-                with contextlib.suppress(nats.errors.Error, TimeoutError):
-                    await ensure_outcome_stream(js)
-                raise
-
-        await until_nats_has_it(nc, f"publishing the outcome of {outcome.call_id}", publish)
-
-    async def _on_cancel(self, sandbox: Sandbox, msg: Msg) -> None:
-        with contextlib.suppress(msgspec.DecodeError, SandboxLost):
-            request = msgspec.json.decode(msg.data, type=CancelRequest)
-            await sandbox.client.cancel(request.call_id)
-        await respond(msg, b"")
-
-    async def _on_ack(self, sandbox: Sandbox, msg: Msg) -> None:
-        # The outcome stays recorded: a late duplicate is still answered, never run.
-        with contextlib.suppress(msgspec.DecodeError, ValueError, OSError):
-            ack = msgspec.json.decode(msg.data, type=OutcomeAck)
-            sandbox.records.acknowledge(ack.call_id)
-        await respond(msg, b"")
 
     async def _on_destroy(self, sandbox: Sandbox, msg: Msg) -> None:
         await self._destroy(sandbox)
@@ -550,30 +357,6 @@ class HandsHost:
             self._tasks.spawn(self._fill_warm_pool())
 
 
-async def ensure_outcome_stream(js: JetStreamContext) -> None:
-    config = StreamConfig(
-        name=OUTCOME_STREAM,
-        subjects=[OUTCOME_SUBJECTS],
-        max_age=7 * 24 * 3600,
-        duplicate_window=15 * 60,
-    )
-    try:
-        await js.stream_info(OUTCOME_STREAM)
-    except NotFoundError:
-        await js.add_stream(config)
-
-
-def _invalid(request: CallRequest) -> str | None:
-    spec = TOOLS.get(request.name)
-    if spec is None:
-        return f"unknown tool {request.name!r}; the tools are {', '.join(sorted(TOOLS))}"
-    try:
-        msgspec.convert(request.input, spec.input_type)
-    except msgspec.ValidationError as exc:
-        return f"invalid input for {request.name}: {exc}"
-    return None
-
-
 def _bound(handler: Any, sandbox: Sandbox) -> Any:
     async def callback(msg: Msg) -> None:
         await handler(sandbox, msg)
@@ -581,4 +364,4 @@ def _bound(handler: Any, sandbox: Sandbox) -> Any:
     return callback
 
 
-__all__ = ["HandsHost", "ensure_outcome_stream"]
+__all__ = ["HandsHost"]
