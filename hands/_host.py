@@ -12,11 +12,8 @@ cannot be adopted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
-import time
-from typing import Any
 
 import msgspec
 import nats
@@ -27,13 +24,13 @@ from hands._backend import LAYOUT, SandboxBackend, SandboxDirs, SandboxRecord, s
 from hands._calls import CallRunner
 from hands._checkpoint import fingerprint, unpack
 from hands._client import ExecutorClient, SandboxLost
-from hands._nats import respond
+from hands._hosted import HostedSandboxes
 from hands._outcomes import OutcomePublisher, ensure_outcome_stream
 from hands._reaper import Reaper
-from hands._records import CallRecords
 from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
 from hands._storage import SandboxStorage
+from hands._subjects import SandboxSubjects
 from schemas import (
     HANDS_QUEUE,
     PROVISION_SUBJECT,
@@ -42,8 +39,6 @@ from schemas import (
     ProvisionReply,
     ProvisionRequest,
     is_valid_id,
-    new_id,
-    sandbox_subject,
 )
 
 log = logging.getLogger("keel.hands")
@@ -56,14 +51,18 @@ class HandsHost:
         self.settings = settings
         self.backend = backend
         self.sandboxes_root = settings.data_dir / "sandboxes"
-        self.sandboxes: dict[str, Sandbox] = {}
-        self._warm: list[Sandbox] = []
+        self._tasks = BackgroundTasks(log, "a hands task")
+        self._hosted = HostedSandboxes(settings, backend, self.sandboxes_root, self._tasks)
         self._nc: NATS | None = None
         self._storage: SandboxStorage | None = None
         self._calls: CallRunner | None = None
-        self._tasks = BackgroundTasks(log, "a hands task")
-        self._warm_added = asyncio.Event()
+        self._subjects: SandboxSubjects | None = None
         self._closed = False
+
+    @property
+    def sandboxes(self) -> dict[str, Sandbox]:
+        """The sandboxes taking calls, by id."""
+        return self._hosted.served
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -82,12 +81,13 @@ class HandsHost:
         self._calls = CallRunner(
             self.settings, self._storage, OutcomePublisher(self._nc, js), self._tasks
         )
+        self._subjects = SandboxSubjects(self._nc, self._hosted, self._calls)
         await self._adopt_or_remove_leftovers()
         await self._nc.subscribe(PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._on_provision)
         reaper = Reaper(self.settings, self._nc, lambda: list(self.sandboxes.values()), self.retire)
         self._tasks.spawn(reaper.run())
         for _ in range(self.settings.warm_pool):
-            self._tasks.spawn(self._fill_warm_pool())
+            self._tasks.spawn(self._hosted.fill_warm_pool())
         await self._nc.flush()
         log.info("hands host %s serving on %s", self.settings.host_id, self.settings.nats_url)
 
@@ -98,13 +98,13 @@ class HandsHost:
             return
         self._closed = True
         await self._tasks.cancel()
-        for sandbox in [*self.sandboxes.values(), *self._warm]:
-            if destroy_sandboxes:
-                await self._destroy(sandbox)
-            else:
-                await sandbox.client.close()
+        await self._hosted.close(destroy=destroy_sandboxes)
         if self._nc is not None:
             await self._nc.drain()
+
+    async def wait_for_warm(self) -> None:
+        """Return once the warm pool holds a sandbox."""
+        await self._hosted.wait_for_warm()
 
     # -- provisioning -----------------------------------------------------------------------
 
@@ -137,15 +137,16 @@ class HandsHost:
         if not is_valid_id(request.session_id):
             raise ValueError(f"invalid session id {request.session_id!r}")
         checkpoint = await self._starting_point(request)
-        sandbox = self._take_warm(request)
+        sandbox = self._hosted.take_warm(request)
         if sandbox is None:
-            sandbox = await self._create(request.session_id, request)
+            sandbox = await self._hosted.create(request.session_id, request)
+        assert self._subjects is not None
         try:
             if checkpoint:
                 await self._restore(sandbox, checkpoint)
-            await self._serve(sandbox)
+            await self._subjects.serve(sandbox)
         except BaseException:
-            await asyncio.shield(self._destroy(sandbox))
+            await asyncio.shield(self._hosted.destroy(sandbox))
             raise
         sandbox.touch()
         return sandbox
@@ -160,75 +161,6 @@ class HandsHost:
         assert self._storage is not None
         return await self._storage.final_checkpoint(previous) or request.checkpoint
 
-    def _take_warm(self, request: ProvisionRequest) -> Sandbox | None:
-        for sandbox in self._warm:
-            if sandbox.record.spec == request.sandbox and not sandbox.lost:
-                self._warm.remove(sandbox)
-                record = msgspec.structs.replace(
-                    sandbox.record, session_id=request.session_id, lease_epoch=request.lease_epoch
-                )
-                sandbox.record = record
-                sandbox.dirs.record.write_bytes(_ENCODER.encode(record))
-                self._tasks.spawn(self._fill_warm_pool())
-                return sandbox
-        return None
-
-    async def _fill_warm_pool(self) -> None:
-        sandbox = await self._create("warm", ProvisionRequest(session_id="warm"))
-        self._warm.append(sandbox)
-        self._warm_added.set()
-
-    async def wait_for_warm(self) -> None:
-        """Return once the warm pool holds a sandbox."""
-        while not self._warm:
-            self._warm_added.clear()
-            await self._warm_added.wait()
-
-    async def _create(self, session_id: str, request: ProvisionRequest) -> Sandbox:
-        """Make a sandbox. A caller cancelled half way (a closing host) lets the creation
-        finish and then removes it: a backend's start cannot be interrupted safely (a Docker
-        container is created on a thread whatever happens to the task awaiting it)."""
-        creating = asyncio.ensure_future(self._create_now(session_id, request))
-        try:
-            return await asyncio.shield(creating)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await self._destroy(await creating)
-            raise
-
-    async def _create_now(self, session_id: str, request: ProvisionRequest) -> Sandbox:
-        sandbox_id = new_id("sbx")
-        dirs = SandboxDirs(self.sandboxes_root, sandbox_id)
-        dirs.workspace.mkdir(parents=True)
-        dirs.ipc.mkdir()
-        CallRecords(dirs.calls).create()
-        record = SandboxRecord(
-            sandbox_id=sandbox_id,
-            session_id=session_id,
-            host_id=self.settings.host_id,
-            backend=self.backend.name,
-            created_at=time.time(),
-            spec=request.sandbox,
-            lease_epoch=request.lease_epoch,
-        )
-        await self.backend.prepare(dirs)
-        handle = await self.backend.start(record, dirs)
-        record = msgspec.structs.replace(record, handle=handle)
-        try:
-            dirs.record.write_bytes(_ENCODER.encode(record))
-            client = await ExecutorClient.connect(dirs.socket)
-        except BaseException:
-            # Failed or cancelled half way: never leave a sandbox nobody knows about.
-            await asyncio.shield(self._discard(record, dirs))
-            raise
-        sandbox = Sandbox(record=record, dirs=dirs, client=client)
-        self._tasks.spawn(self._watch(sandbox))
-        return sandbox
-
-    async def _discard(self, record: SandboxRecord, dirs: SandboxDirs) -> None:
-        await self.backend.remove(record)
-        await asyncio.to_thread(shutil.rmtree, dirs.root, True)
-
     async def _restore(self, sandbox: Sandbox, checkpoint: str) -> None:
         assert self._storage is not None
         data = await self._storage.checkpoint_data(checkpoint)
@@ -236,25 +168,6 @@ class HandsHost:
         await self.backend.prepare(sandbox.dirs)
         sandbox.checkpoint = checkpoint
         sandbox.fingerprint = await asyncio.to_thread(fingerprint, sandbox.dirs.workspace)
-
-    async def _serve(self, sandbox: Sandbox) -> None:
-        assert self._nc is not None and self._calls is not None
-        sandbox_id = sandbox.record.sandbox_id
-        self.sandboxes[sandbox_id] = sandbox
-        handlers = {
-            "call": self._calls.on_call,
-            "cancel": self._calls.on_cancel,
-            "ack": self._calls.on_ack,
-            "destroy": self._on_destroy,
-        }
-        for verb, handler in handlers.items():
-            subscription = await self._nc.subscribe(
-                sandbox_subject(sandbox_id, verb),  # type: ignore[arg-type]
-                cb=_bound(handler, sandbox),
-            )
-            sandbox.subscriptions.append(subscription)
-        # The server knows the subjects before anyone is told the sandbox exists.
-        await self._nc.flush()
 
     async def _adopt_or_remove_leftovers(self) -> None:
         """Sandboxes a previous host left: adopt the live ones, remove the rest."""
@@ -278,19 +191,19 @@ class HandsHost:
                     await client.ping()
                     sandbox = Sandbox(record=record, dirs=dirs, client=client)
                     if record.session_id == "warm":
-                        self._warm.append(sandbox)
+                        self._hosted.keep_warm(sandbox)
                     else:
-                        assert self._calls is not None
+                        assert self._calls is not None and self._subjects is not None
                         self._calls.resume(sandbox)
-                        await self._serve(sandbox)
-                    self._tasks.spawn(self._watch(sandbox))
+                        await self._subjects.serve(sandbox)
+                    self._hosted.watch(sandbox)
                     adopted = True
                     known.add(record.handle)
                     log.info("adopted sandbox %s", record.sandbox_id)
                 except SandboxLost:
                     pass
             if not adopted:
-                await self._discard(record, dirs)
+                await self._hosted.discard(record, dirs)
                 log.info("removed sandbox %s left by a dead host", record.sandbox_id)
         orphans = await self.backend.reap_unknown(self.settings.host_id, known)
         if orphans:
@@ -302,10 +215,6 @@ class HandsHost:
                 await asyncio.to_thread(shutil.rmtree, directory, True)
                 log.info("removed sandbox directory %s, never recorded", directory.name)
 
-    async def _on_destroy(self, sandbox: Sandbox, msg: Msg) -> None:
-        await self._destroy(sandbox)
-        await respond(msg, b"")
-
     async def retire(self, sandbox: Sandbox, reason: str, checkpoint: bool) -> None:
         """Remove a sandbox no session will use (see `hands._reaper`), after the calls it
         was already handed; with `checkpoint`, first keep its workspace as its final
@@ -313,11 +222,8 @@ class HandsHost:
         if sandbox.retiring:
             return
         sandbox.retiring = True
-        for subscription in sandbox.subscriptions:
-            # Drain, not unsubscribe: a call already delivered is still run and answered.
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.drain()
-        sandbox.subscriptions.clear()
+        assert self._subjects is not None
+        await self._subjects.drain(sandbox)
         await asyncio.gather(*sandbox.running.values(), return_exceptions=True)
         if checkpoint and not sandbox.lost:
             assert self._storage is not None
@@ -329,7 +235,7 @@ class HandsHost:
                     "keeping sandbox %s: no final checkpoint (%r)", sandbox.record.sandbox_id, exc
                 )
                 sandbox.retiring = False
-                await self._serve(sandbox)
+                await self._subjects.serve(sandbox)
                 return
         log.info(
             "removing sandbox %s of session %s: %s",
@@ -337,31 +243,7 @@ class HandsHost:
             sandbox.record.session_id,
             reason,
         )
-        await self._destroy(sandbox)
-
-    async def _destroy(self, sandbox: Sandbox) -> None:
-        for subscription in sandbox.subscriptions:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
-        self.sandboxes.pop(sandbox.record.sandbox_id, None)
-        await sandbox.client.close()
-        await self._discard(sandbox.record, sandbox.dirs)
-
-    async def _watch(self, sandbox: Sandbox) -> None:
-        """Notice a sandbox dying even when no call is in flight."""
-        await sandbox.client.wait_lost()
-        sandbox.lost = True
-        if sandbox in self._warm:
-            self._warm.remove(sandbox)
-            await self._destroy(sandbox)
-            self._tasks.spawn(self._fill_warm_pool())
-
-
-def _bound(handler: Any, sandbox: Sandbox) -> Any:
-    async def callback(msg: Msg) -> None:
-        await handler(sandbox, msg)
-
-    return callback
+        await self._hosted.destroy(sandbox)
 
 
 __all__ = ["HandsHost"]

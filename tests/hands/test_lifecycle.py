@@ -172,7 +172,7 @@ async def test_warm_pool_serves_provisioning(
     await host.start()
     try:
         await asyncio.wait_for(host.wait_for_warm(), 30)
-        warm = host._warm[0].record.sandbox_id
+        [warm] = [directory.name for directory in host.sandboxes_root.iterdir()]
         reply = await client.provision(SESSION)
         assert reply.sandbox_id == warm
         outcome = await client.call(warm, SESSION, "bash", {"command": "pwd"})
