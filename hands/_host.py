@@ -18,14 +18,13 @@ import shutil
 import msgspec
 import nats
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from hands._backend import LAYOUT, SandboxBackend, SandboxDirs, SandboxRecord, stored_layout
 from hands._calls import CallRunner
-from hands._checkpoint import fingerprint, unpack
 from hands._client import ExecutorClient, SandboxLost
 from hands._hosted import HostedSandboxes
 from hands._outcomes import OutcomePublisher, ensure_outcome_stream
+from hands._provision import Provisioner
 from hands._reaper import Reaper
 from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
@@ -36,9 +35,7 @@ from schemas import (
     PROVISION_SUBJECT,
     BackgroundTasks,
     NatsLinkLog,
-    ProvisionReply,
     ProvisionRequest,
-    is_valid_id,
 )
 
 log = logging.getLogger("keel.hands")
@@ -57,6 +54,7 @@ class HandsHost:
         self._storage: SandboxStorage | None = None
         self._calls: CallRunner | None = None
         self._subjects: SandboxSubjects | None = None
+        self._provisioner: Provisioner | None = None
         self._closed = False
 
     @property
@@ -83,7 +81,10 @@ class HandsHost:
         )
         self._subjects = SandboxSubjects(self._nc, self._hosted, self._calls)
         await self._adopt_or_remove_leftovers()
-        await self._nc.subscribe(PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._on_provision)
+        self._provisioner = Provisioner(self._hosted, self._subjects, self._storage, self._tasks)
+        await self._nc.subscribe(
+            PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._provisioner.on_provision
+        )
         reaper = Reaper(self.settings, self._nc, lambda: list(self.sandboxes.values()), self.retire)
         self._tasks.spawn(reaper.run())
         for _ in range(self.settings.warm_pool):
@@ -106,68 +107,9 @@ class HandsHost:
         """Return once the warm pool holds a sandbox."""
         await self._hosted.wait_for_warm()
 
-    # -- provisioning -----------------------------------------------------------------------
-
-    async def _on_provision(self, msg: Msg) -> None:
-        # Provisioning takes a while: never hold up the next request behind it.
-        self._tasks.spawn(self._answer_provision(msg))
-
-    async def _answer_provision(self, msg: Msg) -> None:
-        try:
-            request = msgspec.json.decode(msg.data, type=ProvisionRequest)
-        except msgspec.DecodeError as exc:
-            await msg.respond(_ENCODER.encode(ProvisionReply(error=f"bad request: {exc}")))
-            return
-        try:
-            sandbox = await self.provision(request)
-        except Exception as exc:
-            log.exception("provisioning failed")
-            reply = ProvisionReply(
-                host_id=self.settings.host_id, error=f"provisioning failed: {exc}"
-            )
-        else:
-            reply = ProvisionReply(
-                sandbox_id=sandbox.record.sandbox_id,
-                host_id=self.settings.host_id,
-                checkpoint=sandbox.checkpoint,
-            )
-        await msg.respond(_ENCODER.encode(reply))
-
     async def provision(self, request: ProvisionRequest) -> Sandbox:
-        if not is_valid_id(request.session_id):
-            raise ValueError(f"invalid session id {request.session_id!r}")
-        checkpoint = await self._starting_point(request)
-        sandbox = self._hosted.take_warm(request)
-        if sandbox is None:
-            sandbox = await self._hosted.create(request.session_id, request)
-        assert self._subjects is not None
-        try:
-            if checkpoint:
-                await self._restore(sandbox, checkpoint)
-            await self._subjects.serve(sandbox)
-        except BaseException:
-            await asyncio.shield(self._hosted.destroy(sandbox))
-            raise
-        sandbox.touch()
-        return sandbox
-
-    async def _starting_point(self, request: ProvisionRequest) -> str | None:
-        """The checkpoint a new sandbox starts from: the one the log names, unless the
-        sandbox it replaces was removed for idling, whose final checkpoint is as new or
-        newer (it holds what ran after the last call, in the background, too)."""
-        previous = request.previous_sandbox_id
-        if previous is None or not is_valid_id(previous):
-            return request.checkpoint
-        assert self._storage is not None
-        return await self._storage.final_checkpoint(previous) or request.checkpoint
-
-    async def _restore(self, sandbox: Sandbox, checkpoint: str) -> None:
-        assert self._storage is not None
-        data = await self._storage.checkpoint_data(checkpoint)
-        await asyncio.to_thread(unpack, data, sandbox.dirs.workspace)
-        await self.backend.prepare(sandbox.dirs)
-        sandbox.checkpoint = checkpoint
-        sandbox.fingerprint = await asyncio.to_thread(fingerprint, sandbox.dirs.workspace)
+        assert self._provisioner is not None, "start() the host first"
+        return await self._provisioner.provision(request)
 
     async def _adopt_or_remove_leftovers(self) -> None:
         """Sandboxes a previous host left: adopt the live ones, remove the rest."""
