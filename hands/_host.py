@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 
 import msgspec
 import nats
 from nats.aio.client import Client as NATS
 
-from hands._backend import LAYOUT, SandboxBackend, SandboxDirs, SandboxRecord, stored_layout
+from hands._adoption import adopt_or_remove_leftovers
+from hands._backend import SandboxBackend
 from hands._calls import CallRunner
-from hands._client import ExecutorClient, SandboxLost
 from hands._hosted import HostedSandboxes
 from hands._outcomes import OutcomePublisher, ensure_outcome_stream
 from hands._provision import Provisioner
@@ -80,7 +79,7 @@ class HandsHost:
             self.settings, self._storage, OutcomePublisher(self._nc, js), self._tasks
         )
         self._subjects = SandboxSubjects(self._nc, self._hosted, self._calls)
-        await self._adopt_or_remove_leftovers()
+        await adopt_or_remove_leftovers(self._hosted, self._calls, self._subjects)
         self._provisioner = Provisioner(self._hosted, self._subjects, self._storage, self._tasks)
         await self._nc.subscribe(
             PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._provisioner.on_provision
@@ -110,52 +109,6 @@ class HandsHost:
     async def provision(self, request: ProvisionRequest) -> Sandbox:
         assert self._provisioner is not None, "start() the host first"
         return await self._provisioner.provision(request)
-
-    async def _adopt_or_remove_leftovers(self) -> None:
-        """Sandboxes a previous host left: adopt the live ones, remove the rest."""
-        known: set[str] = set()
-        for path in sorted(self.sandboxes_root.glob("*/record.json")):
-            dirs = SandboxDirs(self.sandboxes_root, path.parent.name)
-            try:
-                data = path.read_bytes()
-                record = msgspec.json.decode(data, type=SandboxRecord)
-                layout = stored_layout(data)
-            except msgspec.DecodeError:
-                shutil.rmtree(dirs.root, ignore_errors=True)
-                continue
-            if record.backend != self.backend.name:
-                continue
-            adopted = False
-            # An executor of another layout speaks another protocol: never adopted.
-            if layout == LAYOUT and await self.backend.alive(record):
-                try:
-                    client = await ExecutorClient.connect(dirs.socket, within_s=2.0)
-                    await client.ping()
-                    sandbox = Sandbox(record=record, dirs=dirs, client=client)
-                    if record.session_id == "warm":
-                        self._hosted.keep_warm(sandbox)
-                    else:
-                        assert self._calls is not None and self._subjects is not None
-                        self._calls.resume(sandbox)
-                        await self._subjects.serve(sandbox)
-                    self._hosted.watch(sandbox)
-                    adopted = True
-                    known.add(record.handle)
-                    log.info("adopted sandbox %s", record.sandbox_id)
-                except SandboxLost:
-                    pass
-            if not adopted:
-                await self._hosted.discard(record, dirs)
-                log.info("removed sandbox %s left by a dead host", record.sandbox_id)
-        orphans = await self.backend.reap_unknown(self.settings.host_id, known)
-        if orphans:
-            log.info("removed %d orphaned sandboxes", orphans)
-        # A host killed while creating a sandbox leaves its directory without a record (its
-        # process or container, which carries this host's id, was reaped just above).
-        for directory in sorted(self.sandboxes_root.iterdir()):
-            if directory.is_dir() and not (directory / "record.json").exists():
-                await asyncio.to_thread(shutil.rmtree, directory, True)
-                log.info("removed sandbox directory %s, never recorded", directory.name)
 
     async def retire(self, sandbox: Sandbox, reason: str, checkpoint: bool) -> None:
         """Remove a sandbox no session will use (see `hands._reaper`), after the calls it
