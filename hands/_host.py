@@ -1,20 +1,26 @@
-"""The hands host: the NATS-facing side of the sandboxes on one machine.
+"""The hands host: the NATS-facing side of the sandboxes on one machine. It holds no
+credentials of keel's and never touches the session log.
 
-It joins the `hands` queue group for provisioning, serves each sandbox's own subjects,
-forwards calls to the sandbox's executor over its unix socket, and publishes every outcome
-to JetStream with `Nats-Msg-Id = <session>/<call_id>`. It holds no credentials of keel's and never
-touches the session log. It records every non-idempotent call where no sandbox can reach
-(`_records.py`) and never sends a recorded call_id to an executor again. On start it adopts
-the sandboxes a dead host left behind, collecting what their calls did, and removes what
-cannot be adopted.
+It is a composition, on one NATS connection, of the parts named in their own modules:
+
+- `HostedSandboxes` (`_hosted.py`): the sandboxes it runs, served or warm, and how each is
+  made, watched and removed;
+- `SandboxStorage` (`_storage.py`): checkpoints and blobs in the NATS object store;
+- `CallRunner` (`_calls.py`) with `OutcomePublisher` (`_outcomes.py`): each call recorded
+  where no sandbox can reach (`_records.py`), so a call_id runs at most once, and its outcome
+  published to JetStream with `Nats-Msg-Id = <session>/<call_id>` until JetStream has it;
+- `SandboxSubjects` (`_subjects.py`): each sandbox's own subjects;
+- `adopt_or_remove_leftovers` (`_adoption.py`): on start, the sandboxes a dead host left
+  behind are adopted, with what their calls did collected, or removed;
+- `Provisioner` (`_provision.py`): the `hands` queue group for provisioning;
+- `Reaper` (`_reaper.py`) and `Retirer` (`_retire.py`): removing the sandboxes no session
+  will use.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-import msgspec
 import nats
 from nats.aio.client import Client as NATS
 
@@ -25,6 +31,7 @@ from hands._hosted import HostedSandboxes
 from hands._outcomes import OutcomePublisher, ensure_outcome_stream
 from hands._provision import Provisioner
 from hands._reaper import Reaper
+from hands._retire import Retirer
 from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
 from hands._storage import SandboxStorage
@@ -39,8 +46,6 @@ from schemas import (
 
 log = logging.getLogger("keel.hands")
 
-_ENCODER = msgspec.json.Encoder()
-
 
 class HandsHost:
     def __init__(self, settings: HandsSettings, backend: SandboxBackend) -> None:
@@ -49,11 +54,10 @@ class HandsHost:
         self.sandboxes_root = settings.data_dir / "sandboxes"
         self._tasks = BackgroundTasks(log, "a hands task")
         self._hosted = HostedSandboxes(settings, backend, self.sandboxes_root, self._tasks)
+        # The parts that need NATS, made by `start`.
         self._nc: NATS | None = None
-        self._storage: SandboxStorage | None = None
-        self._calls: CallRunner | None = None
-        self._subjects: SandboxSubjects | None = None
         self._provisioner: Provisioner | None = None
+        self._retirer: Retirer | None = None
         self._closed = False
 
     @property
@@ -61,34 +65,29 @@ class HandsHost:
         """The sandboxes taking calls, by id."""
         return self._hosted.served
 
-    # -- lifecycle --------------------------------------------------------------------------
-
     async def start(self) -> None:
         self.sandboxes_root.mkdir(parents=True, exist_ok=True)
         link = NatsLinkLog(log, f"hands host {self.settings.host_id}")
-        self._nc = link.client = await nats.connect(
+        nc = self._nc = link.client = await nats.connect(
             self.settings.nats_url,
             name=self.settings.host_id,
             max_reconnect_attempts=-1,
             **link.callbacks(),
         )
-        js = self._nc.jetstream()
+        js = nc.jetstream()
         await ensure_outcome_stream(js)
-        self._storage = await SandboxStorage.open(self._nc, js)
-        self._calls = CallRunner(
-            self.settings, self._storage, OutcomePublisher(self._nc, js), self._tasks
-        )
-        self._subjects = SandboxSubjects(self._nc, self._hosted, self._calls)
-        await adopt_or_remove_leftovers(self._hosted, self._calls, self._subjects)
-        self._provisioner = Provisioner(self._hosted, self._subjects, self._storage, self._tasks)
-        await self._nc.subscribe(
-            PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._provisioner.on_provision
-        )
-        reaper = Reaper(self.settings, self._nc, lambda: list(self.sandboxes.values()), self.retire)
+        storage = await SandboxStorage.open(nc, js)
+        calls = CallRunner(self.settings, storage, OutcomePublisher(nc, js), self._tasks)
+        subjects = SandboxSubjects(nc, self._hosted, calls)
+        await adopt_or_remove_leftovers(self._hosted, calls, subjects)
+        self._provisioner = Provisioner(self._hosted, subjects, storage, self._tasks)
+        await nc.subscribe(PROVISION_SUBJECT, queue=HANDS_QUEUE, cb=self._provisioner.on_provision)
+        self._retirer = Retirer(self._hosted, subjects, storage)
+        reaper = Reaper(self.settings, nc, lambda: list(self.sandboxes.values()), self.retire)
         self._tasks.spawn(reaper.run())
         for _ in range(self.settings.warm_pool):
             self._tasks.spawn(self._hosted.fill_warm_pool())
-        await self._nc.flush()
+        await nc.flush()
         log.info("hands host %s serving on %s", self.settings.host_id, self.settings.nats_url)
 
     async def close(self, *, destroy_sandboxes: bool = False) -> None:
@@ -111,34 +110,9 @@ class HandsHost:
         return await self._provisioner.provision(request)
 
     async def retire(self, sandbox: Sandbox, reason: str, checkpoint: bool) -> None:
-        """Remove a sandbox no session will use (see `hands._reaper`), after the calls it
-        was already handed; with `checkpoint`, first keep its workspace as its final
-        checkpoint, for the sandbox that replaces it."""
-        if sandbox.retiring:
-            return
-        sandbox.retiring = True
-        assert self._subjects is not None
-        await self._subjects.drain(sandbox)
-        await asyncio.gather(*sandbox.running.values(), return_exceptions=True)
-        if checkpoint and not sandbox.lost:
-            assert self._storage is not None
-            try:
-                await self._storage.keep_final(sandbox)
-            except (nats.errors.Error, OSError, TimeoutError) as exc:
-                # Its workspace is not kept anywhere yet: serve it again, try next time.
-                log.warning(
-                    "keeping sandbox %s: no final checkpoint (%r)", sandbox.record.sandbox_id, exc
-                )
-                sandbox.retiring = False
-                await self._subjects.serve(sandbox)
-                return
-        log.info(
-            "removing sandbox %s of session %s: %s",
-            sandbox.record.sandbox_id,
-            sandbox.record.session_id,
-            reason,
-        )
-        await self._hosted.destroy(sandbox)
+        """Remove a sandbox no session will use (see `hands._reaper`, `hands._retire`)."""
+        assert self._retirer is not None, "start() the host first"
+        await self._retirer.retire(sandbox, reason, checkpoint)
 
 
 __all__ = ["HandsHost"]
