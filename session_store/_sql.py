@@ -44,9 +44,8 @@ from session_store._errors import (
     SessionBusy,
     SessionExists,
     SessionNotFound,
-    StoreError,
-    StoreUnavailable,
 )
+from session_store._group_commit import GroupCommit
 from session_store._hashing import GENESIS, chain_hash
 from session_store._idempotency import (
     IdempotentWrite,
@@ -101,13 +100,11 @@ class SqlSessionStore(SqlDatabase):
         self, *, clock: Callable[[], float] = time.time, limits: StoreLimits | None = None
     ) -> None:
         super().__init__(clock=clock, limits=limits)
-        self._pending: list[PendingAppend] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._group_commit = GroupCommit(self._write_batch, self.health)
 
     async def close(self) -> None:
         """Finish queued appends, then close every connection."""
-        if self._flusher is not None:
-            await self._flusher
+        await self._group_commit.drain()
         await super().close()
 
     # -- sessions ---------------------------------------------------------------------------
@@ -301,59 +298,11 @@ class SqlSessionStore(SqlDatabase):
         rows, change = encode_append(events, self.limits.max_event_bytes)
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         pending = PendingAppend(session_id, rows, expect_seq, epoch, future, change, keyed)
-        self._pending.append(pending)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        # Cancelling the caller cancels `future`: if its batch was not taken yet, the append
-        # is dropped; if it was, the append commits or fails without anyone waiting for it.
-        return await future
-
-    async def _flush(self) -> None:
-        """Group commit: while appends are queued, commit all of them in one transaction.
-
-        Appends that arrive during a commit form the next batch, so under load each fsync
-        carries many appends, and an idle store commits a lone append at once.
-        """
-        try:
-            while self._pending:
-                batch = [p for p in self._pending if not p.future.cancelled()]
-                self._pending = []
-                if batch:
-                    await self._commit(batch)
-        except asyncio.CancelledError:
-            batch, self._pending = self._pending, []
-            _fail_all(batch, StoreUnavailable("the store is shutting down"))
-            raise
+        return await self._group_commit.append(pending)
 
     async def _write_batch(self, batch: list[PendingAppend]) -> Plan:
         """Commit one group of appends in one transaction (a backend may take a faster path)."""
         return await self._write(lambda conn: self._commit_batch(conn, batch))
-
-    async def _commit(self, batch: list[PendingAppend]) -> None:
-        """Commit `batch` and settle every future in it, whatever happens."""
-        try:
-            plan = await self._write_batch(batch)
-        except IntegrityError as exc:
-            # Impossible while the head rows are locked, unless the log was edited by hand.
-            _fail_all(batch, StoreUnavailable(f"the log disagrees with its head: {exc.orig}"))
-        except StoreError as exc:
-            if isinstance(exc, StoreUnavailable):
-                self.health.failed("write", exc)
-            _fail_all(batch, exc)
-        except asyncio.CancelledError:
-            _fail_all(batch, StoreUnavailable("the store is shutting down"))
-            raise
-        except Exception as exc:
-            # A bug fails this batch's appends; it must not strand the appends queued after it.
-            _fail_all(batch, StoreUnavailable(f"append failed: {exc!r}"))
-        else:
-            self.health.worked("write")
-            for pending, appended in plan.accepted:
-                if not pending.future.done():
-                    pending.future.set_result(appended)
-            for pending, error in plan.rejected:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
 
     def _commit_batch(self, conn: Connection, batch: list[PendingAppend]) -> Plan:
         ids = sorted({pending.session_id for pending in batch})
@@ -657,9 +606,3 @@ def _verify_chain(conn: Connection, session_id: str) -> Verification:
     if highest is not None and highest > head_now:
         return bad(head_now + 1, f"rows past the head {head_now}", last)
     return Verification(session_id=session_id, ok=True, checked=last, head_seq=head_seq)
-
-
-def _fail_all(batch: list[PendingAppend], error: StoreError) -> None:
-    for pending in batch:
-        if not pending.future.done():
-            pending.future.set_exception(error)
