@@ -1,8 +1,8 @@
 """Sessions and their logs over SQLAlchemy Core, shared by the SQLite and PostgreSQL backends:
-fenced group commit, reads, snapshots, the hash chain, and the sessions the API serves
-(create, fork, list, delete); leases and timers are `SqlLeases`'. Operations run on
-`SqlDatabase`; tenancy (API and idempotency keys) is `SqlTenancy`'s, and a backend composes
-both.
+fenced group commit, snapshots, the hash chain, and the sessions the API serves (create,
+fork, list, delete); leases and timers are `SqlLeases`', reads of the log `SqlLogReader`'s.
+Operations run on `SqlDatabase`; tenancy (API and idempotency keys) is `SqlTenancy`'s, and a
+backend composes both.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from schemas import (
     TERMINAL_STATUSES,
     Event,
-    Recorded,
     SessionCreated,
     SessionForked,
     decode_event,
@@ -50,6 +49,7 @@ from session_store._idempotency import (
 )
 from session_store._leases import SqlLeases
 from session_store._projection import SessionRow, change_of, session_info
+from session_store._reads import SqlLogReader, require_session
 from session_store._records import (
     Appended,
     SessionInfo,
@@ -87,7 +87,7 @@ _SESSION_COLUMNS = (
 _VERIFY_PAGE = 5000
 
 
-class SqlSessionStore(SqlLeases):
+class SqlSessionStore(SqlLeases, SqlLogReader):
     """Sessions and their logs: the `SessionLog` and the `SessionCatalog` over SQL."""
 
     def __init__(
@@ -161,7 +161,7 @@ class SqlSessionStore(SqlLeases):
         forked_type, forked_data = encode_checked(forked, self.limits.max_event_bytes)
 
         def fork(conn: Connection) -> SessionInfo:
-            head = _require_session(conn, parent_id)
+            head = require_session(conn, parent_id)
             if at_seq > head:
                 raise InvalidInput(f"at_seq {at_seq} is past the parent's head ({head})")
             rows = conn.execute(
@@ -322,32 +322,6 @@ class SqlSessionStore(SqlLeases):
         )
         return plan
 
-    async def read(
-        self, session_id: str, after_seq: int = 0, limit: int | None = None
-    ) -> list[Recorded]:
-        """Events with seq > `after_seq`, in order, at most `limit` of them."""
-        query = (
-            select(events.c.seq, events.c.type, events.c.at, events.c.data)
-            .where(events.c.session_id == session_id, events.c.seq > after_seq)
-            .order_by(events.c.seq)
-        )
-        if limit is not None:
-            query = query.limit(limit)
-
-        def read(conn: Connection) -> list[Recorded]:
-            rows = conn.execute(query).all()
-            if not rows:
-                _require_session(conn, session_id)
-            return [
-                Recorded(seq=seq, at=at, type=type_, event=decode_event(type_, data))
-                for seq, type_, at, data in rows
-            ]
-
-        return await self._read(read)
-
-    async def head(self, session_id: str) -> int:
-        return await self._read(lambda conn: _require_session(conn, session_id))
-
     # -- snapshots --------------------------------------------------------------------------
 
     async def save_snapshot(
@@ -362,7 +336,7 @@ class SqlSessionStore(SqlLeases):
             raise InvalidInput("a snapshot state is bytes")
 
         def save(conn: Connection) -> None:
-            head = _require_session(conn, session_id)
+            head = require_session(conn, session_id)
             if not 1 <= seq <= head:
                 raise InvalidInput(f"snapshot seq {seq} is outside 1..{head}")
             conn.execute(
@@ -404,15 +378,6 @@ class SqlSessionStore(SqlLeases):
     async def verify(self, session_id: str) -> Verification:
         """Re-walk the hash chain; names the first seq that was edited, deleted or moved."""
         return await self._read(lambda conn: _verify_chain(conn, session_id))
-
-
-def _require_session(conn: Connection, session_id: str) -> int:
-    head = conn.execute(
-        select(sessions.c.head_seq).where(sessions.c.session_id == session_id)
-    ).scalar()
-    if head is None:
-        raise SessionNotFound(session_id)
-    return int(head)
 
 
 def _verify_chain(conn: Connection, session_id: str) -> Verification:
@@ -467,7 +432,7 @@ def _verify_chain(conn: Connection, session_id: str) -> Verification:
     highest = conn.execute(
         select(func.max(events.c.seq)).where(events.c.session_id == session_id)
     ).scalar()
-    head_now = _require_session(conn, session_id)
+    head_now = require_session(conn, session_id)
     if highest is not None and highest > head_now:
         return bad(head_now + 1, f"rows past the head {head_now}", last)
     return Verification(session_id=session_id, ok=True, checked=last, head_seq=head_seq)
