@@ -1,6 +1,7 @@
 """Sessions and their logs over SQLAlchemy Core, shared by the SQLite and PostgreSQL backends:
-fenced group commit, snapshots, the hash chain, and the sessions the API serves (create,
-fork, list, delete); leases and timers are `SqlLeases`', reads of the log `SqlLogReader`'s.
+fenced group commit, the hash chain, and the sessions the API serves (create, fork, list,
+delete); leases and timers are `SqlLeases`', reads of the log `SqlLogReader`'s, snapshots
+`SqlSnapshots`'.
 Operations run on `SqlDatabase`; tenancy (API and idempotency keys) is `SqlTenancy`'s, and a
 backend composes both.
 """
@@ -54,9 +55,9 @@ from session_store._records import (
     Appended,
     SessionInfo,
     SessionPage,
-    Snapshot,
     Verification,
 )
+from session_store._snapshots import SqlSnapshots
 from session_store._statements import INSERT_EVENTS, LOCK_HEADS, UPDATE_HEAD
 from session_store._tables import events, sessions, snapshots
 from session_store._validate import check_id, encode_append, encode_checked
@@ -87,7 +88,7 @@ _SESSION_COLUMNS = (
 _VERIFY_PAGE = 5000
 
 
-class SqlSessionStore(SqlLeases, SqlLogReader):
+class SqlSessionStore(SqlLeases, SqlLogReader, SqlSnapshots):
     """Sessions and their logs: the `SessionLog` and the `SessionCatalog` over SQL."""
 
     def __init__(
@@ -321,57 +322,6 @@ class SqlSessionStore(SqlLeases, SqlLogReader):
             ],
         )
         return plan
-
-    # -- snapshots --------------------------------------------------------------------------
-
-    async def save_snapshot(
-        self, session_id: str, seq: int, state: bytes, version: int = 1
-    ) -> None:
-        """Keep `state` as the fold of events 1..`seq`; replaces older snapshots of `version`.
-
-        `version` names the reducer that made it, so a changed reducer never loads a
-        snapshot it cannot read: it finds none of its version and replays in full.
-        """
-        if not isinstance(state, bytes):
-            raise InvalidInput("a snapshot state is bytes")
-
-        def save(conn: Connection) -> None:
-            head = require_session(conn, session_id)
-            if not 1 <= seq <= head:
-                raise InvalidInput(f"snapshot seq {seq} is outside 1..{head}")
-            conn.execute(
-                delete(snapshots).where(
-                    snapshots.c.session_id == session_id, snapshots.c.version == version
-                )
-            )
-            conn.execute(
-                insert(snapshots),
-                {
-                    "session_id": session_id,
-                    "version": version,
-                    "seq": seq,
-                    "at": self._clock(),
-                    "state": state,
-                },
-            )
-
-        await self._write(save)
-
-    async def latest_snapshot(self, session_id: str, version: int = 1) -> Snapshot | None:
-        query = (
-            select(snapshots.c.seq, snapshots.c.state)
-            .where(snapshots.c.session_id == session_id, snapshots.c.version == version)
-            .order_by(snapshots.c.seq.desc())
-            .limit(1)
-        )
-
-        def latest(conn: Connection) -> Snapshot | None:
-            row = conn.execute(query).first()
-            if row is None:
-                return None
-            return Snapshot(session_id=session_id, seq=row[0], version=version, state=bytes(row[1]))
-
-        return await self._read(latest)
 
     # -- audit ------------------------------------------------------------------------------
 
