@@ -1,7 +1,7 @@
 """Sessions and their logs over SQLAlchemy Core, shared by the SQLite and PostgreSQL backends:
-fenced group commit, the hash chain, and the sessions the API serves (create, fork, list,
-delete); leases and timers are `SqlLeases`', reads of the log `SqlLogReader`'s, snapshots
-`SqlSnapshots`'.
+fenced group commit and the sessions the API serves (create, fork, list, delete), composed
+with the parts already named: leases and timers (`SqlLeases`), reads of the log
+(`SqlLogReader`), snapshots (`SqlSnapshots`) and the hash chain's audit (`SqlVerifier`).
 Operations run on `SqlDatabase`; tenancy (API and idempotency keys) is `SqlTenancy`'s, and a
 backend composes both.
 """
@@ -16,7 +16,6 @@ from typing import TypeVar
 from sqlalchemy import (
     Connection,
     delete,
-    func,
     insert,
     select,
 )
@@ -40,7 +39,6 @@ from session_store._errors import (
     SessionNotFound,
 )
 from session_store._group_commit import GroupCommit
-from session_store._hashing import GENESIS, chain_hash
 from session_store._idempotency import (
     IdempotentWrite,
     answer_claimed,
@@ -55,12 +53,12 @@ from session_store._records import (
     Appended,
     SessionInfo,
     SessionPage,
-    Verification,
 )
 from session_store._snapshots import SqlSnapshots
 from session_store._statements import INSERT_EVENTS, LOCK_HEADS, UPDATE_HEAD
 from session_store._tables import events, sessions, snapshots
 from session_store._validate import check_id, encode_append, encode_checked
+from session_store._verify import SqlVerifier
 
 T = TypeVar("T")
 
@@ -85,10 +83,8 @@ _SESSION_COLUMNS = (
     sessions.c.turns,
 )
 
-_VERIFY_PAGE = 5000
 
-
-class SqlSessionStore(SqlLeases, SqlLogReader, SqlSnapshots):
+class SqlSessionStore(SqlLeases, SqlLogReader, SqlSnapshots, SqlVerifier):
     """Sessions and their logs: the `SessionLog` and the `SessionCatalog` over SQL."""
 
     def __init__(
@@ -322,67 +318,3 @@ class SqlSessionStore(SqlLeases, SqlLogReader, SqlSnapshots):
             ],
         )
         return plan
-
-    # -- audit ------------------------------------------------------------------------------
-
-    async def verify(self, session_id: str) -> Verification:
-        """Re-walk the hash chain; names the first seq that was edited, deleted or moved."""
-        return await self._read(lambda conn: _verify_chain(conn, session_id))
-
-
-def _verify_chain(conn: Connection, session_id: str) -> Verification:
-    head = conn.execute(
-        select(sessions.c.head_seq, sessions.c.head_hash).where(sessions.c.session_id == session_id)
-    ).first()
-    if head is None:
-        raise SessionNotFound(session_id)
-    head_seq, head_hash = head
-
-    def bad(seq: int, problem: str, checked: int) -> Verification:
-        return Verification(
-            session_id=session_id,
-            ok=False,
-            checked=checked,
-            head_seq=head_seq,
-            bad_seq=seq,
-            problem=problem,
-        )
-
-    prev = GENESIS
-    expected = 1
-    while True:
-        rows = conn.execute(
-            select(events.c.seq, events.c.type, events.c.at, events.c.data, events.c.hash)
-            .where(
-                events.c.session_id == session_id,
-                events.c.seq >= expected,
-                events.c.seq <= head_seq,
-            )
-            .order_by(events.c.seq)
-            .limit(_VERIFY_PAGE)
-        ).all()
-        for seq, type_, at, data, stored in rows:
-            if seq != expected:
-                return bad(expected, f"seq {expected} is missing", expected - 1)
-            # Chained from the previous row's stored hash, so an edited row is named itself
-            # and the row after it still verifies.
-            if chain_hash(prev, session_id, seq, type_, at, data) != stored:
-                return bad(seq, f"seq {seq} does not match its hash: edited or moved", seq - 1)
-            prev = bytes(stored)
-            expected += 1
-        if len(rows) < _VERIFY_PAGE:
-            break
-    last = expected - 1
-    if last < head_seq:
-        return bad(expected, f"the log ends at {last} but its head is {head_seq}", last)
-    if prev != head_hash:
-        return bad(head_seq, "the last event does not match the session's head hash", last)
-    # Appends may commit while we walk; they move the head with their rows in one
-    # transaction, so reading the highest seq before the head again finds only forged rows.
-    highest = conn.execute(
-        select(func.max(events.c.seq)).where(events.c.session_id == session_id)
-    ).scalar()
-    head_now = require_session(conn, session_id)
-    if highest is not None and highest > head_now:
-        return bad(head_now + 1, f"rows past the head {head_now}", last)
-    return Verification(session_id=session_id, ok=True, checked=last, head_seq=head_seq)
