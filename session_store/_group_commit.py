@@ -2,7 +2,7 @@
 transaction, then settles each caller with its own outcome.
 
 Which queued appends commit is decided by `_batch.py` (pure); the transaction is the
-backend's (`SqlSessionStore._write_batch`, or SQLite's fast path).
+backend's (`SqlAppends._write_batch`, or SQLite's fast path).
 """
 
 from __future__ import annotations
