@@ -1,24 +1,23 @@
-"""Group commit: the pure planning of a batch, and a batch that fails for a bug."""
+"""Group commit: the pure planning of a batch (`_batch.py`), and the queue going on after a
+batch that fails for a bug (`_group_commit.py`)."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
-from schemas import UserMessage
 from session_store import (
     Appended,
     Conflict,
     Fenced,
     SessionNotFound,
-    SqliteEventStore,
+    StoreHealth,
     StoreUnavailable,
 )
-from session_store._batch import PendingAppend, heads_of, plan_batch
+from session_store._batch import PendingAppend, Plan, heads_of, plan_batch
+from session_store._group_commit import GroupCommit
 from session_store._hashing import GENESIS, chain_hash
-from tests.session_store.contract import CREATED
 
 
 def pending(sid: str, expect: int | None, epoch: int | None, n: int = 1) -> PendingAppend:
@@ -65,27 +64,17 @@ async def test_each_append_is_judged_against_the_head_its_predecessors_left() ->
     assert plan.session_rows["a"].head_seq == 4 and plan.session_rows["b"].head_seq == 5
 
 
-async def test_a_batch_that_fails_for_a_bug_does_not_strand_later_appends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = SqliteEventStore(tmp_path / "keel.db")
-    await store.migrate()
-    try:
-        sid = (await store.create_session("acme", CREATED)).session_id
-        real = store._write_batch
-        calls = 0
+async def test_a_batch_that_fails_for_a_bug_does_not_strand_later_appends() -> None:
+    calls = 0
 
-        async def broken_once(batch: list[PendingAppend]):  # type: ignore[no-untyped-def]
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                raise RuntimeError("a bug")
-            return await real(batch)
+    async def broken_once(batch: list[PendingAppend]) -> Plan:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return plan_batch(batch, heads_of([("a", 1, 7, GENESIS, "idle", "")]), at=123.0)
 
-        monkeypatch.setattr(store, "_write_batch", broken_once)
-        with pytest.raises(StoreUnavailable, match="a bug"):
-            await store.append_input(sid, [UserMessage(text="lost to the bug")])
-        assert (await store.append_input(sid, [UserMessage(text="fine")])).head_seq == 2
-        assert await store.head(sid) == 2
-    finally:
-        await store.close()
+    commit = GroupCommit(broken_once, StoreHealth())
+    with pytest.raises(StoreUnavailable, match="a bug"):
+        await commit.append(pending("a", 1, 7))
+    assert await commit.append(pending("a", 1, 7)) == Appended(head_seq=2, at=123.0)
