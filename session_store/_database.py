@@ -113,7 +113,7 @@ class SqlDatabase:
                 self.backoff,
                 lambda: run(operation),
                 self._passing,
-                what=f"the store's {getattr(operation, '__name__', 'operation')}",
+                what=f"the store's {_named(operation)}",
             )
         except IntegrityError:
             raise
@@ -137,3 +137,10 @@ def _at_newest_revision(conn: Connection) -> bool:
     except DBAPIError:
         return False  # a new database: no version table yet
     return revision == SCHEMA_REVISION
+
+
+def _named(operation: Callable[..., object]) -> str:
+    """An operation's name for a log line: its function's (`claim`), or, for a lambda, what
+    it is (an operation)."""
+    name = getattr(operation, "__name__", "<lambda>")
+    return "operation" if name == "<lambda>" else name
