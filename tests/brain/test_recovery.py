@@ -202,7 +202,9 @@ async def test_a_brain_restarted_in_place_takes_its_sessions_back_at_once(
 async def test_two_brains_drive_twenty_sessions_one_brain_at_a_time(
     store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
 ) -> None:
-    brains = [spawn(), spawn()]  # type: ignore[operator]
+    # Leases long enough that neither brain loses one to a machine busy with other tests
+    # (that would be a fence doing its job, not two brains sharing the work).
+    brains = [spawn(lease_s=3.0), spawn(lease_s=3.0)]  # type: ignore[operator]
     sessions = [
         await start_session(store, js, coding_spec(coding_script(model_latency_ms=20)))
         for _ in range(20)
