@@ -1,5 +1,10 @@
 """keel's wire and storage schemas: every event, spec and message as a msgspec Struct.
 
+Also the few helpers every process uses the same way, which only this package can share
+(brain and gateway may not import each other, hands may not import the store): settings
+from the environment, logs, the retry policy, background tasks, crash points, NATS link
+logging, the nesting bound of free-form JSON, ids.
+
 This package imports nothing else of keel's; every other package imports it.
 """
 
