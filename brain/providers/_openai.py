@@ -205,7 +205,7 @@ class _Reader:
         call = self._calls.setdefault(index, _Call())
         call.provider_id = call.provider_id or fragment.id or ""
         if fragment.function is not None:
-            call.name += fragment.function.name or ""
+            call.name = _joined_name(call.name, fragment.function.name or "")
             call.arguments.append(fragment.function.arguments or "")
 
     def finish(self, max_tokens: int) -> tuple[list[AssistantBlock], StopReason, Usage]:
@@ -273,12 +273,20 @@ def _assistant(
         for b in blocks
         if isinstance(b, ToolUseBlock)
     ]
+    # Not null with tool calls: llama.cpp's server answers that with a 500; "" says the same.
     message = ChatCompletionAssistantMessageParam(
-        role="assistant", content="\n\n".join(texts) or (None if calls else "(empty)")
+        role="assistant", content="\n\n".join(texts) or ("" if calls else "(empty)")
     )
     if calls:
         message["tool_calls"] = calls
     return message
+
+
+def _joined_name(so_far: str, fragment: str) -> str:
+    """A tool call's name from its streamed fragments. The API sends it once; some servers
+    (llama.cpp's) send the whole name in every chunk: a fragment that starts with what came
+    so far replaces it rather than being appended (`write_filewrite_file`)."""
+    return fragment if fragment.startswith(so_far) else so_far + fragment
 
 
 def _result_text(result: ToolResultBlock) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from brain.context import ChatMessage, Context
 from brain.providers import (
     ModelRequest,
     ProviderError,
@@ -13,7 +14,8 @@ from brain.providers import (
     RetryPolicy,
     complete_with_retries,
 )
-from schemas import ModelSpec, TextBlock, ToolUseBlock, Usage, is_valid_id
+from brain.providers._openai import _joined_name
+from schemas import ModelSpec, TextBlock, ToolResultBlock, ToolUseBlock, Usage, is_valid_id
 from tests.brain.providers.conversation import (
     BASH,
     CONTEXT,
@@ -435,3 +437,54 @@ async def test_a_terse_local_server_is_understood(
     assert (call.name, call.input) == ("bash", {"command": "ls"})
     assert response.model == "qwen3-coder:30b"
     assert response.cost_usd == 0.0  # a model the price table does not know
+
+
+async def test_a_server_that_repeats_the_name_in_every_chunk_and_refuses_null_content(
+    server: ModelServer, providers: Providers
+) -> None:
+    """llama.cpp's server (llama-cpp-python) sends a call's whole name with every fragment of
+    its arguments, and answers 500 to an assistant message whose content is null."""
+
+    def repeating(arguments: str) -> dict[str, Any]:
+        function = {"name": "write_file", "arguments": arguments}
+        return chunk({"tool_calls": [{"index": 0, "id": CALL_A, "function": function}]})
+
+    server.reply(
+        Reply(
+            chunks=openai_chunks(
+                repeating('{"path": "a.txt", '),
+                repeating('"content": "hi"}'),
+                chunk({}, "tool_calls"),
+            )
+        )
+    )
+    response = await providers.openai.complete(request(server))
+    assert response.content == [
+        ToolUseBlock(call_id=CALL_A, name="write_file", input={"path": "a.txt", "content": "hi"})
+    ]
+    # The call sent back in the next request has an empty text, not a null one.
+    server.reply(text_turn("Done."))
+    follow_up = request(server)
+    context = Context(
+        system=follow_up.context.system,
+        messages=[
+            ChatMessage(role="user", content=[TextBlock(text="Write a.txt.")]),
+            ChatMessage(role="assistant", content=[response.content[0]]),
+            ChatMessage(
+                role="user", content=[ToolResultBlock(call_id=CALL_A, output="wrote 2 bytes")]
+            ),
+        ],
+    )
+    await providers.openai.complete(msgspec.structs.replace(follow_up, context=context))
+    sent = server.received[-1].body["messages"]
+    assistant = [m for m in sent if m["role"] == "assistant" and m.get("tool_calls")][-1]
+    assert assistant["content"] == "" and assistant["tool_calls"][0]["function"]["name"] == (
+        "write_file"
+    )
+
+
+def test_a_name_sent_in_pieces_is_joined() -> None:
+    assert _joined_name("", "write_") == "write_"
+    assert _joined_name("write_", "file") == "write_file"  # pieces
+    assert _joined_name("write_file", "write_file") == "write_file"  # repeated whole
+    assert _joined_name("write_", "write_file") == "write_file"  # sent so far, each time
