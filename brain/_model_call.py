@@ -88,7 +88,7 @@ class ModelCaller:
             session_id=self.log.session_id,
             model=spec.model,
             context=build_context(state),
-            tools=tool_definitions(spec.tools),
+            tools=tool_definitions(spec),
             turn=turn,
         )
         try:
@@ -168,6 +168,7 @@ def tool_requests(uses: Sequence[ToolUseBlock], spec: AgentSpec) -> list[Event]:
     """`tool.requested` for each tool_use; a tool the session lacks gets its one outcome,
     an error, right away."""
     events: list[Event] = []
+    custom = {tool.name for tool in spec.custom_tools}
     for block in uses:
         tool = TOOLS.get(block.name)
         events.append(
@@ -178,15 +179,26 @@ def tool_requests(uses: Sequence[ToolUseBlock], spec: AgentSpec) -> list[Event]:
                 idempotent=tool is not None and tool.idempotent,
             )
         )
+        if block.name in custom:
+            continue
         if tool is None or block.name not in spec.tools:
-            available = ", ".join(spec.tools) or "none"
+            available = ", ".join([*spec.tools, *sorted(custom)]) or "none"
             reason = f"unknown tool {block.name!r}; available: {available}"
             events.append(error_result(block.call_id, reason))
     return events
 
 
-def tool_definitions(names: Sequence[str]) -> list[ToolDefinition]:
-    return list(_tool_definitions(tuple(names)))
+def tool_definitions(spec: AgentSpec) -> list[ToolDefinition]:
+    """keel's tools the session has, then the client's own (custom) tools."""
+    return [
+        *_tool_definitions(tuple(spec.tools)),
+        *(
+            ToolDefinition(
+                name=tool.name, description=tool.description, input_schema=tool.input_schema
+            )
+            for tool in spec.custom_tools
+        ),
+    ]
 
 
 @functools.cache

@@ -13,7 +13,15 @@ import msgspec
 
 from brain.fold import call_signature
 from brain.state import SessionState, ToolCall
-from schemas import TERMINAL_STATUSES, BudgetName, ToolResultBlock, ToolUseBlock
+from schemas import (
+    TERMINAL_STATUSES,
+    WAITING_FOR_APPROVAL,
+    WAITING_FOR_CLIENT,
+    WAITING_FOR_TOOLS,
+    BudgetName,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 
 # The same call this many times in a row is a loop: the session pauses with a reason.
 LOOP_REPEATS: Final = 5
@@ -111,8 +119,12 @@ def decide(state: SessionState, now: float) -> Action:
         return Wait(reason=f"the session is {state.status}")
     if state.status == "paused":
         return Wait(reason=f"paused: {state.status_reason}" if state.status_reason else "paused")
+    idle_since_input = state.status == "idle" and state.status_seq > state.input_seq
+    if state.spec.turn_end == "idle" and idle_since_input:
+        # The turn is over (ended, interrupted, out of budget) until the user says more.
+        return Wait(reason="waiting for user input")
     if state.interrupted:
-        return Pause(reason="interrupted by the user")
+        return _interrupt(state)
     loop = _loop_guard(state)
     if loop is not None:
         return loop
@@ -130,9 +142,23 @@ def decide(state: SessionState, now: float) -> Action:
     return _finish(state)
 
 
+def _interrupt(state: SessionState) -> Action:
+    """A session that idles between turns ends the turn: calls that have not started never
+    will (each gets its one outcome), those running finish and are recorded. Otherwise the
+    session pauses until resumed."""
+    assert state.spec is not None
+    if state.spec.turn_end == "idle":
+        for call in state.open_calls.values():
+            if call.phase != "dispatched":
+                return Refuse(call_id=call.call_id, reason="interrupted by the user")
+    return Pause(reason="interrupted by the user")
+
+
 def _budget_guard(state: SessionState, now: float) -> ReachBudget | None:
     assert state.spec is not None
-    if state.budget_reached is not None:
+    # Once reached, a paused session's guard stays quiet until it is resumed; a session that
+    # idles between turns is stopped again by every turn its input asks for.
+    if state.budget_reached is not None and state.spec.turn_end == "complete":
         return None
     budgets = state.spec.budgets
     checks: list[tuple[BudgetName, float | None, float]] = [
@@ -199,20 +225,21 @@ def _unrequested_tool_uses(state: SessionState) -> list[ToolUseBlock]:
 def _next_for_calls(state: SessionState, now: float) -> Action:
     assert state.spec is not None
     ready: list[str] = []
-    waiting_for_approval = False
+    waiting_for: set[str] = set()
     for call in state.open_calls.values():
         action = _next_for_call(state, call, now)
         if action is None:
             ready.append(call.call_id)
         elif isinstance(action, Wait):
-            waiting_for_approval = waiting_for_approval or call.phase == "awaiting_approval"
+            waiting_for.add(action.reason)
         else:
             return action
     if ready:
         return Dispatch(call_ids=ready)
-    if waiting_for_approval:
-        return Wait(reason="waiting for an approval")
-    return Wait(reason="waiting for tool outcomes")
+    for reason in (WAITING_FOR_APPROVAL, WAITING_FOR_CLIENT):
+        if reason in waiting_for:
+            return Wait(reason=reason)
+    return Wait(reason=WAITING_FOR_TOOLS)
 
 
 def _next_for_call(state: SessionState, call: ToolCall, now: float) -> Action | None:
@@ -224,16 +251,22 @@ def _next_for_call(state: SessionState, call: ToolCall, now: float) -> Action | 
             return Refuse(call_id=call.call_id, reason=f"the policy denies {call.name}")
         if permission == "ask":
             return AskApproval(call_id=call.call_id, expires_at=now + state.spec.approval_timeout_s)
-        return None
+        return _unless_on_client(state, call)
     if call.phase == "awaiting_approval":
         if call.approval_expires_at is not None and now >= call.approval_expires_at:
             return ExpireApproval(call_id=call.call_id)
-        return Wait(reason="approval")
+        return Wait(reason=WAITING_FOR_APPROVAL)
     if call.phase == "approved":
-        return None
+        return _unless_on_client(state, call)
     if call.phase in ("denied", "expired"):
         return Refuse(call_id=call.call_id, reason=f"the approval was {call.phase}")
     return Wait(reason="in flight")
+
+
+def _unless_on_client(state: SessionState, call: ToolCall) -> Wait | None:
+    """A call the client runs is never dispatched: the client posts its one result."""
+    assert state.spec is not None
+    return Wait(reason=WAITING_FOR_CLIENT) if state.spec.runs_on_client(call.name) else None
 
 
 def _finish(state: SessionState) -> Action:

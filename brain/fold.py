@@ -27,9 +27,11 @@ from schemas import (
     LoopDetected,
     ModelResponse,
     Recorded,
+    SessionArchived,
     SessionCreated,
     SessionForked,
     SessionStatus,
+    SessionUpdated,
     TextBlock,
     ToolDispatched,
     ToolRequested,
@@ -74,10 +76,16 @@ def _apply(  # noqa: PLR0915
             state.spec = spec
             state.title = title
             state.created_at = at
+        case SessionUpdated(title=title):
+            if title is not None:
+                state.title = title
+        case SessionArchived():
+            pass
         case UserMessage(text=text):
             _add_block(state, "user", TextBlock(text=text), seq)
             state.pending_input = True
             state.interrupted = False
+            state.input_seq = seq
         case UserInterrupt():
             state.interrupted = True
         case ModelResponse(content=content, usage=usage, cost_usd=cost, context_seq=shown):
@@ -157,6 +165,7 @@ def _apply(  # noqa: PLR0915
         case SessionStatus(status=status, reason=reason):
             state.status = status
             state.status_reason = reason
+            state.status_seq = seq
             if status == "running":
                 # Resuming clears the guards that paused the session.
                 state.budget_reached = None

@@ -10,7 +10,7 @@ from schemas import AgentSpec, BudgetName, ContentBlock, Status, Usage
 
 # Bump when SessionState or fold changes meaning: snapshots of another version are ignored
 # (the store keys snapshots by this), so a new reducer replays from the log instead.
-STATE_VERSION: Final = 3
+STATE_VERSION: Final = 4
 
 # How many recent tool-call signatures the state keeps for loop detection.
 RECENT_CALLS: Final = 16
@@ -62,6 +62,10 @@ class SessionState(msgspec.Struct, kw_only=True):
     title: str = ""
     status: Status = "idle"
     status_reason: str = ""
+    # The seq of the last status change and of the last user message: a session that went
+    # idle after its latest input waits for more (`AgentSpec.turn_end == "idle"`).
+    status_seq: int = 0
+    input_seq: int = 0
     forked_from: str | None = None
     forked_at_seq: int | None = None
     # Conversation: a compaction summary, then the messages after it (roles alternate).

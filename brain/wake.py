@@ -53,6 +53,7 @@ from brain.decide import (
 from brain.deps import BrainDeps
 from brain.judge import CompletionCheck
 from schemas import (
+    END_TURN,
     ApprovalExpired,
     ApprovalRequested,
     BudgetReached,
@@ -188,6 +189,11 @@ class _SessionRun:
             return self._result("fenced")
         return msgspec.structs.replace(result, again=await self.log.grew())
 
+    def _stopped_status(self) -> Status:
+        """Where an interrupt or a guard (budget, loop) leaves the session: paused until
+        resumed, or idle until more input for a session that idles between turns."""
+        return "idle" if self.log.spec.turn_end == "idle" else "paused"
+
     def _result(self, stopped: Stopped, wake_at: float | None = None) -> WakeResult:
         state = self.log.state
         return WakeResult(
@@ -201,9 +207,12 @@ class _SessionRun:
 
     async def _settle(self, wait: Wait) -> WakeResult:
         """Nothing to do until something arrives: say so in the log and set the timer."""
-        waiting: Status = "waiting"
-        if self.log.state.status in ("idle", "running") and self.log.state.status != waiting:
-            await self.log.commit([SessionStatus(status=waiting, reason=wait.reason)])
+        state = self.log.state
+        # An idle session that idles between turns stays idle: its turn is over.
+        if state.status == "running" or (
+            state.status == "idle" and self.log.spec.turn_end == "complete"
+        ):
+            await self.log.commit([SessionStatus(status="waiting", reason=wait.reason)])
         deadlines = [
             call.approval_expires_at
             for call in self.log.state.open_calls.values()
@@ -247,7 +256,7 @@ class _SessionRun:
                     [
                         *prelude,
                         BudgetReached(budget=budget, limit=limit, used=used),
-                        SessionStatus(status="paused", reason=reason),
+                        SessionStatus(status=self._stopped_status(), reason=reason),
                     ]
                 )
             case DetectLoop(signature=signature, repeats=repeats):
@@ -256,16 +265,21 @@ class _SessionRun:
                     [
                         *prelude,
                         LoopDetected(signature=signature, repeats=repeats, reason=reason),
-                        SessionStatus(status="paused", reason=f"loop detected: {reason}"),
+                        SessionStatus(
+                            status=self._stopped_status(), reason=f"loop detected: {reason}"
+                        ),
                     ]
                 )
             case Pause(reason=reason):
-                await commit([SessionStatus(status="paused", reason=reason)])
+                await commit([SessionStatus(status=self._stopped_status(), reason=reason)])
             case Judge():
                 if prelude:
                     await commit(prelude)
                 await self.completion.judge()
             case Complete(reason=reason):
-                await commit([SessionStatus(status="completed", reason=reason)])
+                if self.log.spec.turn_end == "idle":
+                    await commit([SessionStatus(status="idle", reason=END_TURN)])
+                else:
+                    await commit([SessionStatus(status="completed", reason=reason)])
             case Wait():
                 raise AssertionError("waiting is not an action to perform")

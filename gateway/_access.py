@@ -1,9 +1,9 @@
 """Who is asking, and whether the session is theirs: the `Tenant` and `Session` dependencies.
 
-A bearer API key names a tenant (no key or an unknown one: 401); another tenant's session is
-a 404, as if it did not exist. FastAPI resolves a tenant once per request, however many
-dependencies ask for it. Routes that take them are `QueryFirst` routes: a malformed query is
-a 422 before the key or the session is looked at.
+An API key (`Authorization: Bearer` or `x-api-key`) names a tenant (no key or an unknown
+one: 401); another tenant's session is a 404, as if it did not exist. FastAPI resolves a
+tenant once per request, however many dependencies ask for it. Routes that take them are
+`QueryFirst` routes: a malformed query is a 422 before the key or the session is looked at.
 """
 
 from __future__ import annotations
@@ -21,11 +21,22 @@ from gateway._services import Services
 from session_store import SessionInfo, SessionNotFound
 
 
-async def tenant_of(request: Request, services: Services) -> str:
+def api_key_of(request: Request) -> str:
+    """The key of `Authorization: Bearer <key>` (what the Anthropic SDKs send) or of
+    `x-api-key: <key>` (what the Anthropic API's own examples send)."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise ApiProblem(401, "send your API key as 'Authorization: Bearer <key>'")
-    tenant = await services.store.tenant_for_key(key.strip())
+    if scheme.lower() == "bearer" and key.strip():
+        return key.strip()
+    key = request.headers.get("x-api-key", "").strip()
+    if key:
+        return key
+    raise ApiProblem(
+        401, "send your API key as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+    )
+
+
+async def tenant_of(request: Request, services: Services) -> str:
+    tenant = await services.store.tenant_for_key(api_key_of(request))
     if tenant is None:
         raise ApiProblem(401, "unknown API key")
     return tenant

@@ -42,7 +42,8 @@ A 409 is final (`x-should-retry: false`); a 503 says when to try again (`Retry-A
 with `id: <seq>`; reconnect with `Last-Event-ID: <seq>` (or `?after=`) to get everything
 after it, with no gap and no duplicate, from any gateway.
 
-**Errors** are always `{"error": {"code", "message"}}`.
+**Errors** are always `{"type": "error", "error": {"type", "message", "code"}}` with a
+`request-id` header: `type` is the class the Anthropic SDKs read, `code` keel's finer name.
 """
 
 

@@ -1,4 +1,5 @@
-"""Every failure the API reports, as one JSON shape: `{"error": {"code", "message"}}`.
+"""Every failure the API reports, as one JSON shape: `{"type": "error", "error": {"type",
+"message", "code"}}`, the body the Anthropic SDKs parse (`exc.type`, `exc.api_message`).
 
 Store errors are translated here, once; bad input is a 4xx with a readable message, never a
 500.
@@ -7,7 +8,7 @@ Store errors are translated here, once; bad input is a 4xx with a readable messa
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from fastapi import FastAPI, Request, Response
@@ -21,10 +22,12 @@ from session_store import (
     Conflict,
     InvalidInput,
     PayloadTooLarge,
+    ResourceNotFound,
     SessionBusy,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    VersionConflict,
 )
 
 log = logging.getLogger("keel.gateway")
@@ -44,6 +47,25 @@ _STATUS_CODES: Final = {
 }
 
 
+# The Anthropic API's error types (what its SDKs expose as `exc.type`), by status.
+_ERROR_TYPES: Final = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    412: "invalid_request_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
 # How long a client should wait before retrying a request the store could not serve.
 RETRY_AFTER_S: Final = 1
 
@@ -56,6 +78,7 @@ class ApiProblem(Exception):
         code: str | None = None,
         *,
         retry_after: int | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         """`retry_after` (seconds): the problem passes by itself and a retry may succeed; a
         503 always has one, a 409 only when given (other 409s are final)."""
@@ -63,6 +86,7 @@ class ApiProblem(Exception):
         self.status = status
         self.code = code or _STATUS_CODES.get(status, "error")
         self.message = message
+        self.details = details
         self.retry_after = RETRY_AFTER_S if status == 503 and retry_after is None else retry_after
 
 
@@ -71,7 +95,14 @@ def json_response(body: msgspec.Struct, status: int = 200) -> Response:
 
 
 def problem_response(problem: ApiProblem) -> Response:
-    body = ApiError(error=ApiErrorDetail(code=problem.code, message=problem.message))
+    body = ApiError(
+        error=ApiErrorDetail(
+            type=_ERROR_TYPES.get(problem.status, "api_error"),
+            message=problem.message,
+            code=problem.code,
+            details=problem.details,
+        )
+    )
     response = json_response(body, problem.status)
     if problem.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
@@ -88,6 +119,10 @@ def from_store_error(error: StoreError) -> ApiProblem:
     match error:
         case SessionNotFound():
             return ApiProblem(404, "no such session")
+        case ResourceNotFound():
+            return ApiProblem(404, str(error))
+        case VersionConflict():
+            return ApiProblem(409, str(error))
         case PayloadTooLarge():
             return ApiProblem(413, str(error))
         case InvalidInput():

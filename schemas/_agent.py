@@ -46,7 +46,9 @@ class CompletionCondition(msgspec.Struct, frozen=True, kw_only=True, omit_defaul
 class SandboxSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The limits of the disposable sandbox the session's tools run in."""
 
-    backend: Literal["local", "docker"] | None = None
+    # `self_hosted`: no sandbox of keel's; the user's own worker runs the tools and posts
+    # their results (the Managed Agents `environments.work` protocol).
+    backend: Literal["local", "docker", "self_hosted"] | None = None
     image: str | None = None
     network: bool = False
     cpus: float = 1.0
@@ -54,6 +56,15 @@ class SandboxSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     pids: int = 256
     call_timeout_s: float = 120.0
     max_output_bytes: int = 1_000_000
+
+
+class CustomTool(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A tool the client runs itself: the brain records the call and waits for the client
+    to post its one result; it is never sent to the hands."""
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, object] = {}
 
 
 class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -69,3 +80,14 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     budgets: Budgets = Budgets()
     completion: CompletionCondition = CompletionCondition()
     sandbox: SandboxSpec = SandboxSpec()
+    custom_tools: list[CustomTool] = []
+    # What ending a turn does: `complete` ends the session (keel's own API); `idle` leaves
+    # it idle and taking more input, as a Managed Agents session is.
+    turn_end: Literal["complete", "idle"] = "complete"
+
+    def runs_on_client(self, tool: str) -> bool:
+        """Whether a call of `tool` is the client's to run (a custom tool, or any tool of a
+        self-hosted environment): the brain waits for its result instead of dispatching."""
+        return self.sandbox.backend == "self_hosted" or any(
+            custom.name == tool for custom in self.custom_tools
+        )

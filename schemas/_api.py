@@ -79,12 +79,20 @@ class EventPage(msgspec.Struct, frozen=True, kw_only=True):
     next_after: int | None = None
 
 
-class ApiErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
-    code: str
+class ApiErrorDetail(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    # The error's class as the Anthropic SDKs read it (`exc.type`): invalid_request_error,
+    # authentication_error, not_found_error, conflict_error, ...
+    type: str
     message: str
+    # keel's own finer name for it (`not_found`, `too_large`, ...).
+    code: str
+    # Read by the SDKs as `exc.error_code` and the like.
+    details: dict[str, Any] | None = None
 
 
-class ApiError(msgspec.Struct, frozen=True, kw_only=True):
+class ApiError(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="error"):
+    """`{"type": "error", "error": {...}}`, the body the Anthropic SDKs parse."""
+
     error: ApiErrorDetail
 
 

@@ -16,6 +16,15 @@ from schemas._content import AssistantBlock, BlobRef, StopReason, Usage
 
 Status = Literal["idle", "running", "waiting", "paused", "completed", "failed", "cancelled"]
 TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
+# The reason of the `idle` a session that idles between turns goes to when the model ends
+# its turn (`AgentSpec.turn_end`).
+END_TURN: Final = "end_turn"
+# Why a session is `waiting`: on its tools running, on an approval, or on the results of
+# calls its client runs (custom tools, a self-hosted environment's tools). The last two wait
+# on the user: the Managed Agents API shows them as idle, requiring action.
+WAITING_FOR_TOOLS: Final = "waiting for tool outcomes"
+WAITING_FOR_APPROVAL: Final = "waiting for an approval"
+WAITING_FOR_CLIENT: Final = "waiting for the client's tool results"
 
 Outcome = Literal["ok", "error", "unknown"]
 BudgetName = Literal["tokens", "cost", "turns", "wall_clock"]
@@ -27,12 +36,33 @@ class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     first) and an upcaster on read, when one is needed."""
 
 
-class SessionCreated(_EventBase, tag="session.created", frozen=True):
+class ManagedOrigin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a session made through the Managed Agents API came from: the agent version
+    its spec was made of, and its environment."""
+
+    agent_id: str
+    agent_version: int
+    environment_id: str
+
+
+class SessionCreated(_EventBase, tag="session.created", frozen=True, omit_defaults=True):
     """Always seq 1: the agent spec the session runs with."""
 
     spec: AgentSpec
     title: str = ""
     metadata: dict[str, str] = {}
+    managed: ManagedOrigin | None = None
+
+
+class SessionUpdated(_EventBase, tag="session.updated", frozen=True):
+    """The title or metadata changed (each as it now is; absent: unchanged)."""
+
+    title: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class SessionArchived(_EventBase, tag="session.archived", frozen=True):
+    """Put away: listed only when asked for, and takes no more input."""
 
 
 class UserMessage(_EventBase, tag="user.message", frozen=True):
@@ -84,6 +114,8 @@ class ToolResult(_EventBase, tag="tool.result", frozen=True):
     checkpoint: str | None = None
     # The sandbox died: the session's next call needs a new one (started from `checkpoint`).
     sandbox_lost: bool = False
+    # Posted by the client (a custom tool's result, or a self-hosted worker's), not the hands.
+    from_client: bool = False
 
 
 class ApprovalRequested(_EventBase, tag="approval.requested", frozen=True):
@@ -150,6 +182,8 @@ class SessionForked(_EventBase, tag="session.forked", frozen=True):
 
 Event = (
     SessionCreated
+    | SessionUpdated
+    | SessionArchived
     | UserMessage
     | UserInterrupt
     | ModelResponse

@@ -15,17 +15,20 @@ from session_store._errors import (
     KeyTaken,
     LeaseHeld,
     PayloadTooLarge,
+    ResourceNotFound,
     SessionBusy,
     SessionExists,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    VersionConflict,
 )
 from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import IdempotentWrite
 from session_store._open import open_store
 from session_store._protocol import (
     EventStore,
+    Resources,
     SessionCatalog,
     SessionLog,
     SessionReader,
@@ -37,6 +40,8 @@ from session_store._records import (
     Appended,
     Lease,
     Remembered,
+    Resource,
+    ResourcePage,
     SessionInfo,
     SessionPage,
     Snapshot,
@@ -63,6 +68,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Remembered",
+    "Resource",
+    "ResourceNotFound",
+    "ResourcePage",
+    "Resources",
     "ApiKey",
     "Appended",
     "Conflict",
@@ -94,5 +103,6 @@ __all__ = [
     "StoreUnavailable",
     "Tenancy",
     "Verification",
+    "VersionConflict",
     "open_store",
 ]

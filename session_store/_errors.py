@@ -7,6 +7,8 @@ StoreError
 ├── Conflict           append's expect_seq is not the session's head
 ├── Fenced             the caller's lease epoch is no longer current: stop touching the session
 ├── LeaseHeld          claim while another owner holds an unexpired lease
+├── ResourceNotFound   an agent or environment (or that version of it) is unknown
+├── VersionConflict    a resource update whose expected version is no longer the latest
 ├── KeyTaken           a keyed write lost its Idempotency-Key to one that committed first
 ├── InvalidInput       a bad id, tenant, seq or argument
 │   ├── InvalidEvent       not a valid event, or one only the store may write
@@ -67,6 +69,18 @@ class LeaseHeld(StoreError):
         self.session_id = session_id
         self.owner = owner
         self.until = until
+
+
+class ResourceNotFound(StoreError):
+    def __init__(self, kind: str, resource_id: str, version: int | None = None) -> None:
+        at = "" if version is None else f" at version {version}"
+        super().__init__(f"no {kind} {resource_id!r}{at}")
+        self.kind = kind
+        self.resource_id = resource_id
+
+
+class VersionConflict(StoreError):
+    pass
 
 
 class KeyTaken(StoreError):

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from session_store._database import StoreLimits
+from session_store._resources import SqlResources
 from session_store._sql import SqlSessionStore
 from session_store._tenancy import SqlTenancy
 
@@ -32,7 +33,7 @@ IDLE_IN_TRANSACTION_TIMEOUT_MS: Final = 5000
 CONNECT_TIMEOUT_S: Final = 5.0
 
 
-class PostgresEventStore(SqlSessionStore, SqlTenancy):
+class PostgresEventStore(SqlSessionStore, SqlTenancy, SqlResources):
     def __init__(
         self,
         url: str,

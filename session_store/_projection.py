@@ -17,6 +17,7 @@ import msgspec
 
 from schemas import (
     TERMINAL_STATUSES,
+    ManagedOrigin,
     ModelResponse,
     SessionCreated,
     SessionStatus,
@@ -100,6 +101,8 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: float = 0.0
     # The input timer these events ask for; an append's update keeps an earlier one.
     wake_at: float | None = None
+    # The agent version and environment a Managed Agents session was made from.
+    managed: ManagedOrigin | None = None
 
     def project(
         self,
@@ -142,6 +145,7 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
             tally=self.tally if change.tally is NO_TALLY else self.tally + change.tally,
             updated_at=at,
             wake_at=at + INPUT_GRACE_S if is_input else self.wake_at,
+            managed=self.managed if created is None else created.managed,
         )
         return row, chained
 
@@ -177,6 +181,16 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
             "cache_write_tokens": self.tally.usage.cache_write_tokens,
             "cost_usd": self.tally.cost_usd,
             "turns": self.tally.turns,
+        } | self._managed_columns()
+
+    def _managed_columns(self) -> dict[str, Any]:
+        """Only a Managed Agents session names them (the columns default to null)."""
+        if self.managed is None:
+            return {}
+        return {
+            "agent_id": self.managed.agent_id,
+            "agent_version": self.managed.agent_version,
+            "environment_id": self.managed.environment_id,
         }
 
     def head_update(self) -> dict[str, Any]:
@@ -228,4 +242,8 @@ def session_info(row: Mapping[Any, Any]) -> SessionInfo:
         ),
         cost_usd=row["cost_usd"],
         turns=row["turns"],
+        agent_id=row.get("agent_id"),
+        agent_version=row.get("agent_version"),
+        environment_id=row.get("environment_id"),
+        archived_at=row.get("archived_at"),
     )

@@ -7,8 +7,9 @@ A caller sees only the part it uses (as eventsourcing's `AggregateRecorder` ⊂
     ├── SessionReader      a session's row and its log, as brains and gateways both read them
     │   ├── SessionLog     the log a brain drives: leases, fenced appends, timers, snapshots
     │   └── SessionCatalog the sessions the API serves: create, fork, list, delete, input, audit
-    └── Tenancy            who may call the API (bearer keys) and what it already answered
-                           (Idempotency-Keys)
+    ├── Tenancy            who may call the API (bearer keys) and what it already answered
+    │                      (Idempotency-Keys)
+    └── Resources          the Managed Agents API's versioned agents and environments
     EventStore             all of them: what a backend is, and what `open_store` returns
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from schemas import Event, Recorded, SessionCreated
+from schemas import Event, Recorded, SessionArchived, SessionCreated, SessionUpdated
 from session_store._health import StoreHealth
 from session_store._idempotency import IdempotentWrite
 from session_store._records import (
@@ -25,6 +26,8 @@ from session_store._records import (
     Appended,
     Lease,
     Remembered,
+    Resource,
+    ResourcePage,
     SessionInfo,
     SessionPage,
     Snapshot,
@@ -98,14 +101,30 @@ class SessionCatalog(SessionReader, Protocol):
         tenant: str,
         *,
         status: str | None = None,
+        statuses: Sequence[str] = (),
         created_after: float | None = None,
         created_before: float | None = None,
+        agent_id: str | None = None,
+        agent_version: int | None = None,
+        include_archived: bool = True,
+        oldest_first: bool = False,
         limit: int = 50,
         cursor: str | None = None,
     ) -> SessionPage: ...
     async def delete_session(
-        self, session_id: str, *, keyed: IdempotentWrite[None] | None = None
+        self,
+        session_id: str,
+        *,
+        unless_running: bool = False,
+        keyed: IdempotentWrite[None] | None = None,
     ) -> None: ...
+    async def amend_session(
+        self,
+        session_id: str,
+        event: SessionUpdated | SessionArchived,
+        *,
+        keyed: IdempotentWrite[SessionInfo] | None = None,
+    ) -> SessionInfo: ...
 
     async def append_input(
         self,
@@ -129,6 +148,45 @@ class Tenancy(Store, Protocol):
     async def recall(self, tenant: str, key: str) -> Remembered | None: ...
 
 
-class EventStore(SessionLog, SessionCatalog, Tenancy, Protocol):
+class Resources(Store, Protocol):
+    """The Managed Agents API's agents and environments: versions of JSON bodies."""
+
+    async def put_resource(
+        self,
+        tenant: str,
+        kind: str,
+        body: str,
+        *,
+        resource_id: str | None = None,
+        expect_version: int | None = None,
+    ) -> Resource: ...
+    async def get_resource(
+        self, tenant: str, kind: str, resource_id: str, version: int | None = None
+    ) -> Resource: ...
+    async def list_resources(
+        self,
+        tenant: str,
+        kind: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        include_archived: bool = False,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> ResourcePage: ...
+    async def resource_versions(
+        self,
+        tenant: str,
+        kind: str,
+        resource_id: str,
+        *,
+        limit: int = 20,
+        before_version: int | None = None,
+    ) -> ResourcePage: ...
+    async def archive_resource(self, tenant: str, kind: str, resource_id: str) -> Resource: ...
+    async def delete_resource(self, tenant: str, kind: str, resource_id: str) -> None: ...
+
+
+class EventStore(SessionLog, SessionCatalog, Tenancy, Resources, Protocol):
     """The whole store: every part above. Backends are this; a caller should ask for the
     part it uses."""

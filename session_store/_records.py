@@ -24,6 +24,11 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     usage: Usage = Usage()
     cost_usd: float = 0.0
     turns: int = 0
+    # Made through the Managed Agents API: from this agent version, in this environment.
+    agent_id: str | None = None
+    agent_version: int | None = None
+    environment_id: str | None = None
+    archived_at: float | None = None
 
 
 class SessionPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,3 +93,23 @@ class Remembered(msgspec.Struct, frozen=True, kw_only=True):
     request_hash: str
     status: int
     body: bytes
+
+
+class Resource(msgspec.Struct, frozen=True, kw_only=True):
+    """One version of a Managed Agents resource (an agent, an environment): its body is the
+    API's JSON, kept as the API wrote it."""
+
+    resource_id: str
+    kind: str
+    version: int
+    tenant: str
+    body: str
+    created_at: float
+    updated_at: float
+    archived_at: float | None = None
+
+
+class ResourcePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Resource]
+    # Pass back as `cursor` for the next page; None on the last page.
+    next_cursor: str | None = None

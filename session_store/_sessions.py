@@ -7,12 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, delete, insert, select
+import msgspec
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from schemas import TERMINAL_STATUSES, Event, SessionCreated, SessionForked, decode_event, new_id
+from schemas import (
+    TERMINAL_STATUSES,
+    WAITING_FOR_TOOLS,
+    Event,
+    SessionArchived,
+    SessionCreated,
+    SessionForked,
+    SessionUpdated,
+    decode_event,
+    new_id,
+)
 from session_store._database import SqlDatabase
 from session_store._errors import InvalidInput, SessionBusy, SessionExists, SessionNotFound
+from session_store._hashing import chain_hash
 from session_store._idempotency import IdempotentWrite, record_answer
 from session_store._projection import SessionRow, change_of, session_info
 from session_store._reads import require_session
@@ -39,6 +51,10 @@ _SESSION_COLUMNS = (
     sessions.c.cache_write_tokens,
     sessions.c.cost_usd,
     sessions.c.turns,
+    sessions.c.agent_id,
+    sessions.c.agent_version,
+    sessions.c.environment_id,
+    sessions.c.archived_at,
 )
 
 
@@ -142,25 +158,42 @@ class SqlSessions(SqlDatabase):
         tenant: str,
         *,
         status: str | None = None,
+        statuses: Sequence[str] = (),
         created_after: float | None = None,
         created_before: float | None = None,
+        agent_id: str | None = None,
+        agent_version: int | None = None,
+        include_archived: bool = True,
+        oldest_first: bool = False,
         limit: int = 50,
         cursor: str | None = None,
     ) -> SessionPage:
-        """A tenant's sessions, newest first, optionally of one status and created in
-        [`created_after`, `created_before`); `cursor` is the previous page's `next_cursor`."""
+        """A tenant's sessions, newest first (or `oldest_first`), optionally of one status
+        (or any of `statuses`), created in [`created_after`, `created_before`), made from an
+        agent (and version), archived ones too unless told not; `cursor` is the previous
+        page's `next_cursor`."""
         if not 1 <= limit <= 1000:
             raise InvalidInput(f"limit must be 1..1000, got {limit}")
-        query = select(*_SESSION_COLUMNS).where(sessions.c.tenant == tenant)
+        c = sessions.c
+        query = select(*_SESSION_COLUMNS).where(c.tenant == tenant)
         if status is not None:
-            query = query.where(sessions.c.status == status)
+            query = query.where(c.status == status)
+        if statuses:
+            query = query.where(c.status.in_(list(statuses)))
         if created_after is not None:
-            query = query.where(sessions.c.created_at >= created_after)
+            query = query.where(c.created_at >= created_after)
         if created_before is not None:
-            query = query.where(sessions.c.created_at < created_before)
+            query = query.where(c.created_at < created_before)
+        if agent_id is not None:
+            query = query.where(c.agent_id == agent_id)
+        if agent_version is not None:
+            query = query.where(c.agent_version == agent_version)
+        if not include_archived:
+            query = query.where(c.archived_at.is_(None))
         if cursor is not None:
-            query = query.where(sessions.c.session_id < cursor)
-        query = query.order_by(sessions.c.session_id.desc()).limit(limit + 1)
+            query = query.where(c.session_id > cursor if oldest_first else c.session_id < cursor)
+        order = c.session_id.asc() if oldest_first else c.session_id.desc()
+        query = query.order_by(order).limit(limit + 1)
 
         def page(conn: Connection) -> SessionPage:
             rows = conn.execute(query).all()
@@ -171,23 +204,36 @@ class SqlSessions(SqlDatabase):
         return await self._read(page)
 
     async def delete_session(
-        self, session_id: str, *, keyed: IdempotentWrite[None] | None = None
+        self,
+        session_id: str,
+        *,
+        unless_running: bool = False,
+        keyed: IdempotentWrite[None] | None = None,
     ) -> None:
         """Remove a finished session: its log, snapshots and row, in one transaction.
 
-        Refused (SessionBusy) while it is not terminal, or while a brain still holds its
-        lease: a cancelled session's brain may still be recording its calls' outcomes."""
+        Refused (SessionBusy) while it is not terminal (`unless_running`: while it is
+        running, or waiting on its tools), or while a brain still holds its lease: a
+        cancelled session's brain may still be recording its calls' outcomes."""
 
         def remove(conn: Connection) -> None:
             row = conn.execute(
-                select(sessions.c.status, sessions.c.lease_owner, sessions.c.lease_until)
+                select(
+                    sessions.c.status,
+                    sessions.c.status_reason,
+                    sessions.c.lease_owner,
+                    sessions.c.lease_until,
+                )
                 .where(sessions.c.session_id == session_id)
                 .with_for_update()
             ).first()
             if row is None:
                 raise SessionNotFound(session_id)
-            status, owner, until = row
-            if status not in TERMINAL_STATUSES:
+            status, reason, owner, until = row
+            if unless_running:
+                if status == "running" or (status == "waiting" and reason == WAITING_FOR_TOOLS):
+                    raise SessionBusy(session_id, f"it is {status} (interrupt it first)")
+            elif status not in TERMINAL_STATUSES:
                 raise SessionBusy(session_id, f"it is {status} (only a finished session can be)")
             if owner is not None and until is not None and until > self._clock():
                 raise SessionBusy(
@@ -200,3 +246,57 @@ class SqlSessions(SqlDatabase):
                 record_answer(conn, keyed, None, self._clock())
 
         await self._write(remove)
+
+    async def amend_session(
+        self,
+        session_id: str,
+        event: SessionUpdated | SessionArchived,
+        *,
+        keyed: IdempotentWrite[SessionInfo] | None = None,
+    ) -> SessionInfo:
+        """Record a change of title or metadata, or the archiving, in the log and on the
+        row, in one transaction (the row's title, metadata and archive time are what the
+        API lists by)."""
+        if not isinstance(event, SessionUpdated | SessionArchived):
+            raise InvalidInput("only session.updated and session.archived amend a session")
+        type_, data = encode_checked(event, self.limits.max_event_bytes)
+
+        def amend(conn: Connection) -> SessionInfo:
+            current = conn.execute(
+                select(*_SESSION_COLUMNS, sessions.c.head_hash)
+                .where(sessions.c.session_id == session_id)
+                .with_for_update()
+            ).first()
+            if current is None:
+                raise SessionNotFound(session_id)
+            info = session_info(current._mapping)
+            now = self._clock()
+            seq = info.head_seq + 1
+            hash_ = chain_hash(current.head_hash, session_id, seq, type_, now, data)
+            conn.execute(
+                insert(events),
+                {
+                    "session_id": session_id,
+                    "seq": seq,
+                    "type": type_,
+                    "at": now,
+                    "data": data,
+                    "hash": hash_,
+                },
+            )
+            changes: dict[str, object] = {"head_seq": seq, "head_hash": hash_, "updated_at": now}
+            if isinstance(event, SessionArchived):
+                changes["archived_at"] = info.archived_at or now
+            if isinstance(event, SessionUpdated) and event.title is not None:
+                changes["title"] = event.title
+            if isinstance(event, SessionUpdated) and event.metadata is not None:
+                changes["metadata"] = msgspec.json.encode(event.metadata).decode()
+            conn.execute(
+                update(sessions).where(sessions.c.session_id == session_id).values(**changes)
+            )
+            amended = session_info({**current._mapping, **changes})
+            if keyed is not None:
+                record_answer(conn, keyed, amended, now)
+            return amended
+
+        return await self._write(amend)

@@ -35,6 +35,7 @@ from schemas import retrying
 from session_store._batch import PendingAppend, Plan, heads_of, plan_batch
 from session_store._database import StoreLimits
 from session_store._errors import StoreUnavailable
+from session_store._resources import SqlResources
 from session_store._sql import SqlSessionStore
 from session_store._statements import INSERT_EVENTS, LOCK_HEADS, UPDATE_HEAD
 from session_store._tables import events
@@ -75,7 +76,7 @@ def _lock_heads(count: int) -> str:
     return expanded.compile(dialect=_SQLITE, compile_kwargs={"render_postcompile": True}).string
 
 
-class SqliteEventStore(SqlSessionStore, SqlTenancy):
+class SqliteEventStore(SqlSessionStore, SqlTenancy, SqlResources):
     def __init__(
         self,
         path: str | Path,

@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 # The newest migration: these tables are what it leaves. A store already there skips
 # Alembic entirely at start (importing it is a tenth of a second of every brain's start).
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 metadata = MetaData()
 
@@ -49,6 +49,11 @@ sessions = Table(
     Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
     Column("turns", BigInteger, nullable=False, server_default="0"),
     Column("cost_usd", Float, nullable=False, server_default="0"),
+    # A session made through the Managed Agents API: its agent version and environment.
+    Column("agent_id", String(64), nullable=True),
+    Column("agent_version", BigInteger, nullable=True),
+    Column("environment_id", String(64), nullable=True),
+    Column("archived_at", Float, nullable=True),
     Index("ix_sessions_tenant_status", "tenant", "status", "session_id"),
     Index("ix_sessions_tenant_created", "tenant", "created_at"),
     Index("ix_sessions_lease_until", "lease_until"),
@@ -103,4 +108,21 @@ idempotency_keys = Table(
     Column("body", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
     PrimaryKeyConstraint("tenant", "key"),
+)
+
+# The Managed Agents API's versioned resources (agents, environments), one row per version;
+# `created_at` is the resource's, the same in every version, `updated_at` the version's.
+resources = Table(
+    "resources",
+    metadata,
+    Column("resource_id", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("archived_at", Float, nullable=True),
+    PrimaryKeyConstraint("resource_id", "version"),
+    Index("ix_resources_tenant_kind", "tenant", "kind", "resource_id"),
 )

@@ -26,10 +26,12 @@ from schemas import (
     ApprovalRequested,
     Budgets,
     CompletionCondition,
+    CustomTool,
     Event,
     JudgeVerdict,
     ModelResponse,
     Recorded,
+    SandboxSpec,
     SessionCreated,
     SessionStatus,
     TextBlock,
@@ -247,3 +249,61 @@ def test_a_call_answered_after_input_the_model_had_not_seen_is_not_asked_for_aga
     # The result and the unseen input both go to the model next; nothing is requested twice.
     assert decide(state, NOW) == CallModel()
     assert [m.role for m in state.messages] == ["user", "assistant", "user"]
+
+
+IDLING = AgentSpec(tools=["bash"], turn_end="idle")
+
+
+def test_a_session_that_idles_between_turns_ends_a_turn_idle_and_takes_more_input() -> None:
+    turn: list[Event] = [UserMessage(text="hi"), END]
+    assert decide(state_of(*turn, spec=IDLING), NOW) == Complete(reason="the model ended its turn")
+    idle = SessionStatus(status="idle", reason="end_turn")
+    assert decide(state_of(*turn, idle, spec=IDLING), NOW) == Wait(reason="waiting for user input")
+    assert decide(state_of(*turn, idle, UserMessage(text="more"), spec=IDLING), NOW) == CallModel()
+
+
+def test_an_interrupt_refuses_calls_not_started_and_leaves_running_ones_to_finish() -> None:
+    spec = AgentSpec(tools=["bash", "grep"], turn_end="idle")
+    events: list[Event] = [UserMessage(text="go"), uses("bash", "grep"), *requested("bash", "grep")]
+    events += [ToolDispatched(call_id="c0", sandbox_id="sbx"), UserInterrupt()]
+    assert decide(state_of(*events, spec=spec), NOW) == Refuse(
+        call_id="c1", reason="interrupted by the user"
+    )
+    events.append(ToolResult(call_id="c1", output="interrupted", is_error=True))
+    assert decide(state_of(*events, spec=spec), NOW) == Pause(reason="interrupted by the user")
+    events.append(SessionStatus(status="idle", reason="interrupted by the user"))
+    # The running call's result arrives after the turn ended: the model is not called.
+    events.append(ToolResult(call_id="c0", output="ok"))
+    assert decide(state_of(*events, spec=spec), NOW) == Wait(reason="waiting for user input")
+
+
+def test_an_idling_session_over_budget_is_stopped_again_by_each_new_turn() -> None:
+    spec = AgentSpec(turn_end="idle", budgets=Budgets(max_turns=1))
+    events: list[Event] = [
+        UserMessage(text="a"),
+        END,
+        SessionStatus(status="idle", reason="end_turn"),
+    ]
+    events.append(UserMessage(text="b"))
+    assert isinstance(decide(state_of(*events, spec=spec), NOW), ReachBudget)
+    events.append(SessionStatus(status="idle", reason="the turns budget is reached"))
+    assert decide(state_of(*events, spec=spec), NOW) == Wait(reason="waiting for user input")
+    events.append(UserMessage(text="c"))
+    assert isinstance(decide(state_of(*events, spec=spec), NOW), ReachBudget)
+
+
+def test_calls_the_client_runs_are_never_dispatched() -> None:
+    custom = AgentSpec(custom_tools=[CustomTool(name="lookup")], permissions={"lookup": "ask"})
+    events: list[Event] = [UserMessage(text="go"), uses("lookup"), *requested("lookup")]
+    assert isinstance(decide(state_of(*events, spec=custom), NOW), AskApproval)
+    events += [ApprovalRequested(call_id="c0", expires_at=NOW + 60), ApprovalGranted(call_id="c0")]
+    assert decide(state_of(*events, spec=custom), NOW) == Wait(
+        reason="waiting for the client's tool results"
+    )
+    self_hosted = AgentSpec(tools=["bash"], sandbox=SandboxSpec(backend="self_hosted"))
+    events = [UserMessage(text="go"), uses("bash"), *requested("bash")]
+    assert decide(state_of(*events, spec=self_hosted), NOW) == Wait(
+        reason="waiting for the client's tool results"
+    )
+    events.append(ToolResult(call_id="c0", output="ok", from_client=True))
+    assert decide(state_of(*events, spec=self_hosted), NOW) == CallModel()

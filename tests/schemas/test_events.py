@@ -21,12 +21,15 @@ from schemas import (
     Event,
     JudgeVerdict,
     LoopDetected,
+    ManagedOrigin,
     ModelResponse,
     ModelSpec,
     SandboxSpec,
+    SessionArchived,
     SessionCreated,
     SessionForked,
     SessionStatus,
+    SessionUpdated,
     TextBlock,
     ToolDispatched,
     ToolRequested,
@@ -55,7 +58,10 @@ ONE_OF_EACH: list[Event] = [
             sandbox=SandboxSpec(backend="docker", network=False, memory_mb=512),
         ),
         title="fix the tests",
+        managed=ManagedOrigin(agent_id="agent_1", agent_version=2, environment_id="env_1"),
     ),
+    SessionUpdated(title="fix the flaky tests", metadata={"team": "infra"}),
+    SessionArchived(),
     UserMessage(text="the tests fail", message_id="m1"),
     UserInterrupt(reason="stop"),
     ModelResponse(
@@ -133,7 +139,7 @@ def test_events_are_immutable() -> None:
 
 def test_defaults_keep_stored_specs_small() -> None:
     assert encode_event(SessionCreated(spec=AgentSpec())) == (
-        b'{"type":"session.created","spec":{},"title":"","metadata":{}}'
+        b'{"type":"session.created","spec":{}}'
     )
 
 

@@ -11,9 +11,10 @@ from session_store import PostgresEventStore
 from session_store._postgres import IDLE_IN_TRANSACTION_TIMEOUT_MS
 from tests.backends import PostgresBackend
 from tests.session_store.contract import CREATED, StoreContract
+from tests.session_store.managed_contract import ManagedContract
 
 
-class TestPostgresStore(StoreContract):
+class TestPostgresStore(StoreContract, ManagedContract):
     @pytest.fixture
     def backend(self, postgres_backend: PostgresBackend) -> PostgresBackend:
         return postgres_backend

@@ -10,6 +10,7 @@ import pytest
 from session_store import (
     EventStore,
     PostgresEventStore,
+    Resources,
     SessionCatalog,
     SessionLog,
     SessionReader,
@@ -18,7 +19,7 @@ from session_store import (
     Tenancy,
 )
 
-PARTS = (Store, SessionReader, SessionLog, SessionCatalog, Tenancy)
+PARTS = (Store, SessionReader, SessionLog, SessionCatalog, Tenancy, Resources)
 
 
 def own_members(protocol: type) -> set[str]:

@@ -9,9 +9,10 @@ from session_store import EventStore
 from session_store._projection import INPUT_GRACE_S
 from tests.backends import SqliteBackend
 from tests.session_store.contract import CREATED, StoreContract, keyed, message
+from tests.session_store.managed_contract import ManagedContract
 
 
-class TestSqliteStore(StoreContract):
+class TestSqliteStore(StoreContract, ManagedContract):
     @pytest.fixture
     def backend(self, sqlite_backend: SqliteBackend) -> SqliteBackend:
         return sqlite_backend
