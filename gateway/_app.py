@@ -14,7 +14,8 @@ from typing import Final
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
-from gateway import _audit, _events, _health, _sessions
+from gateway import _audit, _events, _health, _sessions, managed
+from gateway._dialect import DialectMiddleware
 from gateway._errors import install_error_handlers
 from gateway._feeds import Feeds
 from gateway._idempotency import install_replays
@@ -66,6 +67,8 @@ def create_app(
     stream = stream or StreamSettings()
     metrics = GatewayMetrics(store, nc)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost: the dialect is chosen before routing, and every answer gets its request-id.
+    app.add_middleware(DialectMiddleware)
     GatewayServices(
         store=store,
         nc=nc,
@@ -77,5 +80,7 @@ def create_app(
     ).install(app)
     for resource in (_health, _sessions, _events, _audit):
         app.include_router(resource.router)
+    for router in managed.ROUTERS:
+        app.include_router(router)
     install_viewer(app)
     return app

@@ -1,0 +1,13 @@
+"""Anthropic's Managed Agents API over keel's sessions, so the official `anthropic` SDK's
+`client.beta` agents, environments, sessions and events run against keel unmodified.
+
+Agents and environments are versioned JSON resources in the store; a session made from
+them runs a keel `AgentSpec` (`_sessions.agent_spec`) that idles between turns; its events
+are a projection of keel's log (`_projection`), which stays the only source of truth.
+"""
+
+from gateway.managed import _agents, _environments, _events, _sessions
+
+ROUTERS = (_agents.router, _environments.router, _sessions.router, _events.router)
+
+__all__ = ["ROUTERS"]

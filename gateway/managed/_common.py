@@ -1,0 +1,81 @@
+"""What the Managed Agents routes share: JSON answers, pages, refusals, resource views."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+from fastapi import Response
+
+from gateway._errors import ApiProblem
+from gateway.managed._projection import rfc3339
+from session_store import Resource
+
+_ENCODER: Final = msgspec.json.Encoder()
+_BODY: Final = msgspec.json.Decoder(dict[str, Any])
+# What a list answers at most at once, and by default.
+MAX_LIMIT: Final = 1000
+
+
+def answer(body: object, status: int = 200) -> Response:
+    return Response(_ENCODER.encode(body), status_code=status, media_type="application/json")
+
+
+def page(data: Sequence[Any], next_page: str | None) -> Response:
+    return answer({"data": list(data), "next_page": next_page, "prev_page": None})
+
+
+def refuse(field: str, why: str) -> ApiProblem:
+    """A field keel does not serve (yet): a 400 naming it, never silently ignored."""
+    return ApiProblem(400, f"{field}: {why}", "unsupported")
+
+
+def resource_view(resource: Resource, type_: str) -> dict[str, Any]:
+    """A stored version as the API shows it: its body, and what the store keeps beside it."""
+    return {
+        "id": resource.resource_id,
+        "type": type_,
+        **_BODY.decode(resource.body),
+        "created_at": rfc3339(resource.created_at),
+        "updated_at": rfc3339(resource.updated_at),
+        "archived_at": None if resource.archived_at is None else rfc3339(resource.archived_at),
+    }
+
+
+def decode_stored(body: str) -> dict[str, Any]:
+    return _BODY.decode(body)
+
+
+def stored(body: dict[str, Any]) -> str:
+    return _ENCODER.encode(body).decode()
+
+
+def patched(current: dict[str, str], patch: dict[str, str | None] | None) -> dict[str, str]:
+    """Metadata after a patch: a key sent as null is removed, others set."""
+    if patch is None:
+        return current
+    merged = {**current, **{k: v for k, v in patch.items() if v is not None}}
+    for key in [k for k, v in patch.items() if v is None]:
+        merged.pop(key, None)
+    if len(merged) > 16:
+        raise ApiProblem(400, "metadata: at most 16 pairs")
+    return merged
+
+
+def time_filter(
+    gt: float | None, gte: float | None, lt: float | None, lte: float | None
+) -> tuple[float | None, float | None]:
+    """`created_at[gt|gte|lt|lte]` as the store's [after, before) bounds."""
+    after = gte
+    if gt is not None:
+        after = max(after or gt, _next_up(gt))
+    before = lt
+    if lte is not None:
+        before = min(before if before is not None else _next_up(lte), _next_up(lte))
+    return after, before
+
+
+def _next_up(value: float) -> float:
+    return math.nextafter(value, math.inf)

@@ -1,0 +1,195 @@
+"""A session's events in the Managed Agents shapes: send, list, and the live stream.
+
+All three are the projection of keel's log (`_projection`): what is sent is checked and
+appended to the log, and answered as the events it became; a list and a stream show the log
+projected. The stream is live from the moment it opens and stays open past idle (a session
+takes more input); `Last-Event-ID` (keel's extension) replays after that event first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from gateway._access import QueryFirst, Session
+from gateway._bodies import decode_body
+from gateway._dialect import MANAGED_PREFIX
+from gateway._errors import ApiProblem
+from gateway._idempotency import Keys
+from gateway._services import GatewayServices, Services
+from gateway.managed._common import MAX_LIMIT, answer, page
+from gateway.managed._projection import Projection, parse_event_id
+from gateway.managed._shapes import SendEvents
+from gateway.managed._user_events import to_log
+from schemas import TERMINAL_STATUSES, Recorded, event_type
+from session_store import Conflict, SessionNotFound, SessionReader
+
+router = APIRouter(prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"])
+
+_ENCODER: Final = msgspec.json.Encoder()
+_READ_BATCH: Final = 1000
+# Appends refused because the log grew meanwhile (a brain's), retried on the new head.
+_SEND_ATTEMPTS: Final = 20
+
+
+async def fold_log(
+    store: SessionReader, session_id: str, projection: Projection, *, keep: bool
+) -> list[dict[str, Any]]:
+    """Fold the session's log past `projection.seq` into it; its events if `keep`."""
+    out: list[dict[str, Any]] = []
+    while True:
+        records = await store.read(session_id, after_seq=projection.seq, limit=_READ_BATCH)
+        for record in records:
+            projected = projection.project(record)
+            if keep:
+                out.extend(projected)
+        if len(records) < _READ_BATCH:
+            return out
+
+
+@router.post("/v1/sessions/{session_id}/events", response_class=Response)
+async def send_events(
+    keys: Keys, session: Session, request: Request, services: Services
+) -> Response:
+    """Send user events, in order: messages, interrupts, tool confirmations, and results of
+    the calls the client runs. Answers them as stored."""
+    body = await decode_body(request, SendEvents)
+    if session.status in TERMINAL_STATUSES:
+        raise ApiProblem(409, f"the session is terminated ({session.status}); it takes no input")
+    if session.archived_at is not None:
+        raise ApiProblem(409, "the session is archived; it takes no input")
+    projection = Projection()
+    for _ in range(_SEND_ATTEMPTS):
+        await fold_log(services.store, session.session_id, projection, keep=False)
+        events = to_log(body.events, projection)
+        head = projection.seq
+        respond = _responder(_sent(projection, head, events))
+
+        try:
+            appended = await services.store.append_input(
+                session.session_id, events, expect_seq=head, keyed=keys.keyed(respond)
+            )
+        except Conflict:
+            continue
+        keys.wrote()
+        await services.announcer.announce(session.session_id, "user input", appended.head_seq)
+        return respond(appended)
+    raise ApiProblem(409, "the session's log kept growing; try again", retry_after=1)
+
+
+def _responder(sent: list[dict[str, Any]]) -> Callable[[object], Response]:
+    return lambda _: answer({"data": sent})
+
+
+def _sent(projection: Projection, head: int, events: list[Any]) -> list[dict[str, Any]]:
+    """The appended events as the stream will show them (projected on a copy)."""
+    copy = Projection()
+    copy.spec, copy.calls, copy.seq = projection.spec, dict(projection.calls), projection.seq
+    copy.usage, copy.cost_usd, copy.guard = projection.usage, projection.cost_usd, projection.guard
+    out: list[dict[str, Any]] = []
+    for offset, event in enumerate(events, start=1):
+        record = Recorded(seq=head + offset, at=0.0, type=event_type(event), event=event)
+        out.extend(copy.project(record))
+    return out
+
+
+@router.get("/v1/sessions/{session_id}/events", response_class=Response)
+async def list_events(
+    session: Session,
+    services: Services,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = MAX_LIMIT,
+    page_: Annotated[str | None, Query(alias="page", max_length=64)] = None,
+    order: Literal["asc", "desc"] = "asc",
+    types: Annotated[list[str] | None, Query(alias="types[]")] = None,
+) -> Response:
+    """The session's events, oldest first (or `order=desc`), optionally of some `types`;
+    `page` is the previous page's `next_page`."""
+    events = await fold_log(services.store, session.session_id, Projection(), keep=True)
+    if types:
+        wanted = set(types)
+        events = [e for e in events if e["type"] in wanted]
+    if order == "desc":
+        events.reverse()
+    start = 0
+    if page_ is not None:
+        start = next((i + 1 for i, e in enumerate(events) if e["id"] == page_), len(events))
+    chunk = events[start : start + limit]
+    more = start + limit < len(events)
+    return page(chunk, chunk[-1]["id"] if more and chunk else None)
+
+
+@router.get("/v1/sessions/{session_id}/events/stream", response_class=StreamingResponse)
+async def stream_events(
+    session: Session, request: Request, services: Services
+) -> StreamingResponse:
+    """Live events as Server-Sent Events (`event: <type>`, `id: <event id>`), from now on,
+    open past idle until the session ends or is deleted. `Last-Event-ID: <event id>`
+    replays what came after that event first."""
+    resume = None
+    last_event_id = request.headers.get("last-event-id")
+    if last_event_id is not None:
+        resume = parse_event_id(last_event_id)
+        if resume is None:
+            raise ApiProblem(400, "Last-Event-ID must be an event id of this session")
+    return StreamingResponse(
+        _live(services, session.session_id, resume),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _live(
+    services: GatewayServices, session_id: str, resume: tuple[int, int] | None
+) -> AsyncIterator[bytes]:
+    projection = Projection()
+    heartbeat = services.stream.heartbeat_s
+    async with services.feeds.follow(session_id) as feed:
+        change = feed.next_change()
+        try:
+            if resume is None:
+                await fold_log(services.store, session_id, projection, keep=False)
+            else:
+                seq, part = resume
+                while projection.seq < seq - 1:
+                    records = await services.store.read(
+                        session_id,
+                        after_seq=projection.seq,
+                        limit=min(_READ_BATCH, seq - 1 - projection.seq),
+                    )
+                    if not records:
+                        break
+                    for record in records:
+                        projection.project(record)
+                for event in await fold_log(services.store, session_id, projection, keep=True):
+                    at = parse_event_id(event["id"])
+                    if at is not None and at > (seq, part):
+                        yield _frame(event)
+            yield b"retry: 1000\n\n"
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(change.wait(), timeout=heartbeat)
+                change = feed.next_change()
+                events = await fold_log(services.store, session_id, projection, keep=True)
+                for event in events:
+                    yield _frame(event)
+                    if event["type"] == "session.status_terminated":
+                        return
+                if not events:
+                    yield b": keep-alive\n\n"
+        except SessionNotFound:
+            deleted = {"id": f"sevt_{projection.seq + 1}_0", "type": "session.deleted"}
+            yield _frame({**deleted, "processed_at": None})
+
+
+def _frame(event: dict[str, Any]) -> bytes:
+    return b"event: %s\nid: %s\ndata: %s\n\n" % (
+        event["type"].encode(),
+        event["id"].encode(),
+        _ENCODER.encode(event),
+    )

@@ -1,0 +1,307 @@
+"""A session's log as Managed Agents events: a projection, never stored.
+
+keel's log stays keel's (hash-chained, seq-addressed, one event per fact); the Managed
+Agents view of it is folded from it, deterministically, so every gateway shows the same
+events with the same ids. One keel event may become several (a model response is a model
+request span, a message, a tool use per call, and a usage report), so an event's id names
+its place: `sevt_<seq>_<part>`, which orders them and is what `Last-Event-ID` resumes
+after. A tool use's id is its call's `tool_use_id`: `sevt_<seq of the response>_<part>`.
+
+Pure: no I/O, no clock; times are the log's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Final
+
+import msgspec
+
+from schemas import (
+    WAITING_FOR_APPROVAL,
+    WAITING_FOR_CLIENT,
+    WAITING_FOR_TOOLS,
+    AgentSpec,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    BudgetReached,
+    ContextCompacted,
+    LoopDetected,
+    ModelResponse,
+    Recorded,
+    SessionCreated,
+    SessionStatus,
+    SessionUpdated,
+    TextBlock,
+    ToolResult,
+    ToolUseBlock,
+    Usage,
+    UserInterrupt,
+    UserMessage,
+)
+
+_EVENT_ID: Final = re.compile(r"sevt_([0-9]{1,19})_([0-9]{1,6})")
+# Parts of a model response: its span's start, its text, its tool uses, then the span's end
+# and the session's usage after it.
+_START, _TEXT, _FIRST_USE = 0, 1, 2
+
+
+def event_id(seq: int, part: int = 0) -> str:
+    return f"sevt_{seq}_{part}"
+
+
+def parse_event_id(value: str) -> tuple[int, int] | None:
+    """(seq, part) of an id this projection made; None for anything else."""
+    match = _EVENT_ID.fullmatch(value)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def rfc3339(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def managed_status(status: str, reason: str) -> str:
+    """A keel status as the Managed Agents API's four."""
+    if status in ("failed", "cancelled"):
+        return "terminated"
+    if status == "running" or (status == "waiting" and reason == WAITING_FOR_TOOLS):
+        return "running"
+    return "idle"
+
+
+def usage_view(usage: Usage, cost_usd: float) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": usage.cache_write_tokens,
+            "ephemeral_1h_input_tokens": 0,
+        },
+        "list_cost": {"amount": f"{cost_usd * 100:.6f}", "currency": "USD"},
+    }
+
+
+def text_of(output: str) -> list[dict[str, str]]:
+    return [{"type": "text", "text": output}]
+
+
+class CallView(msgspec.Struct, kw_only=True):
+    tool_use_id: str
+    name: str
+    waiting_approval: bool = False
+    on_client: bool = False
+
+
+class Projection:
+    """Folds a session's log, event by event, into Managed Agents events."""
+
+    def __init__(self) -> None:
+        self.spec = AgentSpec()
+        self.calls: dict[str, CallView] = {}
+        self.usage = Usage()
+        self.cost_usd = 0.0
+        # What stopped the last turn, when a guard did: `budget_reached` or `retries_exhausted`.
+        self.guard: str | None = None
+        self.seq = 0
+
+    def tool_use_ids(self) -> dict[str, str]:
+        """call_id -> tool_use_id of every call without a result yet."""
+        return {call_id: call.tool_use_id for call_id, call in self.calls.items()}
+
+    def call_for(self, tool_use_id: str) -> tuple[str, CallView] | None:
+        for call_id, call in self.calls.items():
+            if call.tool_use_id == tool_use_id:
+                return call_id, call
+        return None
+
+    def project(self, record: Recorded) -> list[dict[str, Any]]:
+        self.seq = record.seq
+        at = rfc3339(record.at)
+        seq = record.seq
+        match record.event:
+            case SessionCreated(spec=spec):
+                self.spec = spec
+                return []
+            case UserMessage(text=text):
+                self.guard = None
+                return [_event(seq, 0, "user.message", at, content=text_of(text))]
+            case UserInterrupt():
+                return [_event(seq, 0, "user.interrupt", at)]
+            case ModelResponse():
+                return self._response(record, at)
+            case ApprovalRequested(call_id=call_id):
+                if call := self.calls.get(call_id):
+                    call.waiting_approval = True
+                return []
+            case ApprovalGranted(call_id=call_id) | ApprovalDenied(call_id=call_id):
+                call = self.calls.get(call_id)
+                if call is None:
+                    return []
+                call.waiting_approval = False
+                denied = isinstance(record.event, ApprovalDenied)
+                fields: dict[str, Any] = {
+                    "tool_use_id": call.tool_use_id,
+                    "result": "deny" if denied else "allow",
+                }
+                if denied and record.event.reason:
+                    fields["deny_message"] = record.event.reason
+                return [_event(seq, 0, "user.tool_confirmation", at, **fields)]
+            case ToolResult(call_id=call_id, output=output, is_error=is_error) as result:
+                call = self.calls.pop(call_id, None)
+                if call is None:
+                    return []
+                content = text_of(result.blob.preview if result.blob and not output else output)
+                if not result.from_client:
+                    return [
+                        _event(
+                            seq,
+                            0,
+                            "agent.tool_result",
+                            at,
+                            tool_use_id=call.tool_use_id,
+                            content=content,
+                            is_error=is_error,
+                        )
+                    ]
+                if self.spec.sandbox.backend == "self_hosted" and not self._is_custom(call.name):
+                    kind, key = "user.tool_result", "tool_use_id"
+                else:
+                    kind, key = "user.custom_tool_result", "custom_tool_use_id"
+                return [
+                    _event(
+                        seq,
+                        0,
+                        kind,
+                        at,
+                        **{key: call.tool_use_id},
+                        content=content,
+                        is_error=is_error,
+                    )
+                ]
+            case BudgetReached():
+                self.guard = "budget_reached"
+                return []
+            case LoopDetected():
+                self.guard = "retries_exhausted"
+                return []
+            case ContextCompacted():
+                return [_event(seq, 0, "agent.thread_context_compacted", at)]
+            case SessionUpdated(title=title, metadata=metadata):
+                fields = {}
+                if title is not None:
+                    fields["title"] = title
+                if metadata is not None:
+                    fields["metadata"] = metadata
+                return [_event(seq, 0, "session.updated", at, **fields)]
+            case SessionStatus(status=status, reason=reason):
+                return self._status(seq, at, status, reason)
+            case _:
+                return []
+
+    def _is_custom(self, name: str) -> bool:
+        return any(tool.name == name for tool in self.spec.custom_tools)
+
+    def _response(self, record: Recorded, at: str) -> list[dict[str, Any]]:
+        response = record.event
+        assert isinstance(response, ModelResponse)
+        seq = record.seq
+        started = rfc3339(record.at - response.duration_ms / 1000)
+        out = [_event(seq, _START, "span.model_request_start", started)]
+        text = [
+            {"type": "text", "text": b.text} for b in response.content if isinstance(b, TextBlock)
+        ]
+        if text:
+            out.append(_event(seq, _TEXT, "agent.message", at, content=text))
+        uses = [b for b in response.content if isinstance(b, ToolUseBlock)]
+        for i, use in enumerate(uses):
+            tool_use_id = event_id(seq, _FIRST_USE + i)
+            on_client = self.spec.runs_on_client(use.name)
+            self.calls[use.call_id] = CallView(
+                tool_use_id=tool_use_id, name=use.name, on_client=on_client
+            )
+            if self._is_custom(use.name):
+                out.append(
+                    _event(
+                        seq,
+                        _FIRST_USE + i,
+                        "agent.custom_tool_use",
+                        at,
+                        name=use.name,
+                        input=use.input,
+                    )
+                )
+                continue
+            asks = self.spec.permissions.get(use.name, self.spec.default_permission) == "ask"
+            out.append(
+                _event(
+                    seq,
+                    _FIRST_USE + i,
+                    "agent.tool_use",
+                    at,
+                    name=use.name,
+                    input=use.input,
+                    evaluated_permission="ask" if asks else "allow",
+                    evaluation={"type": "always_ask" if asks else "always_allow"},
+                )
+            )
+        self.usage = self.usage + response.usage
+        self.cost_usd += response.cost_usd
+        end = _FIRST_USE + len(uses)
+        usage = response.usage
+        out.append(
+            _event(
+                seq,
+                end,
+                "span.model_request_end",
+                at,
+                model_request_start_id=event_id(seq, _START),
+                model_usage={
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    "cache_creation_input_tokens": usage.cache_write_tokens,
+                    "cache_read_input_tokens": usage.cache_read_tokens,
+                },
+                is_error=False,
+            )
+        )
+        out.append(
+            _event(seq, end + 1, "session.usage", at, usage=usage_view(self.usage, self.cost_usd))
+        )
+        return out
+
+    def _status(self, seq: int, at: str, status: str, reason: str) -> list[dict[str, Any]]:
+        match status:
+            case "running":
+                return [_event(seq, 0, "session.status_running", at)]
+            case "waiting" if reason in (WAITING_FOR_APPROVAL, WAITING_FOR_CLIENT):
+                blocking = [
+                    call.tool_use_id
+                    for call in self.calls.values()
+                    if call.waiting_approval or call.on_client
+                ]
+                stop = {"type": "requires_action", "event_ids": blocking}
+                return [_event(seq, 0, "session.status_idle", at, stop_reason=stop)]
+            case "idle" | "paused" | "completed":
+                stop = {"type": self.guard or "end_turn"}
+                return [_event(seq, 0, "session.status_idle", at, stop_reason=stop)]
+            case "failed":
+                error = {
+                    "type": "unknown_error",
+                    "message": reason,
+                    "retry_status": {"type": "terminal"},
+                }
+                return [
+                    _event(seq, 0, "session.error", at, error=error),
+                    _event(seq, 1, "session.status_terminated", at),
+                ]
+            case "cancelled":
+                return [_event(seq, 0, "session.status_terminated", at)]
+            case _:
+                return []
+
+
+def _event(seq: int, part: int, type_: str, processed_at: str, **fields: Any) -> dict[str, Any]:
+    return {"id": event_id(seq, part), "type": type_, "processed_at": processed_at, **fields}

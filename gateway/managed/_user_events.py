@@ -1,0 +1,106 @@
+"""What a user sends, as the events of keel's log: checked against the session's calls, so a
+confirmation or a result lands only on a call waiting for it, exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway._errors import ApiProblem
+from gateway.managed._common import refuse
+from gateway.managed._projection import CallView, Projection
+from gateway.managed._shapes import (
+    ContentParam,
+    EventParams,
+    SystemMessageParams,
+    TextBlockParam,
+    UserCustomToolResultParams,
+    UserDefineOutcomeParams,
+    UserInterruptParams,
+    UserMessageParams,
+    UserToolConfirmationParams,
+    UserToolResultParams,
+)
+from schemas import (
+    ApprovalDenied,
+    ApprovalGranted,
+    Event,
+    ToolResult,
+    UserInterrupt,
+    UserMessage,
+)
+
+
+def text_of(content: Sequence[ContentParam], field: str) -> str:
+    texts = []
+    for block in content:
+        if not isinstance(block, TextBlockParam):
+            raise refuse(field, "keel's models are shown text only; send text blocks")
+        texts.append(block.text)
+    return "\n\n".join(texts)
+
+
+def user_message(params: UserMessageParams) -> UserMessage:
+    return UserMessage(text=text_of(params.content, "content"))
+
+
+def to_log(params: Sequence[EventParams], calls: Projection) -> list[Event]:
+    """The events to append for `params`, given the session's calls (`calls`, folded to
+    the head the append will expect). A 400 for anything the session cannot take."""
+    events: list[Event] = []
+    answered: set[str] = set()
+    for i, event in enumerate(params):
+        where = f"events[{i}]"
+        match event:
+            case UserMessageParams():
+                events.append(UserMessage(text=text_of(event.content, f"{where}.content")))
+            case UserInterruptParams(session_thread_id=thread):
+                if thread is not None:
+                    raise refuse(f"{where}.session_thread_id", "keel runs no session threads yet")
+                events.append(UserInterrupt(reason="interrupted by the user"))
+            case UserToolConfirmationParams(tool_use_id=tool_use_id):
+                call_id, call = _open_call(calls, tool_use_id, where, answered)
+                if not call.waiting_approval:
+                    raise ApiProblem(400, f"{where}: tool use {tool_use_id} awaits no confirmation")
+                if event.result == "allow":
+                    events.append(ApprovalGranted(call_id=call_id, by="user"))
+                else:
+                    events.append(
+                        ApprovalDenied(call_id=call_id, by="user", reason=event.deny_message or "")
+                    )
+            case (
+                UserCustomToolResultParams(custom_tool_use_id=tool_use_id)
+                | UserToolResultParams(tool_use_id=tool_use_id)
+            ):
+                call_id, call = _open_call(calls, tool_use_id, where, answered)
+                if not call.on_client:
+                    raise ApiProblem(400, f"{where}: tool use {tool_use_id} is keel's to run")
+                if call.waiting_approval:
+                    raise ApiProblem(
+                        400, f"{where}: tool use {tool_use_id} awaits a user.tool_confirmation"
+                    )
+                events.append(
+                    ToolResult(
+                        call_id=call_id,
+                        output=text_of(event.content, f"{where}.content"),
+                        is_error=event.is_error,
+                        outcome="error" if event.is_error else "ok",
+                        from_client=True,
+                    )
+                )
+            case UserDefineOutcomeParams():
+                raise refuse(where, "user.define_outcome is not served yet")
+            case SystemMessageParams():
+                raise refuse(where, "system.message is not served yet")
+    return events
+
+
+def _open_call(
+    calls: Projection, tool_use_id: str, where: str, answered: set[str]
+) -> tuple[str, CallView]:
+    found = calls.call_for(tool_use_id)
+    if found is None or tool_use_id in answered:
+        raise ApiProblem(
+            400, f"{where}: no tool use {tool_use_id} is waiting (unknown, or answered already)"
+        )
+    answered.add(tool_use_id)
+    return found
