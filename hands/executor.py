@@ -53,7 +53,8 @@ class ToolError(Exception):
 
 class Executor:
     def __init__(self, workspace: Path, outputs: Path, memory_bytes: int | None) -> None:
-        self.workspace = workspace
+        # Resolved: the file tools refuse any path that does not resolve inside it.
+        self.workspace = workspace.resolve()
         self.outputs = outputs
         self.memory_bytes = memory_bytes
         self.lock = threading.Lock()
@@ -103,18 +104,15 @@ class Executor:
         if not _valid(call_id):
             return _result(call_id, "invalid call_id", is_error=True)
         if request.get("idempotent") is True:
-            # Safe to run again (read_file, list_files, grep): nothing to keep or consult.
-            return self.run(call_id, request)
+            # Safe to run again (reads, listings, searches): nothing to keep or consult.
+            return self.guarded_run(call_id, request)
         with self.lock:
             if call_id in self.seen:
                 # The host never sends a call_id twice; whoever did gets nothing run.
                 return _unknown(call_id, "this call_id was received before; it is not run again")
             self.seen.add(call_id)
             self.running[call_id] = threading.Event()
-        try:
-            result = self.run(call_id, request)
-        except Exception as exc:  # the host must get an answer whatever happened
-            result = _result(call_id, f"the executor failed: {exc!r}", is_error=True)
+        result = self.guarded_run(call_id, request)
         with self.lock:
             self.results[call_id] = result
             self.running.pop(call_id).set()
@@ -158,6 +156,13 @@ class Executor:
             self.results.pop(call_id, None)
 
     # -- the tools --------------------------------------------------------------------------
+
+    def guarded_run(self, call_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The call's result, whatever happened: the host must get one."""
+        try:
+            return self.run(call_id, request)
+        except Exception as exc:
+            return _result(call_id, f"the executor failed: {exc!r}", is_error=True)
 
     def run(self, call_id: str, request: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
@@ -336,15 +341,8 @@ class Executor:
         return f"edited {arguments['path']}"
 
     def list_files(self, arguments: dict[str, Any]) -> str:
-        root = self._path(arguments.get("path") or ".")
-        if not root.is_dir():
-            raise ToolError(f"no such directory: {arguments.get('path')}")
-        pattern = arguments.get("pattern") or "**/*"
-        found = sorted(str(p.relative_to(root)) for p in root.glob(pattern) if p.is_file())
-        if len(found) > MAX_LISTED:
-            extra = len(found) - MAX_LISTED
-            return "\n".join([*found[:MAX_LISTED], f"[{extra} more files not listed]"])
-        return "\n".join(found) if found else "[no files match]"
+        root, found = self._matching(arguments)
+        return _listing(sorted(str(p.relative_to(root)) for p in found))
 
     def grep(self, arguments: dict[str, Any]) -> str:
         flags = re.IGNORECASE if arguments.get("ignore_case") else 0
@@ -363,6 +361,8 @@ class Executor:
                 fnmatch.fnmatch(relative, name_glob) or fnmatch.fnmatch(file.name, name_glob)
             ):
                 continue
+            if not self._inside(file):
+                continue  # a link out of the workspace
             try:
                 data = file.read_bytes()
             except OSError:
@@ -376,10 +376,40 @@ class Executor:
                         return "\n".join([*matches, f"[stopped at {limit} matches]"])
         return "\n".join(matches) if matches else "[no matches]"
 
+    # -- paths --------------------------------------------------------------------------------
+
     def _path(self, raw: object) -> Path:
+        """`raw` (relative to the workspace, or absolute) resolved, if it is in the workspace."""
         if not isinstance(raw, str) or not raw:
             raise ToolError("path must be a non-empty string")
-        return self.workspace / raw
+        path = (self.workspace / raw).resolve()
+        if not path.is_relative_to(self.workspace):
+            raise ToolError(f"{raw} is outside the workspace, which is all the file tools reach")
+        return path
+
+    def _inside(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self.workspace)
+
+    def _matching(self, arguments: dict[str, Any]) -> tuple[Path, list[Path]]:
+        """The directory `path` and the files in it (and in the workspace) whose path
+        relative to it matches the glob `pattern`."""
+        root = self._path(arguments.get("path") or ".")
+        if not root.is_dir():
+            raise ToolError(f"no such directory: {arguments.get('path')}")
+        pattern = arguments.get("pattern") or "**/*"
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ToolError(
+                f"pattern {pattern!r} must be relative to `path`, without `..`; "
+                "give the directory to search as `path`"
+            )
+        return root, [p for p in root.glob(pattern) if p.is_file() and self._inside(p)]
+
+
+def _listing(paths: list[str]) -> str:
+    if len(paths) > MAX_LISTED:
+        extra = len(paths) - MAX_LISTED
+        return "\n".join([*paths[:MAX_LISTED], f"[{extra} more files not listed]"])
+    return "\n".join(paths) if paths else "[no files match]"
 
 
 def _walk(root: Path) -> list[Path]:

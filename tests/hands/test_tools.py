@@ -42,6 +42,11 @@ async def test_write_read_edit_list_grep(client: HandsTestClient, sandbox: str) 
     assert found.output == "src/app.py:2:y = 20"
     assert (await call("grep", pattern="HELLO", ignore_case=True)).output == "README.md:1:hello"
     assert (await call("grep", pattern="(")).is_error
+    # Only the workspace: a path or pattern out of it is refused, never a crash.
+    hostile = await call("read_file", path="../../etc/passwd")
+    assert hostile.is_error and "outside the workspace" in hostile.output
+    absolute = await call("list_files", pattern="/etc/*")
+    assert absolute.is_error and "must be relative" in absolute.output
 
 
 async def test_bash_exit_codes_output_and_timeout(client: HandsTestClient, sandbox: str) -> None:
