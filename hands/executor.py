@@ -371,7 +371,7 @@ class Executor:
                 continue  # binary
             for number, line in enumerate(data.decode(errors="replace").splitlines(), 1):
                 if regex.search(line):
-                    matches.append(f"{relative}:{number}:{line}")
+                    matches.append(f"{file.relative_to(self.workspace)}:{number}:{line}")
                     if len(matches) >= limit:
                         return "\n".join([*matches, f"[stopped at {limit} matches]"])
         return "\n".join(matches) if matches else "[no matches]"

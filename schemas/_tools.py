@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Final
 
 import msgspec
@@ -45,7 +46,8 @@ class ListFilesInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class GrepInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Search files for a regular expression; prints path:line:text for each match."""
+    """Search the files under `path` (a directory, or one file) for a Python regular
+    expression; prints path:line:text for each match, the path relative to the workspace."""
 
     pattern: str
     path: str = "."
@@ -75,7 +77,7 @@ class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
 def _spec(name: str, input_type: type[msgspec.Struct], *, idempotent: bool) -> ToolSpec:
     return ToolSpec(
         name=name,
-        description=(input_type.__doc__ or "").strip(),
+        description=inspect.cleandoc(input_type.__doc__ or ""),
         input_type=input_type,
         idempotent=idempotent,
         mutating=not idempotent,

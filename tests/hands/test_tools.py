@@ -41,6 +41,9 @@ async def test_write_read_edit_list_grep(client: HandsTestClient, sandbox: str) 
     found = await call("grep", pattern=r"y = \d+", glob="*.py")
     assert found.output == "src/app.py:2:y = 20"
     assert (await call("grep", pattern="HELLO", ignore_case=True)).output == "README.md:1:hello"
+    # Paths as the other tools take them, whatever `path` searched.
+    assert (await call("grep", pattern="y", path="src")).output == "src/app.py:2:y = 20"
+    assert (await call("grep", pattern="y", path="src/app.py")).output == "src/app.py:2:y = 20"
     assert (await call("grep", pattern="(")).is_error
     # Only the workspace: a path or pattern out of it is refused, never a crash.
     hostile = await call("read_file", path="../../etc/passwd")
