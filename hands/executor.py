@@ -45,6 +45,10 @@ READ_CHUNK = 65536
 # the same).
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_LISTED = 2000
+# The tools other than bash, each a method of the same name taking the call's input.
+FILE_TOOLS = frozenset(
+    {"read_file", "write_file", "edit_file", "list_files", "grep", "read", "write", "edit", "glob"}
+)
 
 
 class ToolError(Exception):
@@ -172,7 +176,7 @@ class Executor:
         try:
             if tool == "bash":
                 result = self.bash(call_id, arguments, request)
-            elif tool in ("read_file", "write_file", "edit_file", "list_files", "grep"):
+            elif tool in FILE_TOOLS:
                 result = _result(call_id, getattr(self, tool)(arguments))
             else:
                 raise ToolError(f"unknown tool {tool!r}")
@@ -193,10 +197,18 @@ class Executor:
     def bash(
         self, call_id: str, arguments: dict[str, Any], request: dict[str, Any]
     ) -> dict[str, Any]:
-        command = arguments["command"]
+        command = arguments.get("command")
+        if command is None and arguments.get("restart"):
+            return _result(
+                call_id,
+                "[bash restarted: every command runs in a fresh shell, nothing carried over]",
+            )
         if not isinstance(command, str):
             raise ToolError("command must be a string")
-        timeout = float(arguments.get("timeout_s") or request.get("timeout_s") or 120.0)
+        if arguments.get("timeout_ms"):
+            timeout = int(arguments["timeout_ms"]) / 1000
+        else:
+            timeout = float(arguments.get("timeout_s") or request.get("timeout_s") or 120.0)
         limit = int(request.get("max_output_bytes", 30_000))
         spill_limit = int(request.get("spill_bytes", 64 * 1024 * 1024))
         spill_path = self.outputs / f"{call_id}.out"
@@ -325,19 +337,22 @@ class Executor:
         if not isinstance(old, str) or not isinstance(new, str):
             raise ToolError("old_string and new_string must be strings")
         if not old:
-            raise ToolError("old_string is empty; use write_file to create a file")
+            raise ToolError("old_string is empty; to create a file, write it whole instead")
         if not path.is_file():
             raise ToolError(f"no such file: {arguments['path']}")
         text = path.read_text()
         count = text.count(old)
+        replace_all = arguments.get("replace_all") is True
         if count == 0:
             raise ToolError(f"old_string not found in {arguments['path']}")
-        if count > 1:
+        if count > 1 and not replace_all:
             raise ToolError(
                 f"old_string occurs {count} times in {arguments['path']}; "
-                "include more surrounding text so it is unique"
+                "include more surrounding text so it is unique, or set replace_all"
             )
-        path.write_text(text.replace(old, new, 1))
+        path.write_text(text.replace(old, new, -1 if replace_all else 1))
+        if replace_all:
+            return f"edited {arguments['path']}: replaced {count} occurrences"
         return f"edited {arguments['path']}"
 
     def list_files(self, arguments: dict[str, Any]) -> str:
@@ -376,6 +391,30 @@ class Executor:
                         return "\n".join([*matches, f"[stopped at {limit} matches]"])
         return "\n".join(matches) if matches else "[no matches]"
 
+    # -- Anthropic's toolset (`agent_toolset_20260401`): its inputs, the tools above -------
+
+    def read(self, arguments: dict[str, Any]) -> str:
+        start, end = arguments.get("view_range") or (None, None)
+        return self.read_file(
+            {
+                "path": arguments["file_path"],
+                "start_line": start,
+                # An end of 0 or less reads to the end of the file.
+                "end_line": end if end is None or end > 0 else None,
+            }
+        )
+
+    def write(self, arguments: dict[str, Any]) -> str:
+        return self.write_file(_with_path(arguments))
+
+    def edit(self, arguments: dict[str, Any]) -> str:
+        return self.edit_file(_with_path(arguments))
+
+    def glob(self, arguments: dict[str, Any]) -> str:
+        _, found = self._matching(arguments)
+        newest = sorted(found, key=lambda p: (-p.stat().st_mtime, str(p)))
+        return _listing([str(p.relative_to(self.workspace)) for p in newest])
+
     # -- paths --------------------------------------------------------------------------------
 
     def _path(self, raw: object) -> Path:
@@ -392,7 +431,7 @@ class Executor:
 
     def _matching(self, arguments: dict[str, Any]) -> tuple[Path, list[Path]]:
         """The directory `path` and the files in it (and in the workspace) whose path
-        relative to it matches the glob `pattern`."""
+        relative to it matches the glob `pattern`; those in .git only if it names .git."""
         root = self._path(arguments.get("path") or ".")
         if not root.is_dir():
             raise ToolError(f"no such directory: {arguments.get('path')}")
@@ -402,7 +441,22 @@ class Executor:
                 f"pattern {pattern!r} must be relative to `path`, without `..`; "
                 "give the directory to search as `path`"
             )
-        return root, [p for p in root.glob(pattern) if p.is_file() and self._inside(p)]
+        if pattern.endswith("**"):
+            pattern += "/*"  # pathlib's trailing `**` matches directories only
+        within_git = ".git" in Path(pattern).parts
+        found = [
+            p
+            for p in root.glob(pattern)
+            if p.is_file()
+            and (within_git or ".git" not in p.relative_to(root).parts)
+            and self._inside(p)
+        ]
+        return root, found
+
+
+def _with_path(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A toolset input as the input of the keel tool it runs on (`file_path` is `path`)."""
+    return {"path" if key == "file_path" else key: value for key, value in arguments.items()}
 
 
 def _listing(paths: list[str]) -> str:

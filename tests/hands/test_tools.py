@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from hands import HandsHost
-from schemas import TOOLS
 from tests.hands.client import HandsTestClient
 
 SESSION = "ses_tools"
@@ -80,15 +79,3 @@ async def test_large_output_is_truncated_and_stored_once_as_a_blob(
         str(i) for i in range(1, 200_001)
     ]
     assert outcome.blob.size == len(full.data)
-
-
-def test_every_tool_has_a_schema_and_declares_idempotence() -> None:
-    assert set(TOOLS) == {"bash", "read_file", "write_file", "edit_file", "list_files", "grep"}
-    assert {name for name, spec in TOOLS.items() if spec.idempotent} == {
-        "read_file",
-        "list_files",
-        "grep",
-    }
-    bash = TOOLS["bash"].input_schema
-    assert bash["required"] == ["command"] and bash["properties"]["timeout_s"]["type"] == "number"
-    assert TOOLS["edit_file"].description.startswith("Replace `old_string`")
