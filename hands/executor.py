@@ -45,6 +45,10 @@ READ_CHUNK = 65536
 # the same).
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_LISTED = 2000
+# The tools other than bash, each a method of the same name taking the call's input.
+FILE_TOOLS = frozenset(
+    {"read_file", "write_file", "edit_file", "list_files", "grep", "read", "write", "edit", "glob"}
+)
 
 
 class ToolError(Exception):
@@ -53,7 +57,8 @@ class ToolError(Exception):
 
 class Executor:
     def __init__(self, workspace: Path, outputs: Path, memory_bytes: int | None) -> None:
-        self.workspace = workspace
+        # Resolved: the file tools refuse any path that does not resolve inside it.
+        self.workspace = workspace.resolve()
         self.outputs = outputs
         self.memory_bytes = memory_bytes
         self.lock = threading.Lock()
@@ -103,18 +108,15 @@ class Executor:
         if not _valid(call_id):
             return _result(call_id, "invalid call_id", is_error=True)
         if request.get("idempotent") is True:
-            # Safe to run again (read_file, list_files, grep): nothing to keep or consult.
-            return self.run(call_id, request)
+            # Safe to run again (reads, listings, searches): nothing to keep or consult.
+            return self.guarded_run(call_id, request)
         with self.lock:
             if call_id in self.seen:
                 # The host never sends a call_id twice; whoever did gets nothing run.
                 return _unknown(call_id, "this call_id was received before; it is not run again")
             self.seen.add(call_id)
             self.running[call_id] = threading.Event()
-        try:
-            result = self.run(call_id, request)
-        except Exception as exc:  # the host must get an answer whatever happened
-            result = _result(call_id, f"the executor failed: {exc!r}", is_error=True)
+        result = self.guarded_run(call_id, request)
         with self.lock:
             self.results[call_id] = result
             self.running.pop(call_id).set()
@@ -159,6 +161,13 @@ class Executor:
 
     # -- the tools --------------------------------------------------------------------------
 
+    def guarded_run(self, call_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The call's result, whatever happened: the host must get one."""
+        try:
+            return self.run(call_id, request)
+        except Exception as exc:
+            return _result(call_id, f"the executor failed: {exc!r}", is_error=True)
+
     def run(self, call_id: str, request: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         tool = request.get("tool")
@@ -167,7 +176,7 @@ class Executor:
         try:
             if tool == "bash":
                 result = self.bash(call_id, arguments, request)
-            elif tool in ("read_file", "write_file", "edit_file", "list_files", "grep"):
+            elif tool in FILE_TOOLS:
                 result = _result(call_id, getattr(self, tool)(arguments))
             else:
                 raise ToolError(f"unknown tool {tool!r}")
@@ -188,10 +197,18 @@ class Executor:
     def bash(
         self, call_id: str, arguments: dict[str, Any], request: dict[str, Any]
     ) -> dict[str, Any]:
-        command = arguments["command"]
+        command = arguments.get("command")
+        if command is None and arguments.get("restart"):
+            return _result(
+                call_id,
+                "[bash restarted: every command runs in a fresh shell, nothing carried over]",
+            )
         if not isinstance(command, str):
             raise ToolError("command must be a string")
-        timeout = float(arguments.get("timeout_s") or request.get("timeout_s") or 120.0)
+        if arguments.get("timeout_ms"):
+            timeout = int(arguments["timeout_ms"]) / 1000
+        else:
+            timeout = float(arguments.get("timeout_s") or request.get("timeout_s") or 120.0)
         limit = int(request.get("max_output_bytes", 30_000))
         spill_limit = int(request.get("spill_bytes", 64 * 1024 * 1024))
         spill_path = self.outputs / f"{call_id}.out"
@@ -320,31 +337,27 @@ class Executor:
         if not isinstance(old, str) or not isinstance(new, str):
             raise ToolError("old_string and new_string must be strings")
         if not old:
-            raise ToolError("old_string is empty; use write_file to create a file")
+            raise ToolError("old_string is empty; to create a file, write it whole instead")
         if not path.is_file():
             raise ToolError(f"no such file: {arguments['path']}")
         text = path.read_text()
         count = text.count(old)
+        replace_all = arguments.get("replace_all") is True
         if count == 0:
             raise ToolError(f"old_string not found in {arguments['path']}")
-        if count > 1:
+        if count > 1 and not replace_all:
             raise ToolError(
                 f"old_string occurs {count} times in {arguments['path']}; "
-                "include more surrounding text so it is unique"
+                "include more surrounding text so it is unique, or set replace_all"
             )
-        path.write_text(text.replace(old, new, 1))
+        path.write_text(text.replace(old, new, -1 if replace_all else 1))
+        if replace_all:
+            return f"edited {arguments['path']}: replaced {count} occurrences"
         return f"edited {arguments['path']}"
 
     def list_files(self, arguments: dict[str, Any]) -> str:
-        root = self._path(arguments.get("path") or ".")
-        if not root.is_dir():
-            raise ToolError(f"no such directory: {arguments.get('path')}")
-        pattern = arguments.get("pattern") or "**/*"
-        found = sorted(str(p.relative_to(root)) for p in root.glob(pattern) if p.is_file())
-        if len(found) > MAX_LISTED:
-            extra = len(found) - MAX_LISTED
-            return "\n".join([*found[:MAX_LISTED], f"[{extra} more files not listed]"])
-        return "\n".join(found) if found else "[no files match]"
+        root, found = self._matching(arguments)
+        return _listing(sorted(str(p.relative_to(root)) for p in found))
 
     def grep(self, arguments: dict[str, Any]) -> str:
         flags = re.IGNORECASE if arguments.get("ignore_case") else 0
@@ -363,6 +376,8 @@ class Executor:
                 fnmatch.fnmatch(relative, name_glob) or fnmatch.fnmatch(file.name, name_glob)
             ):
                 continue
+            if not self._inside(file):
+                continue  # a link out of the workspace
             try:
                 data = file.read_bytes()
             except OSError:
@@ -371,15 +386,84 @@ class Executor:
                 continue  # binary
             for number, line in enumerate(data.decode(errors="replace").splitlines(), 1):
                 if regex.search(line):
-                    matches.append(f"{relative}:{number}:{line}")
+                    matches.append(f"{file.relative_to(self.workspace)}:{number}:{line}")
                     if len(matches) >= limit:
                         return "\n".join([*matches, f"[stopped at {limit} matches]"])
         return "\n".join(matches) if matches else "[no matches]"
 
+    # -- Anthropic's toolset (`agent_toolset_20260401`): its inputs, the tools above -------
+
+    def read(self, arguments: dict[str, Any]) -> str:
+        start, end = arguments.get("view_range") or (None, None)
+        return self.read_file(
+            {
+                "path": arguments["file_path"],
+                "start_line": start,
+                # An end of 0 or less reads to the end of the file.
+                "end_line": end if end is None or end > 0 else None,
+            }
+        )
+
+    def write(self, arguments: dict[str, Any]) -> str:
+        return self.write_file(_with_path(arguments))
+
+    def edit(self, arguments: dict[str, Any]) -> str:
+        return self.edit_file(_with_path(arguments))
+
+    def glob(self, arguments: dict[str, Any]) -> str:
+        _, found = self._matching(arguments)
+        newest = sorted(found, key=lambda p: (-p.stat().st_mtime, str(p)))
+        return _listing([str(p.relative_to(self.workspace)) for p in newest])
+
+    # -- paths --------------------------------------------------------------------------------
+
     def _path(self, raw: object) -> Path:
+        """`raw` (relative to the workspace, or absolute) resolved, if it is in the workspace."""
         if not isinstance(raw, str) or not raw:
             raise ToolError("path must be a non-empty string")
-        return self.workspace / raw
+        path = (self.workspace / raw).resolve()
+        if not path.is_relative_to(self.workspace):
+            raise ToolError(f"{raw} is outside the workspace, which is all the file tools reach")
+        return path
+
+    def _inside(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self.workspace)
+
+    def _matching(self, arguments: dict[str, Any]) -> tuple[Path, list[Path]]:
+        """The directory `path` and the files in it (and in the workspace) whose path
+        relative to it matches the glob `pattern`; those in .git only if it names .git."""
+        root = self._path(arguments.get("path") or ".")
+        if not root.is_dir():
+            raise ToolError(f"no such directory: {arguments.get('path')}")
+        pattern = arguments.get("pattern") or "**/*"
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ToolError(
+                f"pattern {pattern!r} must be relative to `path`, without `..`; "
+                "give the directory to search as `path`"
+            )
+        if pattern.endswith("**"):
+            pattern += "/*"  # pathlib's trailing `**` matches directories only
+        within_git = ".git" in Path(pattern).parts
+        found = [
+            p
+            for p in root.glob(pattern)
+            if p.is_file()
+            and (within_git or ".git" not in p.relative_to(root).parts)
+            and self._inside(p)
+        ]
+        return root, found
+
+
+def _with_path(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A toolset input as the input of the keel tool it runs on (`file_path` is `path`)."""
+    return {"path" if key == "file_path" else key: value for key, value in arguments.items()}
+
+
+def _listing(paths: list[str]) -> str:
+    if len(paths) > MAX_LISTED:
+        extra = len(paths) - MAX_LISTED
+        return "\n".join([*paths[:MAX_LISTED], f"[{extra} more files not listed]"])
+    return "\n".join(paths) if paths else "[no files match]"
 
 
 def _walk(root: Path) -> list[Path]:

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+import inspect
+from typing import Annotated, Any, Final
 
 import msgspec
 
+# A path in the workspace, relative to it (or absolute, inside it).
+FilePath = Annotated[str, msgspec.Meta(min_length=1)]
+
 
 class BashInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Run a bash command in the workspace; its whole process group dies on timeout."""
+    """Run a bash command in the workspace; its whole process group dies on timeout.
 
-    command: str
+    Each call starts a fresh shell in the workspace: the working directory, variables and
+    background processes of one call do not carry over to the next. `restart` with no
+    `command` therefore only confirms a clean shell. The timeout is `timeout_ms`
+    milliseconds when given (0 means the default), else `timeout_s` seconds.
+    """
+
+    command: str | None = None
     timeout_s: float = 120.0
+    restart: bool = False
+    timeout_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.command is None and not self.restart:
+            raise ValueError("`command` is required unless `restart` is true")
 
 
 class ReadFileInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -30,11 +46,13 @@ class WriteFileInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class EditFileInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Replace `old_string`, which must occur exactly once in the file, by `new_string`."""
+    """Replace `old_string`, which must occur exactly once in the file, by `new_string`
+    (every occurrence, with `replace_all`)."""
 
     path: str
     old_string: str
     new_string: str
+    replace_all: bool = False
 
 
 class ListFilesInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -45,13 +63,66 @@ class ListFilesInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class GrepInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Search files for a regular expression; prints path:line:text for each match."""
+    """Search the files under `path` (a directory, or one file) for a Python regular
+    expression; prints path:line:text for each match, the path relative to the workspace."""
 
     pattern: str
     path: str = "."
     glob: str | None = None
     ignore_case: bool = False
     max_matches: int = 500
+
+
+class ReadInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Read a text file in the workspace and return its text exactly (no line numbers added).
+
+    `view_range` [start, end] returns only lines start to end, 1-based and inclusive; an
+    end of -1 reads to the end of the file. `file_path` is relative to the workspace.
+    """
+
+    file_path: FilePath
+    view_range: Annotated[list[int], msgspec.Meta(min_length=2, max_length=2)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.view_range is None:
+            return
+        start, end = self.view_range
+        if start < 1:
+            raise ValueError("`view_range` starts at line 1 or later")
+        if 0 < end < start:
+            raise ValueError("`view_range` ends before it starts (use -1 to read to the end)")
+
+
+class WriteInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Write `content` to the file at `file_path` in the workspace, replacing the whole file
+    if it exists; missing parent directories are created."""
+
+    file_path: FilePath
+    content: str
+
+
+class EditInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Replace `old_string` by `new_string` in the file at `file_path` in the workspace.
+
+    `old_string` must match the file exactly, whitespace and indentation included, and
+    occur exactly once (include enough surrounding lines to make it unique), unless
+    `replace_all` is true, which replaces every occurrence.
+    """
+
+    file_path: FilePath
+    old_string: str
+    new_string: str
+    replace_all: bool = False
+
+
+class GlobInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Find files in the workspace by a glob `pattern`, matched against their path relative
+    to the directory `path` (the workspace by default); `**` matches any number of
+    directories, as in `**/*.py`. Prints the paths relative to the workspace, most recently
+    modified first; files in .git are left out unless the pattern names .git."""
+
+    pattern: str
+    path: FilePath = "."
 
 
 class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,7 +146,7 @@ class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
 def _spec(name: str, input_type: type[msgspec.Struct], *, idempotent: bool) -> ToolSpec:
     return ToolSpec(
         name=name,
-        description=(input_type.__doc__ or "").strip(),
+        description=inspect.cleandoc(input_type.__doc__ or ""),
         input_type=input_type,
         idempotent=idempotent,
         mutating=not idempotent,
@@ -91,5 +162,10 @@ TOOLS: Final[dict[str, ToolSpec]] = {
         _spec("edit_file", EditFileInput, idempotent=False),
         _spec("list_files", ListFilesInput, idempotent=True),
         _spec("grep", GrepInput, idempotent=True),
+        # Anthropic's Managed Agents toolset (`agent_toolset_20260401`), by its names and inputs.
+        _spec("read", ReadInput, idempotent=True),
+        _spec("write", WriteInput, idempotent=False),
+        _spec("edit", EditInput, idempotent=False),
+        _spec("glob", GlobInput, idempotent=True),
     )
 }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from hands import HandsHost
-from schemas import TOOLS
 from tests.hands.client import HandsTestClient
 
 SESSION = "ses_tools"
@@ -41,7 +40,15 @@ async def test_write_read_edit_list_grep(client: HandsTestClient, sandbox: str) 
     found = await call("grep", pattern=r"y = \d+", glob="*.py")
     assert found.output == "src/app.py:2:y = 20"
     assert (await call("grep", pattern="HELLO", ignore_case=True)).output == "README.md:1:hello"
+    # Paths as the other tools take them, whatever `path` searched.
+    assert (await call("grep", pattern="y", path="src")).output == "src/app.py:2:y = 20"
+    assert (await call("grep", pattern="y", path="src/app.py")).output == "src/app.py:2:y = 20"
     assert (await call("grep", pattern="(")).is_error
+    # Only the workspace: a path or pattern out of it is refused, never a crash.
+    hostile = await call("read_file", path="../../etc/passwd")
+    assert hostile.is_error and "outside the workspace" in hostile.output
+    absolute = await call("list_files", pattern="/etc/*")
+    assert absolute.is_error and "must be relative" in absolute.output
 
 
 async def test_bash_exit_codes_output_and_timeout(client: HandsTestClient, sandbox: str) -> None:
@@ -72,15 +79,3 @@ async def test_large_output_is_truncated_and_stored_once_as_a_blob(
         str(i) for i in range(1, 200_001)
     ]
     assert outcome.blob.size == len(full.data)
-
-
-def test_every_tool_has_a_schema_and_declares_idempotence() -> None:
-    assert set(TOOLS) == {"bash", "read_file", "write_file", "edit_file", "list_files", "grep"}
-    assert {name for name, spec in TOOLS.items() if spec.idempotent} == {
-        "read_file",
-        "list_files",
-        "grep",
-    }
-    bash = TOOLS["bash"].input_schema
-    assert bash["required"] == ["command"] and bash["properties"]["timeout_s"]["type"] == "number"
-    assert TOOLS["edit_file"].description.startswith("Replace `old_string`")
