@@ -192,6 +192,27 @@ async def test_a_local_server_without_a_key_gets_a_placeholder(server: ModelServ
     assert server.received[0].headers["authorization"] == "Bearer none"
 
 
+async def test_the_key_comes_from_the_variable_the_model_names(server: ModelServer) -> None:
+    providers = Providers(environ={"VLLM_KEY": "sk-vllm"})
+    try:
+        server.reply(text_turn("Hi."))
+        await providers.openai.complete(request(server, api_key_env="VLLM_KEY"))
+    finally:
+        await providers.aclose()
+    assert server.received[0].headers["authorization"] == "Bearer sk-vllm"
+
+
+async def test_a_named_key_variable_that_is_unset_fails_even_for_a_local_server(
+    server: ModelServer,
+) -> None:
+    # Named by the operator, the key is meant to be sent: no placeholder stands in for it.
+    with pytest.raises(ProviderError) as caught:
+        await Providers(environ={}).openai.complete(request(server, api_key_env="VLLM_KEY"))
+    assert str(caught.value) == "openai: no API key: VLLM_KEY is not set"
+    assert not caught.value.retryable
+    assert server.received == []
+
+
 async def test_the_output_limit_field_can_be_chosen(
     server: ModelServer, providers: Providers
 ) -> None:
