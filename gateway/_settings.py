@@ -19,6 +19,14 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     access_log: Annotated[
         bool, setting("KEEL_ACCESS_LOG", "log every request (/metrics counts them anyway)")
     ] = False
+    models_file: Annotated[
+        str | None,
+        setting(
+            "KEEL_MODELS_FILE",
+            "the models file (TOML): which provider serves each model id an agent names; "
+            "unset, only keel-scripted and claude-* are served",
+        ),
+    ] = None
     crash_at: Annotated[
         str | None,
         setting(

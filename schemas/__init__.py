@@ -2,8 +2,11 @@
 
 Also the few helpers every process uses the same way, which only this package can share
 (brain and gateway may not import each other, hands may not import the store): settings
-from the environment, logs, the retry policy, background tasks, crash points, NATS link
-logging, the nesting bound of free-form JSON, ids.
+from the environment, which model an id names (the models file), logs, the retry policy,
+background tasks, crash points, NATS link logging, the nesting bound of free-form JSON, ids.
+
+Its errors are `ValueError`s: `SettingsError` (a bad `KEEL_*` value, and `ModelsFileError`, a
+bad models file) and `UnknownModel` (an id no route serves).
 
 This package imports nothing else of keel's; every other package imports it.
 """
@@ -107,6 +110,14 @@ from schemas._hands import (
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
 from schemas._links import NatsLinkLog
 from schemas._logs import LogSettings, configure_logging, working_on
+from schemas._models import (
+    ModelRoute,
+    ModelRoutes,
+    ModelsFileError,
+    UnknownModel,
+    load_model_routes,
+    resolve_model,
+)
 from schemas._nesting import MAX_JSON_DEPTH, nesting_depth
 from schemas._retry import Backoff, retrying
 from schemas._settings import SettingsError, setting, settings_from_env, settings_table
@@ -148,6 +159,12 @@ __all__ = [
     "Backoff",
     "retrying",
     "SettingsError",
+    "ModelRoute",
+    "ModelRoutes",
+    "ModelsFileError",
+    "UnknownModel",
+    "load_model_routes",
+    "resolve_model",
     "setting",
     "settings_from_env",
     "settings_table",

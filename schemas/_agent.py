@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 Permission = Literal["allow", "ask", "deny"]
+# An environment variable's name, as a shell would take it.
+EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -17,6 +19,9 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     max_output_tokens: int = 4096
     temperature: float | None = None
     base_url: str | None = None
+    # The variable the brain reads the key from, which must then be set (a local server gets no
+    # placeholder); the key itself is never in the spec. None: the provider's default variable.
+    api_key_env: EnvName | None = None
     # Provider-specific knobs (e.g. the scripted model's script) travel here untouched.
     options: dict[str, object] = {}
 

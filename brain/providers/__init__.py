@@ -1,6 +1,8 @@
 """Model providers behind one interface, chosen by the session's `ModelSpec.provider`.
 
-- `scripted`: deterministic, for tests, drills and the demo.
+- `scripted`: plays a script exactly, for tests, drills and the demo.
+- `keel-scripted`: answers by rules (`/tool NAME {json}` calls a tool, results are reported,
+  anything else echoed), for users' integration tests; `rubric_satisfied` grades the same way.
 - `anthropic`: the Messages API through the official SDK, streamed, with tools.
 - `openai`: Chat Completions through the official SDK, streamed, with function tools; any
   compatible server (vLLM, Ollama, llama.cpp) through `ModelSpec.base_url`.
@@ -18,6 +20,7 @@ unique for the life of the session (see `_common.response_call_id`).
 from typing import TYPE_CHECKING, Any
 
 from brain.providers._base import ModelProvider, ModelRequest, ProviderError, ToolDefinition
+from brain.providers._keel_scripted import KeelScriptedProvider, rubric_satisfied
 from brain.providers._pricing import Price, cost_usd, price_for
 from brain.providers._registry import Providers, provider_for
 from brain.providers._retry import RetryPolicy, complete_with_retries
@@ -43,6 +46,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AnthropicProvider",
+    "KeelScriptedProvider",
     "ModelProvider",
     "ModelRequest",
     "OpenAIProvider",
@@ -57,4 +61,5 @@ __all__ = [
     "cost_usd",
     "price_for",
     "provider_for",
+    "rubric_satisfied",
 ]

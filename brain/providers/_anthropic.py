@@ -6,8 +6,9 @@ input as *partial* JSON and so would take a cut-off input for a whole one): text
 stream that ends before `message_stop` is a malformed response.
 
 The SDK does no retries (`max_retries=0`): `complete_with_retries` owns the policy. The key is
-read from the environment variable `options["api_key_env"]` (default `ANTHROPIC_API_KEY`);
-`base_url` points the client at a proxy or gateway.
+read from the environment variable `ModelSpec.api_key_env`, which must be set, or else
+`options["api_key_env"]` (default `ANTHROPIC_API_KEY`); `base_url` points the client at a
+proxy or gateway.
 
 `temperature` is not sent: the SDK (2.x) speaks API version 2026-10-21, which rejects the
 sampling parameters (temperature, top_p, top_k) with a 400 on every model.

@@ -111,6 +111,15 @@ def unreachable(provider: str, base_url: object, exc: BaseException) -> Provider
 
 
 def api_key(provider: str, model: ModelSpec, default_env: str, environ: Mapping[str, str]) -> str:
+    """The key from `model.api_key_env`, which must be set; else from `options["api_key_env"]`
+    or `default_env`, where a local server (a `base_url`) with no key gets a placeholder."""
+    if model.api_key_env is not None:
+        named = environ.get(model.api_key_env)
+        if named:
+            return named
+        raise ProviderError(
+            f"{provider}: no API key: {model.api_key_env} is not set", retryable=False
+        )
     env = model.options.get("api_key_env", default_env)
     if not isinstance(env, str) or not env:
         raise ProviderError(

@@ -7,8 +7,9 @@ a last chunk (`stream_options.include_usage`). A stream that ends without a fini
 a malformed response.
 
 The SDK does no retries (`max_retries=0`): `complete_with_retries` owns the policy. The key is
-read from the environment variable `options["api_key_env"]` (default `OPENAI_API_KEY`); with a
-`base_url` and no key, a placeholder is sent, as local servers ask for none.
+read from the environment variable `ModelSpec.api_key_env`, which must be set, or else
+`options["api_key_env"]` (default `OPENAI_API_KEY`); there, with a `base_url` and no key, a
+placeholder is sent, as local servers ask for none.
 
 The output limit goes in `max_completion_tokens` for OpenAI itself (its reasoning models
 refuse `max_tokens`) and in `max_tokens`, the field every compatible server knows, when a

@@ -50,6 +50,8 @@ PRICES: Final[dict[str, Price]] = {
     "gpt-4.1": _openai(2.0, 8.0, 0.5),
     "gpt-4.1-mini": _openai(0.4, 1.6, 0.1),
     "gpt-4.1-nano": _openai(0.1, 0.4, 0.025),
+    # keel's own rule-based model: free, and listed so, not merely unknown.
+    "keel-scripted": Price(input=0.0, output=0.0, cache_read=0.0, cache_write=0.0),
 }
 
 _OPTIONS: Final = {

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from brain.providers._base import ModelProvider, ProviderError
+from brain.providers._keel_scripted import KeelScriptedProvider
 from brain.providers._scripted import ScriptedProvider
 from schemas import ModelSpec
 
@@ -23,6 +24,7 @@ class Providers:
 
     def __init__(self, *, environ: Mapping[str, str] | None = None) -> None:
         self.scripted = ScriptedProvider()
+        self.keel_scripted = KeelScriptedProvider()
         self._environ = environ
         self._anthropic: AnthropicProvider | None = None
         self._openai: OpenAIProvider | None = None
@@ -49,13 +51,16 @@ class Providers:
         match spec.provider:
             case "scripted":
                 return self.scripted
+            case "keel-scripted":
+                return self.keel_scripted
             case "anthropic":
                 return self.anthropic
             case "openai":
                 return self.openai
             case other:
                 raise ProviderError(
-                    f"unknown model provider {other!r} (known: scripted, anthropic, openai)",
+                    f"unknown model provider {other!r} "
+                    "(known: scripted, keel-scripted, anthropic, openai)",
                     retryable=False,
                 )
 

@@ -23,6 +23,7 @@ from brain.crashpoints import POINTS
 from schemas import (
     TOOLS,
     AgentSpec,
+    ApprovalDenied,
     ApprovalExpired,
     CompletionCondition,
     JudgeVerdict,
@@ -30,6 +31,7 @@ from schemas import (
     ModelSpec,
     Recorded,
     SessionStatus,
+    TextBlock,
     ToolDispatched,
     ToolRequested,
     ToolResult,
@@ -266,3 +268,36 @@ async def test_an_approval_nobody_gives_expires_on_its_timer(store: EventStore) 
     log = await check_invariants(store, session_id)
     assert len(of(log, ApprovalExpired)) == 1
     assert harness.hands.ran == []
+
+
+def last_text(log: list[Recorded]) -> str:
+    response = of(log, ModelResponse)[-1]
+    return "".join(b.text for b in response.content if isinstance(b, TextBlock))
+
+
+async def test_keel_scripted_calls_a_tool_and_reports_its_result_or_its_denial(
+    store: EventStore,
+) -> None:
+    harness = Harness(store)
+    harness.hands.answer("bash", {"command": "ls"}, "a.txt\n")
+    spec = AgentSpec(
+        model=ModelSpec(provider="keel-scripted", name="keel-scripted"),
+        tools=["bash", "write_file"],
+        permissions={"write_file": "ask"},
+    )
+    ran = await harness.start_session(spec, '/tool bash {"command": "ls"}')
+    result = await harness.drive(ran)
+    assert result.status == "completed", result
+    assert last_text(await check_invariants(store, ran)) == "bash returned: a.txt\n"
+
+    denied = await harness.start_session(spec, '/tool write_file {"path": "x"}')
+    waiting = await harness.drive(denied)
+    assert waiting.status == "waiting", waiting
+    [asked] = of(await store.read(denied), ToolRequested)
+    await harness.add_input(denied, ApprovalDenied(call_id=asked.call_id, by="bob"))
+    result = await harness.drive(denied)
+    assert result.status == "completed", result
+    # The words the brain records for a denied call are the ones keel-scripted looks for.
+    log = await check_invariants(store, denied)
+    assert last_text(log) == "write_file was denied: the approval was denied"
+    assert [call.name for call in harness.hands.ran] == ["bash"]

@@ -158,3 +158,12 @@ def test_an_id_is_matched_whole() -> None:
 def test_the_sandbox_executor_matches_ids_as_keel_does() -> None:
     """The executor runs without keel's packages, so it keeps its own copy of the pattern."""
     assert executor.ID_PATTERN.pattern == ID_PATTERN.pattern
+
+
+def test_a_models_key_variable_is_kept_left_out_when_unset_and_must_be_a_name() -> None:
+    routed = SessionCreated(spec=AgentSpec(model=ModelSpec(provider="openai", api_key_env="K_1")))
+    assert decode_event("session.created", encode_event(routed)) == routed
+    # Unset, it is not written: a log from before the field encodes byte for byte the same.
+    assert b"api_key_env" not in encode_event(SessionCreated(spec=AgentSpec()))
+    with pytest.raises(msgspec.ValidationError, match="api_key_env"):
+        msgspec.json.decode(b'{"api_key_env": "MY KEY"}', type=ModelSpec)

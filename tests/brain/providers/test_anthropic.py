@@ -414,6 +414,26 @@ async def test_a_missing_key_is_reported_before_any_request(server: ModelServer)
     assert server.received == []
 
 
+async def test_the_key_comes_from_the_variable_the_model_names(server: ModelServer) -> None:
+    providers = Providers(environ={"ROUTED_KEY": "sk-routed", KEY_ENV: KEY})
+    try:
+        server.reply(turn())
+        # The spec's api_key_env wins over the options' and over ANTHROPIC_API_KEY.
+        await providers.anthropic.complete(request(server, api_key_env="ROUTED_KEY"))
+    finally:
+        await providers.aclose()
+    assert server.received[0].headers["authorization"] == "Bearer sk-routed"
+
+
+async def test_a_named_key_variable_that_is_unset_is_a_final_error(server: ModelServer) -> None:
+    providers = Providers(environ={KEY_ENV: KEY})
+    with pytest.raises(ProviderError) as caught:
+        await providers.anthropic.complete(request(server, api_key_env="ROUTED_KEY"))
+    assert str(caught.value) == "anthropic: no API key: ROUTED_KEY is not set"
+    assert not caught.value.retryable
+    assert server.received == []
+
+
 async def test_clients_are_kept_per_base_url_and_key(
     server: ModelServer, providers: Providers
 ) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -15,7 +16,16 @@ from brain.providers import (
     complete_with_retries,
 )
 from brain.providers._openai import _joined_name
-from schemas import ModelSpec, TextBlock, ToolResultBlock, ToolUseBlock, Usage, is_valid_id
+from schemas import (
+    ModelSpec,
+    TextBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    Usage,
+    is_valid_id,
+    load_model_routes,
+    resolve_model,
+)
 from tests.brain.providers.conversation import (
     BASH,
     CONTEXT,
@@ -190,6 +200,49 @@ async def test_a_local_server_without_a_key_gets_a_placeholder(server: ModelServ
         await providers.aclose()
     assert response.content == [TextBlock(text="Hi.")]
     assert server.received[0].headers["authorization"] == "Bearer none"
+
+
+async def test_the_key_comes_from_the_variable_the_model_names(server: ModelServer) -> None:
+    providers = Providers(environ={"VLLM_KEY": "sk-vllm"})
+    try:
+        server.reply(text_turn("Hi."))
+        await providers.openai.complete(request(server, api_key_env="VLLM_KEY"))
+    finally:
+        await providers.aclose()
+    assert server.received[0].headers["authorization"] == "Bearer sk-vllm"
+
+
+async def test_a_model_routed_by_the_models_file_is_called_with_its_routes_key(
+    server: ModelServer, tmp_path: Path
+) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text(
+        f'[[route]]\nmatch = "qwen*"\nprovider = "openai"\nbase_url = "{server.url}/v1"\n'
+        'api_key_env = "VLLM_KEY"\nname = "Qwen/Qwen2.5-Coder"\n'
+    )
+    spec = resolve_model("qwen2.5-coder", load_model_routes(str(models)))
+    providers = Providers(environ={"VLLM_KEY": "sk-vllm", "OPENAI_API_KEY": "sk-openai"})
+    try:
+        server.reply(text_turn("Hi."))
+        await providers.provider_for(spec).complete(
+            ModelRequest(session_id="ses_o", model=spec, context=CONTEXT)
+        )
+    finally:
+        await providers.aclose()
+    [sent] = server.received
+    assert sent.headers["authorization"] == "Bearer sk-vllm"
+    assert sent.body["model"] == "Qwen/Qwen2.5-Coder"
+
+
+async def test_a_named_key_variable_that_is_unset_fails_even_for_a_local_server(
+    server: ModelServer,
+) -> None:
+    # Named by the operator, the key is meant to be sent: no placeholder stands in for it.
+    with pytest.raises(ProviderError) as caught:
+        await Providers(environ={}).openai.complete(request(server, api_key_env="VLLM_KEY"))
+    assert str(caught.value) == "openai: no API key: VLLM_KEY is not set"
+    assert not caught.value.retryable
+    assert server.received == []
 
 
 async def test_the_output_limit_field_can_be_chosen(
