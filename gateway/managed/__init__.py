@@ -4,6 +4,9 @@
 Agents and environments are versioned JSON resources in the store; a session made from
 them runs a keel `AgentSpec` (`_sessions.agent_spec`) that idles between turns; its events
 are a projection of keel's log (`_projection`), which stays the only source of truth.
+
+Not in the served OpenAPI document yet: its bodies need their schemas there first, so that
+Schemathesis fuzzes these routes within its time (until then the SDK's own tests cover them).
 """
 
 from gateway.managed import _agents, _environments, _events, _sessions

@@ -36,7 +36,7 @@ from gateway.managed._shapes import (
 )
 from session_store import Resource
 
-router = APIRouter(route_class=QueryFirst, tags=["managed agents"])
+router = APIRouter(route_class=QueryFirst, tags=["managed agents"], include_in_schema=False)
 
 KIND: Final = "agent"
 _SERVICE_ACCOUNT: Final = {"type": "service_account"}

@@ -26,7 +26,7 @@ from gateway.managed._common import (
 from gateway.managed._shapes import Deleted, EnvironmentConfig, EnvironmentParams
 from session_store import Resource
 
-router = APIRouter(route_class=QueryFirst, tags=["managed agents"])
+router = APIRouter(route_class=QueryFirst, tags=["managed agents"], include_in_schema=False)
 
 KIND: Final = "environment"
 # keel's sandboxes as a cloud config: no network, nothing installed beyond the image.

@@ -30,7 +30,9 @@ from gateway.managed._user_events import to_log
 from schemas import TERMINAL_STATUSES, Recorded, event_type
 from session_store import Conflict, SessionNotFound, SessionReader
 
-router = APIRouter(prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"])
+router = APIRouter(
+    prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"], include_in_schema=False
+)
 
 _ENCODER: Final = msgspec.json.Encoder()
 _READ_BATCH: Final = 1000

@@ -53,7 +53,9 @@ from schemas import (
 )
 from session_store import SessionInfo
 
-router = APIRouter(prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"])
+router = APIRouter(
+    prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"], include_in_schema=False
+)
 
 _STATUSES: Final = {
     "running": ("running", "waiting"),
