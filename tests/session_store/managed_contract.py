@@ -81,10 +81,12 @@ class ManagedContract:
             await store.get_resource("acme", "environment", other.resource_id)
         with pytest.raises(ResourceNotFound):
             await store.get_resource("acme", "agent", made[0].resource_id)
+        # Newest first by id: ids are time-ordered to the millisecond, then random.
+        newest_first = sorted((r.resource_id for r in made), reverse=True)
         page = await store.list_resources("acme", "environment", limit=2)
-        assert [r.resource_id for r in page.items] == [made[2].resource_id, made[1].resource_id]
+        assert [r.resource_id for r in page.items] == newest_first[:2]
         rest = await store.list_resources("acme", "environment", cursor=page.next_cursor)
-        assert [r.resource_id for r in rest.items] == [made[0].resource_id]
+        assert [r.resource_id for r in rest.items] == newest_first[2:]
         archived = await store.archive_resource("acme", "environment", made[1].resource_id)
         assert archived.archived_at is not None
         again = await store.archive_resource("acme", "environment", made[1].resource_id)
@@ -106,14 +108,17 @@ class ManagedContract:
         two = await store.create_session("acme", made_from("agent_a", 2))
         plain = await store.create_session("acme", SessionCreated(spec=AgentSpec()))
         assert (one.agent_id, one.agent_version, one.environment_id) == ("agent_a", 1, "env_1")
+        # Ordered by id: time-ordered to the millisecond, then random.
+        made = sorted([one.session_id, two.session_id])
         by_agent = await store.list_sessions("acme", agent_id="agent_a")
-        assert [s.session_id for s in by_agent.items] == [two.session_id, one.session_id]
+        assert [s.session_id for s in by_agent.items] == made[::-1]
         pinned = await store.list_sessions("acme", agent_id="agent_a", agent_version=1)
         assert [s.session_id for s in pinned.items] == [one.session_id]
+        every = sorted([one.session_id, two.session_id, plain.session_id])
         oldest = await store.list_sessions("acme", oldest_first=True, limit=2)
-        assert [s.session_id for s in oldest.items] == [one.session_id, two.session_id]
+        assert [s.session_id for s in oldest.items] == every[:2]
         tail = await store.list_sessions("acme", oldest_first=True, cursor=oldest.next_cursor)
-        assert [s.session_id for s in tail.items] == [plain.session_id]
+        assert [s.session_id for s in tail.items] == every[2:]
 
         updated = await store.amend_session(
             one.session_id, SessionUpdated(title="renamed", metadata={"k": "v"})
