@@ -4,10 +4,9 @@ so a session pins exactly what it was made from."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from gateway._access import QueryFirst, Tenant
 from gateway._bodies import decode_body
@@ -15,13 +14,13 @@ from gateway._errors import ApiProblem
 from gateway._services import Services
 from gateway.managed._common import (
     MAX_LIMIT,
+    ResourceQuery,
     answer,
     page,
     patched,
     refuse,
     resource_view,
     stored,
-    time_filter,
 )
 from gateway.managed._models import check_model
 from gateway.managed._shapes import (
@@ -88,31 +87,10 @@ async def update_agent(
 
 @router.get("/v1/agents", response_class=Response)
 async def list_agents(
-    tenant: Tenant,
-    services: Services,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
-    page_: Annotated[str | None, Query(alias="page", max_length=64)] = None,
-    include_archived: bool = False,
-    created_gte: Annotated[dt.datetime | None, Query(alias="created_at[gte]")] = None,
-    created_lte: Annotated[dt.datetime | None, Query(alias="created_at[lte]")] = None,
+    tenant: Tenant, services: Services, query: Annotated[ResourceQuery, Depends()]
 ) -> Response:
     """The tenant's agents (latest versions), newest first."""
-    after, before = time_filter(
-        None,
-        created_gte.timestamp() if created_gte else None,
-        None,
-        created_lte.timestamp() if created_lte else None,
-    )
-    found = await services.store.list_resources(
-        tenant,
-        KIND,
-        limit=limit,
-        cursor=page_,
-        include_archived=include_archived,
-        created_after=after,
-        created_before=before,
-    )
-    return page([agent_view(r) for r in found.items], found.next_cursor)
+    return await query.answer(services.store, tenant, KIND, agent_view)
 
 
 @router.post("/v1/agents/{agent_id}/archive", response_class=Response)

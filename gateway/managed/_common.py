@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Final
 
 import msgspec
-from fastapi import Response
+from fastapi import Query, Response
 
 from gateway._errors import ApiProblem
 from gateway.managed._projection import rfc3339
-from session_store import Resource
+from session_store import Resource, Resources
 
 _ENCODER: Final = msgspec.json.Encoder()
 _BODY: Final = msgspec.json.Decoder(dict[str, Any])
@@ -62,6 +63,43 @@ def patched(current: dict[str, str], patch: dict[str, str | None] | None) -> dic
     if len(merged) > 16:
         raise ApiProblem(400, "metadata: at most 16 pairs")
     return merged
+
+
+class ResourceQuery:
+    """The query of a resource list (agents, environments), as a route dependency."""
+
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+        page: Annotated[str | None, Query(max_length=64)] = None,
+        include_archived: bool = False,
+        created_gte: Annotated[dt.datetime | None, Query(alias="created_at[gte]")] = None,
+        created_lte: Annotated[dt.datetime | None, Query(alias="created_at[lte]")] = None,
+    ) -> None:
+        self.limit = limit
+        self.page = page
+        self.include_archived = include_archived
+        self.created_gte = created_gte.timestamp() if created_gte else None
+        self.created_lte = created_lte.timestamp() if created_lte else None
+
+    async def answer(
+        self,
+        store: Resources,
+        tenant: str,
+        kind: str,
+        view: Callable[[Resource], dict[str, Any]],
+    ) -> Response:
+        after, before = time_filter(None, self.created_gte, None, self.created_lte)
+        found = await store.list_resources(
+            tenant,
+            kind,
+            limit=self.limit,
+            cursor=self.page,
+            include_archived=self.include_archived,
+            created_after=after,
+            created_before=before,
+        )
+        return page([view(r) for r in found.items], found.next_cursor)
 
 
 def time_filter(

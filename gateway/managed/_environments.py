@@ -4,24 +4,21 @@ worker, which takes the session's tool calls over `environments.work` and posts 
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from gateway._access import QueryFirst, Tenant
 from gateway._bodies import decode_body
 from gateway._errors import ApiProblem
 from gateway._services import Services
 from gateway.managed._common import (
-    MAX_LIMIT,
+    ResourceQuery,
     answer,
-    page,
     patched,
     refuse,
     resource_view,
     stored,
-    time_filter,
 )
 from gateway.managed._shapes import Deleted, EnvironmentConfig, EnvironmentParams
 from session_store import Resource
@@ -78,30 +75,10 @@ async def update_environment(
 
 @router.get("/v1/environments", response_class=Response)
 async def list_environments(
-    tenant: Tenant,
-    services: Services,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
-    page_: Annotated[str | None, Query(alias="page", max_length=64)] = None,
-    include_archived: bool = False,
-    created_gte: Annotated[dt.datetime | None, Query(alias="created_at[gte]")] = None,
-    created_lte: Annotated[dt.datetime | None, Query(alias="created_at[lte]")] = None,
+    tenant: Tenant, services: Services, query: Annotated[ResourceQuery, Depends()]
 ) -> Response:
-    after, before = time_filter(
-        None,
-        created_gte.timestamp() if created_gte else None,
-        None,
-        created_lte.timestamp() if created_lte else None,
-    )
-    found = await services.store.list_resources(
-        tenant,
-        KIND,
-        limit=limit,
-        cursor=page_,
-        include_archived=include_archived,
-        created_after=after,
-        created_before=before,
-    )
-    return page([environment_view(r) for r in found.items], found.next_cursor)
+    """The tenant's environments, newest first."""
+    return await query.answer(services.store, tenant, KIND, environment_view)
 
 
 @router.post("/v1/environments/{environment_id}/archive", response_class=Response)

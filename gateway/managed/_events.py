@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final, Literal
 
@@ -90,13 +91,13 @@ def _responder(sent: list[dict[str, Any]]) -> Callable[[object], Response]:
 
 
 def _sent(projection: Projection, head: int, events: list[Any]) -> list[dict[str, Any]]:
-    """The appended events as the stream will show them (projected on a copy)."""
-    copy = Projection()
-    copy.spec, copy.calls, copy.seq = projection.spec, dict(projection.calls), projection.seq
-    copy.usage, copy.cost_usd, copy.guard = projection.usage, projection.cost_usd, projection.guard
+    """The appended events as the stream will show them (projected on a copy), stamped with
+    the gateway's clock: the answer is made before the append that records it."""
+    copy = projection.copy()
+    now = time.time()
     out: list[dict[str, Any]] = []
     for offset, event in enumerate(events, start=1):
-        record = Recorded(seq=head + offset, at=0.0, type=event_type(event), event=event)
+        record = Recorded(seq=head + offset, at=now, type=event_type(event), event=event)
         out.extend(copy.project(record))
     return out
 

@@ -107,9 +107,13 @@ class Projection:
         self.guard: str | None = None
         self.seq = 0
 
-    def tool_use_ids(self) -> dict[str, str]:
-        """call_id -> tool_use_id of every call without a result yet."""
-        return {call_id: call.tool_use_id for call_id, call in self.calls.items()}
+    def copy(self) -> Projection:
+        """A projection that goes on from here without changing this one."""
+        other = Projection()
+        other.spec, other.usage, other.cost_usd = self.spec, self.usage, self.cost_usd
+        other.guard, other.seq = self.guard, self.seq
+        other.calls = {call_id: msgspec.structs.replace(c) for call_id, c in self.calls.items()}
+        return other
 
     def call_for(self, tool_use_id: str) -> tuple[str, CallView] | None:
         for call_id, call in self.calls.items():

@@ -171,3 +171,31 @@ async def test_the_sync_client_runs_the_same_program(
             return texts
 
     assert await asyncio.to_thread(program) == ["echo: hi"]
+
+
+async def test_a_stream_resumes_after_its_last_event_id_and_ends_when_deleted(
+    sdk: AsyncAnthropic,
+) -> None:
+    env = await sdk.beta.environments.create(name="resume")
+    agent = await sdk.beta.agents.create(name="echo", model=MODEL)
+    session = await sdk.beta.sessions.create(environment_id=env.id, agent=agent.id)
+    async with await sdk.beta.sessions.events.stream(session.id) as stream:
+        await send_text(sdk, session.id, "one")
+        first = await until_idle(stream)
+    sent = await sdk.beta.sessions.events.send(
+        session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "two"}]}]
+    )
+    assert sent.data[0].processed_at.year >= 2026
+    # Reconnect from an event of the first turn: what came after it, then live.
+    cut = next(i for i, e in enumerate(first) if e.type == "agent.message")
+    resumed = await sdk.beta.sessions.events.stream(
+        session.id, extra_headers={"Last-Event-ID": first[cut].id}
+    )
+    async with resumed as stream:
+        replayed = await until_idle(stream)
+        assert [e.id for e in replayed] == [e.id for e in first[cut + 1 :]]
+        second = await until_idle(stream)
+        assert [e.content[0].text for e in second if e.type == "agent.message"] == ["echo: two"]
+        await sdk.beta.sessions.delete(session.id)
+        last = [event async for event in stream]
+    assert [e.type for e in last] == ["session.deleted"]
