@@ -97,6 +97,9 @@ class Up:
             nats_url = self.external_nats or self._start_nats()
             key = asyncio.run(ensure_api_key(self.store_url, self.data_dir))
             env = {
+                # `keel up` serves its operator alone (one key, made here), so `keel run
+                # --base-url` may point the brain at a local server; set 0 to refuse it.
+                "KEEL_TENANT_MODEL_ENDPOINTS": "1",
                 **os.environ,
                 "KEEL_STORE_URL": self.store_url,
                 "KEEL_NATS_URL": nats_url,

@@ -30,7 +30,12 @@ async def serve(settings: GatewaySettings) -> None:
         settings.nats_url, name="gateway", max_reconnect_attempts=-1, **link.callbacks()
     )
     config = uvicorn.Config(
-        create_app(store, nc, crash=Crashpoints(settings.crash_at, CRASH_POINTS)),
+        create_app(
+            store,
+            nc,
+            crash=Crashpoints(settings.crash_at, CRASH_POINTS),
+            tenant_model_endpoints=settings.tenant_model_endpoints,
+        ),
         host=settings.host,
         port=settings.port,
         log_level="info",

@@ -54,6 +54,7 @@ def create_app(
     *,
     stream: StreamSettings | None = None,
     crash: Crashpoints | None = None,
+    tenant_model_endpoints: bool = False,
 ) -> FastAPI:
     app = FastAPI(
         title="keel",
@@ -77,6 +78,7 @@ def create_app(
         stream=stream,
         metrics=metrics,
         crash=crash or Crashpoints(),
+        tenant_model_endpoints=tenant_model_endpoints,
     ).install(app)
     for resource in (_health, _sessions, _events, _audit):
         app.include_router(resource.router)

@@ -28,6 +28,9 @@ class GatewayServices:
     metrics: GatewayMetrics
     # Where a drill has the gateway kill itself (`gateway._idempotency`).
     crash: Crashpoints
+    # Whether a session's spec may name its model's server and key variable
+    # (`KEEL_TENANT_MODEL_ENDPOINTS`).
+    tenant_model_endpoints: bool = False
 
     def install(self, app: FastAPI) -> None:
         app.state.services = self

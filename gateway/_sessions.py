@@ -14,6 +14,7 @@ from gateway._openapi import body_of, responds_with
 from gateway._services import GatewayServices, Services
 from gateway._views import posted, session_view
 from schemas import (
+    AgentSpec,
     CreateSession,
     ForkSession,
     PostedEvents,
@@ -55,6 +56,8 @@ async def create_session(
 ) -> Response:
     """Create a session that runs `spec`; with `message`, the agent starts at once."""
     body = await decode_body(request, CreateSession)
+    if not services.tenant_model_endpoints:
+        _refuse_model_endpoints(body.spec)
     info = await services.store.create_session(
         tenant,
         SessionCreated(spec=body.spec, title=body.title, metadata=body.metadata),
@@ -65,6 +68,22 @@ async def create_session(
     if body.message is not None:
         await services.announcer.announce(info.session_id, "user.message", info.head_seq)
     return created(info)
+
+
+def _refuse_model_endpoints(spec: AgentSpec) -> None:
+    """A model's server and key variable are the operator's to name (the models file): a
+    tenant that could set both would have the brain send its key for `ANTHROPIC_API_KEY`, or
+    any variable it names, to a server of the tenant's choosing."""
+    models = {"spec.model": spec.model, "spec.completion.judge_model": spec.completion.judge_model}
+    for where, model in models.items():
+        for field in ("base_url", "api_key_env"):
+            if model is not None and getattr(model, field) is not None:
+                raise ApiProblem(
+                    400,
+                    f"{where}.{field}: this keel does not let a session choose its model's "
+                    "server or key; its operator routes models (KEEL_MODELS_FILE), or allows "
+                    "this with KEEL_TENANT_MODEL_ENDPOINTS=1",
+                )
 
 
 @router.get(

@@ -27,6 +27,14 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             "unset, only keel-scripted and claude-* are served",
         ),
     ] = None
+    tenant_model_endpoints: Annotated[
+        bool,
+        setting(
+            "KEEL_TENANT_MODEL_ENDPOINTS",
+            "let a session's spec name its model's base_url and key variable; off, only the "
+            "models file does, so no tenant can send the brain's keys to a server it chose",
+        ),
+    ] = False
     crash_at: Annotated[
         str | None,
         setting(

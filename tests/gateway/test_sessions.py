@@ -193,3 +193,29 @@ async def test_a_wrong_method_names_every_method_the_path_takes(
     wrong = await client.put(f"/v1/sessions/{session_id}")
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
     assert wrong.headers["allow"] == "DELETE, GET"
+
+
+async def test_a_tenant_cannot_point_the_brain_and_its_keys_at_a_server_it_chose(
+    client: httpx2.AsyncClient, store: EventStore
+) -> None:
+    """Off by default: with both, the brain would send the key it holds for
+    `AWS_SECRET_ACCESS_KEY` (or the provider's own key) to the tenant's server."""
+    leaky = [
+        ("spec.model.base_url", {"model": {"provider": "openai", "base_url": "http://evil.test"}}),
+        ("spec.model.api_key_env", {"model": {"provider": "openai", "api_key_env": "HOME"}}),
+        (
+            "spec.completion.judge_model.base_url",
+            {
+                "completion": {
+                    "kind": "judge",
+                    "criteria": "done",
+                    "judge_model": {"provider": "anthropic", "base_url": "http://evil.test"},
+                }
+            },
+        ),
+    ]
+    for field, spec in leaky:
+        answer = await client.post("/v1/sessions", json={"spec": spec, "message": "hi"})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["message"].startswith(field)
+    assert (await store.list_sessions("acme")).items == []
