@@ -15,9 +15,16 @@ from tests.nats_server import free_port
 
 class GatewayProcess:
     def __init__(
-        self, store_url: str, nats_url: str, log: Path, env: dict[str, str] | None = None
+        self,
+        store_url: str,
+        nats_url: str,
+        log: Path,
+        env: dict[str, str] | None = None,
+        *,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        """`port`: a restarted gateway's, so its clients find it where it was."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("ab") as out:

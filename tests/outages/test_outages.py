@@ -19,7 +19,6 @@ import httpx2
 import pytest
 
 from session_store import EventStore, open_store
-from tests.backends import POSTGRES_URL
 from tests.brain.invariants import check_invariants
 from tests.brain.test_recovery import assert_ran_once
 from tests.nats_server import NatsServer
@@ -168,15 +167,6 @@ async def test_sqlite_files_read_only_for_30s(
         store_away=True,
     )
     assert_store_outage_logged(deployment)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'keel.db'}"
-    else:
-        schema = request.getfixturevalue("postgres_backend").schema
-        yield f"{POSTGRES_URL}?schema={schema}"
 
 
 async def test_nats_down_for_30s(tmp_path: Path, nats_server: NatsServer, store_url: str) -> None:
