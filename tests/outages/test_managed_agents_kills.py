@@ -68,7 +68,8 @@ class Conversation:
             await asyncio.sleep(0.2)
 
     async def _read_until_idle(self) -> bool:
-        stream = await self.sdk.beta.sessions.events.stream(
+        # Any: the SDK types a frame as any of its events, some without an id or content.
+        stream: Any = await self.sdk.beta.sessions.events.stream(
             self.session_id, extra_headers={"Last-Event-ID": self.last_id}
         )
         async with stream:
