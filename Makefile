@@ -29,7 +29,7 @@ lint: $(INSTALLED)
 
 ## make bench: print the figures of the store (SQLite, PostgreSQL), the hands (local, Docker),
 ## the brain (durable steps, recovery, lazy hands) and the gateway (requests/s, SSE fan-out,
-## sessions through the API).
+## sessions through the API) and the Managed Agents API with the anthropic SDK as client.
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.store --backend sqlite
 	$(BIN)/python -m tests.benchmarks.store --backend postgres
@@ -37,6 +37,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.hands --backend docker
 	$(BIN)/python -m tests.benchmarks.brain --backend docker
 	$(BIN)/python -m tests.benchmarks.gateway
+	$(BIN)/python -m tests.benchmarks.managed_agents
 
 ## make demo: start keel (NATS, store, hands, brain, gateway), run the scripted coding demo
 ## live in the terminal, say how to run it with a real model, and stop.

@@ -22,6 +22,7 @@ FIGURES = {
     "hands": ("1. round trip", "2. cold start", "3. warm pool", "4. checkpoint"),
     "brain": ("1. durable", "2. recovery", "3. recovery", "4. tool calls", "5. first model"),
     "gateway": ("1a. POST", "1b. GET", "2. ", "2a. fan-out", "2b. fan-out", "3. "),
+    "managed_agents": ("1a. sessions.create", "1b. events.send", "2. ", "3. fan-out", "4. "),
 }
 
 
@@ -47,6 +48,13 @@ def test_benchmark_prints_every_figure(benchmark: str, backend: str) -> None:
 def test_gateway_benchmark_prints_every_figure() -> None:
     stdout = quick_run("tests.benchmarks.gateway")  # SQLite only: no backend to choose
     for figure in FIGURES["gateway"]:
+        assert figure in stdout, stdout
+
+
+def test_managed_agents_benchmark_prints_every_figure() -> None:
+    local_backend()  # its tool turns run in local sandboxes
+    stdout = quick_run("tests.benchmarks.managed_agents")  # keel up: SQLite
+    for figure in FIGURES["managed_agents"]:
         assert figure in stdout, stdout
 
 
