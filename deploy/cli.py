@@ -15,7 +15,7 @@ import httpx2
 
 from deploy.demo import demo_spec
 from deploy.settings import KeelSettings
-from deploy.up import Up, api_key_path, port_or_free
+from deploy.up import ServedModel, Up, api_key_path, port_or_free
 from schemas import SettingsError, settings_from_env
 from session_store import open_store
 
@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--nats-url", default=settings.nats_url)
     up.add_argument("--store-url", default=settings.store_url)
     up.add_argument("--sandbox", choices=["local", "docker"], default=settings.sandbox)
+    up.add_argument(
+        "--provider",
+        choices=["anthropic", "openai"],
+        help="serve every model id but keel-scripted from this provider (else: KEEL_MODELS_FILE)",
+    )
+    up.add_argument("--base-url", help="with --provider: its server, e.g. a local model's")
+    up.add_argument("--api-key-env", help="with --provider: the variable holding its key")
 
     run = commands.add_parser("run", help="start a session and stream it to the terminal")
     run.add_argument("goal", nargs="?", default="Fix add() in app.py and prove it with a test.")
@@ -76,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 nats_url=args.nats_url,
                 store_url=args.store_url,
                 sandbox=args.sandbox,
+                served_model=_served_model(parser, args),
             ).run()
         case "run":
             return asyncio.run(_run(args))
@@ -90,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             print(asyncio.run(_create_key(store_url, args.tenant, args.name)))
             return 0
     return 2
+
+
+def _served_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ServedModel | None:
+    if args.provider is None:
+        if args.base_url or args.api_key_env:
+            parser.error("--base-url and --api-key-env go with --provider")
+        return None
+    return ServedModel(args.provider, args.base_url, args.api_key_env)
 
 
 def _client_arguments(parser: argparse.ArgumentParser, settings: KeelSettings) -> None:

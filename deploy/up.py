@@ -9,6 +9,7 @@ restart the brain takes its unfinished sessions back and the hands adopt their s
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -18,8 +19,9 @@ import sys
 import time
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from session_store import open_store
 
@@ -45,6 +47,36 @@ def port_or_free(preferred: int) -> int:
         except OSError:
             probe.bind(("127.0.0.1", 0))
             return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """`keel up --provider P --base-url U`: every model id but `keel-scripted` goes to this
+    server (a local OpenAI-compatible one, say), under the name the agent gives it."""
+
+    provider: Literal["anthropic", "openai"]
+    base_url: str | None = None
+    api_key_env: str | None = None
+
+    def models_file(self) -> str:
+        """The models file (TOML) that routes so: `keel-scripted` first, then the rest."""
+        route = {"match": "*", "provider": self.provider}
+        route |= {"base_url": self.base_url} if self.base_url else {}
+        route |= {"api_key_env": self.api_key_env} if self.api_key_env else {}
+        # JSON strings are TOML basic strings: quotes and escapes stay right.
+        lines = [f"{name} = {json.dumps(value)}" for name, value in route.items()]
+        return "\n".join(
+            [
+                "# Written by `keel up --provider`: remade at every start.",
+                "[[route]]",
+                'match = "keel-scripted"',
+                'provider = "keel-scripted"',
+                "",
+                "[[route]]",
+                *lines,
+                "",
+            ]
+        )
 
 
 def api_key_path(data_dir: Path) -> Path:
@@ -76,12 +108,14 @@ class Up:
         nats_url: str | None,
         store_url: str | None,
         sandbox: str,
+        served_model: ServedModel | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.http_port = http_port
         self.external_nats = nats_url
         self.store_url = store_url or f"sqlite:///{self.data_dir / 'keel.db'}"
         self.sandbox = sandbox
+        self.served_model = served_model
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def run(self) -> int:
@@ -109,6 +143,8 @@ class Up:
                 "KEEL_SANDBOX_BACKEND": self.sandbox,
                 "KEEL_HTTP_PORT": str(self.http_port),
             }
+            if self.served_model is not None:
+                env["KEEL_MODELS_FILE"] = self._write_models_file(self.served_model)
             self._start("hands", [sys.executable, "-m", "hands"], env)
             self._start("brain", [sys.executable, "-m", "brain"], env)
             self._start("gateway", [sys.executable, "-m", "gateway"], env)
@@ -126,6 +162,16 @@ class Up:
             return 0
         finally:
             self._stop_all()
+
+    def _write_models_file(self, model: ServedModel) -> str:
+        if os.environ.get("KEEL_MODELS_FILE"):
+            raise SystemExit(
+                "keel: --provider routes every model to one server; with KEEL_MODELS_FILE "
+                "set, add that route to the file instead"
+            )
+        path = self.data_dir / "models.toml"
+        path.write_text(model.models_file())
+        return str(path)
 
     def _start_nats(self) -> str:
         port = port_or_free(4222)

@@ -76,8 +76,15 @@ def _refuse_model_endpoints(spec: AgentSpec) -> None:
     any variable it names, to a server of the tenant's choosing."""
     models = {"spec.model": spec.model, "spec.completion.judge_model": spec.completion.judge_model}
     for where, model in models.items():
-        for field in ("base_url", "api_key_env"):
-            if model is not None and getattr(model, field) is not None:
+        if model is None:
+            continue
+        named = {
+            "base_url": model.base_url,
+            "api_key_env": model.api_key_env,
+            "options.api_key_env": model.options.get("api_key_env"),
+        }
+        for field, value in named.items():
+            if value is not None:
                 raise ApiProblem(
                     400,
                     f"{where}.{field}: this keel does not let a session choose its model's "

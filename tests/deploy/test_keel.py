@@ -12,17 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.brain.providers.model_server import ModelServer, Reply, openai_chunks
 from tests.nats_server import free_port
 
 # A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
 pytestmark = pytest.mark.slow
 
 KEEL = [sys.executable, "-m", "deploy.cli"]
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def start_up(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def start_up(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
     up = subprocess.Popen(
-        [*KEEL, "up", "--data-dir", str(data_dir), "--port", str(port)],
+        [*KEEL, "up", "--data-dir", str(data_dir), "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -129,3 +131,61 @@ def test_a_session_cut_off_by_a_restart_completes_after_it(tmp_path: Path, how: 
             time.sleep(0.5)
     finally:
         stop(up)
+
+
+def readme_quickstart(url: str, data_dir: Path, model: str = "keel-scripted") -> str:
+    """The README's SDK program, pointed at this keel: its URL, key file and model."""
+    section = README.read_text().split("## The Anthropic SDK, unmodified", 1)[1]
+    program = section.split("```python\n", 1)[1].split("```", 1)[0]
+    for written, actual in [
+        ("http://127.0.0.1:8080", url),
+        (".keel/api-key", str(data_dir / "api-key")),
+        ('model="keel-scripted"', f"model={model!r}"),
+    ]:
+        assert written in program, written
+        program = program.replace(written, actual)
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_readme_sdk_quickstart_runs_against_keel_up(tmp_path: Path) -> None:
+    port = free_port()
+    up = start_up(tmp_path / "keel", port)
+    try:
+        printed = readme_quickstart(f"http://127.0.0.1:{port}", tmp_path / "keel").split()
+    finally:
+        stop(up)
+    assert printed[0] == "user.message" and printed[-1] == "session.status_idle", printed
+    assert "agent.message" in printed
+
+
+def test_keel_up_serves_the_quickstart_from_a_local_openai_compatible_model(
+    tmp_path: Path,
+) -> None:
+    """`keel up --provider openai --base-url`: the agent's model id goes to that server."""
+    model = ModelServer().start()
+    model.reply(
+        Reply(
+            chunks=openai_chunks(
+                {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi!"}}]},
+                {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            )
+        )
+    )
+    port = free_port()
+    local = ("--provider", "openai", "--base-url", f"{model.url}/v1")
+    up = start_up(tmp_path / "keel", port, *local)
+    try:
+        printed = readme_quickstart(
+            f"http://127.0.0.1:{port}", tmp_path / "keel", model="qwen2.5-coder"
+        ).split()
+    finally:
+        stop(up)
+        model.close()
+    assert "agent.message" in printed and printed[-1] == "session.status_idle", printed
+    [request] = model.received
+    assert request.path == "/v1/chat/completions" and request.body["model"] == "qwen2.5-coder"
+    assert request.body["messages"][-1]["content"] == "Hello keel!"

@@ -204,6 +204,10 @@ async def test_a_tenant_cannot_point_the_brain_and_its_keys_at_a_server_it_chose
         ("spec.model.base_url", {"model": {"provider": "openai", "base_url": "http://evil.test"}}),
         ("spec.model.api_key_env", {"model": {"provider": "openai", "api_key_env": "HOME"}}),
         (
+            "spec.model.options.api_key_env",
+            {"model": {"provider": "openai", "options": {"api_key_env": "HOME"}}},
+        ),
+        (
             "spec.completion.judge_model.base_url",
             {
                 "completion": {
