@@ -82,7 +82,6 @@ def create_app(
     ).install(app)
     for resource in (_health, _sessions, _events, _audit):
         app.include_router(resource.router)
-    for router in managed.ROUTERS:
-        app.include_router(router)
+    managed.install(app)
     install_viewer(app)
     return app

@@ -9,8 +9,18 @@ Not in the served OpenAPI document yet: its bodies need their schemas there firs
 Schemathesis fuzzes these routes within its time (until then the SDK's own tests cover them).
 """
 
+from fastapi import FastAPI
+
 from gateway.managed import _agents, _environments, _events, _sessions
+from gateway.managed._folds import install_projections
 
 ROUTERS = (_agents.router, _environments.router, _sessions.router, _events.router)
 
-__all__ = ["ROUTERS"]
+
+def install(app: FastAPI) -> None:
+    install_projections(app)
+    for router in ROUTERS:
+        app.include_router(router)
+
+
+__all__ = ["install"]

@@ -25,40 +25,29 @@ from gateway._errors import ApiProblem
 from gateway._idempotency import Keys
 from gateway._services import GatewayServices, Services
 from gateway.managed._common import MAX_LIMIT, answer, page
+from gateway.managed._folds import READ_BATCH, KeptProjections, Projections, fold, fold_from_nearest
 from gateway.managed._projection import Projection, parse_event_id
 from gateway.managed._shapes import SendEvents
 from gateway.managed._user_events import to_log
 from schemas import TERMINAL_STATUSES, Recorded, event_type
-from session_store import Conflict, SessionNotFound, SessionReader
+from session_store import Conflict, SessionNotFound
 
 router = APIRouter(
     prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"], include_in_schema=False
 )
 
 _ENCODER: Final = msgspec.json.Encoder()
-_READ_BATCH: Final = 1000
 # Appends refused because the log grew meanwhile (a brain's), retried on the new head.
 _SEND_ATTEMPTS: Final = 20
 
 
-async def fold_log(
-    store: SessionReader, session_id: str, projection: Projection, *, keep: bool
-) -> list[dict[str, Any]]:
-    """Fold the session's log past `projection.seq` into it; its events if `keep`."""
-    out: list[dict[str, Any]] = []
-    while True:
-        records = await store.read(session_id, after_seq=projection.seq, limit=_READ_BATCH)
-        for record in records:
-            projected = projection.project(record)
-            if keep:
-                out.extend(projected)
-        if len(records) < _READ_BATCH:
-            return out
-
-
 @router.post("/v1/sessions/{session_id}/events", response_class=Response)
 async def send_events(
-    keys: Keys, session: Session, request: Request, services: Services
+    keys: Keys,
+    session: Session,
+    request: Request,
+    services: Services,
+    projections: KeptProjections,
 ) -> Response:
     """Send user events, in order: messages, interrupts, tool confirmations, and results of
     the calls the client runs. Answers them as stored."""
@@ -67,9 +56,9 @@ async def send_events(
         raise ApiProblem(409, f"the session is terminated ({session.status}); it takes no input")
     if session.archived_at is not None:
         raise ApiProblem(409, "the session is archived; it takes no input")
-    projection = Projection()
+    projection = projections.at_most(session.session_id, session.head_seq)
     for _ in range(_SEND_ATTEMPTS):
-        await fold_log(services.store, session.session_id, projection, keep=False)
+        await fold(services.store, session.session_id, projection, projections, keep=False)
         events = to_log(body.events, projection)
         head = projection.seq
         respond = _responder(_sent(projection, head, events))
@@ -106,6 +95,7 @@ def _sent(projection: Projection, head: int, events: list[Any]) -> list[dict[str
 async def list_events(
     session: Session,
     services: Services,
+    projections: KeptProjections,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = MAX_LIMIT,
     page_: Annotated[str | None, Query(alias="page", max_length=64)] = None,
     order: Literal["asc", "desc"] = "asc",
@@ -113,15 +103,58 @@ async def list_events(
 ) -> Response:
     """The session's events, oldest first (or `order=desc`), optionally of some `types`;
     `page` is the previous page's `next_page`."""
-    events = await fold_log(services.store, session.session_id, Projection(), keep=True)
-    if types:
-        wanted = set(types)
-        events = [e for e in events if e["type"] in wanted]
-    if order == "desc":
-        events.reverse()
-    start = 0
+    after = None
     if page_ is not None:
-        start = next((i + 1 for i, e in enumerate(events) if e["id"] == page_), len(events))
+        after = parse_event_id(page_)
+        if after is None:
+            raise ApiProblem(400, "page: not a next_page of this list")
+    wanted = set(types) if types else None
+    if order == "desc":
+        return _newest_first(
+            await fold(services.store, session.session_id, Projection(), projections, keep=True),
+            wanted,
+            page_,
+            limit,
+        )
+    # Oldest first: from where the page starts, as far as it goes (and one more, to know).
+    projection = await fold_from_nearest(
+        services.store,
+        session.session_id,
+        projections,
+        through_seq=after[0] - 1 if after else 0,
+    )
+    chunk: list[dict[str, Any]] = []
+    while len(chunk) <= limit:
+        head = projection.seq
+        for event in await fold(
+            services.store,
+            session.session_id,
+            projection,
+            projections,
+            keep=True,
+            through_seq=head + READ_BATCH,
+        ):
+            at = parse_event_id(event["id"])
+            if (after is None or (at is not None and at > after)) and (
+                wanted is None or event["type"] in wanted
+            ):
+                chunk.append(event)
+        if projection.seq < head + READ_BATCH:
+            break  # the head
+    more = len(chunk) > limit
+    chunk = chunk[:limit]
+    return page(chunk, chunk[-1]["id"] if more else None)
+
+
+def _newest_first(
+    events: list[dict[str, Any]], wanted: set[str] | None, after: str | None, limit: int
+) -> Response:
+    if wanted is not None:
+        events = [e for e in events if e["type"] in wanted]
+    events.reverse()
+    start = 0
+    if after is not None:
+        start = next((i + 1 for i, e in enumerate(events) if e["id"] == after), len(events))
     chunk = events[start : start + limit]
     more = start + limit < len(events)
     return page(chunk, chunk[-1]["id"] if more and chunk else None)
@@ -129,7 +162,7 @@ async def list_events(
 
 @router.get("/v1/sessions/{session_id}/events/stream", response_class=StreamingResponse)
 async def stream_events(
-    session: Session, request: Request, services: Services
+    session: Session, request: Request, services: Services, projections: KeptProjections
 ) -> StreamingResponse:
     """Live events as Server-Sent Events (`event: <type>`, `id: <event id>`), from now on,
     open past idle until the session ends or is deleted. `Last-Event-ID: <event id>`
@@ -141,35 +174,40 @@ async def stream_events(
         if resume is None:
             raise ApiProblem(400, "Last-Event-ID must be an event id of this session")
     return StreamingResponse(
-        _live(services, session.session_id, resume),
+        _live(services, projections, session.session_id, resume),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _live(
-    services: GatewayServices, session_id: str, resume: tuple[int, int] | None
+    services: GatewayServices,
+    projections: Projections,
+    session_id: str,
+    resume: tuple[int, int] | None,
 ) -> AsyncIterator[bytes]:
-    projection = Projection()
     heartbeat = services.stream.heartbeat_s
+    # Live from the head on, or after the event resumed from.
+    start = 2**63 if resume is None else resume[0] - 1
+    projection = projections.at_most(session_id, start)
     async with services.feeds.follow(session_id) as feed:
         change = feed.next_change()
         try:
             if resume is None:
-                await fold_log(services.store, session_id, projection, keep=False)
+                await fold(services.store, session_id, projection, projections, keep=False)
             else:
                 seq, part = resume
-                while projection.seq < seq - 1:
-                    records = await services.store.read(
-                        session_id,
-                        after_seq=projection.seq,
-                        limit=min(_READ_BATCH, seq - 1 - projection.seq),
-                    )
-                    if not records:
-                        break
-                    for record in records:
-                        projection.project(record)
-                for event in await fold_log(services.store, session_id, projection, keep=True):
+                await fold(
+                    services.store,
+                    session_id,
+                    projection,
+                    projections,
+                    keep=False,
+                    through_seq=start,
+                )
+                for event in await fold(
+                    services.store, session_id, projection, projections, keep=True
+                ):
                     at = parse_event_id(event["id"])
                     if at is not None and at > (seq, part):
                         yield _frame(event)
@@ -178,7 +216,7 @@ async def _live(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(change.wait(), timeout=heartbeat)
                 change = feed.next_change()
-                events = await fold_log(services.store, session_id, projection, keep=True)
+                events = await fold(services.store, session_id, projection, projections, keep=True)
                 for event in events:
                     yield _frame(event)
                     if event["type"] == "session.status_terminated":
