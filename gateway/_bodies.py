@@ -70,5 +70,9 @@ def _decode(body: bytes, kind: type[T]) -> T:
             return msgspec.convert(_WHOLE_FLOATS.decode(body), type=kind)
         except msgspec.ValidationError:
             raise ApiProblem(422, str(exc)) from exc
+        except msgspec.DecodeError as malformed:
+            # A wrong type is seen before what follows it: `1 2` is not of the shape, and
+            # not JSON either.
+            raise ApiProblem(422, f"the body is not valid JSON: {malformed}") from exc
     except msgspec.DecodeError as exc:
         raise ApiProblem(422, f"the body is not valid JSON: {exc}") from exc

@@ -13,6 +13,7 @@ import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from gateway._dialect import MANAGED_PREFIX
 from schemas import (
     ApiError,
     AuditView,
@@ -68,13 +69,20 @@ def body_of(kind: type) -> dict[str, Any]:
 
 
 def responds_with(
-    status: int, kind: type | None, *, write: bool = False, conflict: str | None = None
+    status: int,
+    kind: type | None,
+    *,
+    write: bool = False,
+    conflict: str | None = None,
+    refused: str | None = None,
 ) -> dict[str, Any]:
     """`status` with a `kind` body (None: no body), and the errors any such route answers;
-    `conflict` says when a read is a 409."""
+    `conflict` says when a read is a 409, `refused` when a request is a 400."""
     documented = _ERRORS | (_WRITE_ERRORS if write else {})
     if conflict is not None:
         documented["409"] = conflict
+    if refused is not None:
+        documented["400"] = refused
     errors = {
         code: {
             "description": description,
@@ -120,13 +128,24 @@ def _any_json(kind: type) -> dict[str, Any]:
     raise NotImplementedError(f"no JSON Schema for {kind!r}")
 
 
+def _operator_routes_models(model: dict[str, Any]) -> None:
+    """Without KEEL_TENANT_MODEL_ENDPOINTS a spec names no model server or key variable
+    (the gateway refuses them with a 400): the document says so."""
+    operator = "this keel's operator routes models: refused with a 400 naming the field"
+    for field in ("base_url", "api_key_env"):
+        model["properties"][field] = {"type": "null", "description": operator}
+    options = model["properties"]["options"]
+    options.setdefault("properties", {})["api_key_env"] = {"not": {}, "description": operator}
+
+
 def _require_a_key(document: dict[str, Any]) -> None:
-    """Every `/v1` route takes the tenant's API key as a bearer token."""
+    """Every `/v1` route (and every Managed Agents one) takes the tenant's API key as a
+    bearer token."""
     document["components"]["securitySchemes"] = {
         "bearerAuth": {"type": "http", "scheme": "bearer", "description": "a keel API key"}
     }
     for path, operations in document["paths"].items():
-        if path.startswith("/v1/"):
+        if path.startswith(("/v1/", f"{MANAGED_PREFIX}/v1/")):
             for operation in operations.values():
                 operation["security"] = [{"bearerAuth": []}]
 
@@ -145,6 +164,8 @@ def install_openapi(app: FastAPI) -> None:
                 _TYPES, ref_template=_REF, schema_hook=_any_json
             )
             document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            if not app.state.services.tenant_model_endpoints:
+                _operator_routes_models(components["ModelSpec"])
             _require_a_key(document)
             app.openapi_schema = document
         return app.openapi_schema

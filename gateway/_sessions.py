@@ -48,7 +48,14 @@ def deleted(_: None) -> Response:
 @router.post(
     "/v1/sessions",
     status_code=201,
-    openapi_extra=body_of(CreateSession) | responds_with(201, SessionView, write=True),
+    openapi_extra=body_of(CreateSession)
+    | responds_with(
+        201,
+        SessionView,
+        write=True,
+        refused="the spec names a model server or key variable, which this keel's operator "
+        "does not let a session choose",
+    ),
     response_class=Response,
 )
 async def create_session(

@@ -23,6 +23,7 @@ The key itself never appears here, only the name of the variable the brain reads
 
 from __future__ import annotations
 
+import re
 import tomllib
 from fnmatch import fnmatchcase
 from typing import Annotated, Final, Literal
@@ -83,12 +84,39 @@ class ModelRoutes(msgspec.Struct, frozen=True, kw_only=True):
     routes: tuple[ModelRoute, ...] = ()
     source: str | None = None
 
+    def id_pattern(self) -> str:
+        """Every model id these routes (and the built-in ones) serve, as one regular
+        expression that Python and JSON Schema both read: each `match` translated."""
+        matches = [route.match for route in (*self.routes, *BUILTIN_ROUTES)]
+        # `(?![\s\S])` is the very end in both (Python's `$` also matches before a final
+        # newline), and `[\s\S]` any character, newlines too, as fnmatch's `*` and `?` take.
+        return "^(?:" + "|".join(_as_regex(match) for match in matches) + ")(?![\\s\\S])"
+
 
 BUILTIN_ROUTES: Final = (
     ModelRoute(match="keel-scripted", provider="keel-scripted"),
     ModelRoute(match="claude-*", provider="anthropic"),
 )
 _FIELDS: Final = frozenset(ModelRoute.__struct_fields__)
+
+
+def _as_regex(match: str) -> str:
+    """An fnmatch pattern (`*`, `?`, `[seq]`, `[!seq]`) as a regular expression."""
+    out = []
+    for part in re.split(r"(\*|\?|\[!?[^\]]+\])", match):
+        if part == "*":
+            out.append("[\\s\\S]*")
+        elif part == "?":
+            out.append("[\\s\\S]")
+        elif len(part) > 2 and part.startswith("[") and part.endswith("]"):
+            negated = part.startswith("[!")
+            members = part[2 if negated else 1 : -1].replace("\\", "\\\\")
+            out.append(f"[{'^' if negated else ''}{members}]")
+        else:
+            # Only what is special in both dialects: `re.escape` also escapes `-`, which
+            # an ECMAScript pattern in unicode mode refuses.
+            out.append(re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", part))
+    return "".join(out)
 
 
 def resolve_model(model_id: str, routes: ModelRoutes) -> ModelSpec:

@@ -106,6 +106,7 @@ class SessionCatalog(SessionReader, Protocol):
         created_before: float | None = None,
         agent_id: str | None = None,
         agent_version: int | None = None,
+        made_from_agents: bool = False,
         include_archived: bool = True,
         oldest_first: bool = False,
         limit: int = 50,

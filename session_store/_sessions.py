@@ -163,6 +163,7 @@ class SqlSessions(SqlDatabase):
         created_before: float | None = None,
         agent_id: str | None = None,
         agent_version: int | None = None,
+        made_from_agents: bool = False,
         include_archived: bool = True,
         oldest_first: bool = False,
         limit: int = 50,
@@ -170,8 +171,8 @@ class SqlSessions(SqlDatabase):
     ) -> SessionPage:
         """A tenant's sessions, newest first (or `oldest_first`), optionally of one status
         (or any of `statuses`), created in [`created_after`, `created_before`), made from an
-        agent (and version), archived ones too unless told not; `cursor` is the previous
-        page's `next_cursor`."""
+        agent (and version), or from any agent (`made_from_agents`), archived ones too unless
+        told not; `cursor` is the previous page's `next_cursor`."""
         if not 1 <= limit <= 1000:
             raise InvalidInput(f"limit must be 1..1000, got {limit}")
         c = sessions.c
@@ -188,6 +189,8 @@ class SqlSessions(SqlDatabase):
             query = query.where(c.agent_id == agent_id)
         if agent_version is not None:
             query = query.where(c.agent_version == agent_version)
+        if made_from_agents:
+            query = query.where(c.agent_id.is_not(None))
         if not include_archived:
             query = query.where(c.archived_at.is_(None))
         if cursor is not None:

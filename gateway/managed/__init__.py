@@ -5,14 +5,15 @@ Agents and environments are versioned JSON resources in the store; a session mad
 them runs a keel `AgentSpec` (`_sessions.agent_spec`) that idles between turns; its events
 are a projection of keel's log (`_projection`), which stays the only source of truth.
 
-Not in the served OpenAPI document yet: its bodies need their schemas there first, so that
-Schemathesis fuzzes these routes within its time (until then the SDK's own tests cover them).
+The served OpenAPI document shows these routes with their bodies as keel decodes them and
+their answers as the SDK's own models (`_openapi`), so Schemathesis fuzzes them too.
 """
 
 from fastapi import FastAPI
 
 from gateway.managed import _agents, _environments, _events, _sessions
 from gateway.managed._folds import install_projections
+from gateway.managed._openapi import document_managed_agents
 
 ROUTERS = (_agents.router, _environments.router, _sessions.router, _events.router)
 
@@ -21,6 +22,7 @@ def install(app: FastAPI) -> None:
     install_projections(app)
     for router in ROUTERS:
         app.include_router(router)
+    document_managed_agents(app)
 
 
 __all__ = ["install"]

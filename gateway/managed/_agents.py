@@ -27,15 +27,17 @@ from gateway.managed._shapes import (
     NETWORK_TOOLS,
     TOOLSET,
     TOOLSET_TOOLS,
+    AgentCreateParams,
     AgentParams,
     CustomToolParams,
     McpToolset,
     ModelConfig,
     Toolset,
+    input_schema_problem,
 )
 from session_store import Resource
 
-router = APIRouter(route_class=QueryFirst, tags=["managed agents"], include_in_schema=False)
+router = APIRouter(route_class=QueryFirst, tags=["managed agents"])
 
 KIND: Final = "agent"
 _SERVICE_ACCOUNT: Final = {"type": "service_account"}
@@ -48,9 +50,7 @@ def agent_view(resource: Resource) -> dict[str, Any]:
 @router.post("/v1/agents", response_class=Response)
 async def create_agent(tenant: Tenant, request: Request, services: Services) -> Response:
     """Create an agent (version 1)."""
-    params = await decode_body(request, AgentParams)
-    if params.name is None or params.model is None:
-        raise ApiProblem(400, "name and model are required")
+    params = await decode_body(request, AgentCreateParams)
     if params.version is not None:
         raise refuse("version", "a new agent starts at version 1")
     body = _body(params, None)
@@ -163,6 +163,9 @@ def _tools(tools: list[Toolset | CustomToolParams | McpToolset]) -> list[dict[st
             case CustomToolParams(name=name):
                 if name in names:
                     raise ApiProblem(400, f"{where}: a second tool named {name!r}")
+                problem = input_schema_problem(tool.input_schema)
+                if problem is not None:
+                    raise ApiProblem(422, f"{where}.input_schema: {problem}")
                 names.add(name)
                 resolved.append(
                     {

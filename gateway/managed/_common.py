@@ -4,20 +4,68 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final
 
 import msgspec
-from fastapi import Query, Response
+from fastapi import Depends, Query, Response
 
+from gateway._access import Session
 from gateway._errors import ApiProblem
 from gateway.managed._projection import rfc3339
-from session_store import Resource, Resources
+from session_store import Resource, Resources, SessionInfo
 
 _ENCODER: Final = msgspec.json.Encoder()
 _BODY: Final = msgspec.json.Decoder(dict[str, Any])
 # What a list answers at most at once, and by default.
 MAX_LIMIT: Final = 1000
+# An RFC 3339 time as the SDK sends one (a naive datetime's has no offset: UTC).
+_RFC3339: Final = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def time_query(alias: str) -> Any:
+    """A `created_at[...]` filter: an RFC 3339 time, read by `instant`."""
+    return Query(alias=alias, max_length=64, json_schema_extra={"format": "date-time"})
+
+
+def instant(value: str | None, field: str) -> float | None:
+    """An RFC 3339 time as unix seconds; a 422 naming the field for anything else."""
+    if value is None:
+        return None
+    match = _RFC3339.fullmatch(value)
+    try:
+        if match is None:
+            raise ValueError(value)
+        date, minutes, seconds, fraction, zone = match.groups()
+        leap = seconds == "60"  # 23:59:60 is the second after 23:59:59
+        zone = "+00:00" if zone in (None, "Z", "z") else zone
+        parsed = dt.datetime.fromisoformat(
+            f"{date}T{minutes}:{'59' if leap else seconds}{(fraction or '')[:7]}{zone}"
+        )
+    except ValueError:
+        raise ApiProblem(422, f"{field}: not an RFC 3339 time: {value!r}") from None
+    return parsed.timestamp() + leap
+
+
+async def _managed_session(session: Session) -> SessionInfo:
+    """A session made from an agent: one made with keel's own API has no agent or
+    environment to show, and is read there."""
+    if session.agent_id is None:
+        raise ApiProblem(
+            404,
+            f"no Managed Agents session {session.session_id!r}: it was made with keel's own "
+            f"API; read it there, at /v1/sessions/{session.session_id} without the "
+            "anthropic-beta header",
+        )
+    return session
+
+
+# The session of the path, made from an agent and the tenant's (else a 404).
+ManagedSession = Annotated[SessionInfo, Depends(_managed_session)]
 
 
 def answer(body: object, status: int = 200) -> Response:
@@ -73,14 +121,14 @@ class ResourceQuery:
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
         page: Annotated[str | None, Query(max_length=64)] = None,
         include_archived: bool = False,
-        created_gte: Annotated[dt.datetime | None, Query(alias="created_at[gte]")] = None,
-        created_lte: Annotated[dt.datetime | None, Query(alias="created_at[lte]")] = None,
+        created_gte: Annotated[str | None, time_query("created_at[gte]")] = None,
+        created_lte: Annotated[str | None, time_query("created_at[lte]")] = None,
     ) -> None:
         self.limit = limit
         self.page = page
         self.include_archived = include_archived
-        self.created_gte = created_gte.timestamp() if created_gte else None
-        self.created_lte = created_lte.timestamp() if created_lte else None
+        self.created_gte = instant(created_gte, "created_at[gte]")
+        self.created_lte = instant(created_lte, "created_at[lte]")
 
     async def answer(
         self,

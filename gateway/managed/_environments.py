@@ -20,10 +20,15 @@ from gateway.managed._common import (
     resource_view,
     stored,
 )
-from gateway.managed._shapes import Deleted, EnvironmentConfig, EnvironmentParams
+from gateway.managed._shapes import (
+    Deleted,
+    EnvironmentConfig,
+    EnvironmentCreateParams,
+    EnvironmentParams,
+)
 from session_store import Resource
 
-router = APIRouter(route_class=QueryFirst, tags=["managed agents"], include_in_schema=False)
+router = APIRouter(route_class=QueryFirst, tags=["managed agents"])
 
 KIND: Final = "environment"
 # keel's sandboxes as a cloud config: no network, nothing installed beyond the image.
@@ -46,9 +51,7 @@ def environment_view(resource: Resource) -> dict[str, Any]:
 @router.post("/v1/environments", response_class=Response)
 async def create_environment(tenant: Tenant, request: Request, services: Services) -> Response:
     """Create an environment (a `cloud` one when no config is given)."""
-    params = await decode_body(request, EnvironmentParams)
-    if params.name is None:
-        raise ApiProblem(400, "name is required")
+    params = await decode_body(request, EnvironmentCreateParams)
     body = _body(params, None)
     return answer(environment_view(await services.store.put_resource(tenant, KIND, stored(body))))
 
@@ -127,7 +130,7 @@ def _config(config: EnvironmentConfig) -> dict[str, Any]:
             "keel's sandboxes have no network; use a self_hosted environment for tools "
             "that need one",
         )
-    if config.packages and any(config.packages.get(m) for m in _NO_PACKAGES if m != "type"):
+    if config.packages is not None and config.packages.any_asked():
         raise refuse(
             "config.packages", "keel's sandboxes install no packages; build them into the image"
         )

@@ -18,23 +18,26 @@ import msgspec
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from gateway._access import QueryFirst, Session
+from gateway._access import QueryFirst
 from gateway._bodies import decode_body
 from gateway._dialect import MANAGED_PREFIX
 from gateway._errors import ApiProblem
 from gateway._idempotency import Keys
 from gateway._services import GatewayServices, Services
-from gateway.managed._common import MAX_LIMIT, answer, page
+from gateway.managed._common import MAX_LIMIT, ManagedSession, answer, page
 from gateway.managed._folds import READ_BATCH, KeptProjections, Projections, fold, fold_from_nearest
-from gateway.managed._projection import Projection, parse_event_id
+from gateway.managed._projection import (
+    EVENT_ID_PATTERN,
+    EventType,
+    Projection,
+    parse_event_id,
+)
 from gateway.managed._shapes import SendEvents
 from gateway.managed._user_events import to_log
 from schemas import TERMINAL_STATUSES, Recorded, event_type
 from session_store import Conflict, SessionNotFound
 
-router = APIRouter(
-    prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"], include_in_schema=False
-)
+router = APIRouter(prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"])
 
 _ENCODER: Final = msgspec.json.Encoder()
 # Appends refused because the log grew meanwhile (a brain's), retried on the new head.
@@ -44,7 +47,7 @@ _SEND_ATTEMPTS: Final = 20
 @router.post("/v1/sessions/{session_id}/events", response_class=Response)
 async def send_events(
     keys: Keys,
-    session: Session,
+    session: ManagedSession,
     request: Request,
     services: Services,
     projections: KeptProjections,
@@ -93,22 +96,18 @@ def _sent(projection: Projection, head: int, events: list[Any]) -> list[dict[str
 
 @router.get("/v1/sessions/{session_id}/events", response_class=Response)
 async def list_events(
-    session: Session,
+    session: ManagedSession,
     services: Services,
     projections: KeptProjections,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = MAX_LIMIT,
-    page_: Annotated[str | None, Query(alias="page", max_length=64)] = None,
+    page_: Annotated[str | None, Query(alias="page", pattern=EVENT_ID_PATTERN)] = None,
     order: Literal["asc", "desc"] = "asc",
-    types: Annotated[list[str] | None, Query(alias="types[]")] = None,
+    types: Annotated[list[EventType] | None, Query(alias="types[]")] = None,
 ) -> Response:
     """The session's events, oldest first (or `order=desc`), optionally of some `types`;
     `page` is the previous page's `next_page`."""
-    after = None
-    if page_ is not None:
-        after = parse_event_id(page_)
-        if after is None:
-            raise ApiProblem(400, "page: not a next_page of this list")
-    wanted = set(types) if types else None
+    after = None if page_ is None else parse_event_id(page_)  # the query's pattern is an id's
+    wanted: set[str] | None = set(types) if types else None
     if order == "desc":
         return _newest_first(
             await fold(services.store, session.session_id, Projection(), projections, keep=True),
@@ -162,7 +161,7 @@ def _newest_first(
 
 @router.get("/v1/sessions/{session_id}/events/stream", response_class=StreamingResponse)
 async def stream_events(
-    session: Session, request: Request, services: Services, projections: KeptProjections
+    session: ManagedSession, request: Request, services: Services, projections: KeptProjections
 ) -> StreamingResponse:
     """Live events as Server-Sent Events (`event: <type>`, `id: <event id>`), from now on,
     open past idle until the session ends or is deleted. `Last-Event-ID: <event id>`

@@ -32,3 +32,7 @@ def model_spec(model_id: str) -> ModelSpec:
 
 def check_model(model_id: str) -> None:
     model_spec(model_id)
+
+
+def served_models_pattern() -> str:
+    return _routes().id_pattern()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -42,7 +42,56 @@ from schemas import (
     UserMessage,
 )
 
-_EVENT_ID: Final = re.compile(r"sevt_([0-9]{1,19})_([0-9]{1,6})")
+# Every type of session event the Managed Agents API names (the SDK's
+# `BetaManagedAgentsSessionEventType`): what a list may be filtered by, whether or not keel
+# makes events of it.
+EventType = Literal[
+    "user.message",
+    "user.interrupt",
+    "user.tool_confirmation",
+    "user.custom_tool_result",
+    "agent.custom_tool_use",
+    "agent.message",
+    "agent.thinking",
+    "agent.mcp_tool_use",
+    "agent.mcp_tool_result",
+    "agent.tool_use",
+    "agent.tool_result",
+    "agent.thread_message_received",
+    "agent.thread_message_sent",
+    "agent.thread_context_compacted",
+    "session.error",
+    "session.status_rescheduled",
+    "session.status_running",
+    "session.status_idle",
+    "session.status_terminated",
+    "session.thread_created",
+    "span.outcome_evaluation_start",
+    "span.outcome_evaluation_end",
+    "span.model_request_start",
+    "span.model_request_end",
+    "span.outcome_evaluation_ongoing",
+    "user.define_outcome",
+    "session.thread_status_running",
+    "session.thread_status_idle",
+    "session.thread_status_terminated",
+    "user.tool_result",
+    "session.thread_status_rescheduled",
+    "session.updated",
+    "system.message",
+    "session.usage",
+    "workflow_run.created",
+    "workflow_run.status_running",
+    "workflow_run.status_idle",
+    "workflow_run.status_ended",
+    "workflow_run.error",
+    "workflow_run.phase_started",
+    "workflow_run.phase_ended",
+]
+
+# An event id, as a regular expression that Python and the served JSON Schema both read.
+EVENT_ID_PATTERN: Final = r"^sevt_([0-9]{1,19})_([0-9]{1,6})$"
+_EVENT_ID: Final = re.compile(EVENT_ID_PATTERN)
 # Parts of a model response: its span's start, its text, its tool uses, then the span's end
 # and the session's usage after it.
 _START, _TEXT, _FIRST_USE = 0, 1, 2

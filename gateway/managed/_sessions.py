@@ -6,13 +6,12 @@ Served at `/v1/sessions…` to requests that send `anthropic-beta: managed-agent
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from gateway._access import QueryFirst, Session, Tenant
+from gateway._access import QueryFirst, Tenant
 from gateway._bodies import decode_body
 from gateway._dialect import MANAGED_PREFIX
 from gateway._errors import ApiProblem
@@ -22,11 +21,14 @@ from gateway.managed._agents import KIND as AGENT
 from gateway.managed._agents import agent_view
 from gateway.managed._common import (
     MAX_LIMIT,
+    ManagedSession,
     answer,
     decode_stored,
+    instant,
     patched,
     refuse,
     time_filter,
+    time_query,
 )
 from gateway.managed._environments import KIND as ENVIRONMENT
 from gateway.managed._models import model_spec
@@ -53,9 +55,7 @@ from schemas import (
 )
 from session_store import SessionInfo
 
-router = APIRouter(
-    prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"], include_in_schema=False
-)
+router = APIRouter(prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"])
 
 _STATUSES: Final = {
     "running": ("running", "waiting"),
@@ -67,8 +67,7 @@ _STATUSES: Final = {
 
 async def agent_snapshot(info: SessionInfo, services: GatewayServices) -> dict[str, Any]:
     """The agent version a session was made from, as `Session.agent` shows it."""
-    if info.agent_id is None:
-        return {"type": "agent", "id": "", "version": 0}
+    assert info.agent_id is not None, "a Managed Agents session is made from an agent"
     stored = await services.store.get_resource(
         info.tenant, AGENT, info.agent_id, info.agent_version
     )
@@ -215,7 +214,7 @@ def agent_spec(
 
 
 @router.get("/v1/sessions/{session_id}", response_class=Response)
-async def retrieve_session(session: Session, services: Services) -> Response:
+async def retrieve_session(session: ManagedSession, services: Services) -> Response:
     return await viewed(session, services)
 
 
@@ -233,15 +232,14 @@ async def list_sessions(
     include_archived: bool = False,
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
     agent_version: Annotated[int | None, Query(ge=1, le=2**53)] = None,
-    created_gt: Annotated[dt.datetime | None, Query(alias="created_at[gt]")] = None,
-    created_gte: Annotated[dt.datetime | None, Query(alias="created_at[gte]")] = None,
-    created_lt: Annotated[dt.datetime | None, Query(alias="created_at[lt]")] = None,
-    created_lte: Annotated[dt.datetime | None, Query(alias="created_at[lte]")] = None,
+    created_gt: Annotated[str | None, time_query("created_at[gt]")] = None,
+    created_gte: Annotated[str | None, time_query("created_at[gte]")] = None,
+    created_lt: Annotated[str | None, time_query("created_at[lt]")] = None,
+    created_lte: Annotated[str | None, time_query("created_at[lte]")] = None,
 ) -> Response:
     """The tenant's sessions, newest first (or `order=asc`), with the SDK's filters."""
-    after, before = time_filter(
-        *(t.timestamp() if t else None for t in (created_gt, created_gte, created_lt, created_lte))
-    )
+    bounds = {"gt": created_gt, "gte": created_gte, "lt": created_lt, "lte": created_lte}
+    after, before = time_filter(*(instant(t, f"created_at[{k}]") for k, t in bounds.items()))
     found = await services.store.list_sessions(
         tenant,
         statuses=[keel for status in statuses or () for keel in _STATUSES[status]],
@@ -249,6 +247,7 @@ async def list_sessions(
         created_before=before,
         agent_id=agent_id,
         agent_version=agent_version,
+        made_from_agents=True,
         include_archived=include_archived,
         oldest_first=order == "asc",
         limit=limit,
@@ -269,7 +268,7 @@ async def list_sessions(
 
 @router.post("/v1/sessions/{session_id}", response_class=Response)
 async def update_session(
-    keys: Keys, session: Session, request: Request, services: Services
+    keys: Keys, session: ManagedSession, request: Request, services: Services
 ) -> Response:
     """Change the title or metadata (a patch: null removes a key); recorded in the log."""
     params = await decode_body(request, SessionUpdateParams)
@@ -291,7 +290,7 @@ async def update_session(
 
 
 @router.post("/v1/sessions/{session_id}/archive", response_class=Response)
-async def archive_session(keys: Keys, session: Session, services: Services) -> Response:
+async def archive_session(keys: Keys, session: ManagedSession, services: Services) -> Response:
     """Put it away: listed only with `include_archived`, and it takes no more input."""
     if session.status == "running":
         raise ApiProblem(409, "the session is running; interrupt it first")
@@ -306,7 +305,7 @@ async def archive_session(keys: Keys, session: Session, services: Services) -> R
 
 
 @router.delete("/v1/sessions/{session_id}", response_class=Response)
-async def delete_session(keys: Keys, session: Session, services: Services) -> Response:
+async def delete_session(keys: Keys, session: ManagedSession, services: Services) -> Response:
     """Delete a session that is not running, and its log, for good."""
     gone = Deleted(id=session.session_id, type="session_deleted")
     await services.store.delete_session(

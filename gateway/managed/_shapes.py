@@ -25,7 +25,17 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pass
 
 
+# What the served OpenAPI document says of a field keel decodes only to refuse by name (a
+# 400 saying what is not served yet): no value (`NOT_SERVED`), or an empty list
+# (`NONE_SERVED`). Only the document is constrained: the decoder takes any value, so the
+# refusal can name the field.
+_WHY: Final = "not served by keel yet: refused with a 400 that names the field"
+NOT_SERVED: Final = msgspec.Meta(extra_json_schema={"not": {}}, description=_WHY)
+NONE_SERVED: Final = msgspec.Meta(extra_json_schema={"maxItems": 0}, description=_WHY)
+
+
 class PermissionPolicy(_Request, frozen=True):
+    # `auto` is refused by name (and left out of the served document).
     type: Literal["always_allow", "always_ask", "auto"]
 
 
@@ -46,10 +56,39 @@ class Toolset(_Request, tag=TOOLSET, tag_field="type", frozen=True):
     default_config: ToolsetDefault | None = None
 
 
+# A custom tool's input: the JSON Schema of an object, kept whole (its other keywords too);
+# the part the SDK reads back is checked (`input_schema_problem`) and documented here.
+InputSchema = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        extra_json_schema={
+            "required": ["type"],
+            "properties": {
+                "type": {"enum": ["object"]},
+                "properties": {"type": "object"},
+                "required": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+    ),
+]
+
+
+def input_schema_problem(schema: dict[str, Any]) -> str | None:
+    """What keeps `schema` from being a custom tool's input schema, if anything."""
+    if schema.get("type") != "object":
+        return 'its "type" must be "object"'
+    if not isinstance(schema.get("properties", {}), dict):
+        return '"properties" must be an object'
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        return '"required" must be a list of names'
+    return None
+
+
 class CustomToolParams(_Request, tag="custom", tag_field="type", frozen=True):
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
     description: str
-    input_schema: dict[str, Any]
+    input_schema: InputSchema
 
 
 class McpToolset(msgspec.Struct, frozen=True, kw_only=True, tag="mcp_toolset", tag_field="type"):
@@ -69,41 +108,86 @@ class ModelConfig(_Request, frozen=True):
 
 
 class AgentParams(_Request, frozen=True):
-    """agents.create; agents.update sends the same fields, each optional, and `version`."""
+    """agents.update: the fields sent replace the stored ones; `version` is the one the
+    caller read, refused (409) unless it is still the latest."""
 
     name: Name | None = None
     model: str | ModelConfig | None = None
     system: str | None = None
     description: str | None = None
     tools: list[ToolParams] | None = None
-    mcp_servers: list[dict[str, Any]] | None = None
-    skills: list[dict[str, Any]] | None = None
+    mcp_servers: Annotated[list[dict[str, Any]], NONE_SERVED] | None = None
+    skills: Annotated[list[dict[str, Any]], NONE_SERVED] | None = None
     # A patch on update: a key sent as null is removed.
     metadata: dict[str, str | None] | None = None
-    multiagent: dict[str, Any] | None = None
-    execution_identity: dict[str, Any] | None = None
+    multiagent: Annotated[dict[str, Any], NOT_SERVED] | None = None
+    # Every agent runs as keel's service account: only that one is taken.
+    execution_identity: (
+        Annotated[
+            dict[str, Any], msgspec.Meta(extra_json_schema={"enum": [{"type": "service_account"}]})
+        ]
+        | None
+    ) = None
     version: int | None = None
 
 
+class AgentCreateParams(AgentParams, frozen=True):
+    """agents.create: a name and a model, and version 1."""
+
+    name: Name
+    model: str | ModelConfig
+    version: Annotated[int, NOT_SERVED] | None = None
+
+
 class Networking(_Request, frozen=True):
+    """keel's sandboxes have no network: only `limited` to nothing is taken (and only that
+    is in the served document)."""
+
     type: Literal["unrestricted", "limited"]
-    allowed_hosts: list[str] = []
-    allow_mcp_servers: bool = False
-    allow_package_managers: bool = False
+    allowed_hosts: Annotated[list[str], NONE_SERVED] = []
+    allow_mcp_servers: Annotated[bool, msgspec.Meta(extra_json_schema={"enum": [False]})] = False
+    allow_package_managers: Annotated[bool, msgspec.Meta(extra_json_schema={"enum": [False]})] = (
+        False
+    )
+
+
+class Packages(_Request, frozen=True):
+    """keel's sandboxes install nothing beyond their image: only empty lists are taken."""
+
+    type: Literal["packages"] = "packages"
+    apt: Annotated[list[str], NONE_SERVED] | None = None
+    cargo: Annotated[list[str], NONE_SERVED] | None = None
+    gem: Annotated[list[str], NONE_SERVED] | None = None
+    go: Annotated[list[str], NONE_SERVED] | None = None
+    npm: Annotated[list[str], NONE_SERVED] | None = None
+    pip: Annotated[list[str], NONE_SERVED] | None = None
+
+    def any_asked(self) -> bool:
+        return any((self.apt, self.cargo, self.gem, self.go, self.npm, self.pip))
 
 
 class EnvironmentConfig(_Request, frozen=True):
+    """A `self_hosted` environment takes neither (the served document says so too)."""
+
     type: Literal["cloud", "self_hosted"]
     networking: Networking | None = None
-    packages: dict[str, Any] | None = None
+    packages: Packages | None = None
 
 
 class EnvironmentParams(_Request, frozen=True):
+    """environments.update: the fields sent replace the stored ones."""
+
     name: Name | None = None
     config: EnvironmentConfig | None = None
     description: str | None = None
     metadata: dict[str, str | None] | None = None
     scope: Literal["organization", "account"] | None = None
+
+
+class EnvironmentCreateParams(EnvironmentParams, frozen=True):
+    """environments.create: a name, at least."""
+
+    name: Name
 
 
 class Money(_Request, frozen=True):
@@ -149,7 +233,7 @@ class UserMessageParams(_Request, tag="user.message", tag_field="type", frozen=T
 
 
 class UserInterruptParams(_Request, tag="user.interrupt", tag_field="type", frozen=True):
-    session_thread_id: str | None = None
+    session_thread_id: Annotated[str, NOT_SERVED] | None = None
 
 
 class UserToolConfirmationParams(
@@ -158,7 +242,7 @@ class UserToolConfirmationParams(
     tool_use_id: str
     result: Literal["allow", "deny"]
     deny_message: str | None = None
-    session_thread_id: str | None = None
+    session_thread_id: Annotated[str, NOT_SERVED] | None = None
 
 
 class UserCustomToolResultParams(
@@ -215,16 +299,17 @@ class SessionParams(_Request, frozen=True):
         list[UserMessageParams | UserDefineOutcomeParams], msgspec.Meta(max_length=50)
     ] = []
     budget: BudgetParams | None = None
-    resources: list[dict[str, Any]] = []
-    vault_ids: list[str] = []
+    resources: Annotated[list[dict[str, Any]], NONE_SERVED] = []
+    vault_ids: Annotated[list[str], NONE_SERVED] = []
 
 
 class SessionUpdateParams(_Request, frozen=True):
     title: str | None = None
     metadata: dict[str, str | None] | None = None
-    budget: BudgetParams | None = None
-    agent: dict[str, Any] | None = None
-    vault_ids: list[str] | None = None
+    # A session's budget is set when it is made.
+    budget: Annotated[dict[str, Any], NOT_SERVED] | None = None
+    agent: Annotated[dict[str, Any], NOT_SERVED] | None = None
+    vault_ids: Annotated[list[str], NONE_SERVED] | None = None
 
 
 class Page(msgspec.Struct, frozen=True, kw_only=True):
@@ -238,3 +323,15 @@ class Page(msgspec.Struct, frozen=True, kw_only=True):
 class Deleted(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     type: str
+
+
+# Shapes decoded only to be refused by name: the served document leaves them out of the
+# unions they are members of.
+REFUSED: Final[tuple[type, ...]] = (
+    McpToolset,
+    AgentWithOverrides,
+    OtherBlockParam,
+    DocumentBlockParam,
+    UserDefineOutcomeParams,
+    SystemMessageParams,
+)

@@ -45,7 +45,8 @@ def user_message(params: UserMessageParams) -> UserMessage:
 
 def to_log(params: Sequence[EventParams], calls: Projection) -> list[Event]:
     """The events to append for `params`, given the session's calls (`calls`, folded to
-    the head the append will expect). A 400 for anything the session cannot take."""
+    the head the append will expect). A 400 for what keel does not serve; a 409 (final) for
+    an answer the session's calls cannot take: one to no waiting call, or of the wrong kind."""
     events: list[Event] = []
     answered: set[str] = set()
     for i, event in enumerate(params):
@@ -60,7 +61,7 @@ def to_log(params: Sequence[EventParams], calls: Projection) -> list[Event]:
             case UserToolConfirmationParams(tool_use_id=tool_use_id):
                 call_id, call = _open_call(calls, tool_use_id, where, answered)
                 if not call.waiting_approval:
-                    raise ApiProblem(400, f"{where}: tool use {tool_use_id} awaits no confirmation")
+                    raise ApiProblem(409, f"{where}: tool use {tool_use_id} awaits no confirmation")
                 if event.result == "allow":
                     events.append(ApprovalGranted(call_id=call_id, by="user"))
                 else:
@@ -73,10 +74,10 @@ def to_log(params: Sequence[EventParams], calls: Projection) -> list[Event]:
             ):
                 call_id, call = _open_call(calls, tool_use_id, where, answered)
                 if not call.on_client:
-                    raise ApiProblem(400, f"{where}: tool use {tool_use_id} is keel's to run")
+                    raise ApiProblem(409, f"{where}: tool use {tool_use_id} is keel's to run")
                 if call.waiting_approval:
                     raise ApiProblem(
-                        400, f"{where}: tool use {tool_use_id} awaits a user.tool_confirmation"
+                        409, f"{where}: tool use {tool_use_id} awaits a user.tool_confirmation"
                     )
                 events.append(
                     ToolResult(
@@ -100,7 +101,7 @@ def _open_call(
     found = calls.call_for(tool_use_id)
     if found is None or tool_use_id in answered:
         raise ApiProblem(
-            400, f"{where}: no tool use {tool_use_id} is waiting (unknown, or answered already)"
+            409, f"{where}: no tool use {tool_use_id} is waiting (unknown, or answered already)"
         )
     answered.add(tool_use_id)
     return found

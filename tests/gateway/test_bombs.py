@@ -56,6 +56,11 @@ def bombs() -> Iterator[tuple[str, bytes]]:
         yield f"{name} as an event", b'{"events":[{"type":"user.message","text":%s}]}' % value
         yield f"{name} as metadata", b'{"metadata":{"k":%s}}' % value
         yield f"{name} as at_seq", b'{"at_seq":%s}' % value
+    # Not JSON, though what comes first is: a value of the wrong shape is seen before the
+    # garbage after it.
+    yield "a number, then more", b"1 2"
+    yield "an object of the wrong shape, then garbage", b'{"events":1} x'
+    yield "an array, then another", b"[] []"
 
 
 class Operations:

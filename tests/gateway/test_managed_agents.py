@@ -106,9 +106,11 @@ async def test_a_custom_tool_is_answered_by_the_client_once(sdk: AsyncAnthropic)
         answered = await until_idle(stream)
     texts = [e.content[0].text for e in answered if e.type == "agent.message"]
     assert texts == ["lookup returned: the bottom of a ship"]
-    with pytest.raises(anthropic.BadRequestError) as again:
+    # The call has its one result: a second is refused, for good (the SDK does not retry).
+    with pytest.raises(anthropic.ConflictError) as again:
         await sdk.beta.sessions.events.send(session.id, events=[answer])
-    assert again.value.type == "invalid_request_error"
+    assert again.value.type == "conflict_error"
+    assert again.value.response.headers["x-should-retry"] == "false"
 
 
 async def test_errors_carry_the_type_and_request_id_the_sdk_reads(sdk: AsyncAnthropic) -> None:

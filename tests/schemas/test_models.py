@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,24 @@ def test_a_missing_file_fails_as_a_bad_setting(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as caught:
         load_model_routes(path)
     assert str(caught.value) == f"{path}: cannot read the models file (No such file or directory)"
+
+
+@pytest.mark.parametrize(
+    "match",
+    ["claude-*", "qwen?.5", "gpt-[45]*", "a[!b]c", "x.y+z(1)", "ci-model", "[*]", "a\\b*"],
+)
+def test_the_id_pattern_serves_exactly_what_the_routes_resolve(tmp_path: Path, match: str) -> None:
+    """What the served OpenAPI document shows an agent's model may be (a regular
+    expression) is what the routes serve (fnmatch patterns), id for id."""
+    routes = ModelRoutes(routes=(ModelRoute(match=match, provider="openai"),))
+    pattern = re.compile(routes.id_pattern())
+    ids = ["claude-x", "claude-", "claud", "qwen2.5", "qwen22.5", "gpt-4o", "gpt-3", "aXc"]
+    ids += ["abc", "x.y+z(1)", "xzy+z(1)", "ci-model", "ci-model-2", "*", "x", "a\\bc"]
+    ids += ["keel-scripted", "", "\n", "ci-model\n", "claude-\n"]
+    for model_id in ids:
+        try:
+            resolve_model(model_id, routes)
+            served = True
+        except UnknownModel:
+            served = False
+        assert bool(pattern.match(model_id)) == served, (match, model_id)
