@@ -10,6 +10,7 @@ from session_store._database import StoreLimits
 from session_store._errors import (
     Conflict,
     Fenced,
+    HeartbeatMismatch,
     InvalidEvent,
     InvalidInput,
     KeyTaken,
@@ -22,6 +23,7 @@ from session_store._errors import (
     StoreError,
     StoreUnavailable,
     VersionConflict,
+    WorkStateConflict,
 )
 from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import IdempotentWrite
@@ -34,10 +36,13 @@ from session_store._protocol import (
     SessionReader,
     Store,
     Tenancy,
+    WorkQueue,
 )
 from session_store._records import (
     ApiKey,
     Appended,
+    EnvironmentKey,
+    KeyScope,
     Lease,
     Remembered,
     Resource,
@@ -46,6 +51,11 @@ from session_store._records import (
     SessionPage,
     Snapshot,
     Verification,
+    WorkItem,
+    WorkLease,
+    WorkPage,
+    WorkState,
+    WorkStats,
 )
 
 if TYPE_CHECKING:
@@ -75,11 +85,14 @@ __all__ = [
     "ApiKey",
     "Appended",
     "Conflict",
+    "EnvironmentKey",
     "EventStore",
     "Fenced",
+    "HeartbeatMismatch",
     "IdempotentWrite",
     "InvalidEvent",
     "InvalidInput",
+    "KeyScope",
     "KeyTaken",
     "Lease",
     "LeaseHeld",
@@ -104,5 +117,12 @@ __all__ = [
     "Tenancy",
     "Verification",
     "VersionConflict",
+    "WorkItem",
+    "WorkLease",
+    "WorkPage",
+    "WorkQueue",
+    "WorkState",
+    "WorkStateConflict",
+    "WorkStats",
     "open_store",
 ]
