@@ -57,6 +57,7 @@ from session_store._records import (
     WorkState,
     WorkStats,
 )
+from session_store._work import RECLAIM_AFTER_S
 
 if TYPE_CHECKING:
     from session_store._postgres import PostgresEventStore
@@ -77,6 +78,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "RECLAIM_AFTER_S",
     "Remembered",
     "Resource",
     "ResourceNotFound",

@@ -3,7 +3,8 @@
 
 Agents and environments are versioned JSON resources in the store; a session made from
 them runs a keel `AgentSpec` (`_sessions.agent_spec`) that idles between turns; its events
-are a projection of keel's log (`_projection`), which stays the only source of truth.
+are a projection of keel's log (`_projection`), which stays the only source of truth. A
+self-hosted environment's worker takes its sessions' tool calls over `_work_queue`.
 
 Not in the served OpenAPI document yet: its bodies need their schemas there first, so that
 Schemathesis fuzzes these routes within its time (until then the SDK's own tests cover them).
@@ -11,10 +12,16 @@ Schemathesis fuzzes these routes within its time (until then the SDK's own tests
 
 from fastapi import FastAPI
 
-from gateway.managed import _agents, _environments, _events, _sessions
+from gateway.managed import _agents, _environments, _events, _sessions, _work_queue
 from gateway.managed._folds import install_projections
 
-ROUTERS = (_agents.router, _environments.router, _sessions.router, _events.router)
+ROUTERS = (
+    _agents.router,
+    _environments.router,
+    _sessions.router,
+    _events.router,
+    _work_queue.router,
+)
 
 
 def install(app: FastAPI) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from gateway._access import QueryFirst, Session, Tenant
+from gateway._access import QueryFirst, Session, Tenant, WorkerSession
 from gateway._bodies import decode_body
 from gateway._dialect import MANAGED_PREFIX
 from gateway._errors import ApiProblem
@@ -215,7 +215,7 @@ def agent_spec(
 
 
 @router.get("/v1/sessions/{session_id}", response_class=Response)
-async def retrieve_session(session: Session, services: Services) -> Response:
+async def retrieve_session(session: WorkerSession, services: Services) -> Response:
     return await viewed(session, services)
 
 

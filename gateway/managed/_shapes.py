@@ -238,3 +238,20 @@ class Page(msgspec.Struct, frozen=True, kw_only=True):
 class Deleted(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     type: str
+
+
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, msgspec.Meta(max_length=512)]
+
+
+class WorkStopParams(_Request, frozen=True):
+    force: bool = False
+
+
+class WorkUpdateParams(_Request, frozen=True):
+    # A patch: a key sent as null is removed.
+    metadata: dict[MetadataKey, MetadataValue | None]
+
+
+class EnvironmentKeyParams(_Request, frozen=True):
+    name: Annotated[str, msgspec.Meta(max_length=128)] = ""
