@@ -39,8 +39,14 @@ class SandboxSlot:
 
     def start_provisioning(self) -> None:
         """Lazy hands: the sandbox starts while the model thinks, and is awaited only when a
-        tool call needs it."""
-        if self.sandbox_id is None and self.provisioning is None and self.log.spec.tools:
+        tool call needs it. A session whose every tool the client runs (a self-hosted
+        environment's) never has one."""
+        spec = self.log.spec
+        if (
+            self.sandbox_id is None
+            and self.provisioning is None
+            and any(not spec.runs_on_client(tool) for tool in spec.tools)
+        ):
             self.provisioning = asyncio.create_task(self._provision())
 
     async def _provision(self) -> str:

@@ -11,5 +11,6 @@ Errors: `gateway.ApiProblem`, translated from the store's in `gateway._errors`.
 from gateway._app import create_app
 from gateway._errors import ApiProblem
 from gateway._stream import StreamSettings
+from gateway._work_leases import WorkSettings
 
-__all__ = ["ApiProblem", "StreamSettings", "create_app"]
+__all__ = ["ApiProblem", "StreamSettings", "WorkSettings", "create_app"]

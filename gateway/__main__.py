@@ -12,6 +12,7 @@ import uvloop
 from gateway._app import create_app
 from gateway._idempotency import CRASH_POINTS
 from gateway._settings import GatewaySettings
+from gateway._work_leases import WorkSettings
 from schemas import (
     Crashpoints,
     NatsLinkLog,
@@ -33,6 +34,7 @@ async def serve(settings: GatewaySettings) -> None:
         create_app(
             store,
             nc,
+            work=WorkSettings(lease_s=settings.work_lease_s),
             crash=Crashpoints(settings.crash_at, CRASH_POINTS),
             tenant_model_endpoints=settings.tenant_model_endpoints,
         ),

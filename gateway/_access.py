@@ -1,9 +1,13 @@
-"""Who is asking, and whether the session is theirs: the `Tenant` and `Session` dependencies.
+"""Who is asking, and whether the session is theirs: the `Caller`, `Tenant`, `Session` and
+`WorkerSession` dependencies.
 
-An API key (`Authorization: Bearer` or `x-api-key`) names a tenant (no key or an unknown
-one: 401); another tenant's session is a 404, as if it did not exist. FastAPI resolves a
-tenant once per request, however many dependencies ask for it. Routes that take them are
-`QueryFirst` routes: a malformed query is a 422 before the key or the session is looked at.
+A key (`Authorization: Bearer` or `x-api-key`) names its `Caller` (no key or an unknown one:
+401). An API key serves its tenant. An environment key serves one self-hosted environment's
+worker: that environment's work queue and the sessions made in it (`WorkerSession`),
+nothing else (403). Another tenant's session is a 404, as if it did not exist. FastAPI
+resolves a caller once per request, however many dependencies ask for it. Routes that take
+them are `QueryFirst` routes: a malformed query is a 422 before the key or the session is
+looked at.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
+import msgspec
 from fastapi import Depends, Request, Response
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
@@ -35,27 +40,68 @@ def api_key_of(request: Request) -> str:
     )
 
 
-async def tenant_of(request: Request, services: Services) -> str:
-    tenant = await services.store.tenant_for_key(api_key_of(request))
-    if tenant is None:
+class Caller(msgspec.Struct, frozen=True, kw_only=True):
+    tenant: str
+    # Set for an environment key: the self-hosted environment whose worker it is.
+    environment_id: str | None = None
+
+
+async def caller_of(request: Request, services: Services) -> Caller:
+    key = api_key_of(request)
+    tenant = await services.store.tenant_for_key(key)
+    if tenant is not None:
+        return Caller(tenant=tenant)
+    scope = await services.store.environment_for_key(key)
+    if scope is None:
         raise ApiProblem(401, "unknown API key")
-    return tenant
+    return Caller(tenant=scope.tenant, environment_id=scope.environment_id)
+
+
+Callers = Annotated[Caller, Depends(caller_of)]
+
+
+async def tenant_of(caller: Callers) -> str:
+    if caller.environment_id is not None:
+        raise ApiProblem(
+            403,
+            "an environment key serves its environment's work and sessions only; "
+            "use an API key for this",
+        )
+    return caller.tenant
 
 
 Tenant = Annotated[str, Depends(tenant_of)]
 
 
 async def session_of(session_id: str, tenant: Tenant, services: Services) -> SessionInfo:
+    return await _session(services, session_id, tenant)
+
+
+Session = Annotated[SessionInfo, Depends(session_of)]
+
+
+async def worker_session_of(session_id: str, caller: Callers, services: Services) -> SessionInfo:
+    """The session, for an API key of its tenant or the key of its environment's worker."""
+    return await _session(services, session_id, caller.tenant, caller.environment_id)
+
+
+WorkerSession = Annotated[SessionInfo, Depends(worker_session_of)]
+
+
+async def _session(
+    services: Services, session_id: str, tenant: str, environment_id: str | None = None
+) -> SessionInfo:
     try:
         info = await services.store.get_session(session_id)
     except SessionNotFound:
         info = None
-    if info is None or info.tenant != tenant:
+    if (
+        info is None
+        or info.tenant != tenant
+        or (environment_id is not None and info.environment_id != environment_id)
+    ):
         raise ApiProblem(404, f"no session {session_id!r}")
     return info
-
-
-Session = Annotated[SessionInfo, Depends(session_of)]
 
 
 class QueryFirst(APIRoute):

@@ -25,6 +25,7 @@ from gateway._services import GatewayServices
 from gateway._stream import StreamSettings
 from gateway._viewer import install_viewer
 from gateway._work import Announcer
+from gateway._work_leases import WorkSettings
 from schemas import Crashpoints
 from session_store import EventStore
 
@@ -53,6 +54,7 @@ def create_app(
     nc: NATS,
     *,
     stream: StreamSettings | None = None,
+    work: WorkSettings | None = None,
     crash: Crashpoints | None = None,
     tenant_model_endpoints: bool = False,
 ) -> FastAPI:
@@ -76,6 +78,7 @@ def create_app(
         announcer=Announcer(nc),
         feeds=Feeds(store, nc, stream.poll_s),
         stream=stream,
+        work=work or WorkSettings(),
         metrics=metrics,
         crash=crash or Crashpoints(),
         tenant_model_endpoints=tenant_model_endpoints,

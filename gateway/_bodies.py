@@ -62,6 +62,14 @@ async def decode_body(request: Request, kind: type[T]) -> T:
     return decoded
 
 
+async def decode_optional_body(request: Request, kind: type[T]) -> T:
+    """Like `decode_body`, but no body at all (the SDKs send none when every field is
+    left out) is `kind` with its defaults."""
+    if not (await raw_body(request)).strip():
+        return kind()
+    return await decode_body(request, kind)
+
+
 def _decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)

@@ -20,6 +20,7 @@ from starlette.routing import Match
 from schemas import ApiError, ApiErrorDetail
 from session_store import (
     Conflict,
+    HeartbeatMismatch,
     InvalidInput,
     PayloadTooLarge,
     ResourceNotFound,
@@ -28,6 +29,7 @@ from session_store import (
     StoreError,
     StoreUnavailable,
     VersionConflict,
+    WorkStateConflict,
 )
 
 log = logging.getLogger("keel.gateway")
@@ -37,9 +39,11 @@ _ENCODER: Final = msgspec.json.Encoder()
 _STATUS_CODES: Final = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid",
@@ -121,8 +125,10 @@ def from_store_error(error: StoreError) -> ApiProblem:
             return ApiProblem(404, "no such session")
         case ResourceNotFound():
             return ApiProblem(404, str(error))
-        case VersionConflict():
+        case VersionConflict() | WorkStateConflict():
             return ApiProblem(409, str(error))
+        case HeartbeatMismatch():
+            return ApiProblem(412, str(error), "heartbeat_precondition_failed")
         case PayloadTooLarge():
             return ApiProblem(413, str(error))
         case InvalidInput():

@@ -9,18 +9,21 @@ its answer, or nothing.
 A keyed write takes the `Keys` dependency first, before the session it writes to: a key
 already answered is replayed before anything else is looked at (a retried delete gets its
 204, not a 404 for the session it removed). The route hands `keys.keyed(respond)` to its
-store write, with `respond` the function it also makes its own answer with.
+store write, with `respond` the function it also makes its own answer with. `Keys` takes an
+API key; `WorkerKeys`, for the writes a self-hosted worker makes too, also its environment's
+key (keys are per tenant either way).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Final, TypeVar
 
 from fastapi import Depends, FastAPI, Request, Response
 
-from gateway._access import Tenant
+from gateway._access import Callers, Tenant
 from gateway._bodies import raw_body
 from gateway._errors import RETRY_AFTER_S, ApiProblem
 from gateway._services import Services
@@ -94,11 +97,9 @@ async def _key(request: Request) -> str | None:
     return key
 
 
-async def _idempotency(
-    request: Request,
-    key: Annotated[str | None, Depends(_key)],
-    tenant: Tenant,
-    services: Services,
+@contextlib.asynccontextmanager
+async def _keyed(
+    request: Request, key: str | None, tenant: str, services: Services
 ) -> AsyncIterator[Idempotency]:
     digest = ""
     if key is not None:
@@ -127,9 +128,30 @@ async def _idempotency(
     services.crash.reach("before_answer")
 
 
+async def _idempotency(
+    request: Request,
+    key: Annotated[str | None, Depends(_key)],
+    tenant: Tenant,
+    services: Services,
+) -> AsyncIterator[Idempotency]:
+    async with _keyed(request, key, tenant, services) as keys:
+        yield keys
+
+
+async def _worker_idempotency(
+    request: Request,
+    key: Annotated[str | None, Depends(_key)],
+    caller: Callers,
+    services: Services,
+) -> AsyncIterator[Idempotency]:
+    async with _keyed(request, key, caller.tenant, services) as keys:
+        yield keys
+
+
 # "function": what follows the yield runs once the route has returned its answer, before
 # the answer is sent.
 Keys = Annotated[Idempotency, Depends(_idempotency, scope="function")]
+WorkerKeys = Annotated[Idempotency, Depends(_worker_idempotency, scope="function")]
 
 
 def install_replays(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ from gateway._feeds import Feeds
 from gateway._metrics import GatewayMetrics
 from gateway._stream import StreamSettings
 from gateway._work import Announcer
+from gateway._work_leases import WorkSettings
 from schemas import Crashpoints
 from session_store import EventStore
 
@@ -25,6 +26,7 @@ class GatewayServices:
     # One reader per live session, shared by its streams.
     feeds: Feeds
     stream: StreamSettings
+    work: WorkSettings
     metrics: GatewayMetrics
     # Where a drill has the gateway kill itself (`gateway._idempotency`).
     crash: Crashpoints

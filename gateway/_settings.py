@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 
+from gateway._work_leases import DEFAULT_LEASE_S
 from schemas import LogSettings, setting
 
 
@@ -35,6 +36,13 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             "models file does, so no tenant can send the brain's keys to a server it chose",
         ),
     ] = False
+    work_lease_s: Annotated[
+        int,
+        setting(
+            "KEEL_WORK_LEASE_S",
+            "seconds a self-hosted worker keeps a work item without a heartbeat",
+        ),
+    ] = DEFAULT_LEASE_S
     crash_at: Annotated[
         str | None,
         setting(

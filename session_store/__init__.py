@@ -10,6 +10,7 @@ from session_store._database import StoreLimits
 from session_store._errors import (
     Conflict,
     Fenced,
+    HeartbeatMismatch,
     InvalidEvent,
     InvalidInput,
     KeyTaken,
@@ -22,6 +23,7 @@ from session_store._errors import (
     StoreError,
     StoreUnavailable,
     VersionConflict,
+    WorkStateConflict,
 )
 from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import IdempotentWrite
@@ -34,10 +36,13 @@ from session_store._protocol import (
     SessionReader,
     Store,
     Tenancy,
+    WorkQueue,
 )
 from session_store._records import (
     ApiKey,
     Appended,
+    EnvironmentKey,
+    KeyScope,
     Lease,
     Remembered,
     Resource,
@@ -46,7 +51,13 @@ from session_store._records import (
     SessionPage,
     Snapshot,
     Verification,
+    WorkItem,
+    WorkLease,
+    WorkPage,
+    WorkState,
+    WorkStats,
 )
+from session_store._work import RECLAIM_AFTER_S
 
 if TYPE_CHECKING:
     from session_store._postgres import PostgresEventStore
@@ -67,6 +78,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "RECLAIM_AFTER_S",
     "Remembered",
     "Resource",
     "ResourceNotFound",
@@ -75,11 +87,14 @@ __all__ = [
     "ApiKey",
     "Appended",
     "Conflict",
+    "EnvironmentKey",
     "EventStore",
     "Fenced",
+    "HeartbeatMismatch",
     "IdempotentWrite",
     "InvalidEvent",
     "InvalidInput",
+    "KeyScope",
     "KeyTaken",
     "Lease",
     "LeaseHeld",
@@ -104,5 +119,12 @@ __all__ = [
     "Tenancy",
     "Verification",
     "VersionConflict",
+    "WorkItem",
+    "WorkLease",
+    "WorkPage",
+    "WorkQueue",
+    "WorkState",
+    "WorkStateConflict",
+    "WorkStats",
     "open_store",
 ]

@@ -10,6 +10,8 @@ StoreError
 ├── ResourceNotFound   an agent or environment (or that version of it) is unknown
 ├── VersionConflict    a resource update whose expected version is no longer the latest
 ├── KeyTaken           a keyed write lost its Idempotency-Key to one that committed first
+├── WorkStateConflict  a work item is not in a state the operation applies to
+├── HeartbeatMismatch  a work item's heartbeat named another heartbeat than its last one
 ├── InvalidInput       a bad id, tenant, seq or argument
 │   ├── InvalidEvent       not a valid event, or one only the store may write
 │   └── PayloadTooLarge    an encoded event over the configured limit
@@ -17,6 +19,8 @@ StoreError
 """
 
 from __future__ import annotations
+
+from session_store._records import WorkLease
 
 
 class StoreError(Exception):
@@ -88,6 +92,19 @@ class KeyTaken(StoreError):
         super().__init__(f"the Idempotency-Key {key!r} of {tenant!r} belongs to another write")
         self.tenant = tenant
         self.key = key
+
+
+class WorkStateConflict(StoreError):
+    pass
+
+
+class HeartbeatMismatch(StoreError):
+    """Another worker may hold the item: `lease` is its lease as the store holds it."""
+
+    def __init__(self, work_id: str, lease: WorkLease) -> None:
+        super().__init__(f"work {work_id!r}: the heartbeat does not follow the item's last one")
+        self.work_id = work_id
+        self.lease = lease
 
 
 class InvalidInput(StoreError):

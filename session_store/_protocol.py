@@ -7,9 +7,10 @@ A caller sees only the part it uses (as eventsourcing's `AggregateRecorder` ⊂
     ├── SessionReader      a session's row and its log, as brains and gateways both read them
     │   ├── SessionLog     the log a brain drives: leases, fenced appends, timers, snapshots
     │   └── SessionCatalog the sessions the API serves: create, fork, list, delete, input, audit
-    ├── Tenancy            who may call the API (bearer keys) and what it already answered
-    │                      (Idempotency-Keys)
-    └── Resources          the Managed Agents API's versioned agents and environments
+    ├── Tenancy            who may call the API (bearer keys, environment keys) and what it
+    │                      already answered (Idempotency-Keys)
+    ├── Resources          the Managed Agents API's versioned agents and environments
+    └── WorkQueue          self-hosted environments' work items, derived from their sessions
     EventStore             all of them: what a backend is, and what `open_store` returns
 """
 
@@ -24,6 +25,8 @@ from session_store._idempotency import IdempotentWrite
 from session_store._records import (
     ApiKey,
     Appended,
+    EnvironmentKey,
+    KeyScope,
     Lease,
     Remembered,
     Resource,
@@ -32,6 +35,10 @@ from session_store._records import (
     SessionPage,
     Snapshot,
     Verification,
+    WorkItem,
+    WorkLease,
+    WorkPage,
+    WorkStats,
 )
 
 
@@ -145,6 +152,10 @@ class Tenancy(Store, Protocol):
 
     async def create_api_key(self, tenant: str, name: str = "") -> ApiKey: ...
     async def tenant_for_key(self, key: str) -> str | None: ...
+    async def create_environment_key(
+        self, tenant: str, environment_id: str, name: str = ""
+    ) -> EnvironmentKey: ...
+    async def environment_for_key(self, key: str) -> KeyScope | None: ...
 
     async def recall(self, tenant: str, key: str) -> Remembered | None: ...
 
@@ -188,6 +199,44 @@ class Resources(Store, Protocol):
     async def delete_resource(self, tenant: str, kind: str, resource_id: str) -> None: ...
 
 
-class EventStore(SessionLog, SessionCatalog, Tenancy, Resources, Protocol):
+class WorkQueue(Store, Protocol):
+    """A self-hosted environment's work items: each a session that waits on the
+    environment's worker, handed out by polls, leased by acks and heartbeats."""
+
+    async def poll_work(
+        self,
+        tenant: str,
+        environment_id: str,
+        *,
+        worker_id: str | None = None,
+        reclaim_after: float = ...,
+    ) -> WorkItem | None: ...
+    async def ack_work(
+        self, tenant: str, environment_id: str, work_id: str, *, ttl: int
+    ) -> WorkItem: ...
+    async def heartbeat_work(
+        self,
+        tenant: str,
+        environment_id: str,
+        work_id: str,
+        *,
+        ttl: int,
+        expected: int | None,
+        check: bool = True,
+    ) -> WorkLease: ...
+    async def stop_work(
+        self, tenant: str, environment_id: str, work_id: str, *, force: bool
+    ) -> WorkItem: ...
+    async def get_work(self, tenant: str, environment_id: str, work_id: str) -> WorkItem: ...
+    async def patch_work_metadata(
+        self, tenant: str, environment_id: str, work_id: str, patch: dict[str, str | None]
+    ) -> WorkItem: ...
+    async def list_work(
+        self, tenant: str, environment_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> WorkPage: ...
+    async def work_stats(self, tenant: str, environment_id: str) -> WorkStats: ...
+
+
+class EventStore(SessionLog, SessionCatalog, Tenancy, Resources, WorkQueue, Protocol):
     """The whole store: every part above. Backends are this; a caller should ask for the
     part it uses."""

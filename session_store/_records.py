@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from schemas import Status, Usage
+
+WorkState = Literal["queued", "starting", "active", "stopping", "stopped"]
 
 
 class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +90,23 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     key: str
 
 
+class EnvironmentKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A new key of a self-hosted environment's worker: `key` is shown this once."""
+
+    key_id: str
+    tenant: str
+    environment_id: str
+    name: str
+    key: str
+
+
+class KeyScope(msgspec.Struct, frozen=True, kw_only=True):
+    """What an environment key may serve: its environment's work and sessions."""
+
+    tenant: str
+    environment_id: str
+
+
 class Remembered(msgspec.Struct, frozen=True, kw_only=True):
     """What an Idempotency-Key stands for: the request it came with (a hash) and the answer
     recorded with that request's effect."""
@@ -113,3 +134,53 @@ class ResourcePage(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Resource]
     # Pass back as `cursor` for the next page; None on the last page.
     next_cursor: str | None = None
+
+
+class WorkItem(msgspec.Struct, frozen=True, kw_only=True):
+    """A self-hosted environment's work item: a session that needs the environment's worker,
+    and who holds it (`_work.py`)."""
+
+    work_id: str
+    tenant: str
+    environment_id: str
+    session_id: str
+    state: WorkState
+    metadata: dict[str, str] = {}
+    created_at: float
+    # When a poll last handed it out, and to which worker.
+    polled_at: float | None = None
+    worker_id: str | None = None
+    acknowledged_at: float | None = None
+    started_at: float | None = None
+    # The last heartbeat, in microseconds since the epoch; None before the first.
+    heartbeat_us: int | None = None
+    lease_until: float | None = None
+    # The lease's length, as the last ack or heartbeat granted it.
+    ttl_s: int = 0
+    stop_requested_at: float | None = None
+    stopped_at: float | None = None
+
+
+class WorkLease(msgspec.Struct, frozen=True, kw_only=True):
+    """A work item's lease after a heartbeat: `extended` says whether the heartbeat kept it
+    (False: the item is stopping or stopped, and its worker should stop)."""
+
+    state: WorkState
+    heartbeat_us: int | None
+    extended: bool
+    ttl_s: int
+
+
+class WorkPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[WorkItem]
+    # Pass back as `cursor` for the next page; None on the last page.
+    next_cursor: str | None = None
+
+
+class WorkStats(msgspec.Struct, frozen=True, kw_only=True):
+    # Items waiting for a poll, and items a poll handed out that nobody acknowledged yet.
+    depth: int
+    pending: int
+    oldest_queued_at: float | None
+    # Workers that polled in the last `POLLERS_WINDOW_S`.
+    workers_polling: int

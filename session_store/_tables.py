@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 # The newest migration: these tables are what it leaves. A store already there skips
 # Alembic entirely at start (importing it is a tenth of a second of every brain's start).
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 
 metadata = MetaData()
 
@@ -58,6 +58,8 @@ sessions = Table(
     Index("ix_sessions_tenant_created", "tenant", "created_at"),
     Index("ix_sessions_lease_until", "lease_until"),
     Index("ix_sessions_wake_at", "wake_at"),
+    # What deriving a self-hosted environment's work reads (`_work.py`).
+    Index("ix_sessions_environment_status", "environment_id", "status"),
 )
 
 events = Table(
@@ -125,4 +127,54 @@ resources = Table(
     Column("archived_at", Float, nullable=True),
     PrimaryKeyConstraint("resource_id", "version"),
     Index("ix_resources_tenant_kind", "tenant", "kind", "resource_id"),
+)
+
+# A self-hosted environment's work items (`_work.py`), derived from the sessions waiting on
+# its worker. `live_session` is the item's session until the item stops, unique: a session
+# never has two live items. `heartbeat_us` is the last heartbeat in microseconds, so the
+# `last_heartbeat` a worker echoes back compares exactly.
+work_items = Table(
+    "work_items",
+    metadata,
+    Column("work_id", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("environment_id", String(64), nullable=False),
+    Column("session_id", String(64), nullable=False),
+    Column("live_session", String(64), nullable=True, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("metadata", Text, nullable=False, server_default="{}"),
+    Column("created_at", Float, nullable=False),
+    Column("polled_at", Float, nullable=True),
+    Column("worker_id", String(128), nullable=True),
+    Column("acknowledged_at", Float, nullable=True),
+    Column("started_at", Float, nullable=True),
+    Column("heartbeat_us", BigInteger, nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("ttl_s", Integer, nullable=False, server_default="0"),
+    Column("stop_requested_at", Float, nullable=True),
+    Column("stopped_at", Float, nullable=True),
+    Index("ix_work_items_environment_state", "tenant", "environment_id", "state", "created_at"),
+)
+
+# When each worker last polled its environment, for the queue's `workers_polling`.
+work_pollers = Table(
+    "work_pollers",
+    metadata,
+    Column("environment_id", String(64), nullable=False),
+    Column("worker_id", String(128), nullable=False),
+    Column("polled_at", Float, nullable=False),
+    PrimaryKeyConstraint("environment_id", "worker_id"),
+)
+
+# Bearer keys of self-hosted environments' workers: each serves one environment's work and
+# sessions, nothing else. Only a hash is kept, as for API keys.
+environment_keys = Table(
+    "environment_keys",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("key_id", String(64), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("environment_id", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
 )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +32,7 @@ class Backend(Protocol):
     name: str
     url: str
 
-    def make_store(self) -> EventStore: ...
+    def make_store(self, clock: Callable[[], float] = time.time) -> EventStore: ...
     async def execute(self, sql: str) -> None: ...
     async def schema_diff(self) -> list[object]: ...
 
@@ -49,8 +50,8 @@ class SqliteBackend:
         self.path = directory / "keel.db"
         self.url = f"sqlite:///{self.path}"
 
-    def make_store(self) -> EventStore:
-        return SqliteEventStore(self.path)
+    def make_store(self, clock: Callable[[], float] = time.time) -> EventStore:
+        return SqliteEventStore(self.path, clock=clock)
 
     async def execute(self, sql: str) -> None:
         import sqlite3
@@ -77,8 +78,8 @@ class PostgresBackend:
         self.schema = schema
         self.url = f"{POSTGRES_URL}?schema={schema}"
 
-    def make_store(self) -> EventStore:
-        return PostgresEventStore(POSTGRES_URL, schema=self.schema)
+    def make_store(self, clock: Callable[[], float] = time.time) -> EventStore:
+        return PostgresEventStore(POSTGRES_URL, schema=self.schema, clock=clock)
 
     async def execute(self, sql: str) -> None:
         connection = await asyncpg.connect(

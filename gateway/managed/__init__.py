@@ -3,7 +3,8 @@
 
 Agents and environments are versioned JSON resources in the store; a session made from
 them runs a keel `AgentSpec` (`_sessions.agent_spec`) that idles between turns; its events
-are a projection of keel's log (`_projection`), which stays the only source of truth.
+are a projection of keel's log (`_projection`), which stays the only source of truth. A
+self-hosted environment's worker takes its sessions' tool calls over `_work_queue`.
 
 The served OpenAPI document shows these routes with their bodies as keel decodes them and
 their answers as the SDK's own models (`_openapi`), so Schemathesis fuzzes them too.
@@ -11,11 +12,17 @@ their answers as the SDK's own models (`_openapi`), so Schemathesis fuzzes them 
 
 from fastapi import FastAPI
 
-from gateway.managed import _agents, _environments, _events, _sessions
+from gateway.managed import _agents, _environments, _events, _sessions, _work_queue
 from gateway.managed._folds import install_projections
 from gateway.managed._openapi import document_managed_agents
 
-ROUTERS = (_agents.router, _environments.router, _sessions.router, _events.router)
+ROUTERS = (
+    _agents.router,
+    _environments.router,
+    _sessions.router,
+    _events.router,
+    _work_queue.router,
+)
 
 
 def install(app: FastAPI) -> None:

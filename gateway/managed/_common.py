@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from fastapi import Depends, Query, Response
 
-from gateway._access import Session
+from gateway._access import Session, WorkerSession
 from gateway._errors import ApiProblem
 from gateway.managed._projection import rfc3339
 from session_store import Resource, Resources, SessionInfo
@@ -51,7 +51,7 @@ def instant(value: str | None, field: str) -> float | None:
     return parsed.timestamp() + leap
 
 
-async def _managed_session(session: Session) -> SessionInfo:
+def _made_from_agent(session: SessionInfo) -> SessionInfo:
     """A session made from an agent: one made with keel's own API has no agent or
     environment to show, and is read there."""
     if session.agent_id is None:
@@ -64,8 +64,18 @@ async def _managed_session(session: Session) -> SessionInfo:
     return session
 
 
-# The session of the path, made from an agent and the tenant's (else a 404).
+async def _managed_session(session: Session) -> SessionInfo:
+    return _made_from_agent(session)
+
+
+async def _managed_worker_session(session: WorkerSession) -> SessionInfo:
+    return _made_from_agent(session)
+
+
+# The session of the path, made from an agent and the tenant's (else a 404); the second
+# also for the key of its environment's self-hosted worker.
 ManagedSession = Annotated[SessionInfo, Depends(_managed_session)]
+ManagedWorkerSession = Annotated[SessionInfo, Depends(_managed_worker_session)]
 
 
 def answer(body: object, status: int = 200) -> Response:

@@ -1,6 +1,8 @@
 """`/v1/environments`: where an agent's tools run. `cloud` is keel's own sandboxes (no
 network, so only a `limited` config with nothing allowed); `self_hosted` is the user's own
-worker, which takes the session's tool calls over `environments.work` and posts results."""
+worker, which takes the session's tool calls over `environments.work` and posts results,
+with a key made by `POST /v1/environments/{id}/keys` (keel's extension: the SDK takes an
+`environment_key` but has no call that makes one)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request, Response
 
 from gateway._access import QueryFirst, Tenant
-from gateway._bodies import decode_body
+from gateway._bodies import decode_body, decode_optional_body
 from gateway._errors import ApiProblem
 from gateway._services import Services
 from gateway.managed._common import (
     ResourceQuery,
     answer,
+    decode_stored,
     patched,
     refuse,
     resource_view,
@@ -24,6 +27,8 @@ from gateway.managed._shapes import (
     Deleted,
     EnvironmentConfig,
     EnvironmentCreateParams,
+    EnvironmentKey,
+    EnvironmentKeyParams,
     EnvironmentParams,
 )
 from session_store import Resource
@@ -95,6 +100,26 @@ async def archive_environment(environment_id: str, tenant: Tenant, services: Ser
 async def delete_environment(environment_id: str, tenant: Tenant, services: Services) -> Response:
     await services.store.delete_resource(tenant, KIND, environment_id)
     return answer(Deleted(id=environment_id, type="environment_deleted"))
+
+
+@router.post("/v1/environments/{environment_id}/keys", response_class=Response)
+async def create_environment_key(
+    environment_id: str, tenant: Tenant, request: Request, services: Services
+) -> Response:
+    """A key for the environment's self-hosted worker (keel's extension): it serves the
+    environment's work queue and its sessions, nothing else. Shown this once."""
+    params = await decode_optional_body(request, EnvironmentKeyParams)
+    environment = await services.store.get_resource(tenant, KIND, environment_id)
+    if decode_stored(environment.body)["config"]["type"] != "self_hosted":
+        raise ApiProblem(
+            409, f"environment {environment_id!r} is not self_hosted: it has no worker to key"
+        )
+    made = await services.store.create_environment_key(tenant, environment_id, params.name)
+    return answer(
+        EnvironmentKey(
+            id=made.key_id, environment_id=made.environment_id, name=made.name, key=made.key
+        )
+    )
 
 
 def _body(params: EnvironmentParams, current: dict[str, Any] | None) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 All three are the projection of keel's log (`_projection`): what is sent is checked and
 appended to the log, and answered as the events it became; a list and a stream show the log
 projected. The stream is live from the moment it opens and stays open past idle (a session
-takes more input); `Last-Event-ID` (keel's extension) replays after that event first.
+takes more input); `Last-Event-ID` (keel's extension) replays after that event first. All
+three also take the key of the session's self-hosted environment: its worker reads the
+calls and posts their results here.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from gateway._access import QueryFirst
 from gateway._bodies import decode_body
 from gateway._dialect import MANAGED_PREFIX
 from gateway._errors import ApiProblem
-from gateway._idempotency import Keys
+from gateway._idempotency import WorkerKeys
 from gateway._services import GatewayServices, Services
-from gateway.managed._common import MAX_LIMIT, ManagedSession, answer, page
+from gateway.managed._common import MAX_LIMIT, ManagedWorkerSession, answer, page
 from gateway.managed._folds import READ_BATCH, KeptProjections, Projections, fold, fold_from_nearest
 from gateway.managed._projection import (
     EVENT_ID_PATTERN,
@@ -46,8 +48,8 @@ _SEND_ATTEMPTS: Final = 20
 
 @router.post("/v1/sessions/{session_id}/events", response_class=Response)
 async def send_events(
-    keys: Keys,
-    session: ManagedSession,
+    keys: WorkerKeys,
+    session: ManagedWorkerSession,
     request: Request,
     services: Services,
     projections: KeptProjections,
@@ -96,7 +98,7 @@ def _sent(projection: Projection, head: int, events: list[Any]) -> list[dict[str
 
 @router.get("/v1/sessions/{session_id}/events", response_class=Response)
 async def list_events(
-    session: ManagedSession,
+    session: ManagedWorkerSession,
     services: Services,
     projections: KeptProjections,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = MAX_LIMIT,
@@ -161,7 +163,10 @@ def _newest_first(
 
 @router.get("/v1/sessions/{session_id}/events/stream", response_class=StreamingResponse)
 async def stream_events(
-    session: ManagedSession, request: Request, services: Services, projections: KeptProjections
+    session: ManagedWorkerSession,
+    request: Request,
+    services: Services,
+    projections: KeptProjections,
 ) -> StreamingResponse:
     """Live events as Server-Sent Events (`event: <type>`, `id: <event id>`), from now on,
     open past idle until the session ends or is deleted. `Last-Event-ID: <event id>`

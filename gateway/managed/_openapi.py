@@ -28,6 +28,8 @@ from gateway.managed._shapes import (
     AgentCreateParams,
     AgentParams,
     EnvironmentCreateParams,
+    EnvironmentKey,
+    EnvironmentKeyParams,
     EnvironmentParams,
     SendEvents,
     SessionParams,
@@ -37,8 +39,8 @@ from gateway.managed._shapes import (
 _REF: Final = "#/components/schemas/{model}"
 _SDK_TYPES: Final = "anthropic.types.beta"
 # An answer: the SDK model it is (its module under `anthropic.types.beta` and its name), and
-# whether the route answers a page of them.
-Answer = tuple[str, str, bool]
+# whether the route answers a page of them; or keel's own Struct, for keel's extensions.
+Answer = tuple[str, str, bool] | type
 _AGENT: Final = ("beta_managed_agents_agent", "BetaManagedAgentsAgent")
 _ENVIRONMENT: Final = ("beta_environment", "BetaEnvironment")
 _SESSION: Final = ("beta_managed_agents_session", "BetaManagedAgentsSession")
@@ -61,6 +63,7 @@ OPERATIONS: Final[dict[tuple[str, str], tuple[type | None, Answer]]] = {
         None,
         ("beta_environment_delete_response", "BetaEnvironmentDeleteResponse", False),
     ),
+    ("POST", "/v1/environments/{environment_id}/keys"): (EnvironmentKeyParams, EnvironmentKey),
     ("POST", "/managed-agents/v1/sessions"): (SessionParams, (*_SESSION, False)),
     ("GET", "/managed-agents/v1/sessions"): (None, (*_SESSION, True)),
     ("GET", "/managed-agents/v1/sessions/{session_id}"): (None, (*_SESSION, False)),
@@ -113,9 +116,12 @@ def document_managed_agents(app: FastAPI) -> None:
 def _add(document: dict[str, Any]) -> None:
     components: dict[str, Any] = document["components"]["schemas"]
     bodies = [kind for kind, _ in OPERATIONS.values() if kind is not None]
-    _, requests = msgspec.json.schema_components(bodies, ref_template=_REF.replace("model", "name"))
+    keels = [kind for _, kind in OPERATIONS.values() if isinstance(kind, type)]
+    _, requests = msgspec.json.schema_components(
+        [*bodies, *keels], ref_template=_REF.replace("model", "name")
+    )
     _document_what_is_served(requests)
-    answers = {(module, name) for _, (module, name, _) in OPERATIONS.values()}
+    answers = {kind[:2] for _, kind in OPERATIONS.values() if isinstance(kind, tuple)}
     for schemas in (requests, _sdk_schemas(answers)):
         clashes = set(schemas) & set(components)
         assert not clashes or all(components[n] == schemas[n] for n in clashes), clashes
@@ -127,7 +133,8 @@ def _add(document: dict[str, Any]) -> None:
         if _is_managed(path)
     }
     assert served == set(OPERATIONS) | {STREAM}, served ^ (set(OPERATIONS) | {STREAM})
-    for (method, path), (body, (_, name, paged)) in OPERATIONS.items():
+    for (method, path), (body, kind) in OPERATIONS.items():
+        _, name, paged = kind if isinstance(kind, tuple) else ("", kind.__name__, False)
         operation = document["paths"][path][method.lower()]
         if body is not None:
             operation["requestBody"] = {

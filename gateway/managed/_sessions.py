@@ -22,6 +22,7 @@ from gateway.managed._agents import agent_view
 from gateway.managed._common import (
     MAX_LIMIT,
     ManagedSession,
+    ManagedWorkerSession,
     answer,
     decode_stored,
     instant,
@@ -214,7 +215,7 @@ def agent_spec(
 
 
 @router.get("/v1/sessions/{session_id}", response_class=Response)
-async def retrieve_session(session: ManagedSession, services: Services) -> Response:
+async def retrieve_session(session: ManagedWorkerSession, services: Services) -> Response:
     return await viewed(session, services)
 
 

@@ -335,3 +335,30 @@ REFUSED: Final[tuple[type, ...]] = (
     UserDefineOutcomeParams,
     SystemMessageParams,
 )
+
+
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, msgspec.Meta(max_length=512)]
+
+
+class WorkStopParams(_Request, frozen=True):
+    force: bool = False
+
+
+class WorkUpdateParams(_Request, frozen=True):
+    # A patch: a key sent as null is removed.
+    metadata: dict[MetadataKey, MetadataValue | None]
+
+
+class EnvironmentKeyParams(_Request, frozen=True):
+    name: Annotated[str, msgspec.Meta(max_length=128)] = ""
+
+
+class EnvironmentKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A self-hosted environment's worker key (keel's extension), shown once."""
+
+    id: str
+    type: Literal["environment_key"] = "environment_key"
+    environment_id: str
+    name: str
+    key: str

@@ -22,6 +22,7 @@ import pytest
 from brain.crashpoints import POINTS
 from schemas import (
     TOOLS,
+    WAITING_FOR_CLIENT,
     AgentSpec,
     ApprovalDenied,
     ApprovalExpired,
@@ -30,6 +31,7 @@ from schemas import (
     ModelResponse,
     ModelSpec,
     Recorded,
+    SandboxSpec,
     SessionStatus,
     TextBlock,
     ToolDispatched,
@@ -301,3 +303,24 @@ async def test_keel_scripted_calls_a_tool_and_reports_its_result_or_its_denial(
     log = await check_invariants(store, denied)
     assert last_text(log) == "write_file was denied: the approval was denied"
     assert [call.name for call in harness.hands.ran] == ["bash"]
+
+
+async def test_a_self_hosted_session_never_asks_the_hands_for_a_sandbox(
+    store: EventStore,
+) -> None:
+    """Its worker runs every call and posts the one result: keel's hands have no part."""
+    harness = Harness(store)
+    spec = scripted(
+        [{"tool_calls": [bash("make")]}, {"text": "built"}],
+        sandbox=SandboxSpec(backend="self_hosted"),
+        turn_end="idle",
+    )
+    session_id = await harness.start_session(spec)
+    waiting = await harness.drive(session_id)
+    assert (waiting.status, waiting.reason) == ("waiting", WAITING_FOR_CLIENT)
+    [call] = of(await store.read(session_id), ToolRequested)
+    await harness.add_input(
+        session_id, ToolResult(call_id=call.call_id, output="ok", from_client=True)
+    )
+    assert (await harness.drive(session_id)).status == "idle"
+    assert harness.hands.provisioned == [] and harness.hands.ran == []

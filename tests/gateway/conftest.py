@@ -11,10 +11,12 @@ import uvicorn
 
 from brain.providers import Providers
 from brain.service import Brain, ensure_work_stream
-from gateway import StreamSettings, create_app
+from gateway import StreamSettings, WorkSettings, create_app
 from session_store import EventStore, SqliteEventStore
 from tests.brain.conftest import brain_settings
 from tests.nats_server import NatsServer, free_port
+
+WORK_LEASE_S = 3
 
 
 @pytest.fixture
@@ -36,7 +38,13 @@ async def gateway_url(store: EventStore, nats_server: NatsServer) -> AsyncIterat
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(store, nc, stream=StreamSettings(heartbeat_s=0.5, poll_s=1.0)),
+            create_app(
+                store,
+                nc,
+                stream=StreamSettings(heartbeat_s=0.5, poll_s=1.0),
+                # A self-hosted worker that dies loses its item in seconds, not a minute.
+                work=WorkSettings(lease_s=WORK_LEASE_S, recheck_s=0.05),
+            ),
             host="127.0.0.1",
             port=port,
             log_level="warning",

@@ -30,13 +30,19 @@ LOOKUP = {
 
 
 @pytest.fixture
-async def sdk(gateway_url: str, store: EventStore, brain: Brain) -> AsyncIterator[AsyncAnthropic]:
+async def reader(gateway_url: str, store: EventStore) -> AsyncIterator[AsyncAnthropic]:
+    """The SDK, with no brain behind the gateway: a session's log is what the test wrote."""
     key = await store.create_api_key("acme", "sdk")
     client = AsyncAnthropic(base_url=gateway_url, api_key=key.key, max_retries=0)
     try:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def sdk(reader: AsyncAnthropic, brain: Brain) -> AsyncAnthropic:
+    return reader
 
 
 async def until_idle(stream: Any) -> list[Any]:
@@ -100,12 +106,13 @@ def test_kept_projections_are_bounded_and_drop_the_least_recently_used_session()
 
 
 async def test_the_sdk_pages_a_long_history_in_order_once(
-    sdk: AsyncAnthropic, store: EventStore
+    reader: AsyncAnthropic, store: EventStore
 ) -> None:
+    sdk = reader
     env = await sdk.beta.environments.create(name="long")
     agent = await sdk.beta.agents.create(name="quiet", model=MODEL)
     session = await sdk.beta.sessions.create(environment_id=env.id, agent=agent.id)
-    # Straight to the log: the brain sees no announcement, so it does not answer them.
+    # Straight to the log, and no brain to answer them.
     count = 1234
     for start in range(0, count, 500):
         await store.append_input(

@@ -14,6 +14,7 @@ from schemas import AgentSpec, SessionCreated, Usage, UserMessage
 from session_store import SqliteEventStore
 from session_store._tables import SCHEMA_REVISION
 from tests.backends import SqliteBackend
+from tests.session_store.work_contract import ENV, waiting
 
 
 def alembic_config() -> Config:
@@ -116,4 +117,20 @@ async def test_a_store_with_a_blob_table_upgrades_and_keeps_its_sessions(tmp_pat
         assert [r.event for r in await store.read(info.session_id)][1] == UserMessage(text="hi")
         assert (await store.verify(info.session_id)).ok
         assert await store.tenant_for_key(key.key) == "acme"
+        assert await SqliteBackend(tmp_path).schema_diff() == []
+
+
+async def test_a_session_waiting_on_its_worker_before_work_items_existed_gets_one(
+    tmp_path: Path,
+) -> None:
+    """Migration 0009 adds the work queue: a self-hosted session that was already waiting
+    for its worker's results is handed out by the first poll after the upgrade."""
+    path = tmp_path / "keel.db"
+    old = await store_at(path, "0008")
+    session_id = await waiting(old)
+    await old.close()
+
+    async with upgraded(path) as store:
+        item = await store.poll_work("acme", ENV)
+        assert item is not None and item.session_id == session_id
         assert await SqliteBackend(tmp_path).schema_diff() == []
