@@ -2,9 +2,13 @@
 
 A Managed Agents session is made from an agent and an environment that must exist; ids
 drawn at random never do, so no session would ever be made and nothing past its creation
-fuzzed. The test makes an agent and an environment first and names them here
+fuzzed. The test makes an agent and a (self-hosted) environment first and names them here
 (`KEEL_SCHEMATHESIS_AGENT`, `KEEL_SCHEMATHESIS_ENVIRONMENT`); every drawn body of a session
-creation refers to them, whatever else it holds.
+creation refers to them, whatever else it holds, and so does every key asked for: only a
+self-hosted environment has a worker to key. A session's events are read and sent on one
+session the test made (`KEEL_SCHEMATHESIS_SESSION`): the stateful phase finds the sessions
+it made only by chance. What the test made is never changed, archived or deleted: the
+stateful phase would find their ids in lists, and nothing after could use them.
 
 An Idempotency-Key drawn again for the same request is a retry, and keel answers it with
 the first answer (its promise): an update replayed after the session was deleted looks, to
@@ -21,6 +25,10 @@ from typing import Any
 import schemathesis
 
 SESSIONS = "/managed-agents/v1/sessions"
+KEYS = "/v1/environments/{environment_id}/keys"
+EVENTS = "/managed-agents/v1/sessions/{session_id}/events"
+# What may be done to what the test made, besides reading it.
+MAY_USE = frozenset({KEYS, EVENTS})
 _REQUESTS = itertools.count()
 
 
@@ -30,6 +38,31 @@ def map_headers(context: schemathesis.HookContext, headers: Any) -> Any:
         for name in [n for n in headers if n.lower() == "idempotency-key"]:
             headers[name] = f"{headers[name]}-{next(_REQUESTS)}"[-255:]
     return headers
+
+
+@schemathesis.hook
+def before_call(context: schemathesis.HookContext, case: Any, kwargs: dict[str, Any]) -> None:
+    """What the test made is only read: any other operation on it (an id the stateful phase
+    found in a list, or reused from an answer) goes to an id that names nothing."""
+    parameters = case.path_parameters
+    if not parameters or (case.method.upper() == "GET" or case.operation.path in MAY_USE):
+        return
+    made = {os.environ[f"KEEL_SCHEMATHESIS_{name}"] for name in ("AGENT", "ENVIRONMENT", "SESSION")}
+    for name, value in parameters.items():
+        if value in made:
+            parameters[name] = f"{value}-not-this-one"
+
+
+@schemathesis.hook
+def map_path_parameters(context: schemathesis.HookContext, parameters: Any) -> Any:
+    operation = context.operation
+    if operation is None or not isinstance(parameters, dict):
+        return parameters
+    if operation.path == KEYS:
+        parameters["environment_id"] = os.environ["KEEL_SCHEMATHESIS_ENVIRONMENT"]
+    elif operation.path == EVENTS:
+        parameters["session_id"] = os.environ["KEEL_SCHEMATHESIS_SESSION"]
+    return parameters
 
 
 @schemathesis.hook

@@ -38,10 +38,16 @@ async def test_every_documented_operation_holds_under_schemathesis(
     async with httpx2.AsyncClient(
         base_url=gateway_url, headers={"authorization": f"Bearer {key.key}"}
     ) as client:
-        environment = (await client.post("/v1/environments", json={"name": "fuzzed"})).json()
+        environment = (
+            await client.post(
+                "/v1/environments", json={"name": "fuzzed", "config": {"type": "self_hosted"}}
+            )
+        ).json()
         agent = (
             await client.post("/v1/agents", json={"name": "fuzzed", "model": "keel-scripted"})
         ).json()
+        made = {"agent": agent["id"], "environment_id": environment["id"]}
+        session = (await client.post("/managed-agents/v1/sessions", json=made)).json()
     run = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "schemathesis.cli", "--config-file", str(CONFIG), "--no-color"),
@@ -54,6 +60,7 @@ async def test_every_documented_operation_holds_under_schemathesis(
             "SCHEMATHESIS_HOOKS": "tests.gateway.schemathesis_hooks",
             "KEEL_SCHEMATHESIS_AGENT": agent["id"],
             "KEEL_SCHEMATHESIS_ENVIRONMENT": environment["id"],
+            "KEEL_SCHEMATHESIS_SESSION": session["id"],
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
