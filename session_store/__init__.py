@@ -34,6 +34,8 @@ from session_store._protocol import (
     SessionReader,
     Store,
     Tenancy,
+    WebhookDeliveries,
+    WebhookEndpoints,
 )
 from session_store._records import (
     ApiKey,
@@ -46,6 +48,8 @@ from session_store._records import (
     SessionPage,
     Snapshot,
     Verification,
+    WebhookBacklog,
+    WebhookEndpoint,
 )
 
 if TYPE_CHECKING:
@@ -104,5 +108,9 @@ __all__ = [
     "Tenancy",
     "Verification",
     "VersionConflict",
+    "WebhookBacklog",
+    "WebhookDeliveries",
+    "WebhookEndpoint",
+    "WebhookEndpoints",
     "open_store",
 ]

@@ -17,9 +17,20 @@ from session_store import (
     SqliteEventStore,
     Store,
     Tenancy,
+    WebhookDeliveries,
+    WebhookEndpoints,
 )
 
-PARTS = (Store, SessionReader, SessionLog, SessionCatalog, Tenancy, Resources)
+PARTS = (
+    Store,
+    SessionReader,
+    SessionLog,
+    SessionCatalog,
+    Tenancy,
+    Resources,
+    WebhookEndpoints,
+    WebhookDeliveries,
+)
 
 
 def own_members(protocol: type) -> set[str]:

@@ -10,9 +10,10 @@ from session_store._projection import INPUT_GRACE_S
 from tests.backends import SqliteBackend
 from tests.session_store.contract import CREATED, StoreContract, keyed, message
 from tests.session_store.managed_contract import ManagedContract
+from tests.session_store.webhook_contract import WebhookContract
 
 
-class TestSqliteStore(StoreContract, ManagedContract):
+class TestSqliteStore(StoreContract, ManagedContract, WebhookContract):
     @pytest.fixture
     def backend(self, sqlite_backend: SqliteBackend) -> SqliteBackend:
         return sqlite_backend
