@@ -37,6 +37,7 @@ _ENCODER: Final = msgspec.json.Encoder()
 _STATUS_CODES: Final = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",

@@ -5,16 +5,27 @@ Agents and environments are versioned JSON resources in the store; a session mad
 them runs a keel `AgentSpec` (`_sessions.agent_spec`) that idles between turns; its events
 are a projection of keel's log (`_projection`), which stays the only source of truth.
 
+Sessions' webhooks (`_webhook_events`) are sent from the log by `WebhookDeliverer`, which
+`python -m gateway` runs when its operator allows webhook URLs; a tenant sets its endpoint
+at `/v1/webhook_endpoint` (`_webhooks`).
+
 Not in the served OpenAPI document yet: its bodies need their schemas there first, so that
 Schemathesis fuzzes these routes within its time (until then the SDK's own tests cover them).
 """
 
 from fastapi import FastAPI
 
-from gateway.managed import _agents, _environments, _events, _sessions
+from gateway.managed import _agents, _environments, _events, _sessions, _webhooks
+from gateway.managed._delivery import WebhookDeliverer
 from gateway.managed._folds import install_projections
 
-ROUTERS = (_agents.router, _environments.router, _sessions.router, _events.router)
+ROUTERS = (
+    _agents.router,
+    _environments.router,
+    _sessions.router,
+    _events.router,
+    _webhooks.router,
+)
 
 
 def install(app: FastAPI) -> None:
@@ -23,4 +34,4 @@ def install(app: FastAPI) -> None:
         app.include_router(router)
 
 
-__all__ = ["install"]
+__all__ = ["WebhookDeliverer", "install"]
