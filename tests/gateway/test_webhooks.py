@@ -6,7 +6,6 @@ hold another's back; and an endpoint keel's operator does not allow is refused c
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx2
 import pytest
@@ -22,7 +21,7 @@ from gateway import WebhookSettings
 from gateway.managed import WebhookDeliverer
 from session_store import EventStore
 from tests.gateway.test_managed_agents import MODEL, send_text, until_idle
-from tests.gateway.webhook_receiver import Delivery, Receiver, serving
+from tests.gateway.webhook_receiver import Receiver, serving, set_endpoint, types_of
 
 
 @pytest.fixture
@@ -69,38 +68,6 @@ async def sdk(
         yield client
     finally:
         await client.close()
-
-
-async def set_endpoint(sdk: AsyncAnthropic, url: str, **fields: Any) -> dict[str, Any]:
-    """`PUT /v1/webhook_endpoint` with the SDK's own key (keel's API: the SDK has no call)."""
-    async with httpx2.AsyncClient(base_url=str(sdk.base_url)) as http:
-        response = await http.put(
-            "/v1/webhook_endpoint",
-            json={"url": url, **fields},
-            headers={"authorization": f"Bearer {sdk.api_key}"},
-        )
-    assert response.status_code == 200, response.text
-    endpoint: dict[str, Any] = response.json()
-    return endpoint
-
-
-def types_of(deliveries: list[Delivery], session_id: str) -> list[str]:
-    """The webhook types a session's deliveries carried, in the order they were taken."""
-    seen: list[str] = []
-    ids: set[str] = set()
-    for delivery in deliveries:
-        event = json_of(delivery)
-        if event["data"]["id"] == session_id and event["id"] not in ids:
-            ids.add(event["id"])
-            seen.append(event["data"]["type"])
-    return seen
-
-
-def json_of(delivery: Delivery) -> dict[str, Any]:
-    import json
-
-    parsed: dict[str, Any] = json.loads(delivery.body)
-    return parsed
 
 
 async def test_an_sdk_program_s_sessions_arrive_signed_and_unwrap_with_the_sdk(

@@ -1,15 +1,19 @@
 """A webhook receiver for tests: a real HTTP server (uvicorn) on a loopback port that keeps
 every request it is sent, and answers as a test tells it: fail the first few, hold some
-open, or fail a path for good."""
+open, or fail a path for good. And how a test sets where webhooks go, and reads them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx2
 import uvicorn
+from anthropic import AsyncAnthropic
 from starlette.types import Receive, Scope, Send
 
 from tests.nats_server import free_port
@@ -99,3 +103,33 @@ async def serving(receiver: Receiver) -> AsyncIterator[Receiver]:
         receiver.released.set()
         server.should_exit = True
         await task
+
+
+async def set_endpoint(sdk: AsyncAnthropic, url: str, **fields: Any) -> dict[str, Any]:
+    """`PUT /v1/webhook_endpoint` with the SDK's own key (keel's API: the SDK has no call)."""
+    async with httpx2.AsyncClient(base_url=str(sdk.base_url)) as http:
+        response = await http.put(
+            "/v1/webhook_endpoint",
+            json={"url": url, **fields},
+            headers={"authorization": f"Bearer {sdk.api_key}"},
+        )
+    assert response.status_code == 200, response.text
+    endpoint: dict[str, Any] = response.json()
+    return endpoint
+
+
+def types_of(deliveries: list[Delivery], session_id: str) -> list[str]:
+    """The webhook types a session's deliveries carried, in the order they were taken."""
+    seen: list[str] = []
+    ids: set[str] = set()
+    for delivery in deliveries:
+        event = json_of(delivery)
+        if event["data"]["id"] == session_id and event["id"] not in ids:
+            ids.add(event["id"])
+            seen.append(event["data"]["type"])
+    return seen
+
+
+def json_of(delivery: Delivery) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(delivery.body)
+    return parsed
