@@ -114,6 +114,14 @@ async def test_an_sdk_program_s_sessions_arrive_signed_and_unwrap_with_the_sdk(
     )
     await send_text(sdk, broke.id, "hello")
 
+    ended = await sdk.beta.sessions.create(environment_id=env.id, agent=agent.id)
+    async with httpx2.AsyncClient(base_url=str(sdk.base_url)) as http:
+        cancelled = await http.post(  # keel's own API: the SDK has no call that ends one
+            f"/v1/sessions/{ended.id}/cancel",
+            headers={"authorization": f"Bearer {sdk.api_key}"},
+        )
+    assert cancelled.status_code == 202, cancelled.text
+
     expected = {
         asking.id: [
             "session.created",
@@ -132,6 +140,7 @@ async def test_an_sdk_program_s_sessions_arrive_signed_and_unwrap_with_the_sdk(
             "session.status_idled",
             "session.budget_reached",
         ],
+        ended.id: ["session.created", "session.status_terminated"],
     }
     await receiver.wait_for(
         lambda taken: all(types_of(taken, sid) == want for sid, want in expected.items())
