@@ -150,9 +150,9 @@ class EndpointDelivery:
     async def _catch_up(self, session: WebhookBacklog) -> None:
         endpoint, sid = self.endpoint, session.session_id
         if session.deleted_at is not None:
-            await self.deliverer.send(
-                endpoint, deleted_event(sid, endpoint.tenant, session.deleted_at)
-            )
+            deleted = deleted_event(sid, endpoint.tenant, session.deleted_at)
+            if self._wants(deleted):
+                await self.deliverer.send(endpoint, deleted)
             await self.store.forget_webhook_session(endpoint.endpoint_id, sid)
             self.folds.pop(sid, None)
             return

@@ -5,6 +5,7 @@ hold another's back; and an endpoint keel's operator does not allow is refused c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx2
@@ -165,7 +166,7 @@ async def test_an_sdk_program_s_sessions_arrive_signed_and_unwrap_with_the_sdk(
 
 
 async def test_a_receiver_that_fails_at_first_gets_every_webhook_in_order(
-    sdk: AsyncAnthropic, receiver: Receiver
+    sdk: AsyncAnthropic, receiver: Receiver, store: EventStore
 ) -> None:
     receiver.fail_first = 4
     await set_endpoint(sdk, receiver.url("/hooks/flaky"), event_types=["session.status_idled"])
@@ -184,6 +185,16 @@ async def test_a_receiver_that_fails_at_first_gets_every_webhook_in_order(
     taken_ids = [d.headers["webhook-id"] for d in receiver.taken()]
     assert {d.headers["webhook-id"] for d in failed} <= set(taken_ids)
     assert taken_ids == sorted(taken_ids, key=lambda i: int(i.split("_")[-2]))
+    # Only the types it takes: a deletion is not one, and is dropped, not sent.
+    await sdk.beta.sessions.delete(session.id)
+    endpoint = await store.get_webhook_endpoint("acme")
+    assert endpoint is not None
+    for _ in range(200):
+        if not await store.webhook_backlog(endpoint):
+            break
+        await asyncio.sleep(0.05)
+    assert await store.webhook_backlog(endpoint) == []
+    assert len(receiver.taken()) == 3
 
 
 async def test_a_tenant_whose_receiver_fails_holds_no_other_back(
