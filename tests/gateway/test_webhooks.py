@@ -197,6 +197,30 @@ async def test_a_receiver_that_fails_at_first_gets_every_webhook_in_order(
     assert len(receiver.taken()) == 3
 
 
+async def test_two_gateways_never_both_send_an_endpoint_s_webhooks(
+    sdk: AsyncAnthropic, receiver: Receiver, store: EventStore, webhook_settings: WebhookSettings
+) -> None:
+    other = WebhookDeliverer(store, webhook_settings)
+    await other.start()
+    try:
+        await set_endpoint(sdk, receiver.url("/hooks/twice"))
+        env = await sdk.beta.environments.create(name="twice")
+        agent = await sdk.beta.agents.create(name="echo", model=MODEL)
+        sessions = [
+            (await sdk.beta.sessions.create(environment_id=env.id, agent=agent.id)).id
+            for _ in range(3)
+        ]
+        for session_id in sessions:
+            await send_text(sdk, session_id, "hi")
+        await receiver.wait_for(
+            lambda taken: all(len(types_of(taken, sid)) == 3 for sid in sessions)
+        )
+    finally:
+        await other.close()
+    ids = [d.headers["webhook-id"] for d in receiver.taken()]
+    assert len(ids) == len(set(ids)) == 9
+
+
 async def test_a_tenant_whose_receiver_fails_holds_no_other_back(
     sdk: AsyncAnthropic, receiver: Receiver, store: EventStore, gateway_url: str
 ) -> None:
