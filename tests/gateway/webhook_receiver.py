@@ -18,13 +18,16 @@ from starlette.types import Receive, Scope, Send
 
 from tests.nats_server import free_port
 
+# How long a stalled request goes unanswered: longer than the senders in tests wait.
+STALL_S = 2.0
+
 
 @dataclass(frozen=True)
 class Delivery:
     path: str
     body: str
     headers: dict[str, str]
-    # What the receiver answered: 200 taken, 500 refused, 0 held and never answered.
+    # What the receiver answered: 200 taken, 500 refused, 0 held or stalled: nothing.
     status: int
 
 
@@ -32,8 +35,10 @@ class Delivery:
 class Receiver:
     port: int = field(default_factory=free_port)
     deliveries: list[Delivery] = field(default_factory=list)
-    # Answer 500 to this many requests first.
+    # Answer 500 to this many requests first (after the stalled ones).
     fail_first: int = 0
+    # Answer nothing to this many requests first, for longer than a sender waits.
+    stall_first: int = 0
     # Paths answered 500 every time.
     failing_paths: set[str] = field(default_factory=set)
     # Hold a request matching this (its body) open until `released` is set.
@@ -69,6 +74,11 @@ class Receiver:
             self.holding.set()
             await self.released.wait()
             return  # whoever sent it is gone by now; nothing to answer
+        if self.stall_first > 0:
+            self.stall_first -= 1
+            self.deliveries.append(Delivery(scope["path"], text, headers, 0))
+            await asyncio.sleep(STALL_S)
+            return  # the sender has given up waiting
         if self.fail_first > 0 or scope["path"] in self.failing_paths:
             self.fail_first = max(0, self.fail_first - 1)
             status = 500
