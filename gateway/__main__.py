@@ -13,6 +13,7 @@ from gateway._app import create_app
 from gateway._idempotency import CRASH_POINTS
 from gateway._settings import GatewaySettings
 from gateway._work_leases import WorkSettings
+from gateway.managed import WebhookDeliverer
 from schemas import (
     Crashpoints,
     NatsLinkLog,
@@ -30,14 +31,21 @@ async def serve(settings: GatewaySettings) -> None:
     nc = link.client = await nats.connect(
         settings.nats_url, name="gateway", max_reconnect_attempts=-1, **link.callbacks()
     )
+    app = create_app(
+        store,
+        nc,
+        work=WorkSettings(lease_s=settings.work_lease_s),
+        crash=Crashpoints(settings.crash_at, CRASH_POINTS),
+        tenant_model_endpoints=settings.tenant_model_endpoints,
+        webhooks=settings.webhooks,
+    )
+    # Webhooks are sent by every gateway whose operator allows webhook URLs; the store's
+    # leases keep two from sending to one endpoint at once.
+    deliverer = (
+        WebhookDeliverer(store, settings.webhooks) if settings.webhooks.urls().enabled else None
+    )
     config = uvicorn.Config(
-        create_app(
-            store,
-            nc,
-            work=WorkSettings(lease_s=settings.work_lease_s),
-            crash=Crashpoints(settings.crash_at, CRASH_POINTS),
-            tenant_model_endpoints=settings.tenant_model_endpoints,
-        ),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
@@ -50,9 +58,13 @@ async def serve(settings: GatewaySettings) -> None:
         access_log=settings.access_log,
     )
     try:
+        if deliverer is not None:
+            await deliverer.start()
         # uvicorn handles SIGINT/SIGTERM: it stops taking requests and lets open ones end.
         await uvicorn.Server(config).serve()
     finally:
+        if deliverer is not None:
+            await deliverer.close()
         await nc.drain()
         await store.close()
 

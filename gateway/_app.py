@@ -22,6 +22,7 @@ from gateway._idempotency import install_replays
 from gateway._metrics import GatewayMetrics, MetricsMiddleware
 from gateway._openapi import install_openapi
 from gateway._services import GatewayServices
+from gateway._settings import WebhookSettings
 from gateway._stream import StreamSettings
 from gateway._viewer import install_viewer
 from gateway._work import Announcer
@@ -57,6 +58,7 @@ def create_app(
     work: WorkSettings | None = None,
     crash: Crashpoints | None = None,
     tenant_model_endpoints: bool = False,
+    webhooks: WebhookSettings | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="keel",
@@ -82,6 +84,7 @@ def create_app(
         metrics=metrics,
         crash=crash or Crashpoints(),
         tenant_model_endpoints=tenant_model_endpoints,
+        webhook_urls=(webhooks or WebhookSettings()).urls(),
     ).install(app)
     for resource in (_health, _sessions, _events, _audit):
         app.include_router(resource.router)

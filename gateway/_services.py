@@ -12,6 +12,7 @@ from nats.aio.client import Client as NATS
 from gateway._feeds import Feeds
 from gateway._metrics import GatewayMetrics
 from gateway._stream import StreamSettings
+from gateway._webhook_urls import WebhookUrls
 from gateway._work import Announcer
 from gateway._work_leases import WorkSettings
 from schemas import Crashpoints
@@ -30,6 +31,8 @@ class GatewayServices:
     metrics: GatewayMetrics
     # Where a drill has the gateway kill itself (`gateway._idempotency`).
     crash: Crashpoints
+    # Where the operator lets tenants point webhooks.
+    webhook_urls: WebhookUrls
     # Whether a session's spec may name its model's server and key variable
     # (`KEEL_TENANT_MODEL_ENDPOINTS`).
     tenant_model_endpoints: bool = False

@@ -6,8 +6,52 @@ from typing import Annotated
 
 import msgspec
 
+from gateway._webhook_urls import WebhookUrls
 from gateway._work_leases import DEFAULT_LEASE_S
 from schemas import LogSettings, setting
+
+
+class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
+    allowed_urls: Annotated[
+        str,
+        setting(
+            "KEEL_WEBHOOK_URLS",
+            "where tenants may point webhooks: URL prefixes (scheme://host[:port][/path]), "
+            "comma-separated; unset, webhooks are off",
+        ),
+    ] = ""
+    timeout_s: Annotated[
+        float, setting("KEEL_WEBHOOK_TIMEOUT_S", "a webhook receiver's time to answer")
+    ] = 10.0
+    poll_s: Annotated[
+        float, setting("KEEL_WEBHOOK_POLL_S", "how often a gateway looks for webhooks to send")
+    ] = 1.0
+    lease_s: Annotated[
+        float,
+        setting(
+            "KEEL_WEBHOOK_LEASE_S",
+            "an endpoint whose gateway stops renewing its lease (killed) passes to another "
+            "gateway this long after",
+        ),
+    ] = 15.0
+    retry_first_s: Annotated[
+        float,
+        setting("KEEL_WEBHOOK_RETRY_S", "the first wait before a failed webhook is sent again"),
+    ] = 1.0
+    retry_max_s: Annotated[
+        float,
+        setting(
+            "KEEL_WEBHOOK_RETRY_MAX_S",
+            "the longest wait between tries of a failed webhook (it is tried until taken)",
+        ),
+    ] = 600.0
+
+    def __post_init__(self) -> None:
+        # A bad prefix stops the gateway at start, naming the variable.
+        self.urls()
+
+    def urls(self) -> WebhookUrls:
+        return WebhookUrls.parse(self.allowed_urls)
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,4 +95,5 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             "SIGKILL itself there",
         ),
     ] = None
+    webhooks: WebhookSettings = WebhookSettings()
     log: LogSettings = LogSettings()

@@ -36,6 +36,8 @@ from session_store._protocol import (
     SessionReader,
     Store,
     Tenancy,
+    WebhookDeliveries,
+    WebhookEndpoints,
     WorkQueue,
 )
 from session_store._records import (
@@ -51,6 +53,8 @@ from session_store._records import (
     SessionPage,
     Snapshot,
     Verification,
+    WebhookBacklog,
+    WebhookEndpoint,
     WorkItem,
     WorkLease,
     WorkPage,
@@ -126,5 +130,9 @@ __all__ = [
     "WorkState",
     "WorkStateConflict",
     "WorkStats",
+    "WebhookBacklog",
+    "WebhookDeliveries",
+    "WebhookEndpoint",
+    "WebhookEndpoints",
     "open_store",
 ]

@@ -10,7 +10,11 @@ A caller sees only the part it uses (as eventsourcing's `AggregateRecorder` ⊂
     ├── Tenancy            who may call the API (bearer keys, environment keys) and what it
     │                      already answered (Idempotency-Keys)
     ├── Resources          the Managed Agents API's versioned agents and environments
-    └── WorkQueue          self-hosted environments' work items, derived from their sessions
+    ├── WorkQueue          self-hosted environments' work items, derived from their sessions
+    └── WebhookEndpoints   where a tenant's webhooks go (its API sets it)
+    SessionReader
+    └── WebhookDeliveries  what gateways send them by: leases on endpoints, the backlog,
+                           durable cursors
     EventStore             all of them: what a backend is, and what `open_store` returns
 """
 
@@ -35,6 +39,8 @@ from session_store._records import (
     SessionPage,
     Snapshot,
     Verification,
+    WebhookBacklog,
+    WebhookEndpoint,
     WorkItem,
     WorkLease,
     WorkPage,
@@ -237,6 +243,43 @@ class WorkQueue(Store, Protocol):
     async def work_stats(self, tenant: str, environment_id: str) -> WorkStats: ...
 
 
-class EventStore(SessionLog, SessionCatalog, Tenancy, Resources, WorkQueue, Protocol):
+class WebhookEndpoints(Store, Protocol):
+    """A tenant's webhook endpoint (one at most), as its API sets, shows and removes it."""
+
+    async def set_webhook_endpoint(
+        self, tenant: str, url: str, event_types: Sequence[str], *, new_secret: str
+    ) -> WebhookEndpoint: ...
+    async def get_webhook_endpoint(self, tenant: str) -> WebhookEndpoint | None: ...
+    async def delete_webhook_endpoint(self, tenant: str) -> bool: ...
+
+
+class WebhookDeliveries(SessionReader, Protocol):
+    """What the gateways that send webhooks go by: who sends to which endpoint (leases),
+    what each has not been sent yet, and how far it has been sent (durable cursors). They
+    read the logs the events come from."""
+
+    async def claim_webhook_endpoints(
+        self, owner: str, ttl: float, limit: int = 100
+    ) -> list[WebhookEndpoint]: ...
+    async def release_webhook_endpoints(self, owner: str) -> None: ...
+    async def webhook_backlog(
+        self, endpoint: WebhookEndpoint, limit: int = 100
+    ) -> list[WebhookBacklog]: ...
+    async def advance_webhook_cursor(
+        self, endpoint_id: str, session_id: str, next_seq: int, next_part: int
+    ) -> None: ...
+    async def forget_webhook_session(self, endpoint_id: str, session_id: str) -> None: ...
+
+
+class EventStore(
+    SessionLog,
+    SessionCatalog,
+    Tenancy,
+    Resources,
+    WorkQueue,
+    WebhookEndpoints,
+    WebhookDeliveries,
+    Protocol,
+):
     """The whole store: every part above. Backends are this; a caller should ask for the
     part it uses."""

@@ -184,3 +184,29 @@ class WorkStats(msgspec.Struct, frozen=True, kw_only=True):
     oldest_queued_at: float | None
     # Workers that polled in the last `POLLERS_WINDOW_S`.
     workers_polling: int
+
+
+class WebhookEndpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's webhook endpoint: where its sessions' events are POSTed, signed with
+    `secret`; the events logged from `created_at` on."""
+
+    endpoint_id: str
+    tenant: str
+    url: str
+    secret: str
+    # The `data.type`s it takes; empty: every one keel sends.
+    event_types: list[str] = []
+    created_at: float
+    updated_at: float
+
+
+class WebhookBacklog(msgspec.Struct, frozen=True, kw_only=True):
+    """A session with webhook events still to send to an endpoint: from part `next_part`
+    of those its log's event `next_seq` makes, up to its head; or, once it is deleted
+    (`deleted_at`), only `session.deleted`."""
+
+    session_id: str
+    next_seq: int = 1
+    next_part: int = 0
+    head_seq: int = 0
+    deleted_at: float | None = None

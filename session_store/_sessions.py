@@ -31,6 +31,7 @@ from session_store._reads import require_session
 from session_store._records import SessionInfo, SessionPage
 from session_store._tables import events, sessions, snapshots
 from session_store._validate import check_id, encode_append, encode_checked
+from session_store._webhooks import record_deletion
 
 _SESSION_COLUMNS = (
     sessions.c.session_id,
@@ -213,7 +214,8 @@ class SqlSessions(SqlDatabase):
         unless_running: bool = False,
         keyed: IdempotentWrite[None] | None = None,
     ) -> None:
-        """Remove a finished session: its log, snapshots and row, in one transaction.
+        """Remove a finished session: its log, snapshots and row, in one transaction, which
+        also leaves its tenant's webhook endpoint `session.deleted` to send.
 
         Refused (SessionBusy) while it is not terminal (`unless_running`: while it is
         running, or waiting on its tools), or while a brain still holds its lease: a
@@ -226,13 +228,14 @@ class SqlSessions(SqlDatabase):
                     sessions.c.status_reason,
                     sessions.c.lease_owner,
                     sessions.c.lease_until,
+                    sessions.c.tenant,
                 )
                 .where(sessions.c.session_id == session_id)
                 .with_for_update()
             ).first()
             if row is None:
                 raise SessionNotFound(session_id)
-            status, reason, owner, until = row
+            status, reason, owner, until, tenant = row
             if unless_running:
                 if status == "running" or (status == "waiting" and reason == WAITING_FOR_TOOLS):
                     raise SessionBusy(session_id, f"it is {status} (interrupt it first)")
@@ -245,8 +248,10 @@ class SqlSessions(SqlDatabase):
             conn.execute(delete(events).where(events.c.session_id == session_id))
             conn.execute(delete(snapshots).where(snapshots.c.session_id == session_id))
             conn.execute(delete(sessions).where(sessions.c.session_id == session_id))
+            now = self._clock()
+            record_deletion(conn, tenant, session_id, now)
             if keyed is not None:
-                record_answer(conn, keyed, None, self._clock())
+                record_answer(conn, keyed, None, now)
 
         await self._write(remove)
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 # The newest migration: these tables are what it leaves. A store already there skips
 # Alembic entirely at start (importing it is a tenth of a second of every brain's start).
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 metadata = MetaData()
 
@@ -177,4 +177,36 @@ environment_keys = Table(
     Column("environment_id", String(64), nullable=False),
     Column("name", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+# A tenant's webhook endpoint (one at most): where its sessions' events are POSTed, signed
+# with `secret`; `event_types` (JSON) picks which, all when empty. Events logged from
+# `created_at` on are sent. `lease_owner` is the gateway that sends them until `lease_until`.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("endpoint_id", String(64), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("event_types", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", Float, nullable=True),
+)
+
+# How far an endpoint has been sent each session's webhook events: every one before part
+# `next_part` of those that the event at `next_seq` of the log makes. No row: nothing sent
+# yet. `deleted_at`: the session is gone (its log with it), and `session.deleted` is still
+# to send; the row is written by the delete, in its transaction.
+webhook_cursors = Table(
+    "webhook_cursors",
+    metadata,
+    Column("endpoint_id", String(64), nullable=False),
+    Column("session_id", String(64), nullable=False),
+    Column("next_seq", BigInteger, nullable=False),
+    Column("next_part", Integer, nullable=False),
+    Column("deleted_at", Float, nullable=True),
+    PrimaryKeyConstraint("endpoint_id", "session_id"),
 )

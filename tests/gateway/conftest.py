@@ -11,7 +11,7 @@ import uvicorn
 
 from brain.providers import Providers
 from brain.service import Brain, ensure_work_stream
-from gateway import StreamSettings, WorkSettings, create_app
+from gateway import StreamSettings, WebhookSettings, WorkSettings, create_app
 from session_store import EventStore, SqliteEventStore
 from tests.brain.conftest import brain_settings
 from tests.nats_server import NatsServer, free_port
@@ -30,7 +30,15 @@ async def store(tmp_path: Path) -> AsyncIterator[EventStore]:
 
 
 @pytest.fixture
-async def gateway_url(store: EventStore, nats_server: NatsServer) -> AsyncIterator[str]:
+def webhook_settings() -> WebhookSettings:
+    """The gateway's webhook settings: off (no URL allowed), unless a test module says."""
+    return WebhookSettings()
+
+
+@pytest.fixture
+async def gateway_url(
+    store: EventStore, nats_server: NatsServer, webhook_settings: WebhookSettings
+) -> AsyncIterator[str]:
     """The gateway served by uvicorn on a free loopback port: real HTTP over a socket."""
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
@@ -44,6 +52,7 @@ async def gateway_url(store: EventStore, nats_server: NatsServer) -> AsyncIterat
                 stream=StreamSettings(heartbeat_s=0.5, poll_s=1.0),
                 # A self-hosted worker that dies loses its item in seconds, not a minute.
                 work=WorkSettings(lease_s=WORK_LEASE_S, recheck_s=0.05),
+                webhooks=webhook_settings,
             ),
             host="127.0.0.1",
             port=port,

@@ -12,10 +12,11 @@ from session_store._postgres import IDLE_IN_TRANSACTION_TIMEOUT_MS
 from tests.backends import PostgresBackend
 from tests.session_store.contract import CREATED, StoreContract
 from tests.session_store.managed_contract import ManagedContract
+from tests.session_store.webhook_contract import WebhookContract
 from tests.session_store.work_contract import WorkContract
 
 
-class TestPostgresStore(StoreContract, ManagedContract, WorkContract):
+class TestPostgresStore(StoreContract, ManagedContract, WorkContract, WebhookContract):
     @pytest.fixture
     def backend(self, postgres_backend: PostgresBackend) -> PostgresBackend:
         return postgres_backend

@@ -17,9 +17,22 @@ from session_store import (
     SqliteEventStore,
     Store,
     Tenancy,
+    WebhookDeliveries,
+    WebhookEndpoints,
+    WorkQueue,
 )
 
-PARTS = (Store, SessionReader, SessionLog, SessionCatalog, Tenancy, Resources)
+PARTS = (
+    Store,
+    SessionReader,
+    SessionLog,
+    SessionCatalog,
+    Tenancy,
+    Resources,
+    WorkQueue,
+    WebhookEndpoints,
+    WebhookDeliveries,
+)
 
 
 def own_members(protocol: type) -> set[str]:

@@ -10,10 +10,11 @@ from session_store._projection import INPUT_GRACE_S
 from tests.backends import SqliteBackend
 from tests.session_store.contract import CREATED, StoreContract, keyed, message
 from tests.session_store.managed_contract import ManagedContract
+from tests.session_store.webhook_contract import WebhookContract
 from tests.session_store.work_contract import WorkContract
 
 
-class TestSqliteStore(StoreContract, ManagedContract, WorkContract):
+class TestSqliteStore(StoreContract, ManagedContract, WorkContract, WebhookContract):
     @pytest.fixture
     def backend(self, sqlite_backend: SqliteBackend) -> SqliteBackend:
         return sqlite_backend
