@@ -3,13 +3,14 @@
 All three are the projection of keel's log (`_projection`): what is sent is checked and
 appended to the log, and answered as the events it became; a list and a stream show the log
 projected. The stream is live from the moment it opens and stays open past idle (a session
-takes more input); `Last-Event-ID` (keel's extension) replays after that event first.
+takes more input); `Last-Event-ID` (keel's extension) replays after that event first. With
+`event_deltas[]=agent.message` it also previews messages as the model writes them
+(`_previews`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final, Literal
@@ -25,6 +26,7 @@ from gateway._errors import ApiProblem
 from gateway._idempotency import Keys
 from gateway._services import GatewayServices, Services
 from gateway.managed._common import MAX_LIMIT, answer, page
+from gateway.managed._previews import Previews, previews_of
 from gateway.managed._projection import Projection, parse_event_id
 from gateway.managed._shapes import SendEvents
 from gateway.managed._user_events import to_log
@@ -129,30 +131,40 @@ async def list_events(
 
 @router.get("/v1/sessions/{session_id}/events/stream", response_class=StreamingResponse)
 async def stream_events(
-    session: Session, request: Request, services: Services
+    session: Session,
+    request: Request,
+    services: Services,
+    event_deltas: Annotated[
+        list[Literal["agent.message", "agent.thinking"]] | None, Query(alias="event_deltas[]")
+    ] = None,
 ) -> StreamingResponse:
     """Live events as Server-Sent Events (`event: <type>`, `id: <event id>`), from now on,
     open past idle until the session ends or is deleted. `Last-Event-ID: <event id>`
-    replays what came after that event first."""
+    replays what came after that event first. `event_deltas[]=agent.message` adds live
+    previews of the messages being written (`event_start`, `event_delta`)."""
     resume = None
     last_event_id = request.headers.get("last-event-id")
     if last_event_id is not None:
         resume = parse_event_id(last_event_id)
         if resume is None:
             raise ApiProblem(400, "Last-Event-ID must be an event id of this session")
+    previews = "agent.message" in (event_deltas or ())
     return StreamingResponse(
-        _live(services, session.session_id, resume),
+        _live(services, session.session_id, resume, previews),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _live(
-    services: GatewayServices, session_id: str, resume: tuple[int, int] | None
+    services: GatewayServices, session_id: str, resume: tuple[int, int] | None, previewed: bool
 ) -> AsyncIterator[bytes]:
     projection = Projection()
     heartbeat = services.stream.heartbeat_s
-    async with services.feeds.follow(session_id) as feed:
+    async with (
+        previews_of(services.nc, session_id, previewed) as previews,
+        services.feeds.follow(session_id) as feed,
+    ):
         change = feed.next_change()
         try:
             if resume is None:
@@ -175,19 +187,44 @@ async def _live(
                         yield _frame(event)
             yield b"retry: 1000\n\n"
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(change.wait(), timeout=heartbeat)
+                heard = await _next(change, previews, heartbeat)
+                sent = False
+                if previews is not None:
+                    # Before the log is read: a preview comes before the message it previews.
+                    for frame in previews.take(projection.seq):
+                        yield frame
+                        sent = True
+                if heard == "previews":
+                    continue
                 change = feed.next_change()
                 events = await fold_log(services.store, session_id, projection, keep=True)
                 for event in events:
                     yield _frame(event)
                     if event["type"] == "session.status_terminated":
                         return
-                if not events:
+                if not events and not sent:
                     yield b": keep-alive\n\n"
         except SessionNotFound:
             deleted = {"id": f"sevt_{projection.seq + 1}_0", "type": "session.deleted"}
             yield _frame({**deleted, "processed_at": None})
+
+
+async def _next(
+    change: asyncio.Event, previews: Previews | None, wait_s: float
+) -> Literal["log", "previews", "nothing"]:
+    """Wait for the log to change or deltas to arrive, at most `wait_s` (then the log is
+    read anyway, and a quiet stream keeps itself alive)."""
+    waits = [asyncio.ensure_future(change.wait())]
+    if previews is not None:
+        waits.append(asyncio.ensure_future(previews.arrived.wait()))
+    try:
+        await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+    if change.is_set():
+        return "log"
+    return "previews" if previews is not None and previews.arrived.is_set() else "nothing"
 
 
 def _frame(event: dict[str, Any]) -> bytes:

@@ -8,7 +8,8 @@ its place: `sevt_<seq>_<part>`, which orders them and is what `Last-Event-ID` re
 after. A tool use's id is its call's `tool_use_id`: `sevt_<seq of the response>_<part>`.
 
 Outcomes (`_outcomes`) are folded alongside: `Session.outcome_evaluations` and the
-`span.outcome_evaluation_*` events.
+`span.outcome_evaluation_*` events. Live previews of a response (`event_start`,
+`event_delta`) name the message they preview by `message_id_after`.
 
 Pure: no I/O, no clock; times are the log's.
 """
@@ -59,6 +60,13 @@ _START, _TEXT, _FIRST_USE = 0, 1, 2
 
 def event_id(seq: int, part: int = 0) -> str:
     return f"sevt_{seq}_{part}"
+
+
+def message_id_after(context_seq: int) -> str:
+    """The id of the `agent.message` of a response whose model was shown the log up to
+    `context_seq`: it is recorded next, unless input lands first (a preview then names a
+    message that never comes, as the API allows)."""
+    return event_id(context_seq + 1, _TEXT)
 
 
 def parse_event_id(value: str) -> tuple[int, int] | None:

@@ -190,8 +190,12 @@ async def test_streamed_deltas_go_out_live_on_nats_and_are_never_persisted(
     await viewer.drain()
     assert "".join(d.text for d in deltas).strip() == text
     assert {d.session_id for d in deltas} == {session_id}
-    stored = json.dumps([r.type for r in await store.read(session_id)])
+    records = await store.read(session_id)
+    stored = json.dumps([r.type for r in records])
     assert "delta" not in stored
+    # Each names what the model was shown: the response is recorded right after it.
+    [response] = [r.seq for r in records if isinstance(r.event, ModelResponse)]
+    assert {d.context_seq for d in deltas} == {response - 1}
 
 
 # -- approvals ------------------------------------------------------------------------------

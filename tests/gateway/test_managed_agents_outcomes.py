@@ -1,4 +1,4 @@
-"""Outcomes and budgets, with the official `anthropic` SDK as the
+"""Outcomes, budgets and live message previews, with the official `anthropic` SDK as the
 client: real HTTP, NATS, store and brain; only the model is keel's stand-in (`keel-scripted`,
 whose grader is satisfied when the worker's last message has every backquoted token of the
 rubric, and which answers a defined outcome as a message of its description).
@@ -15,6 +15,7 @@ from typing import Any
 import anthropic
 import pytest
 from anthropic import AsyncAnthropic
+from anthropic.lib.sessions import accumulate_managed_agents_event
 
 from brain.service import Brain
 from gateway.managed._models import _routes
@@ -203,3 +204,34 @@ async def test_a_budget_stops_the_session_idle_before_the_model_call_that_would_
     done = await sdk.beta.sessions.retrieve(session.id)
     assert done.status == "idle" and done.budget.max_list_cost.amount == "1"
     assert float(done.usage.list_cost.amount) == float(usage.usage.list_cost.amount)
+
+
+async def test_a_stream_that_asks_for_deltas_previews_a_message_before_it_comes(
+    sdk: AsyncAnthropic,
+) -> None:
+    session = await a_session(sdk)
+    previewed = await sdk.beta.sessions.events.stream(session.id, event_deltas=["agent.message"])
+    plain = await sdk.beta.sessions.events.stream(session.id)
+    async with previewed as stream, plain as quiet:
+        await send_text(sdk, session.id, "the quick brown fox")
+        seen = await until_idle(stream)
+        unpreviewed = await until_idle(quiet)
+    types = [e.type for e in seen]
+    [message] = of_type(seen, "agent.message")
+    [start] = of_type(seen, "event_start")
+    deltas = of_type(seen, "event_delta")
+    assert types.index("event_start") < types.index("event_delta") < types.index("agent.message")
+    assert max(i for i, t in enumerate(types) if t == "event_delta") < types.index("agent.message")
+    assert (start.event.type, start.event.id) == ("agent.message", message.id)
+    assert {d.event_id for d in deltas} == {message.id} and {d.delta.index for d in deltas} == {0}
+    assert "".join(d.delta.content.text for d in deltas) == "echo: the quick brown fox"
+    # The SDK's own helper folds the preview into the message the log keeps.
+    snapshot = None
+    for event in seen[types.index("event_start") : types.index("agent.message")]:
+        snapshot = accumulate_managed_agents_event(snapshot, event)
+    assert snapshot is not None and snapshot.content[0].text == message.content[0].text
+    # Only a stream that asked gets previews; previews are never in the history.
+    assert "event_start" not in [e.type for e in unpreviewed]
+    assert texts(unpreviewed) == texts(seen)
+    listed = [e.type async for e in sdk.beta.sessions.events.list(session.id)]
+    assert "event_start" not in listed and "event_delta" not in listed

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.managed._projection import Projection, budget_view
+from gateway.managed._projection import Projection, budget_view, message_id_after
 from schemas import (
     AgentSpec,
     Budgets,
@@ -104,3 +104,7 @@ def test_an_interrupt_ends_the_open_span_and_an_outcome_with_none_ends_without_o
 def test_a_budget_is_shown_in_cents_as_it_was_given(usd: float | None, cents: str | None) -> None:
     view = budget_view(AgentSpec(budgets=Budgets(max_cost_usd=usd)))
     assert (view and view["max_list_cost"]["amount"]) == cents
+
+
+def test_a_preview_names_the_message_of_the_response_recorded_next() -> None:
+    assert message_id_after(41) == "sevt_42_1"
