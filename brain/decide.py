@@ -309,7 +309,9 @@ def _finish(state: SessionState, now: float) -> Action:
     last_response = state.messages[-1].seq
     verdict = state.verdict
     if verdict is None or verdict.seq < last_response:
-        return Judge()
+        # A judge model's request is a model request too; a command costs no tokens.
+        judging_by_model = state.spec.completion.kind == "judge"
+        return (_budget_guard(state, now) if judging_by_model else None) or Judge()
     if verdict.passed:
         return Complete(reason=f"the {verdict.judge} judge passed: {verdict.detail}")
     # The model must see the failed verdict (context building shows it) and try again.

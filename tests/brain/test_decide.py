@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from brain import initial_state, replay
 from brain.decide import (
     AskApproval,
@@ -374,6 +376,10 @@ def test_the_budget_is_checked_before_the_grader_and_before_a_revision() -> None
     )
     failed = [UserMessage(text="go"), paid, JudgeVerdict(passed=False, judge="command")]
     assert decide(state_of(*failed, spec=judged), NOW) == reached
+    # A judge model is asked only within budget; a command check costs no tokens.
+    by_model = msgspec.structs.replace(judged, completion=CompletionCondition(kind="judge"))
+    assert decide(state_of(UserMessage(text="go"), paid, spec=by_model), NOW) == reached
+    assert decide(state_of(UserMessage(text="go"), paid, spec=judged), NOW) == Judge()
 
 
 def test_an_interrupt_ends_the_open_outcome_even_of_an_idle_session() -> None:
