@@ -94,7 +94,7 @@ class ModelCaller:
         try:
             provider = self.providers(spec.model)
             response = await complete_with_retries(
-                provider, request, self._delta_sink(turn), self.settings.model_retry
+                provider, request, self._delta_sink(turn, shown), self.settings.model_retry
             )
         except ProviderError as exc:
             await self.log.commit(
@@ -127,12 +127,12 @@ class ModelCaller:
         if uses:
             self.crash.reach("after_tool_requested")
 
-    def _delta_sink(self, turn: int) -> Callable[[str], None]:
+    def _delta_sink(self, turn: int, shown: int) -> Callable[[str], None]:
         session_id = self.log.session_id
         subject = delta_subject(session_id)
 
         def publish(text: str) -> None:
-            delta = ModelDelta(session_id=session_id, turn=turn, text=text)
+            delta = ModelDelta(session_id=session_id, turn=turn, text=text, context_seq=shown)
             spawn(self.nc.publish(subject, _ENCODER.encode(delta)))
 
         return publish

@@ -78,6 +78,22 @@ class Judge(msgspec.Struct, frozen=True, tag=True):
     """Ask the completion condition (command oracle or judge model) whether the goal is met."""
 
 
+class GradeOutcome(msgspec.Struct, frozen=True, tag=True):
+    """Ask the grader whether the work meets the defined outcome's rubric; `resume` when
+    its evaluation was started already (by a brain that died before recording its end)."""
+
+    outcome_id: str
+    iteration: int
+    resume: bool = False
+
+
+class InterruptOutcome(msgspec.Struct, frozen=True, tag=True):
+    """Record that the user's interrupt ended the open outcome: it is evaluated no more."""
+
+    outcome_id: str
+    iteration: int
+
+
 class Complete(msgspec.Struct, frozen=True, tag=True):
     reason: str
 
@@ -99,6 +115,8 @@ Action = (
     | DetectLoop
     | Pause
     | Judge
+    | GradeOutcome
+    | InterruptOutcome
     | Complete
     | Wait
 )
@@ -119,6 +137,11 @@ def decide(state: SessionState, now: float) -> Action:
         return Wait(reason=f"the session is {state.status}")
     if state.status == "paused":
         return Wait(reason=f"paused: {state.status_reason}" if state.status_reason else "paused")
+    if state.interrupted and state.outcome is not None and state.outcome.open:
+        # Even an idle session's (one a budget stopped mid-outcome): the outcome ends.
+        return InterruptOutcome(
+            outcome_id=state.outcome.outcome_id, iteration=state.outcome.iteration
+        )
     idle_since_input = state.status == "idle" and state.status_seq > state.input_seq
     if state.spec.turn_end == "idle" and idle_since_input:
         # The turn is over (ended, interrupted, out of budget) until the user says more.
@@ -139,7 +162,7 @@ def decide(state: SessionState, now: float) -> Action:
         return _budget_guard(state, now) or CallModel()
     if not state.messages:
         return Wait(reason="waiting for user input")
-    return _finish(state)
+    return _finish(state, now)
 
 
 def _interrupt(state: SessionState) -> Action:
@@ -269,16 +292,27 @@ def _unless_on_client(state: SessionState, call: ToolCall) -> Wait | None:
     return Wait(reason=WAITING_FOR_CLIENT) if state.spec.runs_on_client(call.name) else None
 
 
-def _finish(state: SessionState) -> Action:
+def _finish(state: SessionState, now: float) -> Action:
     """The model ended its turn without asking for tools."""
     assert state.spec is not None
+    outcome = state.outcome
+    if outcome is not None and outcome.open:
+        # The grader's evaluation sends the worker back (its feedback is the next user
+        # turn) or ends the outcome; until then every turn the worker ends is evaluated.
+        # The grader's requests are model requests: the budget is checked first.
+        resume = outcome.evaluating and outcome.started_seq > state.messages[-1].seq
+        return _budget_guard(state, now) or GradeOutcome(
+            outcome_id=outcome.outcome_id, iteration=outcome.iteration, resume=resume
+        )
     if state.spec.completion.kind == "none":
         return Complete(reason="the model ended its turn")
     last_response = state.messages[-1].seq
     verdict = state.verdict
     if verdict is None or verdict.seq < last_response:
-        return Judge()
+        # A judge model's request is a model request too; a command costs no tokens.
+        judging_by_model = state.spec.completion.kind == "judge"
+        return (_budget_guard(state, now) if judging_by_model else None) or Judge()
     if verdict.passed:
         return Complete(reason=f"the {verdict.judge} judge passed: {verdict.detail}")
     # The model must see the failed verdict (context building shows it) and try again.
-    return CallModel()
+    return _budget_guard(state, now) or CallModel()

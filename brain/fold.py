@@ -13,7 +13,7 @@ from typing import assert_never
 
 import msgspec
 
-from brain.state import RECENT_CALLS, Message, SessionState, ToolCall, Verdict
+from brain.state import RECENT_CALLS, DefinedOutcome, Message, SessionState, ToolCall, Verdict
 from schemas import (
     ApprovalDenied,
     ApprovalExpired,
@@ -26,6 +26,11 @@ from schemas import (
     JudgeVerdict,
     LoopDetected,
     ModelResponse,
+    OutcomeDefined,
+    OutcomeEvaluated,
+    OutcomeEvaluationOngoing,
+    OutcomeEvaluationStarted,
+    OutcomeResult,
     Recorded,
     SessionArchived,
     SessionCreated,
@@ -86,6 +91,39 @@ def _apply(  # noqa: PLR0915
             state.pending_input = True
             state.interrupted = False
             state.input_seq = seq
+        case OutcomeDefined(description=description):
+            # The worker is given the description as a message; only the grader sees the
+            # rubric.
+            _add_block(state, "user", TextBlock(text=description), seq)
+            state.pending_input = True
+            state.interrupted = False
+            state.input_seq = seq
+            state.outcome = DefinedOutcome(
+                outcome_id=event.outcome_id,
+                description=description,
+                rubric=event.rubric,
+                max_iterations=event.max_iterations,
+                defined_seq=seq,
+            )
+        case OutcomeEvaluationStarted(outcome_id=outcome_id, iteration=iteration):
+            if (outcome := state.outcome) is not None and outcome.outcome_id == outcome_id:
+                outcome.started_seq = seq
+                outcome.iteration = iteration
+        case OutcomeEvaluationOngoing():
+            pass
+        case OutcomeEvaluated(outcome_id=outcome_id, iteration=iteration, result=result):
+            # The grader's requests are the session's spend, as the worker's are.
+            state.usage = state.usage + event.usage
+            state.cost_usd += event.cost_usd
+            if (outcome := state.outcome) is not None and outcome.outcome_id == outcome_id:
+                outcome.ended_seq = seq
+                outcome.result = result
+                if result == "needs_revision":
+                    outcome.iteration = iteration + 1
+                note = feedback(result, event.explanation)
+                if note:
+                    # The worker reads the grader's feedback as the next user turn.
+                    _add_block(state, "user", TextBlock(text=note), seq)
         case UserInterrupt():
             state.interrupted = True
         case ModelResponse(content=content, usage=usage, cost_usd=cost, context_seq=shown):
@@ -185,6 +223,19 @@ def _apply(  # noqa: PLR0915
         case _:
             # Every event type has its case: a new one that does not fails type checking.
             assert_never(event)
+
+
+def feedback(result: OutcomeResult, explanation: str) -> str:
+    """What the worker is told of an evaluation that sends it back: to revise, or, after
+    the last one, to say where its work falls short (nothing more is evaluated)."""
+    if result == "needs_revision":
+        return f"The grader found that your work needs revision: {explanation}"
+    if result == "max_iterations_reached":
+        return (
+            "The grader's last evaluation found your work still short of the outcome, and "
+            f"no more evaluations will run: {explanation}"
+        )
+    return ""
 
 
 def _add_block(state: SessionState, role: str, block: ContentBlock, seq: int) -> None:

@@ -3,6 +3,12 @@
 A command oracle runs in the session's sandbox and passes on exit status 0; a judge model
 reads the conversation and the criteria and answers PASS or FAIL. Either way the verdict is
 recorded (`judge.verdict`), and a failed one sends the model back to work.
+
+A defined outcome (`outcome.defined`) is checked the same way by its grader
+(`brain.grader`): its evaluation is recorded as it starts, every `grader_heartbeat_s` while
+it runs, and as it ends (`outcome.evaluation_started`, `_ongoing`, `outcome.evaluated`), and
+its feedback sends the worker back until the rubric is met or the outcome's evaluations run
+out.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from brain._inbox import Inbox
 from brain._leased_log import LeasedLog
 from brain._sandbox_slot import SandboxSlot
 from brain.context import ChatMessage, build_context
+from brain.decide import GradeOutcome
 from brain.deps import Hands
+from brain.grader import evaluation, grader_request
 from brain.hands_client import HandsUnavailable, ProvisionFailed, SandboxGone
 from brain.providers import (
     ModelProvider,
@@ -29,14 +37,19 @@ from brain.providers import (
 )
 from brain.state import SessionState
 from schemas import (
+    TERMINAL_STATUSES,
     CallRequest,
+    Event,
     JudgeVerdict,
     ModelSpec,
+    OutcomeEvaluationOngoing,
+    OutcomeEvaluationStarted,
     SessionStatus,
     TextBlock,
     ToolOutcome,
     new_id,
 )
+from session_store import Conflict
 
 DETAIL_CHARS: Final = 2000
 
@@ -84,6 +97,7 @@ class CompletionCheck:
         hands: Hands,
         providers: Callable[[ModelSpec], ModelProvider],
         retry: RetryPolicy,
+        heartbeat_s: float,
     ) -> None:
         self.log: Final = log
         self.sandbox: Final = sandbox
@@ -91,6 +105,7 @@ class CompletionCheck:
         self.hands: Final = hands
         self.providers: Final = providers
         self.retry: Final = retry
+        self.heartbeat_s: Final = heartbeat_s
 
     async def judge(self) -> None:
         """Ask the session's completion condition and record its verdict."""
@@ -106,6 +121,57 @@ class CompletionCheck:
                 )
                 return
         await self.log.commit([verdict])
+
+    async def grade(self, action: GradeOutcome) -> None:
+        """Evaluate the open outcome's work and record how it went. Input that lands
+        meanwhile does not void the evaluation (it is recorded after it); an interrupt or
+        the session's end does."""
+        outcome = self.log.state.outcome
+        assert outcome is not None and outcome.outcome_id == action.outcome_id
+        started = OutcomeEvaluationStarted(
+            outcome_id=outcome.outcome_id, iteration=outcome.iteration
+        )
+        if not action.resume and not await self._record(started):
+            return
+        # Asked about the work as it is now, whatever lands while the grader thinks.
+        request = grader_request(self.log.state, outcome)
+        grading = asyncio.ensure_future(
+            complete_with_retries(self.providers(request.model), request, None, self.retry)
+        )
+        ongoing = OutcomeEvaluationOngoing(
+            outcome_id=outcome.outcome_id, iteration=outcome.iteration
+        )
+        try:
+            while not (await asyncio.wait({grading}, timeout=self.heartbeat_s))[0]:
+                if not await self._record(ongoing):
+                    return
+        finally:
+            grading.cancel()
+        try:
+            answer = grading.result()
+        except ProviderError as exc:
+            await self._record(evaluation(outcome, None, f"the grader could not answer: {exc}"))
+            return
+        await self._record(evaluation(outcome, answer))
+
+    async def _record(self, event: Event) -> bool:
+        """Commit an event of the outcome being graded, after whatever input came meanwhile;
+        False, with nothing written, once the outcome is no longer to be graded."""
+        outcome_id = self.log.state.outcome.outcome_id if self.log.state.outcome else None
+        while True:
+            state = self.log.state
+            if (
+                state.interrupted
+                or state.status in TERMINAL_STATUSES
+                or state.outcome is None
+                or state.outcome.outcome_id != outcome_id
+            ):
+                return False
+            try:
+                await self.log.commit([event])
+                return True
+            except Conflict:
+                await self.log.catch_up()
 
     async def _by_command(self, command: str) -> JudgeVerdict:
         """Run `command` in the session's sandbox, as a call of the run's own (not the

@@ -70,6 +70,13 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
             "a call whose sandbox nobody serves for this long is recorded as unknown",
         ),
     ] = 10.0
+    grader_heartbeat_s: Annotated[
+        float,
+        setting(
+            "KEEL_GRADER_HEARTBEAT_S",
+            "while an outcome's grader runs, how often the log says it still is",
+        ),
+    ] = 10.0
     sweep_every_s: Annotated[
         float,
         setting(

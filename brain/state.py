@@ -6,11 +6,11 @@ from typing import Final, Literal
 
 import msgspec
 
-from schemas import AgentSpec, BudgetName, ContentBlock, Status, Usage
+from schemas import AgentSpec, BudgetName, ContentBlock, OutcomeResult, Status, Usage
 
 # Bump when SessionState or fold changes meaning: snapshots of another version are ignored
 # (the store keys snapshots by this), so a new reducer replays from the log instead.
-STATE_VERSION: Final = 4
+STATE_VERSION: Final = 5
 
 # How many recent tool-call signatures the state keeps for loop detection.
 RECENT_CALLS: Final = 16
@@ -53,6 +53,33 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
 
 
+class DefinedOutcome(msgspec.Struct, kw_only=True):
+    """What the worker was asked to produce (`outcome.defined`), and how its evaluations by
+    the grader went so far."""
+
+    outcome_id: str
+    description: str
+    rubric: str
+    max_iterations: int
+    defined_seq: int
+    # The evaluation cycle it is on, from 0: one more after each `needs_revision`.
+    iteration: int = 0
+    # The seqs of the latest evaluation's start and end: started after it ended means the
+    # grader is at it (or was, when a brain died).
+    started_seq: int = 0
+    ended_seq: int = 0
+    result: OutcomeResult | None = None
+
+    @property
+    def open(self) -> bool:
+        """Still worked on or evaluated: no evaluation has ended it."""
+        return self.result in (None, "needs_revision")
+
+    @property
+    def evaluating(self) -> bool:
+        return self.started_seq > self.ended_seq
+
+
 class SessionState(msgspec.Struct, kw_only=True):
     session_id: str
     seq: int = 0
@@ -88,6 +115,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     budget_reached: BudgetName | None = None
     loop_detected: str | None = None
     verdict: Verdict | None = None
+    # The latest outcome defined, if any (one is worked on at a time).
+    outcome: DefinedOutcome | None = None
     # Events of a newer writer this reader could not decode; replay goes on past them.
     unknown_events: int = 0
 

@@ -42,6 +42,8 @@ from brain.decide import (
     DetectLoop,
     Dispatch,
     ExpireApproval,
+    GradeOutcome,
+    InterruptOutcome,
     Judge,
     Pause,
     ReachBudget,
@@ -59,6 +61,7 @@ from schemas import (
     BudgetReached,
     Event,
     LoopDetected,
+    OutcomeEvaluated,
     SessionStatus,
     Status,
     work_subject,
@@ -128,7 +131,13 @@ class _SessionRun:
             deps.clock,
         )
         self.completion: Final = CompletionCheck(
-            self.log, self.sandbox, self.inbox, deps.hands, deps.providers, settings.model_retry
+            self.log,
+            self.sandbox,
+            self.inbox,
+            deps.hands,
+            deps.providers,
+            settings.model_retry,
+            settings.grader_heartbeat_s,
         )
         self.fenced: Final = asyncio.Event()
 
@@ -230,7 +239,10 @@ class _SessionRun:
     async def _perform(self, action: Action) -> None:
         commit = self.log.commit
         prelude: list[Event] = []
-        if self.log.state.status != "running" and not isinstance(action, Complete):
+        # Ending a turn, or an outcome the user interrupted, does not set the session running.
+        if self.log.state.status != "running" and not isinstance(
+            action, Complete | InterruptOutcome
+        ):
             prelude.append(SessionStatus(status="running"))
         match action:
             case CallModel():
@@ -276,6 +288,21 @@ class _SessionRun:
                 if prelude:
                     await commit(prelude)
                 await self.completion.judge()
+            case GradeOutcome():
+                if prelude:
+                    await commit(prelude)
+                await self.completion.grade(action)
+            case InterruptOutcome(outcome_id=outcome_id, iteration=iteration):
+                await commit(
+                    [
+                        OutcomeEvaluated(
+                            outcome_id=outcome_id,
+                            iteration=iteration,
+                            result="interrupted",
+                            explanation="interrupted by the user",
+                        )
+                    ]
+                )
             case Complete(reason=reason):
                 if self.log.spec.turn_end == "idle":
                     await commit([SessionStatus(status="idle", reason=END_TURN)])

@@ -39,7 +39,8 @@ class CompletionCondition(msgspec.Struct, frozen=True, kw_only=True, omit_defaul
     """Who, other than the worker model, decides that the goal is reached.
 
     `none` trusts the model's own stop; `command` runs `command` in the sandbox and passes on
-    exit status 0; `judge` asks `judge_model` with `criteria`.
+    exit status 0; `judge` asks `judge_model` with `criteria`. Whatever the kind, a
+    `judge_model` also grades the outcomes the user defines (else the worker's model does).
     """
 
     kind: Literal["none", "command", "judge"] = "none"

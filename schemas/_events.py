@@ -28,6 +28,12 @@ WAITING_FOR_CLIENT: Final = "waiting for the client's tool results"
 
 Outcome = Literal["ok", "error", "unknown"]
 BudgetName = Literal["tokens", "cost", "turns", "wall_clock"]
+# How an evaluation of a defined outcome ended. `needs_revision` sends the worker back; the
+# others end the outcome: `max_iterations_reached` when its last evaluation still found the
+# work short, `failed` when the grader could not grade it, `interrupted` by the user.
+OutcomeResult = Literal[
+    "satisfied", "needs_revision", "max_iterations_reached", "failed", "interrupted"
+]
 
 
 class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -141,6 +147,44 @@ class ApprovalExpired(_EventBase, tag="approval.expired", frozen=True):
     call_id: str
 
 
+class OutcomeDefined(_EventBase, tag="outcome.defined", frozen=True):
+    """User input: the worker is given `description` (as a message) and works until a
+    grader, not the worker, finds the work meets `rubric`, or it has been evaluated
+    `max_iterations` times."""
+
+    outcome_id: str
+    description: str
+    rubric: str
+    max_iterations: int = 3
+
+
+class OutcomeEvaluationStarted(_EventBase, tag="outcome.evaluation_started", frozen=True):
+    """The grader was asked about the work; `iteration` counts from 0."""
+
+    outcome_id: str
+    iteration: int
+
+
+class OutcomeEvaluationOngoing(_EventBase, tag="outcome.evaluation_ongoing", frozen=True):
+    """The grader is still at it (a heartbeat while it takes long)."""
+
+    outcome_id: str
+    iteration: int
+
+
+class OutcomeEvaluated(_EventBase, tag="outcome.evaluated", frozen=True):
+    """An evaluation ended: its result, the grader's explanation (the worker is shown it
+    when sent back), and what the grader's model requests used and cost."""
+
+    outcome_id: str
+    iteration: int
+    result: OutcomeResult
+    explanation: str = ""
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    model: str = ""
+
+
 class JudgeVerdict(_EventBase, tag="judge.verdict", frozen=True):
     passed: bool
     judge: Literal["command", "model"]
@@ -194,6 +238,10 @@ Event = (
     | ApprovalGranted
     | ApprovalDenied
     | ApprovalExpired
+    | OutcomeDefined
+    | OutcomeEvaluationStarted
+    | OutcomeEvaluationOngoing
+    | OutcomeEvaluated
     | JudgeVerdict
     | BudgetReached
     | LoopDetected

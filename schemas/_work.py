@@ -58,8 +58,11 @@ class AuditReply(msgspec.Struct, frozen=True, kw_only=True):
 
 class ModelDelta(msgspec.Struct, frozen=True, kw_only=True):
     """A piece of a model response as it streams; never persisted (the log keeps the whole
-    `model.response`). `turn` tells viewers which response it belongs to."""
+    `model.response`). `turn` tells viewers which response it belongs to; `context_seq`
+    is the last seq the model was shown, so the response is recorded at the seq after it
+    unless input lands first (the Managed Agents stream names its previews by that seq)."""
 
     session_id: str
     turn: int
     text: str
+    context_seq: int = 0

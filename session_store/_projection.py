@@ -2,7 +2,8 @@
 
 Next to its lease, a session's row keeps what the API shows without replaying the log: the
 head (seq and hash), the status and its reason, the title and metadata it was created with,
-running totals of its model responses (tokens, cost, turns), and the input timer.
+running totals of its model responses and outcome graders (tokens, cost; turns), and the
+input timer.
 `create_session` projects its first events onto an empty row, `fork_session` the events it
 copies, and group commit (`_batch.py`) each append onto the head it locked. Pure: times are
 passed in, nothing is read.
@@ -19,6 +20,7 @@ from schemas import (
     TERMINAL_STATUSES,
     ManagedOrigin,
     ModelResponse,
+    OutcomeEvaluated,
     SessionCreated,
     SessionStatus,
     Status,
@@ -77,6 +79,9 @@ def change_of(events: Iterable[object]) -> Change:
                 status = (event.status, event.reason)
             case ModelResponse():
                 tally = tally + Tally(usage=event.usage, cost_usd=event.cost_usd, turns=1)
+            case OutcomeEvaluated():
+                # An outcome's grader spends as the worker does (no turn of the session's).
+                tally = tally + Tally(usage=event.usage, cost_usd=event.cost_usd)
             case SessionCreated():
                 created = event
     if status is None and created is None and tally is NO_TALLY:

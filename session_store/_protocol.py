@@ -20,7 +20,7 @@ A caller sees only the part it uses (as eventsourcing's `AggregateRecorder` ⊂
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from schemas import Event, Recorded, SessionArchived, SessionCreated, SessionUpdated
@@ -59,7 +59,12 @@ class Store(Protocol):
 class SessionReader(Store, Protocol):
     async def get_session(self, session_id: str) -> SessionInfo: ...
     async def read(
-        self, session_id: str, after_seq: int = 0, limit: int | None = None
+        self,
+        session_id: str,
+        after_seq: int = 0,
+        limit: int | None = None,
+        *,
+        types: Collection[str] | None = None,
     ) -> list[Recorded]: ...
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import Connection, select
 
 from schemas import Recorded, decode_event
@@ -14,14 +16,22 @@ class SqlLogReader(SqlDatabase):
     """The log as `SessionReader` and `SessionLog` read it, over SQL."""
 
     async def read(
-        self, session_id: str, after_seq: int = 0, limit: int | None = None
+        self,
+        session_id: str,
+        after_seq: int = 0,
+        limit: int | None = None,
+        *,
+        types: Collection[str] | None = None,
     ) -> list[Recorded]:
-        """Events with seq > `after_seq`, in order, at most `limit` of them."""
+        """Events with seq > `after_seq`, in order, at most `limit` of them; only those of
+        `types` when given (the others are never decoded)."""
         query = (
             select(events.c.seq, events.c.type, events.c.at, events.c.data)
             .where(events.c.session_id == session_id, events.c.seq > after_seq)
             .order_by(events.c.seq)
         )
+        if types is not None:
+            query = query.where(events.c.type.in_(sorted(types)))
         if limit is not None:
             query = query.limit(limit)
 

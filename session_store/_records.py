@@ -24,7 +24,8 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     lease_until: float | None = None
     title: str = ""
     metadata: dict[str, str] = {}
-    # Running totals of the session's model responses, kept by its appends.
+    # Running totals of the session's model responses (and outcome graders), kept by its
+    # appends.
     usage: Usage = Usage()
     cost_usd: float = 0.0
     turns: int = 0

@@ -2,7 +2,8 @@
 
 - `scripted`: plays a script exactly, for tests, drills and the demo.
 - `keel-scripted`: answers by rules (`/tool NAME {json}` calls a tool, results are reported,
-  anything else echoed), for users' integration tests; `rubric_satisfied` grades the same way.
+  anything else echoed), for users' integration tests; as a grader (`ModelRequest.grading`) it
+  is satisfied when the worker's last message has every backquoted token of the rubric.
 - `anthropic`: the Messages API through the official SDK, streamed, with tools.
 - `openai`: Chat Completions through the official SDK, streamed, with function tools; any
   compatible server (vLLM, Ollama, llama.cpp) through `ModelSpec.base_url`.
@@ -19,7 +20,13 @@ unique for the life of the session (see `_common.response_call_id`).
 
 from typing import TYPE_CHECKING, Any
 
-from brain.providers._base import ModelProvider, ModelRequest, ProviderError, ToolDefinition
+from brain.providers._base import (
+    Grading,
+    ModelProvider,
+    ModelRequest,
+    ProviderError,
+    ToolDefinition,
+)
 from brain.providers._keel_scripted import KeelScriptedProvider, rubric_satisfied
 from brain.providers._pricing import Price, cost_usd, price_for
 from brain.providers._registry import Providers, provider_for
@@ -46,6 +53,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AnthropicProvider",
+    "Grading",
     "KeelScriptedProvider",
     "ModelProvider",
     "ModelRequest",

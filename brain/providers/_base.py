@@ -32,6 +32,15 @@ class ToolDefinition(msgspec.Struct, frozen=True, kw_only=True):
     input_schema: dict[str, object]
 
 
+class Grading(msgspec.Struct, frozen=True, kw_only=True):
+    """What a grader's request scores. A real model reads it in the request's prompt; a
+    deterministic provider grades by these fields (`keel-scripted`: `rubric_satisfied`)."""
+
+    rubric: str
+    # The text of the worker's last message (its last response with text).
+    last_message: str
+
+
 class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     model: ModelSpec
@@ -39,6 +48,8 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     tools: list[ToolDefinition] = []
     # How many responses the session has recorded: a deterministic provider's position.
     turn: int = 0
+    # Set when the request asks a grader to evaluate the worker's work.
+    grading: Grading | None = None
 
 
 class ModelProvider(Protocol):

@@ -15,8 +15,10 @@ Text is streamed word by word; usage is made up, small and deterministic (a toke
 characters, plus one), so budgets and cost accounting see numbers; the price is
 `price_for`'s (zero unless the options set one).
 
-`rubric_satisfied` grades an outcome the same plain way: the last message must contain every
-`backquoted` token of the rubric.
+Asked to grade (`ModelRequest.grading`), it grades an outcome the same plain way
+(`rubric_satisfied`): the worker's last message must contain every `backquoted` token of the
+rubric. It answers as keel's grader prompt asks, the verdict (SATISFIED or NEEDS_REVISION)
+on the first line and why on the next.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class KeelScriptedProvider:
     async def complete(
         self, request: ModelRequest, on_delta: Callable[[str], None] | None = None
     ) -> ModelResponse:
-        content, stop_reason = answer(request)
+        content, stop_reason = graded(request) if request.grading else answer(request)
         said = [b.text for b in content if isinstance(b, TextBlock)]
         if on_delta is not None:
             for text in said:
@@ -93,6 +95,14 @@ def answer(request: ModelRequest) -> tuple[list[AssistantBlock], StopReason]:
     if command is None:
         return [TextBlock(text=f"echo: {text}")], "end_turn"
     return _call(request, command["name"], command["input"])
+
+
+def graded(request: ModelRequest) -> tuple[list[AssistantBlock], StopReason]:
+    """A grader's verdict on the worker's last message, by the rubric's tokens."""
+    assert request.grading is not None
+    satisfied, why = rubric_satisfied(request.grading.rubric, request.grading.last_message)
+    verdict = "SATISFIED" if satisfied else "NEEDS_REVISION"
+    return [TextBlock(text=f"{verdict}\n{why}")], "end_turn"
 
 
 def _reported(name: str, result: ToolResultBlock) -> TextBlock:

@@ -3,15 +3,15 @@
 All three are the projection of keel's log (`_projection`): what is sent is checked and
 appended to the log, and answered as the events it became; a list and a stream show the log
 projected. The stream is live from the moment it opens and stays open past idle (a session
-takes more input); `Last-Event-ID` (keel's extension) replays after that event first. All
-three also take the key of the session's self-hosted environment: its worker reads the
-calls and posts their results here.
+takes more input); `Last-Event-ID` (keel's extension) replays after that event first. With
+`event_deltas[]=agent.message` it also previews messages as the model writes them
+(`_previews`). All three also take the key of the session's self-hosted environment: its
+worker reads the calls and posts their results here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final, Literal
@@ -28,6 +28,7 @@ from gateway._idempotency import WorkerKeys
 from gateway._services import GatewayServices, Services
 from gateway.managed._common import MAX_LIMIT, ManagedWorkerSession, answer, page
 from gateway.managed._folds import READ_BATCH, KeptProjections, Projections, fold, fold_from_nearest
+from gateway.managed._previews import Previews, previews_of
 from gateway.managed._projection import (
     EVENT_ID_PATTERN,
     EventType,
@@ -167,18 +168,23 @@ async def stream_events(
     request: Request,
     services: Services,
     projections: KeptProjections,
+    event_deltas: Annotated[
+        list[Literal["agent.message", "agent.thinking"]] | None, Query(alias="event_deltas[]")
+    ] = None,
 ) -> StreamingResponse:
     """Live events as Server-Sent Events (`event: <type>`, `id: <event id>`), from now on,
     open past idle until the session ends or is deleted. `Last-Event-ID: <event id>`
-    replays what came after that event first."""
+    replays what came after that event first. `event_deltas[]=agent.message` adds live
+    previews of the messages being written (`event_start`, `event_delta`)."""
     resume = None
     last_event_id = request.headers.get("last-event-id")
     if last_event_id is not None:
         resume = parse_event_id(last_event_id)
         if resume is None:
             raise ApiProblem(400, "Last-Event-ID must be an event id of this session")
+    previews = "agent.message" in (event_deltas or ())
     return StreamingResponse(
-        _live(services, projections, session.session_id, resume),
+        _live(services, projections, session.session_id, resume, previews),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -189,12 +195,16 @@ async def _live(
     projections: Projections,
     session_id: str,
     resume: tuple[int, int] | None,
+    previewed: bool,
 ) -> AsyncIterator[bytes]:
     heartbeat = services.stream.heartbeat_s
     # Live from the head on, or after the event resumed from.
     start = 2**63 if resume is None else resume[0] - 1
     projection = projections.at_most(session_id, start)
-    async with services.feeds.follow(session_id) as feed:
+    async with (
+        previews_of(services.nc, session_id, previewed) as previews,
+        services.feeds.follow(session_id) as feed,
+    ):
         change = feed.next_change()
         try:
             if resume is None:
@@ -217,19 +227,44 @@ async def _live(
                         yield _frame(event)
             yield b"retry: 1000\n\n"
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(change.wait(), timeout=heartbeat)
+                heard = await _next(change, previews, heartbeat)
+                sent = False
+                if previews is not None:
+                    # Before the log is read: a preview comes before the message it previews.
+                    for frame in previews.take(projection.seq):
+                        yield frame
+                        sent = True
+                if heard == "previews":
+                    continue
                 change = feed.next_change()
                 events = await fold(services.store, session_id, projection, projections, keep=True)
                 for event in events:
                     yield _frame(event)
                     if event["type"] == "session.status_terminated":
                         return
-                if not events:
+                if not events and not sent:
                     yield b": keep-alive\n\n"
         except SessionNotFound:
             deleted = {"id": f"sevt_{projection.seq + 1}_0", "type": "session.deleted"}
             yield _frame({**deleted, "processed_at": None})
+
+
+async def _next(
+    change: asyncio.Event, previews: Previews | None, wait_s: float
+) -> Literal["log", "previews", "nothing"]:
+    """Wait for the log to change or deltas to arrive, at most `wait_s` (then the log is
+    read anyway, and a quiet stream keeps itself alive)."""
+    waits = [asyncio.ensure_future(change.wait())]
+    if previews is not None:
+        waits.append(asyncio.ensure_future(previews.arrived.wait()))
+    try:
+        await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+    if change.is_set():
+        return "log"
+    return "previews" if previews is not None and previews.arrived.is_set() else "nothing"
 
 
 def _frame(event: dict[str, Any]) -> bytes:

@@ -7,6 +7,10 @@ request span, a message, a tool use per call, and a usage report), so an event's
 its place: `sevt_<seq>_<part>`, which orders them and is what `Last-Event-ID` resumes
 after. A tool use's id is its call's `tool_use_id`: `sevt_<seq of the response>_<part>`.
 
+Outcomes (`_outcomes`) are folded alongside: `Session.outcome_evaluations` and the
+`span.outcome_evaluation_*` events. Live previews of a response (`event_start`,
+`event_delta`) name the message they preview by `message_id_after`.
+
 Pure: no I/O, no clock; times are the log's.
 """
 
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import Decimal
 from typing import Any, Final, Literal
 
 import msgspec
 
+from gateway.managed._outcomes import Outcomes, span_usage
 from schemas import (
     WAITING_FOR_APPROVAL,
     WAITING_FOR_CLIENT,
@@ -30,6 +36,10 @@ from schemas import (
     ContextCompacted,
     LoopDetected,
     ModelResponse,
+    OutcomeDefined,
+    OutcomeEvaluated,
+    OutcomeEvaluationOngoing,
+    OutcomeEvaluationStarted,
     Recorded,
     SessionCreated,
     SessionStatus,
@@ -101,6 +111,13 @@ def event_id(seq: int, part: int = 0) -> str:
     return f"sevt_{seq}_{part}"
 
 
+def message_id_after(context_seq: int) -> str:
+    """The id of the `agent.message` of a response whose model was shown the log up to
+    `context_seq`: it is recorded next, unless input lands first (a preview then names a
+    message that never comes, as the API allows)."""
+    return event_id(context_seq + 1, _TEXT)
+
+
 def parse_event_id(value: str) -> tuple[int, int] | None:
     """(seq, part) of an id this projection made; None for anything else."""
     match = _EVENT_ID.fullmatch(value)
@@ -133,6 +150,16 @@ def usage_view(usage: Usage, cost_usd: float) -> dict[str, Any]:
     }
 
 
+def budget_view(spec: AgentSpec) -> dict[str, Any] | None:
+    """The spend ceiling, as `Session.budget` shows it: in cents, an integer unless it was
+    given finer."""
+    usd = spec.budgets.max_cost_usd
+    if usd is None:
+        return None
+    cents = (Decimal(repr(usd)) * 100).normalize()
+    return {"type": "limit", "max_list_cost": {"amount": f"{cents:f}", "currency": "USD"}}
+
+
 def text_of(output: str) -> list[dict[str, str]]:
     return [{"type": "text", "text": output}]
 
@@ -154,6 +181,7 @@ class Projection:
         self.cost_usd = 0.0
         # What stopped the last turn, when a guard did: `budget_reached` or `retries_exhausted`.
         self.guard: str | None = None
+        self.outcomes = Outcomes()
         self.seq = 0
 
     def copy(self) -> Projection:
@@ -162,6 +190,7 @@ class Projection:
         other.spec, other.usage, other.cost_usd = self.spec, self.usage, self.cost_usd
         other.guard, other.seq = self.guard, self.seq
         other.calls = {call_id: msgspec.structs.replace(c) for call_id, c in self.calls.items()}
+        other.outcomes = self.outcomes.copy()
         return other
 
     def call_for(self, tool_use_id: str) -> tuple[str, CallView] | None:
@@ -183,6 +212,19 @@ class Projection:
                 return [_event(seq, 0, "user.message", at, content=text_of(text))]
             case UserInterrupt():
                 return [_event(seq, 0, "user.interrupt", at)]
+            case OutcomeDefined() as defined:
+                self.guard = None
+                outcome = self.outcomes.defined(defined)
+                return [_event(seq, 0, "user.define_outcome", at, **outcome)]
+            case OutcomeEvaluationStarted() as started:
+                span = self.outcomes.started(started, event_id(seq, 0))
+                return _if(span, seq, "span.outcome_evaluation_start", at)
+            case OutcomeEvaluationOngoing() as ongoing:
+                return _if(
+                    self.outcomes.ongoing(ongoing), seq, "span.outcome_evaluation_ongoing", at
+                )
+            case OutcomeEvaluated() as evaluated:
+                return self._evaluated(evaluated, seq, at)
             case ModelResponse():
                 return self._response(record, at)
             case ApprovalRequested(call_id=call_id):
@@ -254,6 +296,25 @@ class Projection:
             case _:
                 return []
 
+    def _evaluated(self, evaluated: OutcomeEvaluated, seq: int, at: str) -> list[dict[str, Any]]:
+        """The end of an evaluation's span, and the session's usage with the grader's."""
+        self.usage = self.usage + evaluated.usage
+        self.cost_usd += evaluated.cost_usd
+        end = _if(self.outcomes.evaluated(evaluated, at), seq, "span.outcome_evaluation_end", at)
+        if end:
+            end.append(self._usage_event(seq, 1, at))
+        return end
+
+    def _usage_event(self, seq: int, part: int, at: str) -> dict[str, Any]:
+        return _event(
+            seq,
+            part,
+            "session.usage",
+            at,
+            usage=usage_view(self.usage, self.cost_usd),
+            budget=budget_view(self.spec),
+        )
+
     def _is_custom(self, name: str) -> bool:
         return any(tool.name == name for tool in self.spec.custom_tools)
 
@@ -311,18 +372,11 @@ class Projection:
                 "span.model_request_end",
                 at,
                 model_request_start_id=event_id(seq, _START),
-                model_usage={
-                    "input_tokens": usage.input_tokens,
-                    "output_tokens": usage.output_tokens,
-                    "cache_creation_input_tokens": usage.cache_write_tokens,
-                    "cache_read_input_tokens": usage.cache_read_tokens,
-                },
+                model_usage=span_usage(usage),
                 is_error=False,
             )
         )
-        out.append(
-            _event(seq, end + 1, "session.usage", at, usage=usage_view(self.usage, self.cost_usd))
-        )
+        out.append(self._usage_event(seq, end + 1, at))
         return out
 
     def _status(self, seq: int, at: str, status: str, reason: str) -> list[dict[str, Any]]:
@@ -358,3 +412,8 @@ class Projection:
 
 def _event(seq: int, part: int, type_: str, processed_at: str, **fields: Any) -> dict[str, Any]:
     return {"id": event_id(seq, part), "type": type_, "processed_at": processed_at, **fields}
+
+
+def _if(fields: dict[str, Any] | None, seq: int, type_: str, at: str) -> list[dict[str, Any]]:
+    """The one event of a keel event with these `fields`; none when there are none."""
+    return [] if fields is None else [_event(seq, 0, type_, at, **fields)]

@@ -33,7 +33,13 @@ from gateway.managed._common import (
 )
 from gateway.managed._environments import KIND as ENVIRONMENT
 from gateway.managed._models import model_spec
-from gateway.managed._projection import managed_status, rfc3339, usage_view
+from gateway.managed._projection import (
+    Projection,
+    budget_view,
+    managed_status,
+    rfc3339,
+    usage_view,
+)
 from gateway.managed._shapes import (
     TOOLSET,
     AgentWithOverrides,
@@ -43,18 +49,21 @@ from gateway.managed._shapes import (
     SessionUpdateParams,
     UserDefineOutcomeParams,
 )
-from gateway.managed._user_events import user_message
+from gateway.managed._user_events import outcome_defined, user_message
 from schemas import (
     AgentSpec,
     Budgets,
     CustomTool,
+    Event,
     ManagedOrigin,
+    Recorded,
     SandboxSpec,
     SessionArchived,
     SessionCreated,
     SessionUpdated,
+    event_type,
 )
-from session_store import SessionInfo
+from session_store import SessionInfo, SessionReader
 
 router = APIRouter(prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"])
 
@@ -79,20 +88,43 @@ def snapshot_of(agent: dict[str, Any]) -> dict[str, Any]:
     return {**{k: agent[k] for k in _SNAPSHOT if k in agent}, "type": "agent"}
 
 
-def session_view(info: SessionInfo, agent: dict[str, Any]) -> dict[str, Any]:
+# What a session's view reads of its log: the spec (its budget) and the outcomes.
+_VIEWED: Final = frozenset(
+    {"session.created", "outcome.defined", "outcome.evaluation_started", "outcome.evaluated"}
+)
+
+
+async def log_view(store: SessionReader, session_id: str) -> Projection:
+    """The projection of what a session's view shows of its log (the rest is not read)."""
+    projection = Projection()
+    for record in await store.read(session_id, types=_VIEWED):
+        projection.project(record)
+    return projection
+
+
+def projected(events: list[Event], at: float) -> Projection:
+    """The projection of a new session's first events, before they are read back."""
+    projection = Projection()
+    for seq, event in enumerate(events, start=1):
+        projection.project(Recorded(seq=seq, at=at, type=event_type(event), event=event))
+    return projection
+
+
+def session_view(info: SessionInfo, agent: dict[str, Any], log: Projection) -> dict[str, Any]:
     elapsed = info.updated_at - info.created_at
+    status = managed_status(info.status, info.status_reason)
     return {
         "id": info.session_id,
         "type": "session",
-        "status": managed_status(info.status, info.status_reason),
+        "status": status,
         "agent": agent,
         "environment_id": info.environment_id or "",
         "title": info.title or None,
         "metadata": info.metadata,
         "resources": [],
         "vault_ids": [],
-        "outcome_evaluations": [],
-        "budget": None,
+        "outcome_evaluations": log.outcomes.resources(working=status == "running"),
+        "budget": budget_view(log.spec),
         "stats": {"active_seconds": elapsed, "duration_seconds": elapsed},
         "usage": usage_view(info.usage, info.cost_usd),
         "created_at": rfc3339(info.created_at),
@@ -103,7 +135,8 @@ def session_view(info: SessionInfo, agent: dict[str, Any]) -> dict[str, Any]:
 
 
 async def viewed(info: SessionInfo, services: GatewayServices) -> Response:
-    return answer(session_view(info, await agent_snapshot(info, services)))
+    agent = await agent_snapshot(info, services)
+    return answer(session_view(info, agent, await log_view(services.store, info.session_id)))
 
 
 _SNAPSHOT: Final = (
@@ -148,11 +181,15 @@ async def create_session(
     agent_body = decode_stored(agent.body)
     spec = agent_spec(agent_body, decode_stored(environment.body), params.budget)
     snapshot = snapshot_of(agent_view(agent))
-    first = []
-    for event in params.initial_events:
+    first: list[Event] = []
+    open_outcome = None
+    for i, event in enumerate(params.initial_events):
         if isinstance(event, UserDefineOutcomeParams):
-            raise refuse("initial_events", "user.define_outcome is not served yet")
-        first.append(user_message(event))
+            defined = outcome_defined(event, f"initial_events[{i}]", open_outcome)
+            first.append(defined)
+            open_outcome = defined.outcome_id
+        else:
+            first.append(user_message(event))
     created = SessionCreated(
         spec=spec,
         title=params.title or "",
@@ -165,14 +202,14 @@ async def create_session(
     )
 
     def respond(info: SessionInfo) -> Response:
-        return answer(session_view(info, snapshot))
+        return answer(session_view(info, snapshot, projected([created, *first], info.created_at)))
 
     info = await services.store.create_session(
         tenant, created, first_input=first, keyed=keys.keyed(respond)
     )
     keys.wrote()
     if first:
-        await services.announcer.announce(info.session_id, "user.message", info.head_seq)
+        await services.announcer.announce(info.session_id, "initial events", info.head_seq)
     return respond(info)
 
 
@@ -260,7 +297,8 @@ async def list_sessions(
         pinned = (info.agent_id, info.agent_version)
         if pinned not in snapshots:
             snapshots[pinned] = await agent_snapshot(info, services)
-        items.append(session_view(info, snapshots[pinned]))
+        log = await log_view(services.store, info.session_id)
+        items.append(session_view(info, snapshots[pinned], log))
     if statuses:
         # `waiting` is running or idle by its reason: keep what the filter asked for.
         items = [item for item in items if item["status"] in statuses]
@@ -281,13 +319,14 @@ async def update_session(
         raise refuse("vault_ids", "keel has no vaults yet")
     metadata = None if params.metadata is None else patched(session.metadata, params.metadata)
     agent = await agent_snapshot(session, services)
+    log = await log_view(services.store, session.session_id)
     info = await services.store.amend_session(
         session.session_id,
         SessionUpdated(title=params.title, metadata=metadata),
-        keyed=keys.keyed(lambda info: answer(session_view(info, agent))),
+        keyed=keys.keyed(lambda info: answer(session_view(info, agent, log))),
     )
     keys.wrote()
-    return answer(session_view(info, agent))
+    return answer(session_view(info, agent, log))
 
 
 @router.post("/v1/sessions/{session_id}/archive", response_class=Response)
@@ -296,13 +335,14 @@ async def archive_session(keys: Keys, session: ManagedSession, services: Service
     if session.status == "running":
         raise ApiProblem(409, "the session is running; interrupt it first")
     agent = await agent_snapshot(session, services)
+    log = await log_view(services.store, session.session_id)
     info = await services.store.amend_session(
         session.session_id,
         SessionArchived(),
-        keyed=keys.keyed(lambda info: answer(session_view(info, agent))),
+        keyed=keys.keyed(lambda info: answer(session_view(info, agent, log))),
     )
     keys.wrote()
-    return answer(session_view(info, agent))
+    return answer(session_view(info, agent, log))
 
 
 @router.delete("/v1/sessions/{session_id}", response_class=Response)

@@ -260,13 +260,22 @@ class UserToolResultParams(_Request, tag="user.tool_result", tag_field="type", f
 
 
 class RubricText(_Request, tag="text", tag_field="type", frozen=True):
-    content: str
+    content: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class RubricFile(msgspec.Struct, frozen=True, kw_only=True, tag="file", tag_field="type"):
+    """Decoded only to be refused by name: keel has no files yet."""
+
+
+# The default number of evaluations of an outcome, as the SDK documents it.
+MAX_ITERATIONS: Final = 3
 
 
 class UserDefineOutcomeParams(_Request, tag="user.define_outcome", tag_field="type", frozen=True):
-    description: str
-    rubric: RubricText | None = None
-    max_iterations: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
+    description: Annotated[str, msgspec.Meta(min_length=1)]
+    rubric: RubricText | RubricFile
+    # null, as the SDK may send it, is the default.
+    max_iterations: Annotated[int, msgspec.Meta(ge=1, le=20)] | None = None
 
 
 class SystemMessageParams(_Request, tag="system.message", tag_field="type", frozen=True):
@@ -332,7 +341,7 @@ REFUSED: Final[tuple[type, ...]] = (
     AgentWithOverrides,
     OtherBlockParam,
     DocumentBlockParam,
-    UserDefineOutcomeParams,
+    RubricFile,
     SystemMessageParams,
 )
 

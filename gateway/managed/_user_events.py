@@ -1,5 +1,6 @@
 """What a user sends, as the events of keel's log: checked against the session's calls, so a
-confirmation or a result lands only on a call waiting for it, exactly once."""
+confirmation or a result lands only on a call waiting for it, exactly once; and against its
+outcomes, so one outcome is worked on at a time."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from gateway._errors import ApiProblem
 from gateway.managed._common import refuse
 from gateway.managed._projection import CallView, Projection
 from gateway.managed._shapes import (
+    MAX_ITERATIONS,
     ContentParam,
     EventParams,
+    RubricFile,
     SystemMessageParams,
     TextBlockParam,
     UserCustomToolResultParams,
@@ -24,9 +27,11 @@ from schemas import (
     ApprovalDenied,
     ApprovalGranted,
     Event,
+    OutcomeDefined,
     ToolResult,
     UserInterrupt,
     UserMessage,
+    new_id,
 )
 
 
@@ -43,12 +48,35 @@ def user_message(params: UserMessageParams) -> UserMessage:
     return UserMessage(text=text_of(params.content, "content"))
 
 
+def outcome_defined(
+    params: UserDefineOutcomeParams, where: str, open_outcome: str | None
+) -> OutcomeDefined:
+    """A new outcome, unless `open_outcome` is still worked on or evaluated."""
+    if isinstance(params.rubric, RubricFile):
+        raise refuse(f"{where}.rubric", "keel has no files yet; send the rubric as text")
+    if open_outcome is not None:
+        raise ApiProblem(
+            409,
+            f"{where}: outcome {open_outcome} is still being worked on; wait until its "
+            "evaluation ends it, or end it with a user.interrupt",
+        )
+    return OutcomeDefined(
+        outcome_id=new_id("outc"),
+        description=params.description,
+        rubric=params.rubric.content,
+        max_iterations=params.max_iterations or MAX_ITERATIONS,
+    )
+
+
 def to_log(params: Sequence[EventParams], calls: Projection) -> list[Event]:
-    """The events to append for `params`, given the session's calls (`calls`, folded to
-    the head the append will expect). A 400 for what keel does not serve; a 409 (final) for
-    an answer the session's calls cannot take: one to no waiting call, or of the wrong kind."""
+    """The events to append for `params`, given the session's calls and outcomes (`calls`,
+    folded to the head the append will expect). A 400 for what keel does not serve; a 409
+    (final) for what the session's state cannot take: an answer to no waiting call, or of
+    the wrong kind, or an outcome while one is open."""
     events: list[Event] = []
     answered: set[str] = set()
+    outcome = calls.outcomes.open()
+    open_outcome = None if outcome is None else outcome.outcome_id
     for i, event in enumerate(params):
         where = f"events[{i}]"
         match event:
@@ -89,7 +117,9 @@ def to_log(params: Sequence[EventParams], calls: Projection) -> list[Event]:
                     )
                 )
             case UserDefineOutcomeParams():
-                raise refuse(where, "user.define_outcome is not served yet")
+                defined = outcome_defined(event, where, open_outcome)
+                events.append(defined)
+                open_outcome = defined.outcome_id
             case SystemMessageParams():
                 raise refuse(where, "system.message is not served yet")
     return events

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from brain import initial_state, replay
 from brain.decide import (
     AskApproval,
@@ -10,6 +12,8 @@ from brain.decide import (
     DetectLoop,
     Dispatch,
     ExpireApproval,
+    GradeOutcome,
+    InterruptOutcome,
     Judge,
     Pause,
     ReachBudget,
@@ -30,6 +34,10 @@ from schemas import (
     Event,
     JudgeVerdict,
     ModelResponse,
+    OutcomeDefined,
+    OutcomeEvaluated,
+    OutcomeEvaluationStarted,
+    OutcomeResult,
     Recorded,
     SandboxSpec,
     SessionCreated,
@@ -307,3 +315,86 @@ def test_calls_the_client_runs_are_never_dispatched() -> None:
     )
     events.append(ToolResult(call_id="c0", output="ok", from_client=True))
     assert decide(state_of(*events, spec=self_hosted), NOW) == CallModel()
+
+
+def defined(max_iterations: int = 3) -> OutcomeDefined:
+    return OutcomeDefined(
+        outcome_id="outc_1", description="a haiku", rubric="`moon`", max_iterations=max_iterations
+    )
+
+
+def evaluated(result: OutcomeResult, iteration: int = 0, cost: float = 0.0) -> OutcomeEvaluated:
+    return OutcomeEvaluated(
+        outcome_id="outc_1", iteration=iteration, result=result, explanation="why", cost_usd=cost
+    )
+
+
+def test_a_turn_that_ends_an_outcomes_work_is_graded_until_the_grader_ends_it() -> None:
+    spec = AgentSpec(turn_end="idle")
+    assert decide(state_of(defined(), spec=spec), NOW) == CallModel()
+    worked = [defined(), END]
+    assert decide(state_of(*worked, spec=spec), NOW) == GradeOutcome(
+        outcome_id="outc_1", iteration=0
+    )
+    # A brain died while the grader was at it: the next asks again, without a second start.
+    started = [*worked, OutcomeEvaluationStarted(outcome_id="outc_1", iteration=0)]
+    assert decide(state_of(*started, spec=spec), NOW) == GradeOutcome(
+        outcome_id="outc_1", iteration=0, resume=True
+    )
+    # Needs revision: the worker is sent back (the feedback is its next user turn), and its
+    # next turn is evaluated as the next iteration.
+    revise = [*started, evaluated("needs_revision")]
+    assert decide(state_of(*revise, spec=spec), NOW) == CallModel()
+    assert decide(state_of(*revise, END, spec=spec), NOW) == GradeOutcome(
+        outcome_id="outc_1", iteration=1
+    )
+    satisfied = [*revise, END, evaluated("satisfied", 1)]
+    assert decide(state_of(*satisfied, spec=spec), NOW) == Complete(
+        reason="the model ended its turn"
+    )
+    # The last evaluation still found it short: one more turn to say so, then the end.
+    short = [*started, evaluated("max_iterations_reached")]
+    assert decide(state_of(*short, spec=spec), NOW) == CallModel()
+    assert decide(state_of(*short, END, spec=spec), NOW) == Complete(
+        reason="the model ended its turn"
+    )
+
+
+def test_the_budget_is_checked_before_the_grader_and_before_a_revision() -> None:
+    spec = AgentSpec(turn_end="idle", budgets=Budgets(max_cost_usd=1.0))
+    paid = ModelResponse(content=[TextBlock(text="w")], stop_reason="end_turn", cost_usd=1.0)
+    reached = ReachBudget(budget="cost", limit=1.0, used=1.0)
+    assert decide(state_of(defined(), paid, spec=spec), NOW) == reached
+    graded = [defined(), END, evaluated("needs_revision", cost=1.5)]
+    assert decide(state_of(*graded, spec=spec), NOW) == ReachBudget(
+        budget="cost", limit=1.0, used=1.5
+    )
+    # The completion judge's failed verdict sends the model back only within budget too.
+    judged = AgentSpec(
+        completion=CompletionCondition(kind="command", command="pytest"),
+        budgets=Budgets(max_cost_usd=1.0),
+    )
+    failed = [UserMessage(text="go"), paid, JudgeVerdict(passed=False, judge="command")]
+    assert decide(state_of(*failed, spec=judged), NOW) == reached
+    # A judge model is asked only within budget; a command check costs no tokens.
+    by_model = msgspec.structs.replace(judged, completion=CompletionCondition(kind="judge"))
+    assert decide(state_of(UserMessage(text="go"), paid, spec=by_model), NOW) == reached
+    assert decide(state_of(UserMessage(text="go"), paid, spec=judged), NOW) == Judge()
+
+
+def test_an_interrupt_ends_the_open_outcome_even_of_an_idle_session() -> None:
+    spec = AgentSpec(turn_end="idle")
+    running = [defined(), SessionStatus(status="running"), UserInterrupt()]
+    assert decide(state_of(*running, spec=spec), NOW) == InterruptOutcome(
+        outcome_id="outc_1", iteration=0
+    )
+    ended = [*running, evaluated("interrupted")]
+    assert decide(state_of(*ended, spec=spec), NOW) == Pause(reason="interrupted by the user")
+    # A budget stopped it mid-outcome: the interrupt still ends the outcome, then it waits.
+    stopped = [defined(), END, SessionStatus(status="idle", reason="budget"), UserInterrupt()]
+    assert decide(state_of(*stopped, spec=spec), NOW) == InterruptOutcome(
+        outcome_id="outc_1", iteration=0
+    )
+    assert decide(state_of(*stopped, evaluated("interrupted"), spec=spec), NOW) == Wait(
+        reason="waiting for user input"
+    )

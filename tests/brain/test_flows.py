@@ -30,6 +30,8 @@ from schemas import (
     ModelDelta,
     ModelResponse,
     ModelSpec,
+    OutcomeDefined,
+    OutcomeEvaluated,
     SessionCreated,
     SessionStatus,
     ToolDispatched,
@@ -188,8 +190,12 @@ async def test_streamed_deltas_go_out_live_on_nats_and_are_never_persisted(
     await viewer.drain()
     assert "".join(d.text for d in deltas).strip() == text
     assert {d.session_id for d in deltas} == {session_id}
-    stored = json.dumps([r.type for r in await store.read(session_id)])
+    records = await store.read(session_id)
+    stored = json.dumps([r.type for r in records])
     assert "delta" not in stored
+    # Each names what the model was shown: the response is recorded right after it.
+    [response] = [r.seq for r in records if isinstance(r.event, ModelResponse)]
+    assert {d.context_seq for d in deltas} == {response - 1}
 
 
 # -- approvals ------------------------------------------------------------------------------
@@ -289,6 +295,49 @@ async def test_a_judge_model_sends_the_worker_back_until_it_passes(
     assert [(v.passed, v.judge) for v in verdicts] == [(False, "model"), (True, "model")]
     assert verdicts[0].detail == "FAIL: there are no tests"
     assert len(await events_of(store, session_id, ModelResponse)) == 2
+
+
+async def test_a_slow_grader_is_heard_from_and_its_feedback_sends_the_worker_back(
+    store: EventStore, js: JetStreamContext, make_brain: Callable[..., Any]
+) -> None:
+    await make_brain(grader_heartbeat_s=0.1)
+    # The scripted grader plays the turn the worker is at: it grades after turns 1 and 2.
+    grader = ModelSpec(
+        options={
+            "script": [
+                {},
+                {"text": "NEEDS_REVISION\nno moon in it", "latency_ms": 450},
+                {"text": "SATISFIED\nthe moon is there", "input_tokens": 7},
+            ]
+        }
+    )
+    spec = scripted(
+        [{"text": "Sun on the water."}, {"text": "Moon on the water."}],
+        # No completion check of its own: the judge model is the outcome's grader.
+        completion=CompletionCondition(judge_model=grader),
+    )
+    info = await store.create_session("acme", SessionCreated(spec=spec))
+    defined = OutcomeDefined(
+        outcome_id="outc_1", description="Write a line.", rubric="Has the `moon`."
+    )
+    await store.append_input(info.session_id, [defined])
+    await request_attention(js, info.session_id, "outcome.defined")
+    done = await wait_for_status(store, info.session_id, {"completed", "failed"})
+    assert done.status == "completed", done
+    records = await store.read(info.session_id)
+    outcome_events = [
+        r.event for r in records if r.type.startswith("outcome.") and r.type != "outcome.defined"
+    ]
+    kinds = [type(e).__name__ for e in outcome_events]
+    assert kinds[0] == "OutcomeEvaluationStarted" and kinds.count("OutcomeEvaluationStarted") == 2
+    assert kinds.count("OutcomeEvaluationOngoing") >= 2
+    ended = [e for e in outcome_events if isinstance(e, OutcomeEvaluated)]
+    assert [(e.iteration, e.result, e.explanation) for e in ended] == [
+        (0, "needs_revision", "no moon in it"),
+        (1, "satisfied", "the moon is there"),
+    ]
+    assert done.usage.input_tokens == 7 and done.turns == 2
+    await check_invariants(store, info.session_id)
 
 
 async def test_a_budget_pauses_the_session_with_the_reason(

@@ -17,6 +17,11 @@ from schemas import (
     JudgeVerdict,
     LoopDetected,
     ModelResponse,
+    OutcomeDefined,
+    OutcomeEvaluated,
+    OutcomeEvaluationOngoing,
+    OutcomeEvaluationStarted,
+    OutcomeResult,
     Recorded,
     SessionCreated,
     SessionForked,
@@ -71,6 +76,9 @@ KINDS = [
     "dispatch",
     "result",
     "verdict",
+    "outcome",
+    "evaluation",
+    "evaluated",
     "budget",
     "loop",
     "compact",
@@ -83,13 +91,48 @@ steps = st.lists(
 )
 
 
+RESULTS: list[OutcomeResult] = [
+    "satisfied",
+    "needs_revision",
+    "max_iterations_reached",
+    "failed",
+    "interrupted",
+]
+
+
 def build_log(plan: list[tuple[str, int, str, dict[str, object]]]) -> list[Event | UnknownEvent]:
     """Turn random steps into a log whose references (call ids, seqs) point at real things."""
     events: list[Event | UnknownEvent] = [SessionCreated(spec=AgentSpec(), title="prop")]
     calls: list[str] = []
+    outcome = "outc_none"
     for kind, n, text, arguments in plan:
         call = calls[n % len(calls)] if calls else None
         match kind:
+            case "outcome":
+                outcome = f"outc_{len(events)}"
+                events.append(
+                    OutcomeDefined(
+                        outcome_id=outcome,
+                        description=text,
+                        rubric=f"`{text}`",
+                        max_iterations=n % 4 + 1,
+                    )
+                )
+            case "evaluation":
+                started = OutcomeEvaluationStarted(outcome_id=outcome, iteration=n % 3)
+                ongoing = OutcomeEvaluationOngoing(outcome_id=outcome, iteration=n % 3)
+                events.append(started if n % 2 else ongoing)
+            case "evaluated":
+                events.append(
+                    OutcomeEvaluated(
+                        outcome_id=outcome,
+                        iteration=n % 3,
+                        result=RESULTS[n % len(RESULTS)],
+                        explanation=text,
+                        usage=Usage(input_tokens=n, output_tokens=n // 7),
+                        cost_usd=n / 1e7,
+                    )
+                )
             case "user":
                 events.append(UserMessage(text=text))
             case "interrupt":
@@ -395,3 +438,81 @@ def test_input_the_model_did_not_see_comes_after_its_response_and_is_still_pendi
         ]
     )
     assert not legacy.pending_input and len(legacy.messages) == 2
+
+
+def test_a_defined_outcome_is_given_as_a_message_and_its_grader_feedback_as_the_next() -> None:
+    answer = ModelResponse(content=[TextBlock(text="a haiku")], stop_reason="end_turn")
+    spent = Usage(input_tokens=50, output_tokens=5)
+    state = run(
+        [
+            SessionCreated(spec=AgentSpec()),
+            OutcomeDefined(outcome_id="outc_1", description="Write a haiku.", rubric="has `moon`"),
+            answer,
+            OutcomeEvaluationStarted(outcome_id="outc_1", iteration=0),
+            OutcomeEvaluationOngoing(outcome_id="outc_1", iteration=0),
+            OutcomeEvaluated(
+                outcome_id="outc_1",
+                iteration=0,
+                result="needs_revision",
+                explanation="the last message lacks `moon`",
+                usage=spent,
+                cost_usd=0.5,
+            ),
+        ]
+    )
+    assert [(m.role, m.content[0].text) for m in state.messages] == [  # type: ignore[union-attr]
+        ("user", "Write a haiku."),
+        ("assistant", "a haiku"),
+        ("user", "The grader found that your work needs revision: the last message lacks `moon`"),
+    ]
+    outcome = state.outcome
+    assert outcome is not None and outcome.open and not outcome.evaluating
+    assert (outcome.rubric, outcome.iteration, outcome.result) == (
+        "has `moon`",
+        1,
+        "needs_revision",
+    )
+    assert (outcome.defined_seq, outcome.started_seq, outcome.ended_seq) == (2, 4, 6)
+    # The grader's spend is the session's, as the worker's is; it takes no turn.
+    assert (state.usage, state.cost_usd, state.turns, state.input_seq) == (spent, 0.5, 1, 2)
+
+
+def test_an_evaluation_of_another_outcome_changes_only_the_spend() -> None:
+    state = run(
+        [
+            SessionCreated(spec=AgentSpec()),
+            OutcomeDefined(outcome_id="outc_2", description="d", rubric="r", max_iterations=1),
+            OutcomeEvaluationStarted(outcome_id="outc_1", iteration=0),
+            OutcomeEvaluated(outcome_id="outc_1", iteration=0, result="satisfied", cost_usd=0.1),
+        ]
+    )
+    assert state.outcome is not None and state.outcome.outcome_id == "outc_2"
+    assert (state.outcome.started_seq, state.outcome.result, state.cost_usd) == (0, None, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("result", "told"),
+    [
+        ("satisfied", None),
+        ("failed", None),
+        ("interrupted", None),
+        ("max_iterations_reached", "no more evaluations will run: short"),
+    ],
+)
+def test_only_an_evaluation_that_sends_the_worker_back_is_shown_to_it(
+    result: OutcomeResult, told: str | None
+) -> None:
+    state = run(
+        [
+            SessionCreated(spec=AgentSpec()),
+            OutcomeDefined(outcome_id="outc_1", description="d", rubric="r"),
+            ModelResponse(content=[TextBlock(text="w")], stop_reason="end_turn"),
+            OutcomeEvaluated(outcome_id="outc_1", iteration=2, result=result, explanation="short"),
+        ]
+    )
+    assert state.outcome is not None and not state.outcome.open
+    last = state.messages[-1]
+    if told is None:
+        assert last.role == "assistant"
+    else:
+        assert last.role == "user" and last.content[0].text.endswith(told)  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ from schemas import (
     ToolResult,
     UnknownEvent,
     Usage,
+    UserInterrupt,
     UserMessage,
 )
 from session_store import (
@@ -210,6 +211,15 @@ class StoreContract:
         assert [e.seq for e in await store.read(sid, after_seq=1, limit=2)] == [2, 3]
         assert await store.read(sid, after_seq=4) == []
         assert events[1].at >= events[0].at
+
+    async def test_a_read_of_some_types_skips_the_others(self, store: EventStore) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        await store.append_input(sid, [message(1), UserInterrupt(), message(2)])
+        picked = await store.read(sid, types={"session.created", "user.interrupt"})
+        assert [(e.seq, e.type) for e in picked] == [(1, "session.created"), (3, "user.interrupt")]
+        assert await store.read(sid, after_seq=3, types={"user.interrupt"}) == []
+        with pytest.raises(SessionNotFound):
+            await store.read("ses_missing", types={"user.interrupt"})
 
     async def test_stale_expect_seq_is_a_conflict_and_writes_nothing(
         self, store: EventStore

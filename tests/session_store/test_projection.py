@@ -10,6 +10,7 @@ from schemas import (
     Event,
     ManagedOrigin,
     ModelResponse,
+    OutcomeEvaluated,
     SessionCreated,
     SessionForked,
     SessionStatus,
@@ -157,6 +158,13 @@ def test_a_change_names_the_last_status_the_totals_and_the_creation() -> None:
         created=CREATED,
     )
     assert change_of([]) == NO_CHANGE and NO_CHANGE.tally == NO_TALLY
+
+
+def test_an_outcome_graders_spend_counts_in_the_totals_but_is_no_turn() -> None:
+    graded = OutcomeEvaluated(
+        outcome_id="outc_1", iteration=0, result="satisfied", usage=USAGE, cost_usd=0.1
+    )
+    assert change_of([TURN, graded]).tally == Tally(usage=USAGE + USAGE, cost_usd=0.35, turns=1)
 
 
 def test_the_rows_are_what_the_group_commit_statements_bind() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from brain.context import ChatMessage, Context
 from brain.providers import (
+    Grading,
     KeelScriptedProvider,
     ModelRequest,
     Price,
@@ -248,3 +249,25 @@ def test_a_rubric_is_satisfied_by_every_backquoted_token(
     rubric: str, message: str, satisfied: bool, explanation: str
 ) -> None:
     assert rubric_satisfied(rubric, message) == (satisfied, explanation)
+
+
+@pytest.mark.parametrize(
+    ("last_message", "answer"),
+    [
+        ("the `moon` rises", "SATISFIED\nthe last message contains `moon`"),
+        ("no such thing", "NEEDS_REVISION\nthe last message lacks `moon`"),
+    ],
+)
+async def test_as_a_grader_it_answers_the_verdict_first_then_why(
+    last_message: str, answer: str
+) -> None:
+    request = ModelRequest(
+        session_id="ses_k",
+        model=SPEC,
+        context=Context(system="You grade.", messages=[user(TextBlock(text="grade it"))]),
+        grading=Grading(rubric="Mentions the `moon`.", last_message=last_message),
+    )
+    deltas: list[str] = []
+    response = await KeelScriptedProvider().complete(request, on_delta=deltas.append)
+    assert response.content == [TextBlock(text=answer)]
+    assert response.stop_reason == "end_turn" and response.usage.output_tokens > 0
