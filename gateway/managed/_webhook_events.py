@@ -11,6 +11,7 @@ session's events (`_projection`), so a status is the status a stream shows:
       session.budget_reached          when its budget stopped it
     session.status_terminated       session.status_terminated
     session.updated / .archived     its title or metadata changed / it was archived
+    session.outcome_evaluation_ended  span.outcome_evaluation_end: a grader's verdict
     session.deleted                 it was deleted (sent from the delete's tombstone)
 
 An event's id names its place in the log (`event_<session>_<seq>_<part>`), so a retry or
@@ -39,6 +40,7 @@ WEBHOOK_TYPES: Final = (
     "session.updated",
     "session.archived",
     "session.deleted",
+    "session.outcome_evaluation_ended",
 )
 _BY_STOP_REASON: Final = {
     "requires_action": "session.requires_action",
@@ -103,5 +105,7 @@ def _types_of(event: dict[str, Any]) -> list[str]:
             return ["session.status_terminated"]
         case "session.updated":
             return ["session.updated"]
+        case "span.outcome_evaluation_end":
+            return ["session.outcome_evaluation_ended"]
         case _:
             return []

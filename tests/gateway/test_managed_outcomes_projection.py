@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.managed._projection import Projection, budget_view, message_id_after
+from gateway.managed._webhook_events import WebhookEvents
 from schemas import (
     AgentSpec,
     Budgets,
@@ -108,3 +109,25 @@ def test_a_budget_is_shown_in_cents_as_it_was_given(usd: float | None, cents: st
 
 def test_a_preview_names_the_message_of_the_response_recorded_next() -> None:
     assert message_id_after(41) == "sevt_42_1"
+
+
+def test_a_graders_verdict_is_a_webhook_and_its_heartbeats_are_not() -> None:
+    graded = OutcomeEvaluated(
+        outcome_id="outc_1", iteration=0, result="needs_revision", explanation="no moon"
+    )
+    log = [
+        SessionCreated(spec=AgentSpec()),
+        DEFINED,
+        STARTED,
+        OutcomeEvaluationOngoing(outcome_id="outc_1", iteration=0),
+        graded,
+    ]
+    webhooks = WebhookEvents("ses_1", "acme")
+    sent = []
+    for seq, event in enumerate(log, start=1):
+        record = Recorded(seq=seq, at=1_800_000_000.0 + seq, type=event_type(event), event=event)
+        sent.extend(webhooks.of(record))
+    assert [(w["id"], w["data"]["type"]) for w in sent] == [
+        ("event_ses_1_1_0", "session.created"),
+        ("event_ses_1_5_0", "session.outcome_evaluation_ended"),
+    ]
