@@ -15,6 +15,9 @@ newline-delimited JSON:
     {"op": "forget", "call_id"}   the host has recorded the result: drop it
     {"op": "ping"} -> {"op": "pong"}
 
+Besides the model's tools it runs the harness's own two (`workspace_files`, `restore_files`:
+what context resets read and how the test ratchet puts test files back), whose output is JSON.
+
 The hands host keeps the records that make a call_id run at most once, where no command run
 here can reach them; it never sends a call_id twice. The executor keeps results only in
 memory until the host has recorded them (a host that died meanwhile is replaced by one that
@@ -25,19 +28,22 @@ The executor never talks to the network; it could not anyway.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fnmatch
+import hashlib
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import socketserver
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 READ_CHUNK = 65536
@@ -48,6 +54,7 @@ MAX_LISTED = 2000
 # The tools other than bash, each a method of the same name taking the call's input.
 FILE_TOOLS = frozenset(
     {"read_file", "write_file", "edit_file", "list_files", "grep", "read", "write", "edit", "glob"}
+    | {"workspace_files", "restore_files"}
 )
 
 
@@ -414,6 +421,92 @@ class Executor:
         _, found = self._matching(arguments)
         newest = sorted(found, key=lambda p: (-p.stat().st_mtime, str(p)))
         return _listing([str(p.relative_to(self.workspace)) for p in newest])
+
+    # -- the harness's own: handoff files, and the test ratchet's digests and restores -----
+
+    def workspace_files(self, arguments: dict[str, Any]) -> str:
+        read_bytes = int(arguments.get("read_bytes", 32 * 1024))
+        read = [self._handoff(str(path), read_bytes) for path in arguments.get("read") or []]
+        known = {str(digest) for digest in arguments.get("known") or []}
+        budget = int(arguments.get("content_bytes", 256 * 1024))
+        limit = int(arguments.get("max_protected", 2000))
+        protected: list[dict[str, Any]] = []
+        for relative in self._protected_paths([str(g) for g in arguments.get("protected") or []]):
+            if len(protected) >= limit:
+                raise ToolError(f"more than {limit} files match the protected globs")
+            entry: dict[str, Any] = {"path": relative}
+            path = self.workspace / relative
+            if path.is_symlink():
+                # Never followed: a link is what it is, wherever it points.
+                entry["digest"] = "symlink:" + os.readlink(path)
+            else:
+                data = path.read_bytes()
+                entry["digest"] = hashlib.sha256(data).hexdigest()
+                if entry["digest"] not in known and len(data) <= budget:
+                    entry["content"] = base64.b64encode(data).decode()
+                    known.add(entry["digest"])
+                    budget -= len(data)
+            protected.append(entry)
+        return json.dumps({"read": read, "protected": protected})
+
+    def restore_files(self, arguments: dict[str, Any]) -> str:
+        files = arguments["files"]
+        for item in files:
+            relative = PurePosixPath(str(item["path"]))
+            if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+                raise ToolError(f"{item['path']} is not a path inside the workspace")
+            data = base64.b64decode(item["content"])
+            # Every directory on the way is made a real one: a link there could lead the
+            # write anywhere.
+            current = self.workspace
+            for part in relative.parts[:-1]:
+                current = current / part
+                if current.is_symlink() or (current.exists() and not current.is_dir()):
+                    current.unlink()
+                current.mkdir(exist_ok=True)
+            target = current / relative.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.is_symlink() or target.exists():
+                target.unlink()
+            target.write_bytes(data)
+        return f"restored {len(files)} files"
+
+    def _handoff(self, raw: str, read_bytes: int) -> dict[str, Any]:
+        """A handoff file as the model is shown it: absent (no such file, or not one the
+        workspace holds) has no text."""
+        try:
+            path = self._path(raw)
+        except ToolError:
+            return {"path": raw}
+        if not path.is_file():
+            return {"path": raw}
+        data = path.read_bytes()
+        return {
+            "path": raw,
+            "text": data[:read_bytes].decode("utf-8", "replace"),
+            "digest": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "truncated": len(data) > read_bytes,
+        }
+
+    def _protected_paths(self, globs: list[str]) -> list[str]:
+        """Files (and links) whose path relative to the workspace matches a glob, or whose
+        name matches a glob without `/`; .git left out; sorted."""
+        if not globs:
+            return []
+        found = []
+        for directory, subdirectories, names in os.walk(self.workspace):
+            subdirectories[:] = [d for d in subdirectories if d != ".git"]
+            for name in names:
+                relative = str((Path(directory) / name).relative_to(self.workspace))
+                if any(
+                    fnmatch.fnmatchcase(relative, glob)
+                    or ("/" not in glob and fnmatch.fnmatchcase(name, glob))
+                    for glob in globs
+                ):
+                    found.append(relative)
+        return sorted(found)
 
     # -- paths --------------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ from schemas import (
     CompletionCondition,
     ContextCompacted,
     Event,
+    HandoffFile,
+    IterationEnded,
+    IterationStarted,
     JudgeVerdict,
     LoopDetected,
     ManagedOrigin,
@@ -28,6 +31,8 @@ from schemas import (
     OutcomeEvaluated,
     OutcomeEvaluationOngoing,
     OutcomeEvaluationStarted,
+    ProtectedFile,
+    ProtectedFileChange,
     SandboxSpec,
     SessionArchived,
     SessionCreated,
@@ -43,6 +48,8 @@ from schemas import (
     Usage,
     UserInterrupt,
     UserMessage,
+    WorkspaceChecked,
+    WorkspaceRestored,
     decode_event,
     encode_event,
     event_type,
@@ -112,6 +119,28 @@ ONE_OF_EACH: list[Event] = [
     BudgetReached(budget="cost", limit=2.5, used=2.51),
     LoopDetected(signature="bash:abc", repeats=5, reason="same call 5 times"),
     ContextCompacted(up_to_seq=40, summary="fixed two tests", tokens_before=90_000),
+    IterationStarted(
+        iteration=2,
+        handoff=[
+            HandoffFile(path="PLAN.md", text="1. add", digest="ef" * 32, size=6),
+            HandoffFile(path="PROGRESS.md"),
+        ],
+        protected=[
+            ProtectedFile(path="tests/test_a.py", digest="01" * 32, content=b"assert 1\n"),
+            ProtectedFile(path="tests/test_b.py", digest="02" * 32),
+        ],
+    ),
+    IterationEnded(iteration=2, reason="goal_not_met", detail="needs revision"),
+    WorkspaceChecked(
+        iteration=2,
+        changes=[
+            ProtectedFileChange(path="tests/test_a.py", change="modified", digest="03" * 32),
+            ProtectedFileChange(path="tests/test_b.py", change="deleted"),
+        ],
+    ),
+    WorkspaceRestored(
+        iteration=2, paths=["tests/test_a.py"], unrestorable=["tests/test_b.py"], checkpoint="x"
+    ),
     SessionStatus(status="completed", reason="judge passed"),
     SessionForked(parent_session_id="ses_parent", at_seq=12),
 ]
