@@ -13,6 +13,7 @@ from typing import assert_never
 
 import msgspec
 
+from brain.iterations import fold_iteration, note_request
 from brain.state import RECENT_CALLS, DefinedOutcome, Message, SessionState, ToolCall, Verdict
 from schemas import (
     ApprovalDenied,
@@ -23,6 +24,8 @@ from schemas import (
     ContentBlock,
     ContextCompacted,
     Event,
+    IterationEnded,
+    IterationStarted,
     JudgeVerdict,
     LoopDetected,
     ModelResponse,
@@ -45,6 +48,8 @@ from schemas import (
     UnknownEvent,
     UserInterrupt,
     UserMessage,
+    WorkspaceChecked,
+    WorkspaceRestored,
 )
 
 
@@ -91,6 +96,7 @@ def _apply(  # noqa: PLR0915
             state.pending_input = True
             state.interrupted = False
             state.input_seq = seq
+            note_request(state, text)
         case OutcomeDefined(description=description):
             # The worker is given the description as a message; only the grader sees the
             # rubric.
@@ -200,6 +206,8 @@ def _apply(  # noqa: PLR0915
             state.summary = summary
             state.compacted_through = max(state.compacted_through, up_to_seq)
             state.messages = [m for m in state.messages if m.seq > state.compacted_through]
+        case IterationStarted() | IterationEnded() | WorkspaceChecked() | WorkspaceRestored():
+            fold_iteration(state, event, seq)
         case SessionStatus(status=status, reason=reason):
             state.status = status
             state.status_reason = reason
