@@ -10,33 +10,25 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from brain.context import Context
 from brain.crashpoints import POINTS
-from brain.providers import ModelProvider, ModelRequest, Providers
 from schemas import (
     TOOLS,
-    IterationEnded,
-    IterationStarted,
-    JudgeVerdict,
-    ModelResponse,
-    ModelSpec,
-    Recorded,
-    TextBlock,
-    ToolRequested,
-    ToolResult,
-    WorkspaceChecked,
-    WorkspaceRestored,
 )
 from session_store import EventStore, SqliteEventStore
 from tests.brain.harness import Harness, SimulatedCrash
 from tests.brain.invariants import check_invariants
-from tests.brain.scenario import CALC_TEST, PLAN, reset_script, reset_spec
+from tests.brain.resets import (
+    RecordingProviders,
+    assert_the_reset_session_went_as_scripted,
+    brief_sent,
+)
+from tests.brain.scenario import PLAN, reset_script, reset_spec
 
 E = TypeVar("E")
 
@@ -49,58 +41,6 @@ async def store(tmp_path: Path) -> AsyncIterator[EventStore]:
         yield store
     finally:
         await store.close()
-
-
-class RecordingProviders(Providers):
-    """The scripted model, and every request it was sent, by turn."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: dict[int, Context] = {}
-
-    def provider_for(self, spec: ModelSpec) -> ModelProvider:
-        inner = super().provider_for(spec)
-        sent = self.sent
-
-        class Recording:
-            async def complete(
-                self, request: ModelRequest, on_delta: Callable[[str], None] | None = None
-            ) -> ModelResponse:
-                sent[request.turn] = request.context
-                return await inner.complete(request, on_delta)
-
-        return Recording()
-
-
-def of(log: list[Recorded], kind: type[E]) -> list[E]:
-    return [r.event for r in log if isinstance(r.event, kind)]
-
-
-def assert_the_reset_session_went_as_scripted(log: list[Recorded], workspace: Path) -> None:
-    """Three iterations, each started and ended once; the worker's edit of the test refused;
-    its bash change of it undone once; the fix done; every model call made once."""
-    assert len(of(log, ModelResponse)) == 7
-    starts = of(log, IterationStarted)
-    assert [s.iteration for s in starts] == [1, 2, 3]
-    ends = of(log, IterationEnded)
-    assert [(e.iteration, e.reason) for e in ends] == [
-        (1, "goal_not_met"),
-        (2, "max_turns"),
-    ]
-    assert [v.passed for v in of(log, JudgeVerdict)] == [False, True]
-    edit = next(
-        r
-        for r in of(log, ToolRequested)
-        if r.name == "edit" and r.input["file_path"] == "tests/test_calc.py"
-    )
-    (refused,) = [r for r in of(log, ToolResult) if r.call_id == edit.call_id]
-    assert refused.is_error and "protected test file" in refused.output
-    changed = [c for check in of(log, WorkspaceChecked) for c in check.changes]
-    assert [(c.path, c.change) for c in changed] == [("tests/test_calc.py", "modified")]
-    (restored,) = of(log, WorkspaceRestored)
-    assert restored.paths == ["tests/test_calc.py"] and restored.checkpoint
-    assert (workspace / "tests" / "test_calc.py").read_text() == CALC_TEST
-    assert (workspace / ".runs").read_text() == "run\n"  # the cheat's bash ran once
 
 
 def assert_ran_once(harness: Harness) -> None:
@@ -128,12 +68,7 @@ async def test_a_reset_session_refuses_the_test_edits_and_starts_each_iteration_
     assert_ran_once(harness)
 
     def brief(turn: int) -> str:
-        context = providers.sent[turn]
-        assert context.system == "You are a careful engineer."
-        assert [m.role for m in context.messages] == ["user"], turn  # a fresh context
-        (block,) = context.messages[0].content
-        assert isinstance(block, TextBlock)
-        return block.text
+        return brief_sent(providers, turn)
 
     # Iteration 1: the goal, and no handoff files yet.
     first = brief(0)
