@@ -77,10 +77,13 @@ class WorkspaceHarness:
         """Read the handoff files (and the protected files' digests, with the bytes of
         versions not recorded yet), then record the iteration's start."""
         state = self.log.state
+        ratchet = ratchet_on(state)
         request = WorkspaceFilesInput(
             read=self.resets.handoff_files,
-            protected=self.resets.protected_tests if ratchet_on(state) else [],
+            protected=self.resets.protected_tests if ratchet else [],
             known=sorted(state.iterations.contents),
+            # A fresh worker inherits no process of the last one.
+            stop_processes=ratchet,
         )
         try:
             files = await self._read(request)
@@ -99,7 +102,10 @@ class WorkspaceHarness:
 
     async def check(self, action: CheckWorkspace) -> None:
         """Record which protected files changed since the iteration started."""
-        request = WorkspaceFilesInput(protected=self.resets.protected_tests, content_bytes=0)
+        # Nothing its calls left running can change a file once it is checked.
+        request = WorkspaceFilesInput(
+            protected=self.resets.protected_tests, content_bytes=0, stop_processes=True
+        )
         try:
             files = await self._read(request)
         except HarnessCallFailed as exc:

@@ -63,9 +63,18 @@ class ToolError(Exception):
 
 
 class Executor:
-    def __init__(self, workspace: Path, outputs: Path, memory_bytes: int | None) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        outputs: Path,
+        memory_bytes: int | None,
+        *,
+        own_pid_namespace: bool = False,
+    ) -> None:
         # Resolved: the file tools refuse any path that does not resolve inside it.
         self.workspace = workspace.resolve()
+        # Every process it sees is the sandbox's: it may stop those its calls left behind.
+        self.own_pid_namespace = own_pid_namespace
         self.outputs = outputs
         self.memory_bytes = memory_bytes
         self.lock = threading.Lock()
@@ -425,6 +434,8 @@ class Executor:
     # -- the harness's own: handoff files, and the test ratchet's digests and restores -----
 
     def workspace_files(self, arguments: dict[str, Any]) -> str:
+        if arguments.get("stop_processes") is True and self.own_pid_namespace:
+            self._stop_strays()
         read_bytes = int(arguments.get("read_bytes", 32 * 1024))
         read = [self._handoff(str(path), read_bytes) for path in arguments.get("read") or []]
         known = {str(digest) for digest in arguments.get("known") or []}
@@ -471,6 +482,24 @@ class Executor:
                 target.unlink()
             target.write_bytes(data)
         return f"restored {len(files)} files"
+
+    def _stop_strays(self) -> None:
+        """Kill every process of the sandbox but the executor, its ancestors and the calls
+        it runs: what a command detached from its call (`setsid ... &`) could otherwise
+        change files with after they were checked."""
+        keep: set[int] = set()
+        pid = os.getpid()
+        while pid > 0 and pid not in keep:
+            keep.add(pid)
+            pid = _parent(pid)
+        with self.lock:
+            groups = set(self.groups.values())
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in keep:
+                continue
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry)) not in groups:
+                    os.kill(int(entry), signal.SIGKILL)
 
     def _handoff(self, raw: str, read_bytes: int) -> dict[str, Any]:
         """A handoff file as the model is shown it: absent (no such file, or not one the
@@ -593,6 +622,16 @@ def _head(text: str, limit: int) -> str:
     return f"{cut}\n[output truncated: {len(text.encode())} bytes, showing the first {limit}]"
 
 
+def _parent(pid: int) -> int:
+    """The parent of `pid` (0 when unknown): the field after the state in /proc/<pid>/stat,
+    after the command name, which may hold spaces and parentheses."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _kill_group(group: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGKILL)
@@ -617,7 +656,14 @@ def main() -> None:
     if not {"--socket", "--workspace", "--outputs"} <= args.keys():
         raise SystemExit(f"usage: {usage}")
     memory = int(args.get("--memory-bytes", "0"))
-    executor = Executor(Path(args["--workspace"]), Path(args["--outputs"]), memory or None)
+    # Every backend starts the executor in the sandbox's own pid namespace (bubblewrap's and
+    # unshare's --pid, a container's).
+    executor = Executor(
+        Path(args["--workspace"]),
+        Path(args["--outputs"]),
+        memory or None,
+        own_pid_namespace=True,
+    )
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:

@@ -181,7 +181,8 @@ TOOLS: Final[dict[str, ToolSpec]] = {
 class WorkspaceFilesInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The text of each file in `read` (up to `read_bytes` of it), and the sha256 of every
     file whose path matches a glob of `protected`, with the bytes of those whose digest is
-    not in `known`, while they add up to at most `content_bytes`."""
+    not in `known`, while they add up to at most `content_bytes`. First, with
+    `stop_processes`, every process the sandbox's calls left running is killed."""
 
     read: list[str] = []
     read_bytes: Annotated[int, msgspec.Meta(ge=0)] = 32 * 1024
@@ -190,6 +191,7 @@ class WorkspaceFilesInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     content_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * 1024
     # Past this many protected files the read fails (it must fit in one message).
     max_protected: Annotated[int, msgspec.Meta(ge=0)] = 2000
+    stop_processes: bool = False
 
 
 class WorkspaceFiles(msgspec.Struct, frozen=True, kw_only=True):

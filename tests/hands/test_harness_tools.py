@@ -96,3 +96,24 @@ async def test_a_restore_replaces_changed_files_links_and_directories_on_the_way
     hostile = RestoreFilesInput(files=[RestoredFile(path="../outside.py", content=b"x")])
     refused = await client.call(sandbox, SESSION, "restore_files", msgspec.to_builtins(hostile))
     assert refused.is_error and "not a path inside the workspace" in refused.output
+
+
+async def test_a_read_that_stops_processes_kills_what_a_call_left_detached(
+    client: HandsTestClient, sandbox: str
+) -> None:
+    async def bash(command: str) -> str:
+        outcome = await client.call(sandbox, SESSION, "bash", {"command": command})
+        assert not outcome.is_error, (command, outcome.output)
+        return outcome.output
+
+    # Detached from its call's process group, it outlives the call, and could change a
+    # test after the check. (The call lasts until the loop has left its group.)
+    await bash(
+        "setsid sh -c 'while true; do date +%s%N > t && mv t tick; sleep 0.05; done'"
+        " >/dev/null 2>&1 & for i in $(seq 100); do test -f tick && break; sleep 0.05; done"
+    )
+    first, second = (await bash("cat tick; sleep 0.3; cat tick")).splitlines()[:2]
+    assert first != second
+    await read(client, sandbox, WorkspaceFilesInput(stop_processes=True))
+    first, second = (await bash("cat tick; sleep 0.3; cat tick")).splitlines()[:2]
+    assert first == second
