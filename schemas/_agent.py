@@ -134,10 +134,18 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     context_resets: ContextResets | None = None
 
     def __post_init__(self) -> None:
-        if self.context_resets is not None and self.sandbox.backend == "self_hosted":
+        if self.context_resets is None:
+            return
+        # Handoff files are read (and test files guarded) in keel's sandbox.
+        if self.sandbox.backend == "self_hosted":
             raise ValueError(
                 "context_resets reads the workspace through keel's sandbox, which a "
                 "self-hosted environment does not have"
+            )
+        if not self.tools:
+            raise ValueError(
+                "context_resets needs tools: the handoff files are the workspace's, and "
+                "without tools the agent has no workspace"
             )
 
     def runs_on_client(self, tool: str) -> bool:

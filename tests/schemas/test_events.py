@@ -5,6 +5,7 @@ import pytest
 
 from hands import executor
 from schemas import (
+    DEFAULT_PROTECTED_TESTS,
     EVENT_CLASSES,
     EVENT_TYPES,
     ID_PATTERN,
@@ -214,3 +215,25 @@ def test_a_models_key_variable_is_kept_left_out_when_unset_and_must_be_a_name() 
     assert b"api_key_env" not in encode_event(SessionCreated(spec=AgentSpec()))
     with pytest.raises(msgspec.ValidationError, match="api_key_env"):
         msgspec.json.decode(b'{"api_key_env": "MY KEY"}', type=ModelSpec)
+
+
+def test_context_resets_need_keel_s_sandbox_and_take_only_workspace_paths() -> None:
+    resets = {"handoff_files": ["PLAN.md", "docs/TASKS.md"]}
+    spec = msgspec.convert({"tools": ["bash"], "context_resets": resets}, AgentSpec)
+    assert spec.context_resets is not None and spec.context_resets.ratchet
+    assert spec.context_resets.protected_tests == list(DEFAULT_PROTECTED_TESTS)
+    for bad in (
+        {"tools": ["bash"], "context_resets": {"handoff_files": ["/etc/passwd"]}},
+        {"tools": ["bash"], "context_resets": {"handoff_files": ["../PLAN.md"]}},
+        {"tools": ["bash"], "context_resets": {"handoff_files": ["a/../../b"]}},
+        {"tools": ["bash"], "context_resets": {"handoff_files": [f"f{i}" for i in range(9)]}},
+        {"tools": ["bash"], "context_resets": {"max_turns": 0}},
+        {"tools": ["bash"], "context_resets": {}, "sandbox": {"backend": "self_hosted"}},
+        {"tools": [], "context_resets": {}},
+    ):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, AgentSpec)
+    allowing = msgspec.convert(
+        {"tools": ["bash"], "context_resets": {"allow_test_edits": True}}, AgentSpec
+    )
+    assert allowing.context_resets is not None and not allowing.context_resets.ratchet
