@@ -232,7 +232,8 @@ def brief(state: SessionState, started: IterationStarted) -> str:
     sections.append(_goal(state))
     if state.outcome is not None and state.outcome.open:
         sections.append(f"Your work will be graded by this rubric:\n{state.outcome.rubric}")
-    sections.append(_handoff(started))
+    if started.handoff:
+        sections.append(_handoff(started))
     if ratchet_on(state) and started.protected:
         sections.append(_protected(started))
     return "\n\n".join(sections)

@@ -26,8 +26,11 @@ WRITING_TOOLS: Final = {
 
 
 def ratchet_on(state: SessionState) -> bool:
-    resets = state.spec.context_resets if state.spec is not None else None
-    return resets is not None and resets.ratchet
+    """Whether the session's test files are guarded: it has context resets that guard them,
+    and keel's sandbox, where they are."""
+    spec = state.spec
+    resets = spec.context_resets if spec is not None else None
+    return resets is not None and resets.ratchet and spec is not None and spec.has_sandbox()
 
 
 def refusal(state: SessionState, call: ToolCall) -> str | None:

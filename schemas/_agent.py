@@ -73,8 +73,16 @@ class CustomTool(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     input_schema: dict[str, object] = {}
 
 
-# A workspace path as the handoff names it: relative, inside the workspace.
-HandoffPath = Annotated[str, msgspec.Meta(min_length=1, pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$)).+$")]
+# A workspace path as the handoff names it: relative, its segments neither empty nor `..`
+# (a pattern without lookarounds, so the served document states it and fuzzers can meet it).
+_SEGMENT: Final = r"([^/.][^/]*|\.|\.[^/.][^/]*|\.\.[^/]+)"
+HandoffPath = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=rf"^{_SEGMENT}(/{_SEGMENT})*$",
+        description="a path relative to the workspace, without `..`",
+    ),
+]
 # Test files the worker may not change unless it wrote them: matched against each file's
 # path relative to the workspace, and, for a pattern without `/`, against its name.
 DEFAULT_PROTECTED_TESTS: Final = ("tests/**", "*/tests/**", "test_*.py", "*_test.*", "conftest.py")
@@ -91,10 +99,14 @@ class ContextResets(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     `max_tokens`. The test ratchet: a worker may not change a file matching `protected_tests`
     that existed when its iteration started (a `write`/`edit` of one is refused; a change made
     any other way is undone at the end of its turn), unless `allow_test_edits`.
+
+    The handoff files are read, and test files guarded, in keel's sandbox: an agent without
+    one (no tools, or a self-hosted environment's) starts each iteration from the goal and
+    the rubric alone.
     """
 
-    handoff_files: list[HandoffPath] = msgspec.field(
-        default_factory=lambda: ["PLAN.md", "PROGRESS.md", "TASKS.md"]
+    handoff_files: Annotated[list[HandoffPath], msgspec.Meta(max_length=MAX_HANDOFF_FILES)] = (
+        msgspec.field(default_factory=lambda: ["PLAN.md", "PROGRESS.md", "TASKS.md"])
     )
     max_turns: Annotated[int, msgspec.Meta(ge=1)] | None = 30
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
@@ -102,10 +114,6 @@ class ContextResets(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
         default_factory=lambda: list(DEFAULT_PROTECTED_TESTS)
     )
     allow_test_edits: bool = False
-
-    def __post_init__(self) -> None:
-        if len(self.handoff_files) > MAX_HANDOFF_FILES:
-            raise ValueError(f"at most {MAX_HANDOFF_FILES} handoff files")
 
     @property
     def ratchet(self) -> bool:
@@ -133,20 +141,9 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # None: one context for the whole session; else iterations from fresh contexts.
     context_resets: ContextResets | None = None
 
-    def __post_init__(self) -> None:
-        if self.context_resets is None:
-            return
-        # Handoff files are read (and test files guarded) in keel's sandbox.
-        if self.sandbox.backend == "self_hosted":
-            raise ValueError(
-                "context_resets reads the workspace through keel's sandbox, which a "
-                "self-hosted environment does not have"
-            )
-        if not self.tools:
-            raise ValueError(
-                "context_resets needs tools: the handoff files are the workspace's, and "
-                "without tools the agent has no workspace"
-            )
+    def has_sandbox(self) -> bool:
+        """Whether keel's sandbox runs any of its tools (it has tools, not all the client's)."""
+        return any(not self.runs_on_client(tool) for tool in self.tools)
 
     def runs_on_client(self, tool: str) -> bool:
         """Whether a call of `tool` is the client's to run (a custom tool, or any tool of a

@@ -29,6 +29,7 @@ from schemas import (
     ProtectedFile,
     ProtectedFileChange,
     Recorded,
+    SandboxSpec,
     SessionCreated,
     TextBlock,
     ToolDispatched,
@@ -387,3 +388,19 @@ def test_snapshot_and_tail_equal_a_full_replay_and_rebuild_the_same_contexts() -
     assert "undid your changes to protected test files" in text
     # Folded again from the log alone, the iteration starts from the same context.
     assert build_context(replay(log[:second], initial_state("ses_i"))) == build_context(at_start)
+
+
+def test_without_keel_s_sandbox_an_iteration_starts_from_the_goal_alone() -> None:
+    self_hosted = AgentSpec(
+        tools=["bash"],
+        sandbox=SandboxSpec(backend="self_hosted"),
+        context_resets=ContextResets(),
+    )
+    state = state_of(GOAL, spec=self_hosted)
+    assert decide(state, NOW) == StartIteration(iteration=1)
+    state = state_of(GOAL, IterationStarted(iteration=1), said("Done."), spec=self_hosted)
+    # No workspace of keel's: nothing to hand off, no test files to guard.
+    assert "handoff" not in brief_of(
+        state_of(GOAL, IterationStarted(iteration=1), spec=self_hosted)
+    )
+    assert decide(state, NOW) == Complete(reason="the model ended its turn")

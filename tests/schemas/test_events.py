@@ -217,7 +217,7 @@ def test_a_models_key_variable_is_kept_left_out_when_unset_and_must_be_a_name() 
         msgspec.json.decode(b'{"api_key_env": "MY KEY"}', type=ModelSpec)
 
 
-def test_context_resets_need_keel_s_sandbox_and_take_only_workspace_paths() -> None:
+def test_context_resets_take_only_workspace_paths_as_handoff_files() -> None:
     resets = {"handoff_files": ["PLAN.md", "docs/TASKS.md"]}
     spec = msgspec.convert({"tools": ["bash"], "context_resets": resets}, AgentSpec)
     assert spec.context_resets is not None and spec.context_resets.ratchet
@@ -227,12 +227,16 @@ def test_context_resets_need_keel_s_sandbox_and_take_only_workspace_paths() -> N
         {"tools": ["bash"], "context_resets": {"handoff_files": ["../PLAN.md"]}},
         {"tools": ["bash"], "context_resets": {"handoff_files": ["a/../../b"]}},
         {"tools": ["bash"], "context_resets": {"handoff_files": [f"f{i}" for i in range(9)]}},
+        {"tools": ["bash"], "context_resets": {"handoff_files": ["docs//PLAN.md"]}},
         {"tools": ["bash"], "context_resets": {"max_turns": 0}},
-        {"tools": ["bash"], "context_resets": {}, "sandbox": {"backend": "self_hosted"}},
-        {"tools": [], "context_resets": {}},
     ):
         with pytest.raises(msgspec.ValidationError):
             msgspec.convert(bad, AgentSpec)
+    assert spec.has_sandbox()
+    assert not msgspec.convert(
+        {"tools": ["bash"], "sandbox": {"backend": "self_hosted"}}, AgentSpec
+    ).has_sandbox()
+    assert not AgentSpec().has_sandbox()
     allowing = msgspec.convert(
         {"tools": ["bash"], "context_resets": {"allow_test_edits": True}}, AgentSpec
     )
