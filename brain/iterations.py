@@ -90,7 +90,8 @@ def next_step(state: SessionState) -> IterationAction | None:
     limit = None if ended_turn else _limit(state)
     if not (ended_turn or sent_back or limit):
         return None
-    if ratchet_on(state) and it.checked_seq < responded:
+    # (An iteration that started with no test files has none to check.)
+    if ratchet_on(state) and it.protected and it.checked_seq < responded:
         return CheckWorkspace(iteration=it.number)
     if sent_back is not None:
         return EndIteration(iteration=it.number, reason="goal_not_met", detail=sent_back)

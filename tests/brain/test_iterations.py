@@ -404,3 +404,9 @@ def test_without_keel_s_sandbox_an_iteration_starts_from_the_goal_alone() -> Non
         state_of(GOAL, IterationStarted(iteration=1), spec=self_hosted)
     )
     assert decide(state, NOW) == Complete(reason="the model ended its turn")
+
+
+def test_an_iteration_that_started_with_no_test_files_has_none_to_check() -> None:
+    bare = IterationStarted(iteration=1, handoff=[HandoffFile(path="PLAN.md")])
+    state = state_of(GOAL, bare, said("Done."), spec=spec())
+    assert decide(state, NOW) == Complete(reason="the model ended its turn")

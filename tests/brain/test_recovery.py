@@ -272,7 +272,7 @@ ITERATION_CRASH_POINTS = [
     "after_iteration_started:2",
     "after_iteration_ended:1",
     "after_iteration_ended:2",
-    "after_workspace_checked:2",
+    "after_workspace_checked:1",
     "after_restore:1",
 ]
 
