@@ -88,7 +88,7 @@ def next_step(state: SessionState) -> IterationAction | None:
         return None  # the iteration's first model call is next
     sent_back = _sent_back(state, responded)
     limit = None if ended_turn else _limit(state)
-    if not (ended_turn or sent_back or limit):
+    if not ended_turn and sent_back is None and limit is None:
         return None
     # (An iteration that started with no test files has none to check.)
     if ratchet_on(state) and it.protected and it.checked_seq < responded:
