@@ -33,7 +33,7 @@ from gateway.managed._projection import rfc3339
 from gateway.managed._shapes import WorkStopParams, WorkUpdateParams
 from session_store import RECLAIM_AFTER_S, HeartbeatMismatch, WorkItem, WorkLease
 
-router = APIRouter(route_class=QueryFirst, tags=["managed agents"], include_in_schema=False)
+router = APIRouter(route_class=QueryFirst, tags=["managed agents"])
 
 _PATH: Final = "/v1/environments/{environment_id}/work"
 # What a worker sends as `expected_last_heartbeat` before its first heartbeat.
