@@ -183,7 +183,10 @@ async def test_an_empty_queue_answers_json_null_and_bad_input_is_a_clear_4xx(
     )
     cloud = (await client.post("/v1/environments", json={"name": "c"})).json()["id"]
     refused(await client.post(f"/v1/environments/{cloud}/keys"), 409, "conflict_error")
-    refused(await client.get(f"/v1/environments/{cloud}/work/stats"), 400, "invalid_request_error")
+    # Final, but not bad input: once updated to self-hosted, the cloud one has a queue.
+    no_queue = await client.get(f"/v1/environments/{cloud}/work/stats")
+    refused(no_queue, 409, "conflict_error")
+    assert no_queue.headers["x-should-retry"] == "false"
     refused(
         await client.post(f"/v1/environments/{environment_id}/keys", json={"nme": "x"}),
         422,
@@ -218,6 +221,10 @@ async def test_an_empty_queue_answers_json_null_and_bad_input_is_a_clear_4xx(
         422,
         "invalid_request_error",
     )
+    # `poll` and `stats` name no item: a POST there updates none.
+    for name in ("poll", "stats"):
+        wrong = await client.post(f"{work}/{name}", json={"metadata": {}})
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET", wrong.text
     stats = await client.get(f"{work}/stats", headers=as_worker(key))
     assert stats.json() == {
         "type": "work_queue_stats",
