@@ -19,7 +19,7 @@ from typing import Final
 import msgspec
 
 from brain._leased_log import LeasedLog
-from brain.compaction import build_handoff, tokens_after
+from brain.compaction import handoff_compaction, tokens_after
 from brain.context import ChatMessage, Context, build_context
 from brain.decide import Compact
 from brain.providers import ModelProvider, ModelRequest, ProviderError, complete_with_retries
@@ -54,20 +54,10 @@ class Compactor:
         event = (
             await self._summary(state, action)
             if action.strategy == "summary"
-            else self._handoff(state, action)
+            else handoff_compaction(state, action.up_to_seq)
         )
         await self.log.commit([event])
         self.crash.reach("after_context_compacted")
-
-    def _handoff(self, state: SessionState, action: Compact) -> ContextCompacted:
-        summary = build_handoff(state, action.up_to_seq)
-        return ContextCompacted(
-            up_to_seq=action.up_to_seq,
-            summary=summary,
-            tokens_before=action.tokens_before,
-            tokens_after=tokens_after(state, action.up_to_seq, summary),
-            strategy="handoff",
-        )
 
     async def _summary(self, state: SessionState, action: Compact) -> ContextCompacted:
         spec = self.log.spec
@@ -84,7 +74,7 @@ class Compactor:
                 self.providers(model), request, None, self.settings.model_retry
             )
         except ProviderError:
-            return self._handoff(state, action)
+            return handoff_compaction(state, action.up_to_seq)
         self.crash.reach("after_compaction_summary")
         summary = "\n".join(b.text for b in response.content if isinstance(b, TextBlock))
         return ContextCompacted(

@@ -20,7 +20,14 @@ from typing import Final
 import msgspec
 
 from brain.state import Message, SessionState
-from schemas import AgentSpec, ContentBlock, TextBlock, ToolResultBlock, ToolUseBlock
+from schemas import (
+    AgentSpec,
+    ContentBlock,
+    ContextCompacted,
+    TextBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 
 # Windows of known models, in tokens, by model name (a prefix names a family).
 MODEL_WINDOWS: Final[dict[str, int]] = {
@@ -142,6 +149,18 @@ def compaction_cut(state: SessionState) -> int | None:
 
 
 # -- the structured handoff -----------------------------------------------------------------
+
+
+def handoff_compaction(state: SessionState, up_to_seq: int) -> ContextCompacted:
+    """The `context.compacted` of a handoff through `up_to_seq`: all of it from the state."""
+    summary = build_handoff(state, up_to_seq)
+    return ContextCompacted(
+        up_to_seq=up_to_seq,
+        summary=summary,
+        tokens_before=state.context_tokens,
+        tokens_after=tokens_after(state, up_to_seq, summary),
+        strategy="handoff",
+    )
 
 
 def build_handoff(state: SessionState, up_to_seq: int) -> str:
