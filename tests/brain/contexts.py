@@ -8,7 +8,10 @@ made, and checks that folding the log up to where each was sent builds the same 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
+
+import msgspec
 
 from brain._compactor import summary_context
 from brain.compaction import estimate_tokens
@@ -26,15 +29,35 @@ from schemas import (
 )
 
 
+class SentRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A request as sent, its context kept by digest (a long session sends thousands)."""
+
+    summarizing: bool
+    grading: bool
+    context_digest: bytes
+    context_tokens: int
+
+
+def context_digest(context: Context) -> bytes:
+    return hashlib.sha256(msgspec.msgpack.encode(context)).digest()
+
+
 class _Recording:
-    def __init__(self, provider: ModelProvider, requests: list[ModelRequest]) -> None:
+    def __init__(self, provider: ModelProvider, requests: list[SentRequest]) -> None:
         self.provider = provider
         self.requests = requests
 
     async def complete(
         self, request: ModelRequest, on_delta: Callable[[str], None] | None = None
     ) -> ModelResponse:
-        self.requests.append(request)
+        self.requests.append(
+            SentRequest(
+                summarizing=request.summarizing,
+                grading=request.grading is not None,
+                context_digest=context_digest(request.context),
+                context_tokens=context_tokens(request.context),
+            )
+        )
         return await self.provider.complete(request, on_delta)
 
 
@@ -43,7 +66,7 @@ class RecordingProviders(Providers):
 
     def __init__(self) -> None:
         super().__init__()
-        self.requests: list[ModelRequest] = []
+        self.requests: list[SentRequest] = []
 
     def provider_for(self, spec: ModelSpec) -> ModelProvider:
         return _Recording(super().provider_for(spec), self.requests)
@@ -64,10 +87,10 @@ def context_tokens(context: Context) -> int:
     return total
 
 
-def assert_contexts_replay(log: Sequence[Recorded], requests: Sequence[ModelRequest]) -> int:
+def assert_contexts_replay(log: Sequence[Recorded], requests: Sequence[SentRequest]) -> int:
     """Each context sent equals the one a replay builds where it was sent; returns how many
     were compared."""
-    sent = [request for request in requests if request.grading is None]
+    sent = [request for request in requests if not request.grading]
     worker = [request for request in sent if not request.summarizing]
     summaries = [request for request in sent if request.summarizing]
     responses = [r for r in log if isinstance(r.event, ModelResponse)]
@@ -76,24 +99,26 @@ def assert_contexts_replay(log: Sequence[Recorded], requests: Sequence[ModelRequ
     ]
     assert len(worker) == len(responses), (len(worker), len(responses))
     assert len(summaries) == len(summarized), (len(summaries), len(summarized))
-    wanted: dict[int, list[tuple[str, Context, int]]] = {}
+    wanted: dict[int, list[tuple[str, bytes, int]]] = {}
     for request, recorded in zip(worker, responses, strict=True):
         assert isinstance(recorded.event, ModelResponse)
         shown = recorded.event.context_seq
-        wanted.setdefault(shown, []).append(("model call", request.context, 0))
+        wanted.setdefault(shown, []).append(("model call", request.context_digest, 0))
     for request, recorded in zip(summaries, summarized, strict=True):
         assert isinstance(recorded.event, ContextCompacted)
         up_to = recorded.event.up_to_seq
-        wanted.setdefault(recorded.seq - 1, []).append(("summary", request.context, up_to))
+        wanted.setdefault(recorded.seq - 1, []).append(("summary", request.context_digest, up_to))
     state = initial_state("replayed")  # the session's id is in no context
     compared = 0
     for recorded in log:
-        for kind, context, up_to in wanted.get(state.seq, []):
+        for kind, digest, up_to in wanted.get(state.seq, []):
             if kind == "model call":
                 rebuilt = build_context(state)
             else:
                 rebuilt = summary_context(state, up_to)
-            assert rebuilt == context, f"the {kind} sent after seq {state.seq} differs"
+            assert context_digest(rebuilt) == digest, (
+                f"the {kind} sent after seq {state.seq} differs"
+            )
             compared += 1
         fold(state, recorded)
     return compared
