@@ -136,16 +136,21 @@ def _nth_newest_response(messages: list[Message], n: int) -> int | None:
 
 
 def compaction_cut(state: SessionState) -> int | None:
-    """The seq through which a compaction due now would replace the conversation (the last
-    `keep_turns` turns are kept); None when none is due or there is nothing to cut."""
+    """The seq through which a compaction due now would replace the conversation; None when
+    none is due or there is nothing to cut (the request then goes as it is).
+
+    The last `keep_turns` turns are kept; when they alone are past the limit (a compaction
+    kept them already), only the last turn is."""
     spec = state.spec
     if spec is None or state.context_tokens <= compact_limit(spec):
         return None
-    index = _nth_newest_response(state.messages, spec.context.keep_turns)
-    if index is None or index == 0:
-        return None  # the turns kept are all there is: the request goes as it is
-    cut = state.messages[index].seq - 1
-    return cut if cut > state.compacted_through else None
+    for keep in dict.fromkeys((spec.context.keep_turns, 1)):
+        index = _nth_newest_response(state.messages, keep)
+        if index is not None and index > 0:
+            cut = state.messages[index].seq - 1
+            if cut > state.compacted_through:
+                return cut
+    return None
 
 
 # -- the structured handoff -----------------------------------------------------------------

@@ -161,14 +161,28 @@ def test_decide_compacts_a_context_past_its_share_of_the_window_keeping_the_last
     # All before the two turns kept goes: here, the user's first message.
     action = decide(state, 2_000.0)
     assert action == Compact(up_to_seq=2, strategy="handoff", tokens_before=state.context_tokens)
-    state = replay(record([*events, handoff_compaction(state, 2)])[len(events) :], state)
-    # The turns kept are all there is: nothing to cut, the request goes as it is.
+    compacted = [*events, handoff_compaction(state, 2)]
+    state = replay(record(compacted)[len(events) :], state)
+    # The two turns kept are still past the limit: only the last one is kept.
     assert state.context_tokens > compact_limit(state.spec)  # type: ignore[arg-type]
-    assert decide(state, 2_000.0) == CallModel()
-    more = turns(3, output)[6:]
-    state = replay(record([*events, ContextCompacted(up_to_seq=2, summary=""), *more])[-3:], state)
     action = decide(state, 2_000.0)
     assert action == Compact(up_to_seq=5, strategy="handoff", tokens_before=state.context_tokens)
+    state = replay(record([*compacted, handoff_compaction(state, 5)])[len(compacted) :], state)
+    assert decide(state, 2_000.0) == CallModel()
+
+
+def test_a_last_turn_past_the_limit_alone_is_sent_as_it_is() -> None:
+    events: list[Event] = [
+        SessionCreated(spec=spec(window_tokens=8_000, compact_at=0.5, keep_turns=2)),
+        UserMessage(text="go"),
+        *turns(1, "z" * 20_000),
+    ]
+    state = replay(record(events), initial_state(SID))
+    action = decide(state, 2_000.0)
+    assert action == Compact(up_to_seq=2, strategy="handoff", tokens_before=state.context_tokens)
+    state = replay(record([*events, handoff_compaction(state, 2)])[len(events) :], state)
+    assert state.context_tokens > compact_limit(state.spec)  # type: ignore[arg-type]
+    assert decide(state, 2_000.0) == CallModel()
 
 
 def test_a_handoff_keeps_the_task_and_a_bounded_record_of_what_was_done() -> None:
