@@ -27,9 +27,11 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## make bench: print the figures of the store (SQLite, PostgreSQL), the hands (local, Docker),
-## the brain (durable steps, recovery, lazy hands) and the gateway (requests/s, SSE fan-out,
-## sessions through the API) and the Managed Agents API with the anthropic SDK as client.
+## make bench: print the figures of the store (SQLite, PostgreSQL; with a wake at 1k to 1M
+## events of logs the brain's compaction policy made, snapshot sizes and compaction cost), the
+## hands (local, Docker), the brain (durable steps, recovery, lazy hands) and the gateway
+## (requests/s, SSE fan-out, sessions through the API) and the Managed Agents API with the
+## anthropic SDK as client.
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.store --backend sqlite
 	$(BIN)/python -m tests.benchmarks.store --backend postgres

@@ -8,7 +8,13 @@ exported here: the reducer (`fold`), the state it folds into, and the next step 
 
 from brain.decide import Action, decide
 from brain.fold import FoldError, fold, initial_state, replay
-from brain.state import STATE_VERSION, SessionState, decode_state, encode_state
+from brain.state import (
+    STATE_VERSION,
+    SessionState,
+    decode_state,
+    encode_state,
+    encode_state_parts,
+)
 
 __all__ = [
     "Action",
@@ -18,6 +24,7 @@ __all__ = [
     "decide",
     "decode_state",
     "encode_state",
+    "encode_state_parts",
     "fold",
     "initial_state",
     "replay",

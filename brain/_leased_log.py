@@ -20,7 +20,7 @@ from brain._background import spawn
 from brain.deps import Nats
 from brain.fold import fold, initial_state, replay
 from brain.settings import BrainSettings
-from brain.state import STATE_VERSION, decode_state, encode_state
+from brain.state import STATE_VERSION, decode_state, encode_state_parts
 from schemas import AgentSpec, Crashpoints, Event, Recorded, event_type, log_subject
 from session_store import Fenced, Lease, SessionLog, StoreUnavailable
 
@@ -63,7 +63,7 @@ class LeasedLog:
         snapshot = await self.store.latest_snapshot(self.session_id, STATE_VERSION)
         if snapshot is not None:
             try:
-                self.state = decode_state(snapshot.state)
+                self.state = decode_state(snapshot.state, snapshot.parts)
                 self.snapshot_seq = snapshot.seq
             except msgspec.DecodeError:
                 logger.warning("session %s: unreadable snapshot; replaying", self.session_id)
@@ -91,9 +91,10 @@ class LeasedLog:
             await self._snapshot()
 
     async def _snapshot(self) -> None:
+        header, messages = encode_state_parts(self.state)
         saving = asyncio.ensure_future(
             self.store.save_snapshot(
-                self.session_id, self.state.seq, encode_state(self.state), STATE_VERSION
+                self.session_id, self.state.seq, header, STATE_VERSION, parts=messages
             )
         )
         if self.crash.armed("during_snapshot"):

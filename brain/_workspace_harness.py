@@ -25,12 +25,13 @@ from brain._sandbox_slot import SandboxSlot
 from brain.deps import Hands
 from brain.hands_client import HandsUnavailable, ProvisionFailed, SandboxGone
 from brain.iterations import CheckWorkspace, RestoreWorkspace, StartIteration
-from brain.ratchet import changes_found, ratchet_on, restorable
+from brain.ratchet import Source, changes_found, ratchet_on, restorable
 from schemas import (
     CallRequest,
     ContextResets,
     Crashpoints,
     IterationStarted,
+    RestoredFile,
     RestoreFilesInput,
     SessionStatus,
     Status,
@@ -86,7 +87,7 @@ class WorkspaceHarness:
         request = WorkspaceFilesInput(
             read=self.resets.handoff_files,
             protected=self.resets.protected_tests if ratchet else [],
-            known=sorted(state.iterations.contents),
+            known=sorted(state.iterations.content_seqs),
             # A fresh worker inherits no process of the last one.
             stop_processes=ratchet,
         )
@@ -121,9 +122,11 @@ class WorkspaceHarness:
         self.crash.reach("after_workspace_checked")
 
     async def restore(self, action: RestoreWorkspace) -> None:
-        """Put the changed protected files back, then record it (with the checkpoint after)."""
-        iterations = self.log.state.iterations
-        files, unrestorable = restorable(iterations)
+        """Put the changed protected files back (their bytes read from the log), then record
+        it, with the checkpoint after."""
+        sources, unrestorable = restorable(self.log.state.iterations)
+        files = await self._recorded_bytes(sources)
+        unrestorable += [s.path for s in sources if s.path not in {f.path for f in files}]
         checkpoint = None
         if files:
             try:
@@ -140,6 +143,21 @@ class WorkspaceHarness:
             checkpoint=checkpoint,
         )
         await self.log.commit([restored])
+
+    async def _recorded_bytes(self, sources: list[Source]) -> list[RestoredFile]:
+        """The bytes of each source, from the `iteration.started` that recorded them."""
+        recorded: dict[str, bytes] = {}
+        for seq in sorted({source.seq for source in sources}):
+            for record in await self.log.store.read(self.log.session_id, seq - 1, 1):
+                if isinstance(record.event, IterationStarted):
+                    recorded |= {
+                        f.digest: f.content for f in record.event.protected if f.content is not None
+                    }
+        return [
+            RestoredFile(path=source.path, content=recorded[source.digest])
+            for source in sources
+            if source.digest in recorded
+        ]
 
     async def _read(self, request: WorkspaceFilesInput) -> WorkspaceFiles:
         outcome = await self._call("workspace_files", request)

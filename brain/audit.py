@@ -49,7 +49,7 @@ async def audit(store: SessionLog, request: AuditRequest) -> AuditReply:
         if snapshot is None or snapshot.seq > request.at_seq:
             return AuditReply(state=msgspec.to_builtins(full))
         from_snapshot = await fold_to(
-            store, request.session_id, request.at_seq, decode_state(snapshot.state)
+            store, request.session_id, request.at_seq, decode_state(snapshot.state, snapshot.parts)
         )
     except (StoreError, FoldError, msgspec.DecodeError) as exc:
         return AuditReply(error=f"folding the log failed: {exc}")

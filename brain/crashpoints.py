@@ -29,6 +29,9 @@ POINTS: Final = (
             "after_send",
             "after_tool_result",
             "during_snapshot",
+            # A compaction: its summary came back (not yet recorded); `context.compacted` is.
+            "after_compaction_summary",
+            "after_context_compacted",
         }
     )
     | ITERATION_POINTS

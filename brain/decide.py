@@ -7,10 +7,11 @@ call returns one step; tool calls ready together are dispatched together, to run
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
+from brain.compaction import compaction_cut
 from brain.fold import call_signature
 from brain.iterations import (
     CheckWorkspace,
@@ -37,6 +38,15 @@ LOOP_REPEATS: Final = 5
 
 class CallModel(msgspec.Struct, frozen=True, tag=True):
     """Send the conversation to the model and record its response."""
+
+
+class Compact(msgspec.Struct, frozen=True, tag=True):
+    """Before the next model call, replace the conversation through `up_to_seq` by a
+    handoff built from the log or a summary a model makes (brain/compaction.py)."""
+
+    up_to_seq: int
+    strategy: Literal["handoff", "summary"]
+    tokens_before: int
 
 
 class RequestTools(msgspec.Struct, frozen=True, tag=True):
@@ -114,6 +124,7 @@ class Wait(msgspec.Struct, frozen=True, tag=True):
 
 Action = (
     CallModel
+    | Compact
     | RequestTools
     | AskApproval
     | ExpireApproval
@@ -174,7 +185,7 @@ def decide(state: SessionState, now: float) -> Action:
     if state.messages and state.messages[-1].role == "user":
         # Budgets are checked before spending more on the model, not before calls the model
         # already asked for: a paused session never holds a call without its outcome.
-        return _budget_guard(state, now) or CallModel()
+        return _budget_guard(state, now) or _call_model(state)
     if not state.messages:
         return Wait(reason="waiting for user input")
     return _finish(state, now)
@@ -333,4 +344,15 @@ def _finish(state: SessionState, now: float) -> Action:
     if verdict.passed:
         return Complete(reason=f"the {verdict.judge} judge passed: {verdict.detail}")
     # The model must see the failed verdict (context building shows it) and try again.
-    return _budget_guard(state, now) or CallModel()
+    return _budget_guard(state, now) or _call_model(state)
+
+
+def _call_model(state: SessionState) -> CallModel | Compact:
+    """Call the model, after compacting a context that would pass its share of the window."""
+    assert state.spec is not None
+    cut = compaction_cut(state)
+    if cut is None:
+        return CallModel()
+    return Compact(
+        up_to_seq=cut, strategy=state.spec.context.strategy, tokens_before=state.context_tokens
+    )

@@ -8,11 +8,18 @@ earlier state, snapshot it with `encode_state`. Snapshot + tail equals a full re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import assert_never
 
 import msgspec
 
+from brain.compaction import (
+    TASK_CHARS,
+    block_tokens,
+    context_tokens,
+    estimate_tokens,
+    reduce_old_outputs,
+)
 from brain.iterations import fold_iteration, note_request
 from brain.state import RECENT_CALLS, DefinedOutcome, Message, SessionState, ToolCall, Verdict
 from schemas import (
@@ -23,6 +30,7 @@ from schemas import (
     BudgetReached,
     ContentBlock,
     ContextCompacted,
+    ContextPolicy,
     Event,
     IterationEnded,
     IterationStarted,
@@ -46,6 +54,7 @@ from schemas import (
     ToolResult,
     ToolResultBlock,
     UnknownEvent,
+    Usage,
     UserInterrupt,
     UserMessage,
     WorkspaceChecked,
@@ -86,6 +95,7 @@ def _apply(  # noqa: PLR0915
             state.spec = spec
             state.title = title
             state.created_at = at
+            state.context_tokens = estimate_tokens(spec.system_prompt)
         case SessionUpdated(title=title):
             if title is not None:
                 state.title = title
@@ -93,6 +103,7 @@ def _apply(  # noqa: PLR0915
             pass
         case UserMessage(text=text):
             _add_block(state, "user", TextBlock(text=text), seq)
+            state.task = state.task or text[:TASK_CHARS]
             state.pending_input = True
             state.interrupted = False
             state.input_seq = seq
@@ -104,6 +115,7 @@ def _apply(  # noqa: PLR0915
             state.pending_input = True
             state.interrupted = False
             state.input_seq = seq
+            state.task = state.task or description[:TASK_CHARS]
             state.outcome = DefinedOutcome(
                 outcome_id=event.outcome_id,
                 description=description,
@@ -150,6 +162,7 @@ def _apply(  # noqa: PLR0915
             state.cost_usd += cost
             state.turns += 1
             state.pending_input = bool(unseen)
+            _count_response(state, usage, content, unseen)
         case ToolRequested(call_id=call_id, name=name, input=arguments, idempotent=idempotent):
             state.open_calls[call_id] = ToolCall(
                 call_id=call_id,
@@ -206,6 +219,10 @@ def _apply(  # noqa: PLR0915
             state.summary = summary
             state.compacted_through = max(state.compacted_through, up_to_seq)
             state.messages = [m for m in state.messages if m.seq > state.compacted_through]
+            # A summary made by a model request is the session's spend like any other.
+            state.usage = state.usage + event.usage
+            state.cost_usd += event.cost_usd
+            state.context_tokens = context_tokens(state)
         case IterationStarted() | IterationEnded() | WorkspaceChecked() | WorkspaceRestored():
             fold_iteration(state, event, seq)
         case SessionStatus(status=status, reason=reason):
@@ -246,8 +263,26 @@ def feedback(result: OutcomeResult, explanation: str) -> str:
     return ""
 
 
+def _count_response(
+    state: SessionState,
+    usage: Usage,
+    content: Sequence[ContentBlock],
+    unseen: Sequence[tuple[int, ContentBlock]],
+) -> None:
+    """What the context holds after a response: what the model was sent (as it reported
+    it, else as estimated before), the response and the input it did not see; then older
+    tool outputs become previews."""
+    sent = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    if sent:
+        state.context_tokens = sent + sum(block_tokens(block) for _, block in unseen)
+    state.context_tokens += usage.output_tokens or sum(block_tokens(b) for b in content)
+    policy = state.spec.context if state.spec is not None else ContextPolicy()
+    state.context_tokens -= reduce_old_outputs(state, policy.keep_turns)
+
+
 def _add_block(state: SessionState, role: str, block: ContentBlock, seq: int) -> None:
     """Append to the last message when it has the same role, so roles always alternate."""
+    state.context_tokens += block_tokens(block)
     if state.messages and state.messages[-1].role == role:
         state.messages[-1].content.append(block)
         state.messages[-1].block_seqs.append(seq)

@@ -20,6 +20,7 @@ from typing import Final
 
 import msgspec
 
+from brain.compaction import block_tokens, context_tokens
 from brain.ratchet import ratchet_on
 from brain.state import Message, SessionState
 from schemas import (
@@ -157,7 +158,7 @@ def fold_iteration(
             text = brief(state, event)
             for file in event.protected:
                 if file.content is not None:
-                    it.contents[file.digest] = file.content
+                    it.content_seqs.setdefault(file.digest, seq)
             it.number = event.iteration
             it.started_seq = seq
             it.turns_at_start = state.turns
@@ -165,12 +166,13 @@ def fold_iteration(
             it.protected = {file.path: file.digest for file in event.protected}
             it.changes = []
             it.undone = []
-            # The fresh context: the brief alone.
+            # The fresh context: the brief alone (no compaction's summary), sized anew.
             state.summary = ""
             state.messages = [
                 Message(role="user", content=[TextBlock(text=text)], seq=seq, block_seqs=[seq])
             ]
             state.pending_input = True
+            state.context_tokens = context_tokens(state)
         case IterationEnded(reason=reason, detail=detail):
             it.ended_seq = seq
             it.end_reason = reason
@@ -190,6 +192,7 @@ def fold_iteration(
 
 def _tell(state: SessionState, text: str, seq: int) -> None:
     block = TextBlock(text=text)
+    state.context_tokens += block_tokens(block)
     if state.messages and state.messages[-1].role == "user":
         state.messages[-1].content.append(block)
         state.messages[-1].block_seqs.append(seq)

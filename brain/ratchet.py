@@ -11,10 +11,10 @@ whatever the worker did (bash, links, absolute paths, renames).
 from __future__ import annotations
 
 import posixpath
-from typing import Final
+from typing import Final, NamedTuple
 
 from brain.state import Iterations, SessionState, ToolCall
-from schemas import ProtectedFileChange, RestoredFile, WorkspaceFiles
+from schemas import ProtectedFileChange, WorkspaceFiles
 
 # The tools that write a file, and the input naming it.
 WRITING_TOOLS: Final = {
@@ -72,15 +72,25 @@ def changes_found(protected: dict[str, str], found: WorkspaceFiles) -> list[Prot
     return changed
 
 
-def restorable(iterations: Iterations) -> tuple[list[RestoredFile], list[str]]:
-    """The files to put back (their bytes as the iteration started), and the changed files
-    whose bytes the session never recorded (too big to keep, or a link)."""
-    files: list[RestoredFile] = []
+class Source(NamedTuple):
+    """Where the bytes to put a changed file back are: in the `iteration.started` at `seq`,
+    under `digest`."""
+
+    path: str
+    digest: str
+    seq: int
+
+
+def restorable(iterations: Iterations) -> tuple[list[Source], list[str]]:
+    """Where the bytes of each changed file (as the iteration started) are, and the changed
+    files whose bytes the session never recorded (too big to keep, or a link)."""
+    sources: list[Source] = []
     missing: list[str] = []
     for change in iterations.changes:
-        content = iterations.contents.get(iterations.protected.get(change.path, ""))
-        if content is None:
+        digest = iterations.protected.get(change.path, "")
+        seq = iterations.content_seqs.get(digest)
+        if seq is None:
             missing.append(change.path)
         else:
-            files.append(RestoredFile(path=change.path, content=content))
-    return files, missing
+            sources.append(Source(path=change.path, digest=digest, seq=seq))
+    return sources, missing

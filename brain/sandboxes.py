@@ -46,7 +46,7 @@ async def verdict(store: SessionLog, sandbox: SandboxInUse) -> SandboxVerdict:
     if info.status in TERMINAL_STATUSES:
         return unreachable(f"its session is {info.status}")
     snapshot = await store.latest_snapshot(sandbox.session_id, STATE_VERSION)
-    start = decode_state(snapshot.state) if snapshot is not None else None
+    start = decode_state(snapshot.state, snapshot.parts) if snapshot is not None else None
     state = await fold_to(store, sandbox.session_id, info.head_seq, start)
 
     def reachable(reason: str, *, busy: bool = False) -> SandboxVerdict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, Literal
 
 import msgspec
@@ -19,7 +20,7 @@ from schemas import (
 
 # Bump when SessionState or fold changes meaning: snapshots of another version are ignored
 # (the store keys snapshots by this), so a new reducer replays from the log instead.
-STATE_VERSION: Final = 6
+STATE_VERSION: Final = 7
 
 # How many recent tool-call signatures the state keeps for loop detection.
 RECENT_CALLS: Final = 16
@@ -105,10 +106,11 @@ class Iterations(msgspec.Struct, kw_only=True):
     tokens_at_start: int = 0
     # The user's messages: the goal every iteration's fresh context restates.
     requests: list[str] = []
-    # The protected files as the iteration started (path -> sha256), and the bytes of every
-    # version the session recorded (sha256 -> bytes), to put a changed one back.
+    # The protected files as the iteration started (path -> sha256), and where the log holds
+    # the bytes of each version it recorded (sha256 -> the seq of its `iteration.started`),
+    # to put a changed one back. Not the bytes themselves: a snapshot stays small.
     protected: dict[str, str] = {}
-    contents: dict[str, bytes] = {}
+    content_seqs: dict[str, int] = {}
     # The latest check of the protected files, and what it found changed, until restored.
     checked_seq: int = 0
     changes: list[ProtectedFileChange] = []
@@ -157,15 +159,35 @@ class SessionState(msgspec.Struct, kw_only=True):
     iterations: Iterations = msgspec.field(default_factory=Iterations)
     # Events of a newer writer this reader could not decode; replay goes on past them.
     unknown_events: int = 0
+    # The size in tokens of the context the next request would send: the last response's
+    # reported input, plus an estimate of what came after (brain/compaction.py).
+    context_tokens: int = 0
+    # The session's first input, which a compaction's handoff carries forward.
+    task: str = ""
 
 
 _STATE_ENCODER: Final = msgspec.msgpack.Encoder()
 _STATE_DECODER: Final = msgspec.msgpack.Decoder(SessionState)
+_MESSAGE_DECODER: Final = msgspec.msgpack.Decoder(Message)
 
 
 def encode_state(state: SessionState) -> bytes:
     return _STATE_ENCODER.encode(state)
 
 
-def decode_state(data: bytes) -> SessionState:
-    return _STATE_DECODER.decode(data)
+def decode_state(data: bytes, messages: Sequence[bytes] = ()) -> SessionState:
+    """A state from `encode_state`, or from `encode_state_parts` (its header, then its
+    messages in order)."""
+    state = _STATE_DECODER.decode(data)
+    if messages:
+        state.messages = [_MESSAGE_DECODER.decode(message) for message in messages]
+    return state
+
+
+def encode_state_parts(state: SessionState) -> tuple[bytes, list[bytes]]:
+    """A state as a header (everything but the conversation) and one part per message: a
+    message once written rarely changes (only a newer response reduces an older tool
+    output), so a store that keeps parts by content writes what changed since the last
+    snapshot, not the whole conversation again."""
+    header = _STATE_ENCODER.encode(msgspec.structs.replace(state, messages=[]))
+    return header, [_STATE_ENCODER.encode(message) for message in state.messages]

@@ -16,7 +16,8 @@ log the next brain can finish.
 A run is made of named parts, each in its own module: the log it holds (`LeasedLog`: lease,
 state, fenced appends, snapshots), what reaches it meanwhile (`Inbox`), its calls in flight
 (`CallsInFlight`: dispatch, outcomes, hold, probe, lost calls), the sandbox they go to
-(`SandboxSlot`), the model call (`ModelCaller`) and the completion check (`CompletionCheck`).
+(`SandboxSlot`), the model call (`ModelCaller`), the compaction before it (`Compactor`) and
+the completion check (`CompletionCheck`).
 This module only puts them together and performs what `decide` says.
 """
 
@@ -30,6 +31,7 @@ from typing import Final, Literal
 import msgspec
 
 from brain._calls import CallsInFlight, error_result
+from brain._compactor import Compactor
 from brain._inbox import Inbox
 from brain._leased_log import LeasedLog
 from brain._model_call import ModelCaller, tool_requests
@@ -39,6 +41,7 @@ from brain.decide import (
     Action,
     AskApproval,
     CallModel,
+    Compact,
     Complete,
     DetectLoop,
     Dispatch,
@@ -148,6 +151,7 @@ class _SessionRun:
             settings.model_retry,
             settings.grader_heartbeat_s,
         )
+        self.compactor: Final = Compactor(self.log, deps.providers, settings, deps.crash)
         self.workspace: Final = WorkspaceHarness(
             self.log, self.sandbox, self.inbox, deps.hands, deps.crash
         )
@@ -248,7 +252,7 @@ class _SessionRun:
 
     # -- actions ------------------------------------------------------------------------------
 
-    async def _perform(self, action: Action) -> None:
+    async def _perform(self, action: Action) -> None:  # noqa: PLR0915
         commit = self.log.commit
         prelude: list[Event] = []
         # Ending a turn, or an outcome the user interrupted, does not set the session running.
@@ -261,6 +265,10 @@ class _SessionRun:
                 if prelude:
                     await commit(prelude)
                 await self.model.call()
+            case Compact():
+                if prelude:
+                    await commit(prelude)
+                await self.compactor.compact(action)
             case RequestTools(calls=calls):
                 await commit([*prelude, *tool_requests(calls, self.log.spec)])
                 self.deps.crash.reach("after_tool_requested")

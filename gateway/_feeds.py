@@ -3,8 +3,9 @@
 Without it, each SSE client read the store on every "the log grew" message and polled it
 every second: 500 streams of 100 sessions made 1,000 idle queries a second and five
 identical reads per append. A feed reads a session's new events once, keeps the newest of
-them encoded as SSE frames, and wakes its streams; a stream that is behind the feed's
-window (a client resuming from far back) reads the store itself until it catches up.
+them (as read, and encoded as keel's SSE frames), and wakes its streams; a stream that is
+behind the feed's window (a client resuming from far back) reads the store itself until it
+catches up. Streams of another shape (the Managed Agents projection) take the records.
 
 The store stays the only source: a feed learns that the log grew from `keel.log.<session>`
 (brains and the gateway publish it after their commits) or, if such a message is lost, from
@@ -27,7 +28,7 @@ from nats.aio.subscription import Subscription
 
 from gateway._views import event_view
 from schemas import TERMINAL_STATUSES, Recorded, SessionStatus, log_subject
-from session_store import SessionReader, StoreError
+from session_store import SessionNotFound, SessionReader, StoreError
 
 log = logging.getLogger("keel.gateway")
 
@@ -55,8 +56,11 @@ class Feed:
         self.poll_s = poll_s
         self.seq = 0  # every event up to here has been read into `frames` (or before them)
         self.frames: deque[tuple[int, bytes]] = deque()
+        self.records: deque[Recorded] = deque()  # the same events as `frames`, as read
         self.kept_bytes = 0
         self.terminal = False
+        # The session was deleted: its log is gone, and nothing more will be read of it.
+        self.gone = False
         # When the session was first seen over with nothing new: streams end a poll later,
         # so outcomes a cancelled session records just after are still sent.
         self.quiet_since: float | None = None
@@ -93,6 +97,16 @@ class Feed:
         start = after + 1 - self.frames[0][0]
         return [self.frames[i] for i in range(start, len(self.frames))]
 
+    def records_after(self, after: int) -> list[Recorded] | None:
+        """The kept events after seq `after`, as read; None when `after` is before the
+        window (read the store instead)."""
+        if after >= self.seq:
+            return []
+        if not self.records or after + 1 < self.records[0].seq:
+            return None
+        start = after + 1 - self.records[0].seq
+        return [self.records[i] for i in range(start, len(self.records))]
+
     def over_for(self, after: int, now: float) -> bool:
         """A stream that has sent everything up to `after` is done."""
         return (
@@ -119,6 +133,9 @@ class Feed:
                 await self._refresh(loop.time())
                 # Streams start once the feed knows where the log's head is.
                 self._ready.set()
+            except SessionNotFound:
+                self.gone = True
+                self._ready.set()
             except StoreError as exc:
                 log.warning("following %s: %s", self.session_id, exc)
             except Exception:
@@ -129,13 +146,16 @@ class Feed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._grew.wait(), self.poll_s)
 
-    def _keep(self, seq: int, frame: bytes) -> None:
-        self.frames.append((seq, frame))
+    def _keep(self, record: Recorded) -> None:
+        frame = sse_frame(record)
+        self.frames.append((record.seq, frame))
+        self.records.append(record)
         self.kept_bytes += len(frame)
         while len(self.frames) > 1 and (
             len(self.frames) > KEPT_FRAMES or self.kept_bytes > KEPT_BYTES
         ):
             self.kept_bytes -= len(self.frames.popleft()[1])
+            self.records.popleft()
 
     async def _refresh(self, now: float) -> None:
         if not self._ready.is_set():
@@ -149,7 +169,7 @@ class Feed:
             self.session_id, after_seq=self.seq, limit=READ_BATCH
         ):
             for record in records:
-                self._keep(record.seq, sse_frame(record))
+                self._keep(record)
                 # The session row's status is the last status event's, so the log says it.
                 if isinstance(record.event, SessionStatus):
                     self.terminal = record.event.status in TERMINAL_STATUSES

@@ -95,8 +95,9 @@ class MetricsMiddleware:
 
 def _route(scope: Scope) -> str:
     """The template of the route that took the request (the router notes it in the scope
-    before the route runs)."""
-    path: str = getattr(scope.get("route"), "path", "unmatched")
+    before the route runs), as the OpenAPI document names it: without its parameters'
+    convertors."""
+    path: str = getattr(scope.get("route"), "path_format", "unmatched")
     return path
 
 

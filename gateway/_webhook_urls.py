@@ -21,6 +21,15 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from schemas import SettingsError
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# URLs that are never `malformed`, as the served document says of an endpoint's `url` (a
+# JSON Schema pattern): http(s), a host, a port, path segments of unreserved characters (so
+# none is a dot segment, even percent-decoded), a query; no credentials, no fragment. Some
+# URLs `malformed` takes are left out (a dot in a segment, percent-escapes): simple, and on
+# the safe side.
+WELL_FORMED: Final = (
+    r"^https?://[a-z0-9-]+(\.[a-z0-9-]+)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9_~-]*)*"
+    r"(\?[A-Za-z0-9_~=&-]*)?$"
+)
 # A host name, IPv4 or IPv6 address (urlsplit gives it lowercased, without brackets).
 _HOST: Final = re.compile(r"[a-z0-9.:-]+")
 

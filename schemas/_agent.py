@@ -64,6 +64,25 @@ class SandboxSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     max_output_bytes: int = 1_000_000
 
 
+class ContextPolicy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How the brain keeps the context it sends under the model's window.
+
+    Before a model call whose context would pass `compact_at` of the window, the brain
+    compacts: `handoff` replaces the conversation before the last `keep_turns` turns with a
+    structured handoff built from the log (no model call); `summary` asks `summary_model`
+    (else the session's model) to summarize it, a request budgeted like any other. Tool
+    outputs older than the last `keep_turns` turns are shown as previews with a reference
+    to the full output, whether or not the context is compacted.
+    """
+
+    # The model's window in tokens; None: keel's table of known windows for the model.
+    window_tokens: Annotated[int, msgspec.Meta(ge=1024)] | None = None
+    compact_at: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.8
+    strategy: Literal["handoff", "summary"] = "handoff"
+    keep_turns: Annotated[int, msgspec.Meta(ge=1)] = 8
+    summary_model: ModelSpec | None = None
+
+
 class CustomTool(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A tool the client runs itself: the brain records the call and waits for the client
     to post its one result; it is never sent to the hands."""
@@ -135,6 +154,7 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     completion: CompletionCondition = CompletionCondition()
     sandbox: SandboxSpec = SandboxSpec()
     custom_tools: list[CustomTool] = []
+    context: ContextPolicy = ContextPolicy()
     # What ending a turn does: `complete` ends the session (keel's own API); `idle` leaves
     # it idle and taking more input, as a Managed Agents session is.
     turn_end: Literal["complete", "idle"] = "complete"

@@ -204,12 +204,20 @@ class LoopDetected(_EventBase, tag="loop.detected", frozen=True):
 
 
 class ContextCompacted(_EventBase, tag="context.compacted", frozen=True):
-    """The conversation before (and including) `up_to_seq` is replaced by `summary`."""
+    """The conversation before (and including) `up_to_seq` is replaced by `summary`.
+
+    `strategy` says how the summary was made: `handoff`, built from the log with no model
+    call, or `summary`, by a model request whose `usage` and `cost_usd` are the session's
+    spend like any other request's (`manual`: recorded by someone else than the brain)."""
 
     up_to_seq: int
     summary: str
     tokens_before: int = 0
     tokens_after: int = 0
+    strategy: Literal["manual", "handoff", "summary"] = "manual"
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    model: str = ""
 
 
 # Why an iteration of a session with context resets ended: the grader or the completion

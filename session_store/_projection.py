@@ -18,6 +18,7 @@ import msgspec
 
 from schemas import (
     TERMINAL_STATUSES,
+    ContextCompacted,
     ManagedOrigin,
     ModelResponse,
     OutcomeEvaluated,
@@ -79,8 +80,9 @@ def change_of(events: Iterable[object]) -> Change:
                 status = (event.status, event.reason)
             case ModelResponse():
                 tally = tally + Tally(usage=event.usage, cost_usd=event.cost_usd, turns=1)
-            case OutcomeEvaluated():
-                # An outcome's grader spends as the worker does (no turn of the session's).
+            case OutcomeEvaluated() | ContextCompacted():
+                # An outcome's grader, and a compaction's summary, spend as the worker does
+                # (no turn of the session's).
                 tally = tally + Tally(usage=event.usage, cost_usd=event.cost_usd)
             case SessionCreated():
                 created = event

@@ -87,7 +87,12 @@ class SessionLog(SessionReader, Protocol):
     async def leases_of(self, owner: str) -> list[str]: ...
 
     async def save_snapshot(
-        self, session_id: str, seq: int, state: bytes, version: int = 1
+        self,
+        session_id: str,
+        seq: int,
+        state: bytes,
+        version: int = 1,
+        parts: Sequence[bytes] = (),
     ) -> None: ...
     async def latest_snapshot(self, session_id: str, version: int = 1) -> Snapshot | None: ...
 

@@ -66,6 +66,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     version: int
     state: bytes
+    # What follows `state`, in the order it was saved (none for a snapshot in one piece).
+    parts: list[bytes] = []
 
 
 class Verification(msgspec.Struct, frozen=True, kw_only=True):

@@ -29,7 +29,7 @@ from session_store._idempotency import IdempotentWrite, record_answer
 from session_store._projection import SessionRow, change_of, session_info
 from session_store._reads import require_session
 from session_store._records import SessionInfo, SessionPage
-from session_store._tables import events, sessions, snapshots
+from session_store._tables import events, sessions, snapshot_parts, snapshots
 from session_store._validate import check_id, encode_append, encode_checked
 from session_store._webhooks import record_deletion
 
@@ -247,6 +247,7 @@ class SqlSessions(SqlDatabase):
                 )
             conn.execute(delete(events).where(events.c.session_id == session_id))
             conn.execute(delete(snapshots).where(snapshots.c.session_id == session_id))
+            conn.execute(delete(snapshot_parts).where(snapshot_parts.c.session_id == session_id))
             conn.execute(delete(sessions).where(sessions.c.session_id == session_id))
             now = self._clock()
             record_deletion(conn, tenant, session_id, now)

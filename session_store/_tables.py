@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 # The newest migration: these tables are what it leaves. A store already there skips
 # Alembic entirely at start (importing it is a tenth of a second of every brain's start).
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 
 metadata = MetaData()
 
@@ -83,7 +83,22 @@ snapshots = Table(
     Column("seq", BigInteger, nullable=False),
     Column("at", Float, nullable=False),
     Column("state", LargeBinary, nullable=False),
+    # The sha256 digests (32 bytes each, in order) of the parts in `snapshot_parts` that
+    # follow `state`; NULL for a snapshot in one piece.
+    Column("parts", LargeBinary, nullable=True),
     PrimaryKeyConstraint("session_id", "version", "seq"),
+)
+
+# The parts of a session's snapshot, kept by content: a new snapshot writes only the parts
+# the previous one did not have, and drops those it no longer names.
+snapshot_parts = Table(
+    "snapshot_parts",
+    metadata,
+    Column("session_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", LargeBinary(32), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("session_id", "version", "digest"),
 )
 
 # Bearer keys of the HTTP API, each mapped to a tenant; only a hash is kept.

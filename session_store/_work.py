@@ -349,7 +349,8 @@ class SqlWork(SqlDatabase):
     async def patch_work_metadata(
         self, tenant: str, environment_id: str, work_id: str, patch: dict[str, str | None]
     ) -> WorkItem:
-        """Set the patch's keys, remove those it sends as None; at most `MAX_METADATA`."""
+        """Set the patch's keys, remove those it sends as None; at most `MAX_METADATA`
+        (WorkStateConflict past them: the same patch fits once keys are removed)."""
 
         def patched(conn: Connection) -> WorkItem:
             current = _get(conn, tenant, environment_id, work_id, for_update=True)
@@ -357,7 +358,10 @@ class SqlWork(SqlDatabase):
             for key in [k for k, v in patch.items() if v is None]:
                 merged.pop(key, None)
             if len(merged) > MAX_METADATA:
-                raise InvalidInput(f"metadata: at most {MAX_METADATA} pairs")
+                raise WorkStateConflict(
+                    f"metadata: at most {MAX_METADATA} pairs; work {work_id!r} has "
+                    f"{len(current.metadata)}, and this patch would make {len(merged)}"
+                )
             row = (
                 conn.execute(
                     update(work_items)

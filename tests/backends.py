@@ -34,6 +34,7 @@ class Backend(Protocol):
 
     def make_store(self, clock: Callable[[], float] = time.time) -> EventStore: ...
     async def execute(self, sql: str) -> None: ...
+    async def fetch_value(self, sql: str) -> object: ...
     async def schema_diff(self) -> list[object]: ...
 
 
@@ -62,6 +63,15 @@ class SqliteBackend:
         finally:
             connection.close()
 
+    async def fetch_value(self, sql: str) -> object:
+        import sqlite3
+
+        connection = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            return connection.execute(sql).fetchone()[0]
+        finally:
+            connection.close()
+
     async def schema_diff(self) -> list[object]:
         engine = create_engine(self.url)
         try:
@@ -87,6 +97,15 @@ class PostgresBackend:
         )
         try:
             await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    async def fetch_value(self, sql: str) -> object:
+        connection = await asyncpg.connect(
+            POSTGRES_URL, server_settings={"search_path": self.schema}
+        )
+        try:
+            return await connection.fetchval(sql)
         finally:
             await connection.close()
 

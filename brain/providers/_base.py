@@ -50,6 +50,8 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     turn: int = 0
     # Set when the request asks a grader to evaluate the worker's work.
     grading: Grading | None = None
+    # Set when the request asks for a summary of the conversation, to compact the context.
+    summarizing: bool = False
 
 
 class ModelProvider(Protocol):

@@ -34,6 +34,8 @@ class ScriptedProvider:
     async def complete(
         self, request: ModelRequest, on_delta: Callable[[str], None] | None = None
     ) -> ModelResponse:
+        if request.summarizing:
+            return summary_of(request)
         script = request.model.options.get("script", [])
         if not isinstance(script, list):
             raise ProviderError("invalid script: expected a list of turns", retryable=False)
@@ -69,3 +71,19 @@ class ScriptedProvider:
             model="scripted",
             duration_ms=turn.latency_ms,
         )
+
+
+def summary_of(request: ModelRequest) -> ModelResponse:
+    """A summary that depends only on the request: how many messages it summarizes, and
+    the first words of the first one."""
+    messages = request.context.messages
+    first = next(
+        (b.text for m in messages for b in m.content if isinstance(b, TextBlock)), "nothing"
+    )
+    text = f"Summary of {len(messages)} messages, starting: {' '.join(first.split()[:12])}"
+    return ModelResponse(
+        content=[TextBlock(text=text)],
+        stop_reason="end_turn",
+        usage=Usage(input_tokens=sum(len(m.content) for m in messages), output_tokens=20),
+        model="scripted",
+    )

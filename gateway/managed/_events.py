@@ -27,7 +27,14 @@ from gateway._errors import ApiProblem
 from gateway._idempotency import WorkerKeys
 from gateway._services import GatewayServices, Services
 from gateway.managed._common import MAX_LIMIT, ManagedWorkerSession, answer, page
-from gateway.managed._folds import READ_BATCH, KeptProjections, Projections, fold, fold_from_nearest
+from gateway.managed._folds import (
+    READ_BATCH,
+    KeptProjections,
+    Projections,
+    fold,
+    fold_from_nearest,
+    fold_records,
+)
 from gateway.managed._previews import Previews, previews_of
 from gateway.managed._projection import (
     EVENT_ID_PATTERN,
@@ -237,7 +244,16 @@ async def _live(
                 if heard == "previews":
                     continue
                 change = feed.next_change()
-                events = await fold(services.store, session_id, projection, projections, keep=True)
+                # What the feed read for every stream of the session, else (a stream behind
+                # its window) the store.
+                if feed.gone:
+                    raise SessionNotFound(session_id)
+                kept = feed.records_after(projection.seq)
+                events = (
+                    fold_records(kept, session_id, projection, projections)
+                    if kept is not None
+                    else await fold(services.store, session_id, projection, projections, keep=True)
+                )
                 for event in events:
                     yield _frame(event)
                     if event["type"] == "session.status_terminated":

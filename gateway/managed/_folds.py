@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, Request
 
 from gateway.managed._projection import Projection
+from schemas import Recorded
 from session_store import SessionReader
 
 READ_BATCH: Final = 1000
@@ -87,13 +89,25 @@ async def fold(
     while through_seq is None or projection.seq < through_seq:
         batch = READ_BATCH if through_seq is None else min(READ_BATCH, through_seq - projection.seq)
         records = await store.read(session_id, after_seq=projection.seq, limit=batch)
-        for record in records:
-            projected = projection.project(record)
-            projections.passed(session_id, projection)
-            if keep:
-                out.extend(projected)
+        projected = fold_records(records, session_id, projection, projections)
+        if keep:
+            out.extend(projected)
         if len(records) < batch:
             break
+    return out
+
+
+def fold_records(
+    records: Iterable[Recorded],
+    session_id: str,
+    projection: Projection,
+    projections: Projections,
+) -> list[dict[str, Any]]:
+    """Fold `records`, which continue `projection`, into it; their events."""
+    out: list[dict[str, Any]] = []
+    for record in records:
+        out.extend(projection.project(record))
+        projections.passed(session_id, projection)
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 import msgspec
 from fastapi import APIRouter, Request, Response
@@ -29,7 +29,7 @@ from gateway.managed._shapes import Deleted
 from gateway.managed._webhook_events import WEBHOOK_TYPES
 from session_store import WebhookEndpoint
 
-router = APIRouter(tags=["webhooks"], include_in_schema=False)
+router = APIRouter(tags=["webhooks"])
 
 _PATH = "/v1/webhook_endpoint"
 
@@ -39,16 +39,29 @@ class WebhookEndpointParams(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     event_types: Annotated[list[str], msgspec.Meta(max_length=len(WEBHOOK_TYPES))] = []
 
 
-def endpoint_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": endpoint.endpoint_id,
-        "type": "webhook_endpoint",
-        "url": endpoint.url,
-        "event_types": endpoint.event_types,
-        "secret": endpoint.secret,
-        "created_at": rfc3339(endpoint.created_at),
-        "updated_at": rfc3339(endpoint.updated_at),
-    }
+class WebhookEndpointView(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's endpoint as the API shows it (keel's own: the SDK has no such model)."""
+
+    id: str
+    type: Literal["webhook_endpoint"] = "webhook_endpoint"
+    url: str
+    # Empty: every type keel sends.
+    event_types: list[str]
+    # The Standard Webhooks secret (`whsec_...`) receivers verify the signatures with.
+    secret: str
+    created_at: str
+    updated_at: str
+
+
+def endpoint_view(endpoint: WebhookEndpoint) -> WebhookEndpointView:
+    return WebhookEndpointView(
+        id=endpoint.endpoint_id,
+        url=endpoint.url,
+        event_types=endpoint.event_types,
+        secret=endpoint.secret,
+        created_at=rfc3339(endpoint.created_at),
+        updated_at=rfc3339(endpoint.updated_at),
+    )
 
 
 @router.put(_PATH, response_class=Response)

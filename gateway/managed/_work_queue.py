@@ -21,7 +21,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from gateway._access import Callers, QueryFirst
 from gateway._bodies import decode_body, decode_optional_body
@@ -33,9 +34,25 @@ from gateway.managed._projection import rfc3339
 from gateway.managed._shapes import WorkStopParams, WorkUpdateParams
 from session_store import RECLAIM_AFTER_S, HeartbeatMismatch, WorkItem, WorkLease
 
-router = APIRouter(route_class=QueryFirst, tags=["managed agents"], include_in_schema=False)
+# A work item's id, as the store makes them (`new_id("work")`).
+_WORK_ID: Final = "work_[^/]+"
+
+
+class _WorkId(StringConvertor):
+    """A work item's id, `work_...`: so `/work/poll` and `/work/stats` name no item, and a
+    POST there is a 405, not an update of an item called `poll`."""
+
+    regex = _WORK_ID
+
+
+register_url_convertor("work_id", _WorkId())
+
+router = APIRouter(route_class=QueryFirst, tags=["managed agents"])
 
 _PATH: Final = "/v1/environments/{environment_id}/work"
+_ITEM: Final = f"{_PATH}/{{work_id:work_id}}"
+# What the document says of a work id (the convertor matches nothing else).
+WorkId = Annotated[str, Path(pattern=f"^{_WORK_ID}$")]
 # What a worker sends as `expected_last_heartbeat` before its first heartbeat.
 NO_HEARTBEAT: Final = "NO_HEARTBEAT"
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -70,9 +87,11 @@ async def _queue(
     if caller.environment_id not in (None, environment_id):
         raise ApiProblem(404, f"no environment {environment_id!r}")
     environment = await services.store.get_resource(caller.tenant, ENVIRONMENT, environment_id)
+    # Final, but a 409, not a 400: the same request is right once the environment is
+    # updated to be self-hosted.
     if decode_stored(environment.body)["config"]["type"] != "self_hosted":
         raise ApiProblem(
-            400,
+            409,
             f"environment {environment_id!r} is not self_hosted: keel's own sandboxes run "
             "its tools, and it has no work queue",
         )
@@ -211,16 +230,16 @@ async def list_work(
     return page([work_view(item) for item in found.items], found.next_cursor)
 
 
-@router.get(f"{_PATH}/{{work_id}}", response_class=Response)
-async def retrieve_work(work_id: str, queue: OwnerQueue, services: Services) -> Response:
+@router.get(_ITEM, response_class=Response)
+async def retrieve_work(work_id: WorkId, queue: OwnerQueue, services: Services) -> Response:
     return answer(
         work_view(await services.store.get_work(queue.tenant, queue.environment_id, work_id))
     )
 
 
-@router.post(f"{_PATH}/{{work_id}}", response_class=Response)
+@router.post(_ITEM, response_class=Response)
 async def update_work(
-    work_id: str, queue: OwnerQueue, request: Request, services: Services
+    work_id: WorkId, queue: OwnerQueue, request: Request, services: Services
 ) -> Response:
     """Patch the item's metadata: a key sent as null is removed."""
     params = await decode_body(request, WorkUpdateParams)
@@ -230,8 +249,8 @@ async def update_work(
     return answer(work_view(item))
 
 
-@router.post(f"{_PATH}/{{work_id}}/ack", response_class=Response)
-async def ack_work(work_id: str, queue: WorkerQueue, services: Services) -> Response:
+@router.post(f"{_ITEM}/ack", response_class=Response)
+async def ack_work(work_id: WorkId, queue: WorkerQueue, services: Services) -> Response:
     """Take the item a poll handed out: `starting`, leased until the first heartbeat."""
     item = await services.store.ack_work(
         queue.tenant, queue.environment_id, work_id, ttl=services.work.lease_s
@@ -239,9 +258,9 @@ async def ack_work(work_id: str, queue: WorkerQueue, services: Services) -> Resp
     return answer(work_view(item))
 
 
-@router.post(f"{_PATH}/{{work_id}}/heartbeat", response_class=Response)
+@router.post(f"{_ITEM}/heartbeat", response_class=Response)
 async def heartbeat_work(
-    work_id: str,
+    work_id: WorkId,
     queue: WorkerQueue,
     services: Services,
     expected_last_heartbeat: Annotated[str | None, Query(max_length=64)] = None,
@@ -278,9 +297,9 @@ async def heartbeat_work(
     )
 
 
-@router.post(f"{_PATH}/{{work_id}}/stop", response_class=Response)
+@router.post(f"{_ITEM}/stop", response_class=Response)
 async def stop_work(
-    work_id: str, queue: AnyQueue, request: Request, services: Services
+    work_id: WorkId, queue: AnyQueue, request: Request, services: Services
 ) -> Response:
     """Stop the item: at once with `force`, else once its worker's next heartbeat hears of
     it. A stopped item is a 409. While its session still waits on the worker, the next

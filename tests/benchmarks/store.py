@@ -5,9 +5,14 @@ Figures, each printed on one line (nothing is asserted, nothing has a threshold)
 1. sequential durable appends: one session, one fenced UserMessage per append (latency);
 2. group commit: 100 sessions appending concurrently, (a) one ToolResult per append,
    (b) a two-event tool step per append (events/s and latency);
-3. wake: latest snapshot + decode + read the tail + fold it, for sessions of 1k, 10k and
-   100k events of tool cycles with a context compaction every ~1000 events, snapshotted
-   every 1000 events as a brain would (it should stay flat as history grows);
+3. wake: latest snapshot + decode + read the tail + fold it, for sessions of 1k, 10k, 100k
+   and 1M events whose logs the brain's own policy made (fold + decide + the handoff builder
+   over generated turns with tool outputs of 1-30 KB, inline as the hands keep them;
+   tests/brain/long_session.py), snapshotted the way a brain does, the last snapshot 50
+   events behind the head (a brain snapshots every 100); with each size, (3a) the
+   snapshot's size and what writing it cost, from nothing and 100 events after the one
+   before (only the parts that changed are written), and (3b) what the session's
+   compactions cost;
 4. full replay: read a whole session and fold it from the start (events/s);
 5. bytes on disk per event for tool call/result pairs.
 
@@ -18,14 +23,13 @@ temporary directory; PostgreSQL in a fresh schema of the database at KEEL_TEST_P
     python -m tests.benchmarks.store --backend sqlite
     python -m tests.benchmarks.store --backend postgres --quick
 
-`--quick` runs fewer appends and skips the 100k-event session.
+`--quick` runs fewer appends and only the 1k- and 10k-event sessions.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import os
 import platform
 import secrets
@@ -33,7 +37,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,22 +47,18 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from brain.fold import initial_state, replay
-from brain.state import STATE_VERSION, SessionState, decode_state, encode_state
+from brain.state import STATE_VERSION, SessionState, decode_state, encode_state_parts
 from schemas import (
     AgentSpec,
-    ContextCompacted,
     Event,
-    ModelResponse,
     SessionCreated,
-    TextBlock,
     ToolDispatched,
     ToolRequested,
     ToolResult,
-    ToolUseBlock,
-    Usage,
     UserMessage,
 )
 from session_store import EventStore, Lease, PostgresEventStore, SqliteEventStore
+from tests.brain.long_session import CompactionCost, LongSession, long_spec
 
 POSTGRES_URL = os.environ.get(
     "KEEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -70,12 +70,14 @@ WARMUP_APPENDS = 100
 WRITERS = 100
 WAKE_REPEATS = 20
 REPLAY_REPEATS = 3
-# A brain snapshots every SNAPSHOT_EVERY events; a woken session has TAIL events after it.
-SNAPSHOT_EVERY = 1000
+# A brain snapshots every SNAPSHOT_EVERY events (KEEL_SNAPSHOT_EVERY's default); a woken
+# session has TAIL events after its latest snapshot, half that on average.
+SNAPSHOT_EVERY = 100
 TAIL = 50
-# Tool cycles between context compactions (~1000 events): what keeps a long session's
-# state, and so its snapshot, bounded.
-COMPACT_EVERY = 200
+# Events per append while a session is built.
+BUILD_BATCH = 1000
+# The full replay (4) reads the largest session of at most this many events.
+REPLAY_MAX_EVENTS = 100_000
 PAIR_EVENTS = 10_000
 PAIR_BATCH = 1000
 
@@ -86,7 +88,6 @@ TOOL_OUTPUT = (
     "E   assert 3 == 4\n"
     "1 failed, 47 passed in 2.41s\n"
 )
-SUMMARY = "The user asked to make the test suite pass; " * 12
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,11 @@ class Config:
     wake_sizes: tuple[int, ...]
 
 
-FULL = Config(sequential_appends=2000, appends_per_writer=200, wake_sizes=(1000, 10_000, 100_000))
+FULL = Config(
+    sequential_appends=2000,
+    appends_per_writer=200,
+    wake_sizes=(1000, 10_000, 100_000, 1_000_000),
+)
 QUICK = Config(sequential_appends=500, appends_per_writer=50, wake_sizes=(1000, 10_000))
 
 
@@ -214,38 +219,6 @@ def open_database(backend: str) -> AbstractAsyncContextManager[Database]:
 # -- events ---------------------------------------------------------------------------------
 
 
-def tool_cycle(call_id: str) -> list[Event]:
-    """One realistic agent step: user input, a model tool call, its dispatch and result."""
-    return [
-        UserMessage(text="The tests still fail; please fix them."),
-        ModelResponse(
-            content=[
-                TextBlock(text="Let me run the test suite first."),
-                ToolUseBlock(call_id=call_id, name="bash", input=COMMAND),
-            ],
-            stop_reason="tool_use",
-            usage=Usage(input_tokens=2400, output_tokens=60),
-            cost_usd=0.0081,
-            model="scripted",
-            duration_ms=850.0,
-        ),
-        ToolRequested(call_id=call_id, name="bash", input=COMMAND),
-        ToolDispatched(call_id=call_id, sandbox_id="sbx_bench"),
-        ToolResult(call_id=call_id, output=TOOL_OUTPUT, duration_ms=2410.0),
-    ]
-
-
-def conversation() -> Iterator[Event]:
-    """An endless log to follow seq 1: tool cycles, and a context compaction now and then."""
-    seq = 1
-    for cycle in itertools.count(1):
-        events = tool_cycle(f"call_{cycle:07d}")
-        if cycle % COMPACT_EVERY == 0:
-            events.append(ContextCompacted(up_to_seq=seq + len(events), summary=SUMMARY))
-        seq += len(events)
-        yield from events
-
-
 def user_message(index: int) -> list[Event]:
     return [UserMessage(text=f"message {index}")]
 
@@ -339,57 +312,128 @@ async def bench_concurrent(
     )
 
 
-async def build_session(store: EventStore, size: int) -> str:
-    """A session of `size` events, snapshotted every SNAPSHOT_EVERY events the way a brain
-    does (fold what was appended, save the state), the last snapshot TAIL events behind."""
-    session_id = await new_session(store)
-    log = conversation()
-    state = replay(await store.read(session_id), initial_state(session_id))
-    head = 1
-    for target in range(SNAPSHOT_EVERY - TAIL, size, SNAPSHOT_EVERY):
-        batch = list(itertools.islice(log, target - head))
-        head = (await store.append_input(session_id, batch, expect_seq=head)).head_seq
-        state = replay(await store.read(session_id, after_seq=state.seq), state)
-        await store.save_snapshot(session_id, head, encode_state(state), version=STATE_VERSION)
-    await store.append_input(session_id, list(itertools.islice(log, size - head)), expect_seq=head)
-    return session_id
+@dataclass
+class SnapshotWrite:
+    """One snapshot a brain writes: its size, the bytes of it new to the store, and how long
+    the write took."""
+
+    seq: int
+    total_bytes: int
+    new_bytes: int
+    seconds: float
+
+
+@dataclass
+class BuiltSession:
+    session_id: str
+    size: int
+    seconds: float
+    first: SnapshotWrite
+    next: SnapshotWrite
+    compactions: CompactionCost
+
+
+async def save_snapshot(
+    store: EventStore, state: SessionState, written: set[bytes]
+) -> SnapshotWrite:
+    """Save `state` as the brain does (a header, a part per message); `written` is the parts
+    the store has of this session, to count the bytes this write adds."""
+    header, parts = encode_state_parts(state)
+    started = time.perf_counter()
+    await store.save_snapshot(state.session_id, state.seq, header, STATE_VERSION, parts=parts)
+    seconds = time.perf_counter() - started
+    new_bytes = len(header) + sum(len(part) for part in set(parts) - written)
+    written.clear()
+    written.update(parts)
+    return SnapshotWrite(
+        seq=state.seq,
+        total_bytes=len(header) + sum(len(part) for part in parts),
+        new_bytes=new_bytes,
+        seconds=seconds,
+    )
+
+
+async def build_session(store: EventStore, size: int) -> BuiltSession:
+    """A session of `size` events made by the brain's policy (tests/brain/long_session.py),
+    snapshotted twice as a brain does: SNAPSHOT_EVERY events apart, the last one TAIL
+    events behind the head."""
+    started = time.perf_counter()
+    session = LongSession("", long_spec())
+    events = session.events()
+    created = next(events)
+    assert isinstance(created, SessionCreated)
+    session_id = (await store.create_session("bench", created)).session_id
+    session.state.session_id = session_id
+    snapshot_at = {size - TAIL - SNAPSHOT_EVERY, size - TAIL}
+    head, batch, written, writes = 1, [], set[bytes](), []
+    for event in events:
+        batch.append(event)
+        seq = head + len(batch)
+        if len(batch) == BUILD_BATCH or seq in snapshot_at or seq == size:
+            head = (await store.append_input(session_id, batch, expect_seq=head)).head_seq
+            batch = []
+            if head in snapshot_at:
+                writes.append(await save_snapshot(store, session.state, written))
+            if head == size:
+                break
+    first, then = writes
+    return BuiltSession(
+        session_id, size, time.perf_counter() - started, first, then, session.compactions
+    )
 
 
 async def wake(store: EventStore, session_id: str) -> SessionState:
     """What a brain does on taking a session: latest snapshot, then fold the events after it."""
     snapshot = await store.latest_snapshot(session_id, version=STATE_VERSION)
-    state = initial_state(session_id) if snapshot is None else decode_state(snapshot.state)
+    state = (
+        initial_state(session_id)
+        if snapshot is None
+        else decode_state(snapshot.state, snapshot.parts)
+    )
     return replay(await store.read(session_id, after_seq=state.seq), state)
 
 
-async def bench_wake(store: EventStore, sizes: tuple[int, ...]) -> list[str]:
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+async def bench_wake(store: EventStore, sizes: tuple[int, ...]) -> list[BuiltSession]:
     """Build a session of each size, then time wakes round-robin across them, so a drift
     in the machine's speed cannot pass for a difference between sizes."""
-    session_ids, build_seconds = [], []
-    for size in sizes:
-        started = time.perf_counter()
-        session_ids.append(await build_session(store, size))
-        build_seconds.append(time.perf_counter() - started)
+    sessions = [await build_session(store, size) for size in sizes]
     timings: list[list[float]] = [[] for _ in sizes]
     for _ in range(WAKE_REPEATS):
-        for session_id, samples in zip(session_ids, timings, strict=True):
+        for session, samples in zip(sessions, timings, strict=True):
             started = time.perf_counter()
-            await wake(store, session_id)
+            await wake(store, session.session_id)
             samples.append(time.perf_counter() - started)
-    for size, session_id, samples, built in zip(
-        sizes, session_ids, timings, build_seconds, strict=True
-    ):
-        snapshot = await store.latest_snapshot(session_id, version=STATE_VERSION)
-        snapshot_seq = 0 if snapshot is None else snapshot.seq
-        snapshot_bytes = 0 if snapshot is None else len(snapshot.state)
-        tail = await store.head(session_id) - snapshot_seq
+    for session, samples in zip(sessions, timings, strict=True):
+        first, then = session.first, session.next
+        tail = await store.head(session.session_id) - then.seq
         print(
-            f"3. wake (snapshot + decode + read tail + fold), {size:,} events:"
-            f" p50 {statistics.median(samples) * 1000:.2f} ms of {WAKE_REPEATS}"
-            f" (snapshot {snapshot_bytes / 1024:.1f} KiB at seq {snapshot_seq:,},"
-            f" tail {tail} events; session built in {built:.2f} s)"
+            f"3. wake (snapshot + decode + read tail + fold), {session.size:,} events:"
+            f" p50 {_ms(statistics.median(samples))} of {WAKE_REPEATS}"
+            f" (snapshot {then.total_bytes / 1024:.1f} KiB at seq {then.seq:,},"
+            f" tail {tail} events; session built in {session.seconds:.1f} s)"
         )
-    return session_ids
+        print(
+            f"3a. snapshot at {session.size:,} events: {then.total_bytes / 1024:.1f} KiB;"
+            f" written from nothing in {_ms(first.seconds)} ({first.total_bytes / 1024:.1f}"
+            f" KiB), {SNAPSHOT_EVERY} events later in {_ms(then.seconds)}"
+            f" ({then.new_bytes / 1024:.1f} KiB new)"
+        )
+        cost = session.compactions
+        if cost.count:
+            print(
+                f"3b. compactions in {session.size:,} events: {cost.count}, handoff built"
+                f" in p50 {_ms(statistics.median(cost.seconds))} (max {_ms(max(cost.seconds))}),"
+                f" {statistics.median(cost.summary_chars) / 1024:.1f} KiB;"
+                f" context {statistics.median(cost.tokens_before):,.0f} ->"
+                f" {statistics.median(cost.tokens_after):,.0f} tokens (p50)"
+            )
+        else:
+            print(f"3b. compactions in {session.size:,} events: none (under the window)")
+    return sessions
 
 
 async def timed_replay(store: EventStore, session_id: str) -> tuple[int, float, float]:
@@ -452,7 +496,8 @@ async def run(backend: str, quick: bool) -> None:
             await bench_concurrent(store, "a", config.appends_per_writer, tool_result)
             await bench_concurrent(store, "b", config.appends_per_writer, tool_step)
             sessions = await bench_wake(store, config.wake_sizes)
-            await bench_replay(store, sessions[-1])
+            replayed = [s for s in sessions if s.size <= REPLAY_MAX_EVENTS]
+            await bench_replay(store, replayed[-1].session_id)
             await bench_bytes(database)
         finally:
             await store.close()
@@ -462,7 +507,7 @@ async def run(backend: str, quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("sqlite", "postgres"), required=True)
-    parser.add_argument("--quick", action="store_true", help="fewer appends, no 100k session")
+    parser.add_argument("--quick", action="store_true", help="fewer appends, no 100k or 1M session")
     args = parser.parse_args()
     asyncio.run(run(args.backend, args.quick))
 

@@ -18,7 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 FIGURES = {
-    "store": ("1. sequential", "2a.", "2b.", "3. wake", "4. full replay", "5. on disk"),
+    "store": (
+        "1. sequential",
+        "2a.",
+        "2b.",
+        "3. wake",
+        "3a. snapshot",
+        "3b. compactions",
+        "4. full replay",
+        "5. on disk",
+    ),
     "hands": ("1. round trip", "2. cold start", "3. warm pool", "4. checkpoint"),
     "brain": ("1. durable", "2. recovery", "3. recovery", "4. tool calls", "5. first model"),
     "gateway": ("1a. POST", "1b. GET", "2. ", "2a. fan-out", "2b. fan-out", "3. "),

@@ -65,6 +65,6 @@ async def check_invariants(store: EventStore, session_id: str) -> list[Recorded]
     full = replay(log, initial_state(session_id))
     snapshot = await store.latest_snapshot(session_id, STATE_VERSION)
     if snapshot is not None:
-        resumed = replay(log[snapshot.seq :], decode_state(snapshot.state))
+        resumed = replay(log[snapshot.seq :], decode_state(snapshot.state, snapshot.parts))
         assert encode_state(resumed) == encode_state(full)
     return log

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import AgentSpec, Budgets, CompletionCondition, ContextResets, ModelSpec, SandboxSpec
+from schemas import (
+    AgentSpec,
+    Budgets,
+    CompletionCondition,
+    ContextPolicy,
+    ContextResets,
+    ModelSpec,
+    SandboxSpec,
+)
 
 APP_BUGGY = "def add(a, b):\n    return a - b\n"
 TEST = "from app import add\nassert add(2, 3) == 5, add(2, 3)\nprint('test passed')\n"
@@ -65,6 +73,17 @@ def coding_spec(script: list[Any], **fields: Any) -> AgentSpec:
         sandbox=SandboxSpec(call_timeout_s=30),
         **fields,
     )
+
+
+# The brain's compaction points, reached only by a session that compacts.
+COMPACTION_POINTS = frozenset({"after_compaction_summary", "after_context_compacted"})
+
+
+def compacting_spec(script: list[Any], **fields: Any) -> AgentSpec:
+    """`coding_spec` with a window so small that the coding session compacts by a model's
+    summary before each of its later turns, keeping only the last one."""
+    context = ContextPolicy(window_tokens=1024, compact_at=0.25, strategy="summary", keep_turns=1)
+    return coding_spec(script, context=context, **fields)
 
 
 # -- context resets: an initializer, a worker that cheats, a worker that does the work --------

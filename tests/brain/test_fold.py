@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brain import FoldError, decode_state, encode_state, fold, initial_state, replay
+from brain import (
+    FoldError,
+    decode_state,
+    encode_state,
+    encode_state_parts,
+    fold,
+    initial_state,
+    replay,
+)
 from schemas import (
     AgentSpec,
     ApprovalDenied,
@@ -218,6 +226,8 @@ def test_state_encoding_is_lossless_and_fold_is_deterministic(
     state = replay(log, initial_state(SID))
     assert decode_state(encode_state(state)) == state
     assert encode_state(decode_state(encode_state(state))) == encode_state(state)
+    header, messages = encode_state_parts(state)
+    assert decode_state(header, messages) == state
     assert replay(log, initial_state(SID)) == state
     assert state.seq == len(log)
 

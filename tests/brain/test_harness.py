@@ -44,7 +44,13 @@ from schemas import (
 from session_store import EventStore, SqliteEventStore
 from tests.brain.harness import Answer, Harness, SimulatedCrash
 from tests.brain.invariants import check_invariants
-from tests.brain.scenario import RUN_TEST, coding_script, coding_spec
+from tests.brain.scenario import (
+    COMPACTION_POINTS,
+    RUN_TEST,
+    coding_script,
+    coding_spec,
+    compacting_spec,
+)
 
 
 @pytest.fixture
@@ -129,9 +135,10 @@ async def test_a_brain_crashed_at_every_pass_of_a_point_is_replaced_and_nothing_
     gets there; each time a restarted brain finishes the session."""
     # A snapshot every 5 events lands several times in a session.
     harness = Harness(store, snapshot_every=5)
+    spec = (compacting_spec if point in COMPACTION_POINTS else coding_spec)(coding_script())
     crashes = 0
     for n in itertools.count(1):
-        session_id = await harness.start_session(coding_spec(coding_script()))
+        session_id = await harness.start_session(spec)
         try:
             result = await harness.drive(session_id, crash_at=f"{point}:{n}")
         except SimulatedCrash:

@@ -11,7 +11,7 @@ from brain import decode_state, encode_state, initial_state, replay
 from brain.context import build_context
 from brain.decide import CallModel, Complete, Dispatch, GradeOutcome, Judge, Refuse, decide
 from brain.iterations import CheckWorkspace, EndIteration, RestoreWorkspace, StartIteration
-from brain.ratchet import changes_found, protected_path, restorable
+from brain.ratchet import Source, changes_found, protected_path, restorable
 from brain.state import SessionState
 from schemas import (
     AgentSpec,
@@ -152,7 +152,8 @@ def test_an_iteration_starts_from_a_fresh_context_built_of_the_goal_rubric_and_h
     assert "Protected test files" in text and "tests/test_calc.py" in text
     assert "Planned." not in text  # nothing of iteration 1's conversation
     assert state.iterations.protected == {"tests/test_calc.py": TEST_DIGEST}
-    assert state.iterations.contents == {TEST_DIGEST: TEST}
+    # Where the log holds the test's bytes (seq 4, iteration 1's start), not the bytes.
+    assert state.iterations.content_seqs == {TEST_DIGEST: 4}
 
 
 def test_a_version_recorded_once_is_kept_when_a_later_start_omits_its_bytes() -> None:
@@ -163,7 +164,7 @@ def test_a_version_recorded_once_is_kept_when_a_later_start_omits_its_bytes() ->
         started(2, content=False),
         spec=spec(),
     )
-    assert state.iterations.contents == {TEST_DIGEST: TEST}
+    assert state.iterations.content_seqs == {TEST_DIGEST: 3}
 
 
 # -- the ratchet's refusals -----------------------------------------------------------------------
@@ -247,8 +248,9 @@ def test_a_changed_protected_file_is_restored_and_the_worker_told_at_once() -> N
     ]
     state = state_of(*events, spec=spec())
     assert decide(state, NOW) == RestoreWorkspace(iteration=1)
-    files, missing = restorable(state.iterations)
-    assert [(f.path, f.content) for f in files] == [("tests/test_calc.py", TEST)] and not missing
+    sources, missing = restorable(state.iterations)
+    assert sources == [Source(path="tests/test_calc.py", digest=TEST_DIGEST, seq=3)]
+    assert not missing
     restored = WorkspaceRestored(iteration=1, paths=["tests/test_calc.py"], checkpoint="ck-9")
     state = state_of(*events, restored, spec=spec())
     assert state.checkpoint == "ck-9" and not state.iterations.changes

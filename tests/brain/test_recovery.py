@@ -30,7 +30,14 @@ from tests.brain.conftest import start_session, wait_for_status
 from tests.brain.invariants import check_invariants
 from tests.brain.processes import BrainProcess
 from tests.brain.resets import assert_the_reset_session_went_as_scripted
-from tests.brain.scenario import coding_script, coding_spec, reset_script, reset_spec
+from tests.brain.scenario import (
+    COMPACTION_POINTS,
+    coding_script,
+    coding_spec,
+    compacting_spec,
+    reset_script,
+    reset_spec,
+)
 from tests.nats_server import NatsServer
 from tests.sandboxes import local_backend
 
@@ -123,6 +130,10 @@ CRASH_POINTS = [
     "after_send:2",
     "after_tool_result:2",
     "during_snapshot:2",
+    # A session that compacts by a model's summary (`compacting_spec`): killed once the
+    # summary is back but not recorded, and once `context.compacted` is.
+    "after_compaction_summary:2",
+    "after_context_compacted:1",
 ]
 
 
@@ -135,7 +146,9 @@ async def test_a_brain_killed_at_each_point_is_replaced_and_nothing_runs_twice(
     spawn: object,
 ) -> None:
     first = spawn(crash_at=crash_at, snapshot_every=5)  # type: ignore[operator]
-    session_id = await start_session(store, js, coding_spec(coding_script()))
+    compacts = crash_at.partition(":")[0] in COMPACTION_POINTS
+    spec = (compacting_spec if compacts else coding_spec)(coding_script())
+    session_id = await start_session(store, js, spec)
     assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
     spawn(snapshot_every=5)  # type: ignore[operator]
     info = await wait_for_status(store, session_id, {"completed", "failed"})

@@ -8,8 +8,8 @@ import asyncio
 import httpx2
 import nats
 
-from gateway._feeds import KEPT_FRAMES
-from schemas import SessionStatus, UserMessage, log_subject
+from gateway._feeds import KEPT_FRAMES, Feed
+from schemas import Recorded, SessionStatus, UserMessage, log_subject
 from session_store import EventStore
 from tests.gateway.sse import sse
 from tests.gateway.test_api import SPEC
@@ -75,3 +75,17 @@ async def test_a_feed_keeps_a_bounded_number_of_bytes_and_streams_still_see_ever
     assert seen == [list(range(1, done.head_seq + 1)), list(range(2, done.head_seq + 1))]
     # One joining now is behind what the feed kept: it reads the store, then follows.
     assert await watch(1) == list(range(2, done.head_seq + 1))
+
+
+def test_a_feed_keeps_the_events_it_read_beside_their_frames_through_eviction() -> None:
+    # Managed Agents streams project the feed's records; keel's streams send its frames:
+    # both windows must hold the same events, or one kind of stream would skip some.
+    feed = Feed(store=None, session_id="s", poll_s=1.0)  # type: ignore[arg-type]
+    for seq in range(1, KEPT_FRAMES + 11):
+        feed._keep(Recorded(seq=seq, at=0.0, type="user.message", event=UserMessage(text="m")))
+        feed.seq = seq
+    frames, records = feed.frames_after(10), feed.records_after(10)
+    assert frames is not None and records is not None
+    assert [seq for seq, _ in frames] == [r.seq for r in records] == list(range(11, feed.seq + 1))
+    assert feed.records_after(9) is None  # before the window: read the store
+    assert feed.records_after(feed.seq) == []

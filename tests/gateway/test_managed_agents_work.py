@@ -32,6 +32,7 @@ from tests.gateway.conftest import WORK_LEASE_S
 from tests.gateway.test_managed_agents import MODEL, send_text
 
 BETA = {"anthropic-beta": "managed-agents-2026-04-01"}
+MANAGED_PATHS = ("/v1/environments", "/v1/agents", "/managed-agents/", "/v1/webhook_endpoint")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -182,7 +183,10 @@ async def test_an_empty_queue_answers_json_null_and_bad_input_is_a_clear_4xx(
     )
     cloud = (await client.post("/v1/environments", json={"name": "c"})).json()["id"]
     refused(await client.post(f"/v1/environments/{cloud}/keys"), 409, "conflict_error")
-    refused(await client.get(f"/v1/environments/{cloud}/work/stats"), 400, "invalid_request_error")
+    # Final, but not bad input: once updated to self-hosted, the cloud one has a queue.
+    no_queue = await client.get(f"/v1/environments/{cloud}/work/stats")
+    refused(no_queue, 409, "conflict_error")
+    assert no_queue.headers["x-should-retry"] == "false"
     refused(
         await client.post(f"/v1/environments/{environment_id}/keys", json={"nme": "x"}),
         422,
@@ -217,6 +221,10 @@ async def test_an_empty_queue_answers_json_null_and_bad_input_is_a_clear_4xx(
         422,
         "invalid_request_error",
     )
+    # `poll` and `stats` name no item: a POST there updates none.
+    for name in ("poll", "stats"):
+        wrong = await client.post(f"{work}/{name}", json={"metadata": {}})
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET", wrong.text
     stats = await client.get(f"{work}/stats", headers=as_worker(key))
     assert stats.json() == {
         "type": "work_queue_stats",
@@ -225,6 +233,52 @@ async def test_an_empty_queue_answers_json_null_and_bad_input_is_a_clear_4xx(
         "oldest_queued_at": None,
         "workers_polling": 0,
     }
+
+
+async def test_the_openapi_document_shows_the_work_queue_and_the_key_each_route_takes(
+    client: httpx2.AsyncClient,
+) -> None:
+    """Each Managed Agents operation's security says which key it takes, and the other kind
+    of key gets the documented 403; the work routes answer the SDK's own models."""
+    document = (await client.get("/openapi.json")).json()
+    schemes = document["components"]["securitySchemes"]
+    assert {"bearerAuth", "environmentKey"} <= set(schemes)
+    work = "/v1/environments/{environment_id}/work"
+    paths = document["paths"]
+    poll_answer = paths[f"{work}/poll"]["get"]["responses"]["200"]["content"]
+    assert poll_answer["application/json"]["schema"] == {
+        "anyOf": [{"$ref": "#/components/schemas/BetaSelfHostedWork"}, {"type": "null"}]
+    }
+    heartbeat = paths[f"{work}/{{work_id}}/heartbeat"]["post"]["responses"]
+    mismatch = heartbeat["412"]["content"]["application/json"]["schema"]["allOf"][1]
+    details = mismatch["properties"]["error"]["properties"]["details"]["$ref"]
+    assert details.endswith("/BetaHeartbeatPreconditionFailedErrorDetails")
+    assert "BetaWorkLeaseState" in document["components"]["schemas"]
+    assert "WebhookEndpointView" in document["components"]["schemas"]
+
+    _, key = await self_hosted(client)
+    api_key = {"authorization": client.headers["authorization"]}
+    takes: dict[str, set[str]] = {}
+    for template, operations in paths.items():
+        for method, operation in operations.items():
+            if not template.startswith(MANAGED_PATHS):
+                continue
+            keys = {name for requirement in operation["security"] for name in requirement}
+            # Ids of nothing: the key is looked at first, and nothing is made or changed.
+            path = template.replace("{environment_id}", "env_nope")
+            path = path.replace("{session_id}", "sesn_nope").replace("{agent_id}", "agent_nope")
+            path = path.replace("{work_id}", "work_nope")
+            for scheme, headers in (("bearerAuth", api_key), ("environmentKey", as_worker(key))):
+                response = await client.request(method, path, headers=headers)
+                label = f"{method.upper()} {template} with {scheme}"
+                assert response.status_code < 500, (label, response.text)
+                assert (response.status_code == 403) == (scheme not in keys), (label, response.text)
+                assert str(response.status_code) in operation["responses"], label
+            takes[f"{method.upper()} {template}"] = keys
+    assert takes[f"GET {work}/poll"] == {"environmentKey"}
+    assert takes[f"GET {work}/{{work_id}}"] == {"bearerAuth"}
+    assert takes[f"POST {work}/{{work_id}}/stop"] == {"bearerAuth", "environmentKey"}
+    assert paths["/v1/webhook_endpoint"]["put"]["security"] == [{"bearerAuth": []}]
 
 
 async def test_a_heartbeat_that_does_not_name_the_last_one_is_a_412(

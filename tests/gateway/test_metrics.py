@@ -37,7 +37,7 @@ async def test_a_stream_passes_through_at_once_and_counts_when_it_ends(store: Ev
     release = asyncio.Event()
 
     async def stream(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = SimpleNamespace(path=STREAM)  # as the router notes it
+        scope["route"] = SimpleNamespace(path=STREAM, path_format=STREAM)  # as the router notes it
         start = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": start})
         await send({"type": "http.response.body", "body": b"retry: 1000\n\n", "more_body": True})

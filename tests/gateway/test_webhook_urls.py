@@ -4,10 +4,12 @@ bad `KEEL_WEBHOOK_URLS` stops the gateway at start, naming it."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway import WebhookSettings
 from gateway._settings import GatewaySettings
-from gateway._webhook_urls import WebhookUrls, malformed
+from gateway._webhook_urls import WELL_FORMED, WebhookUrls, malformed
 from schemas import SettingsError, settings_from_env
 
 ALLOWED = WebhookUrls.parse("https://Hooks.Example.com, http://127.0.0.1:8123/in/, http://[::1]/v6")
@@ -66,3 +68,10 @@ def test_nothing_is_allowed_unless_the_operator_says() -> None:
 def test_a_bad_setting_stops_the_start_naming_its_variable(value: str) -> None:
     with pytest.raises(SettingsError, match="KEEL_WEBHOOK_URLS"):
         settings_from_env(GatewaySettings, {"KEEL_WEBHOOK_URLS": value})
+
+
+@given(st.from_regex(WELL_FORMED, fullmatch=True))
+def test_every_url_the_document_says_is_well_formed_is(url: str) -> None:
+    """The served document's pattern for an endpoint's `url` (what Schemathesis draws
+    valid URLs from) takes no URL that is refused as malformed."""
+    assert malformed(url) is None, url

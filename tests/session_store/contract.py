@@ -580,6 +580,28 @@ class StoreContract:
         with pytest.raises(SessionNotFound):
             await store.save_snapshot("ses_nope", 1, b"x")
 
+    async def test_a_snapshot_in_parts_writes_only_what_changed(
+        self, store: EventStore, backend: Backend
+    ) -> None:
+        sid = (await store.create_session("acme", CREATED)).session_id
+        await store.append_input(sid, [message(i) for i in range(5)])
+        await store.save_snapshot(sid, 3, b"header@3", parts=[b"a", b"b", b"c"])
+        latest = await store.latest_snapshot(sid)
+        assert latest is not None
+        assert (latest.seq, latest.state, latest.parts) == (3, b"header@3", [b"a", b"b", b"c"])
+        await store.save_snapshot(sid, 5, b"header@5", parts=[b"b", b"c", b"d", b"b"])
+        latest = await store.latest_snapshot(sid)
+        assert latest is not None
+        assert (latest.seq, latest.parts) == (5, [b"b", b"c", b"d", b"b"])
+        # Each part is kept once, by content; the part no snapshot names is gone.
+        count = f"SELECT COUNT(*) FROM snapshot_parts WHERE session_id = '{sid}'"
+        assert await backend.fetch_value(count) == 3
+        await store.save_snapshot(sid, 6, b"whole")
+        latest = await store.latest_snapshot(sid)
+        assert latest is not None and (latest.state, latest.parts) == (b"whole", [])
+        with pytest.raises(InvalidInput):
+            await store.save_snapshot(sid, 6, b"header", parts=["not bytes"])  # type: ignore[list-item]
+
     # -- hash chain -------------------------------------------------------------------------
 
     async def _session_with_events(self, store: EventStore, count: int) -> str:

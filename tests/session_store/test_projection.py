@@ -7,6 +7,7 @@ import pytest
 
 from schemas import (
     AgentSpec,
+    ContextCompacted,
     Event,
     ManagedOrigin,
     ModelResponse,
@@ -165,6 +166,16 @@ def test_an_outcome_graders_spend_counts_in_the_totals_but_is_no_turn() -> None:
         outcome_id="outc_1", iteration=0, result="satisfied", usage=USAGE, cost_usd=0.1
     )
     assert change_of([TURN, graded]).tally == Tally(usage=USAGE + USAGE, cost_usd=0.35, turns=1)
+
+
+def test_a_compactions_summary_spend_counts_in_the_totals_but_is_no_turn() -> None:
+    summarized = ContextCompacted(
+        up_to_seq=2, summary="so far", strategy="summary", usage=USAGE, cost_usd=0.1
+    )
+    handoff = ContextCompacted(up_to_seq=2, summary="so far", strategy="handoff")
+    assert change_of([TURN, summarized, handoff]).tally == Tally(
+        usage=USAGE + USAGE, cost_usd=0.35, turns=1
+    )
 
 
 def test_the_rows_are_what_the_group_commit_statements_bind() -> None:
