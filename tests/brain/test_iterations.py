@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from brain import decode_state, encode_state, initial_state, replay
+from brain._model_call import tool_requests
 from brain.context import build_context
 from brain.decide import CallModel, Complete, Dispatch, GradeOutcome, Judge, Refuse, decide
 from brain.iterations import CheckWorkspace, EndIteration, RestoreWorkspace, StartIteration
@@ -412,3 +413,15 @@ def test_an_iteration_that_started_with_no_test_files_has_none_to_check() -> Non
     bare = IterationStarted(iteration=1, handoff=[HandoffFile(path="PLAN.md")])
     state = state_of(GOAL, bare, said("Done."), spec=spec())
     assert decide(state, NOW) == Complete(reason="the model ended its turn")
+
+
+def test_no_model_can_call_the_harness_s_own_tools_even_when_its_agent_names_them() -> None:
+    spec = AgentSpec(tools=["bash", "restore_files", "workspace_files"])
+    uses = [
+        ToolUseBlock(call_id="c1", name="restore_files", input={"files": []}),
+        ToolUseBlock(call_id="c2", name="workspace_files", input={}),
+    ]
+    events = tool_requests(uses, spec)
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert [(r.call_id, r.is_error) for r in results] == [("c1", True), ("c2", True)]
+    assert all("unknown tool" in r.output for r in results)
