@@ -5,6 +5,7 @@ refused with a 400 that names it where it cannot work."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 import pytest
@@ -76,3 +77,38 @@ async def test_context_resets_are_checked_and_work_without_keel_s_sandbox(
     created = (await store.read(session.id))[0].event
     assert isinstance(created, SessionCreated) and created.spec.context_resets is not None
     assert not created.spec.has_sandbox()
+
+
+async def until_idle(stream: Any) -> list[Any]:
+    seen = []
+    async for event in stream:
+        seen.append(event)
+        if event.type == "session.status_idle":
+            return seen
+    raise AssertionError(f"the stream ended before idle: {[e.type for e in seen]}")
+
+
+async def test_a_later_iteration_s_fresh_context_shows_as_a_compaction(
+    sdk: AsyncAnthropic,
+) -> None:
+    """One model response per iteration: the second turn starts iteration 2 from a fresh
+    context, which the Managed Agents view shows as `agent.thread_context_compacted`."""
+    agent = await sdk.beta.agents.create(
+        name="shifts",
+        model=MODEL,
+        tools=TOOLSET,
+        extra_body={"keel_context_resets": {"max_turns": 1}},
+    )
+    mine = await sdk.beta.environments.create(name="mine", config={"type": "self_hosted"})
+    session = await sdk.beta.sessions.create(environment_id=mine.id, agent=agent.id)
+    async with await sdk.beta.sessions.events.stream(session.id) as stream:
+        for text in ("Hello.", "Again."):
+            await sdk.beta.sessions.events.send(
+                session.id,
+                events=[{"type": "user.message", "content": [{"type": "text", "text": text}]}],
+            )
+            await until_idle(stream)
+    kinds = [e.type async for e in sdk.beta.sessions.events.list(session.id)]
+    assert kinds.count("agent.thread_context_compacted") == 1
+    assert kinds.index("agent.thread_context_compacted") > kinds.index("user.message")
+    assert kinds.count("agent.message") == 2
