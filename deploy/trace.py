@@ -14,7 +14,7 @@ from typing import Final
 import msgspec
 
 from schemas import Recorded
-from session_store import SessionNotFound, open_store
+from session_store import SessionNotFound, StoreError, open_store
 from traces import SessionProjector, Span, TraceSettings
 
 # Events per read of the log.
@@ -46,6 +46,9 @@ async def trace(store_url: str, session_id: str, settings: TraceSettings, *, jso
         log = await read_log(store_url, session_id)
     except SessionNotFound:
         print(f"keel: no session {session_id}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"keel: reading the store failed: {exc}", file=sys.stderr)
         return 2
     spans, still_open = spans_of(session_id, log)
     if still_open:
