@@ -50,5 +50,15 @@ class TraceSettings(msgspec.Struct, frozen=True, kw_only=True):
         return self.otlp_traces_protocol or self.otlp_protocol or "http/protobuf"
 
     @property
+    def traces_endpoint(self) -> str | None:
+        """Where spans go, as the OTLP exporters' specification composes it: the traces
+        endpoint as it is, else the endpoint (with its signal path over HTTP)."""
+        if self.otlp_traces_endpoint:
+            return self.otlp_traces_endpoint
+        if not self.otlp_endpoint or self.protocol == "grpc":
+            return self.otlp_endpoint
+        return f"{self.otlp_endpoint.rstrip('/')}/v1/traces"
+
+    @property
     def exporting(self) -> bool:
         return not self.sdk_disabled and bool(self.otlp_endpoint or self.otlp_traces_endpoint)

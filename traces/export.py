@@ -2,7 +2,8 @@
 
 Imported only where tracing is on (the brain with an endpoint set, `keel trace`): the SDK
 costs a brain nothing when traces are off. The exporters read the standard variables
-themselves (endpoint, headers, timeout, certificates); the transport is the protocol's.
+themselves (headers, timeout, certificates, compression); the endpoint and the transport
+are `TraceSettings`'s.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ def otlp_exporter(settings: TraceSettings) -> SpanExporter:
             OTLPSpanExporter as GrpcExporter,
         )
 
-        return GrpcExporter()
+        return GrpcExporter(endpoint=settings.traces_endpoint)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter()
+    return OTLPSpanExporter(endpoint=settings.traces_endpoint)
 
 
 def readable(span: Span, resource: Resource) -> ReadableSpan:

@@ -19,7 +19,8 @@ from tests.deploy.otlp import OtlpTap, running_phoenix
 from tests.deploy.test_keel import KEEL, start_up, stop
 from tests.nats_server import free_port
 
-pytestmark = pytest.mark.slow
+# Phoenix starts in 10-20 s, keel up in a few: more than the default per-test timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 WAIT_S = 60.0
 

@@ -10,9 +10,10 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.trace import SpanKind, StatusCode
 
+from schemas import SettingsError, settings_from_env
 from tests.golden.golden import read_log
-from traces import project
-from traces.export import keel_resource, readable
+from traces import TraceSettings, project
+from traces.export import keel_resource, otlp_exporter, readable
 
 
 def test_a_span_keeps_its_projected_ids_times_and_attributes() -> None:
@@ -75,3 +76,47 @@ def test_a_brain_that_does_not_trace_never_loads_the_sdk() -> None:
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "endpoint", "exporter"),
+    [
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318/"},
+            "http://otel:4318/v1/traces",
+            "http",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://otel:9999/spans",
+            },
+            "http://otel:9999/spans",
+            "http",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4317",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            },
+            "http://otel:4317",
+            "grpc",
+        ),
+    ],
+)
+def test_the_endpoint_and_transport_are_the_standard_variables(
+    variables: dict[str, str], endpoint: str, exporter: str
+) -> None:
+    settings = settings_from_env(TraceSettings, variables)
+    assert settings.exporting and settings.traces_endpoint == endpoint
+    made = otlp_exporter(settings)
+    assert type(made).__module__.split(".")[4] == exporter
+    made.shutdown()
+
+
+def test_no_endpoint_or_a_disabled_sdk_exports_nothing() -> None:
+    assert not settings_from_env(TraceSettings, {}).exporting
+    disabled = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318", "OTEL_SDK_DISABLED": "true"}
+    assert not settings_from_env(TraceSettings, disabled).exporting
+    with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+        settings_from_env(TraceSettings, {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
