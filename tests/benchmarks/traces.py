@@ -139,7 +139,8 @@ class _Dropped(SpanExporter):
 
 async def tracer_cost(turns: int) -> None:
     log = long_log(turns)
-    processor = BatchSpanProcessor(_Dropped())
+    # A queue for every span: fed in one go, they would outrun the default one (2048).
+    processor = BatchSpanProcessor(_Dropped(), max_queue_size=max(len(log), 2048))
     resource = keel_resource()
     exported = 0
 
