@@ -149,7 +149,7 @@ class Brain:
             # Only now: a brain that does not trace never loads the OpenTelemetry SDK.
             from traces.live import LiveTracer
 
-            self._tracer = LiveTracer(self.store, self.settings.traces)
+            self._tracer = LiveTracer.otlp(self.store, self.settings.traces)
             self._tasks.spawn(self._tracer.run())
         self._deps = BrainDeps(
             store=self.store,

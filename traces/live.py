@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Final
 
 import msgspec
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from schemas import Recorded
 from traces._follower import LogFollower, LogReader
@@ -35,11 +35,16 @@ class _Seen(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LiveTracer:
-    def __init__(self, reader: LogReader, settings: TraceSettings) -> None:
+    def __init__(self, reader: LogReader, exporter: SpanExporter) -> None:
         self._resource: Final = keel_resource()
-        self._processor: Final = BatchSpanProcessor(otlp_exporter(settings))
+        self._processor: Final = BatchSpanProcessor(exporter)
         self._follower: Final = LogFollower(reader, self._export)
         self._seen: Final[asyncio.Queue[_Seen]] = asyncio.Queue()
+
+    @classmethod
+    def otlp(cls, reader: LogReader, settings: TraceSettings) -> LiveTracer:
+        """The tracer of a brain: to the OTLP receiver `settings` name."""
+        return cls(reader, otlp_exporter(settings))
 
     def saw(
         self, session_id: str, epoch: int, records: Sequence[Recorded], *, committed: bool
