@@ -1,8 +1,8 @@
 """Each kind of keel span as the OpenTelemetry GenAI semantic conventions name it: its
 name, kind, `gen_ai.*` attributes (keel's own under `keel.*`) and status.
 
-Token usage goes on model calls and grader evaluations only (`gen_ai.usage.*`), the two
-places a session's usage grows, so a receiver that adds up a session's spans finds keel's
+Token usage goes on model calls, grader evaluations and compactions only (`gen_ai.usage.*`),
+the three places a session's usage grows, so a receiver that adds up a session's spans finds keel's
 totals; a turn's totals are `keel.usage.*`.
 """
 
@@ -181,7 +181,8 @@ def evaluation_span(
 def compaction_span(
     agent: Agent, place: Place, compacted: ContextCompacted, seq: int, at: int
 ) -> Span:
-    """At its event, of no length: the log records no duration for it."""
+    """At its event, of no length: the log records no duration for it. A summary a model
+    wrote is that model's spend (`gen_ai.usage.*`, zero for a handoff)."""
     return Span(
         trace_id=place.trace_id,
         span_id=span_id(agent.session_id, "compaction", str(seq)),
@@ -192,6 +193,10 @@ def compaction_span(
         end_ns=at,
         attributes={
             "gen_ai.conversation.id": agent.session_id,
+            **({"gen_ai.response.model": compacted.model} if compacted.model else {}),
+            **usage_attributes(compacted.usage),
+            "keel.cost_usd": compacted.cost_usd,
+            "keel.compaction.strategy": compacted.strategy,
             "keel.compaction.up_to_seq": compacted.up_to_seq,
             "keel.compaction.tokens_before": compacted.tokens_before,
             "keel.compaction.tokens_after": compacted.tokens_after,

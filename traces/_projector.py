@@ -11,7 +11,8 @@ same spans, with the same ids, as the live run did.
 - Under it: a span per **model call** (GenAI `chat`, from the response's `at` less its
   duration), per **tool call** (`execute_tool`, from its first dispatch, or its request
   when it was never dispatched, to its one outcome), per **approval** waited for, per
-  **compaction**, per **outcome evaluation** (the grader's own spend is counted there).
+  **compaction** (a model summary's spend is counted there), per **outcome evaluation**
+  (the grader's own spend is counted there).
 - How each kind is named and attributed is `traces._genai`'s; what is open between events
   (and the session as its spans name it) is `traces._open`'s.
 
@@ -135,6 +136,7 @@ class SessionProjector:
                 started = started or self._evaluation(seq, at)
                 return [evaluation_span(self._agent, started, event, at)]
             case ContextCompacted():
+                self._count(event.usage, event.cost_usd)
                 return [compaction_span(self._agent, self._place(seq), event, seq, at)]
             case BudgetReached() | LoopDetected() | JudgeVerdict() | UserInterrupt():
                 self._note(event, at)

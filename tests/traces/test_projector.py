@@ -199,7 +199,15 @@ def test_outcome_evaluations_compactions_and_guards() -> None:
     log.add(SessionStatus(status="running"))
     log.add(ModelResponse(content=[], stop_reason="end_turn", usage=Usage(input_tokens=10)))
     [compacted] = log.add(
-        ContextCompacted(up_to_seq=3, summary="so far", tokens_before=900, tokens_after=100)
+        ContextCompacted(
+            up_to_seq=3,
+            summary="so far",
+            tokens_before=900,
+            tokens_after=100,
+            strategy="summary",
+            usage=Usage(input_tokens=800, output_tokens=60),
+            model="claude-summarizer",
+        )
     )
     [started] = log.add(OutcomeEvaluationStarted(outcome_id="out_1", iteration=0))
     [evaluated] = log.add(
@@ -224,8 +232,10 @@ def test_outcome_evaluations_compactions_and_guards() -> None:
     [compaction] = _by_name(spans, "compact_context")
     assert compaction.start_ns == compaction.end_ns == unix_ns(compacted.at)
     assert compaction.attributes["keel.compaction.tokens_before"] == 900
-    assert _tokens(spans) == (50, 5)
-    assert turn.attributes["keel.usage.input_tokens"] == 50
+    assert compaction.attributes["keel.compaction.strategy"] == "summary"
+    assert compaction.attributes["gen_ai.response.model"] == "claude-summarizer"
+    assert _tokens(spans) == (850, 65)
+    assert turn.attributes["keel.usage.input_tokens"] == 850
     assert turn.attributes["keel.turn.status"] == "paused"
     [note] = turn.events
     assert (note.name, note.time_ns) == ("budget.reached", unix_ns(budget.at))
