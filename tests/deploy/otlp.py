@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -40,18 +41,26 @@ def phoenix_command() -> str:
     pytest.skip(message)
 
 
+@dataclass(frozen=True)
+class Phoenix:
+    """A running Phoenix: its API (and OTLP over HTTP at /v1/traces), and OTLP over gRPC."""
+
+    url: str
+    grpc_endpoint: str
+
+
 @contextmanager
-def running_phoenix(working_dir: Path) -> Iterator[str]:
+def running_phoenix(working_dir: Path) -> Iterator[Phoenix]:
     """A Phoenix server of its own (loopback only, no telemetry, nothing fetched from
-    outside); yields its URL, which takes OTLP over HTTP at /v1/traces."""
+    outside)."""
     command = phoenix_command()
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = {
         **os.environ,
         "PHOENIX_WORKING_DIR": str(working_dir),
         "PHOENIX_HOST": "127.0.0.1",
         "PHOENIX_PORT": str(port),
-        "PHOENIX_GRPC_PORT": str(free_port()),
+        "PHOENIX_GRPC_PORT": str(grpc_port),
         "PHOENIX_TELEMETRY_ENABLED": "false",
         "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
     }
@@ -64,7 +73,7 @@ def running_phoenix(working_dir: Path) -> Iterator[str]:
             assert server.poll() is None, (working_dir / "phoenix.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "Phoenix did not start"
             time.sleep(0.5)
-        yield url
+        yield Phoenix(url=url, grpc_endpoint=f"http://127.0.0.1:{grpc_port}")
     finally:
         server.send_signal(signal.SIGINT)
         try:

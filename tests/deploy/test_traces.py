@@ -4,18 +4,24 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
+from brain import initial_state, replay
 from deploy.demo import demo_spec
 from deploy.up import api_key_path
-from tests.deploy.otlp import OtlpTap, running_phoenix
+from session_store import SqliteEventStore
+from tests.brain.harness import Answer, Harness
+from tests.brain.scenario import coding_script, coding_spec
+from tests.deploy.otlp import OtlpTap, Phoenix, running_phoenix
 from tests.deploy.test_keel import KEEL, start_up, stop
 from tests.nats_server import free_port
 
@@ -62,23 +68,30 @@ def _session_with_an_approval(api: httpx2.Client) -> dict[str, Any]:
     return _until("completed session", ended)
 
 
-def _keel_trace(session_id: str, data_dir: Path, *options: str) -> str:
+def _keel_trace(session_id: str, *options: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [*KEEL, "trace", session_id, "--data-dir", str(data_dir), *options],
+        [*KEEL, "trace", session_id, *options],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
 
+@pytest.fixture(scope="module")
+def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
+    """One Phoenix for the module: spans are kept by id, and each test's are its own."""
+    with running_phoenix(tmp_path_factory.mktemp("phoenix")) as running:
+        yield running
+
+
 def test_phoenix_shows_the_live_spans_and_keel_trace_sends_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    phoenix: Phoenix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "phoenix").mkdir()
-    with running_phoenix(tmp_path / "phoenix") as phoenix, OtlpTap(f"{phoenix}/v1/traces") as tap:
+    with OtlpTap(f"{phoenix.url}/v1/traces") as tap:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", tap.url)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
         port, data_dir = free_port(), tmp_path / "keel"
@@ -90,7 +103,7 @@ def test_phoenix_shows_the_live_spans_and_keel_trace_sends_the_same(
                 session = _session_with_an_approval(api)
             session_id = session["id"]
             # The replay, as JSON: what the live brain must have sent.
-            replayed = _keel_trace(session_id, data_dir, "--json").splitlines()
+            replayed = _keel_trace(session_id, "--data-dir", str(data_dir), "--json").splitlines()
             spans = [json.loads(line) for line in replayed]
             kinds = Counter(span["name"].split()[0] for span in spans)
             assert kinds == {"invoke_agent": 1, "chat": 5, "execute_tool": 5, "await_approval": 1}
@@ -101,31 +114,66 @@ def test_phoenix_shows_the_live_spans_and_keel_trace_sends_the_same(
 
         # Auditing by replay: the same spans, byte for byte, from the log alone.
         tap.phase = "replay"
-        assert _keel_trace(session_id, data_dir).startswith(f"exported {len(spans)} spans")
+        assert _keel_trace(session_id, "--data-dir", str(data_dir)).startswith(
+            f"exported {len(spans)} spans"
+        )
         assert sorted(tap.kept("replay")) == sorted(live) and len(live) == len(spans)
 
         # The receiver's own API: every span, and keel's token totals for the session.
-        with httpx2.Client(base_url=phoenix, timeout=30) as receiver:
-            shown = _until(
-                "spans in Phoenix",
-                lambda: _phoenix_spans(receiver, len(spans)),
-            )
-            assert {s["span_id"] for s in shown} == {s["span_id"] for s in spans}
-            assert {s["trace_id"] for s in shown} == {s["trace_id"] for s in spans}
-            counted = receiver.get(f"/v1/sessions/{session_id}").json()["data"]
         usage = session["usage"]
         assert usage["input_tokens"] == 4000 and usage["output_tokens"] == 300
-        assert counted["token_count_prompt"] == usage["input_tokens"]
-        assert counted["token_count_completion"] == usage["output_tokens"]
-        assert counted["token_count_total"] == usage["input_tokens"] + usage["output_tokens"]
+        _phoenix_shows(phoenix, session_id, spans, usage)
 
 
-def _phoenix_spans(receiver: httpx2.Client, expected: int) -> list[dict[str, Any]] | None:
-    answer = receiver.get("/v1/projects/default/spans/otlpv1", params={"limit": 1000})
-    if answer.status_code != 200:
-        return None
-    spans: list[dict[str, Any]] = answer.json()["data"]
-    return spans if len(spans) >= expected else None
+def _phoenix_shows(
+    phoenix: Phoenix, session_id: str, spans: list[dict[str, Any]], usage: dict[str, int]
+) -> None:
+    """Phoenix's own API has every span of the session, and keel's token totals for it."""
+    trace_ids = sorted({span["trace_id"] for span in spans})
+
+    def shown() -> list[dict[str, Any]] | None:
+        answer = receiver.get(
+            "/v1/projects/default/spans/otlpv1", params={"limit": 1000, "trace_id": trace_ids}
+        )
+        found: list[dict[str, Any]] = answer.json()["data"] if answer.status_code == 200 else []
+        return found if len(found) >= len(spans) else None
+
+    with httpx2.Client(base_url=phoenix.url, timeout=30) as receiver:
+        assert {s["span_id"] for s in _until("spans in Phoenix", shown)} == {
+            s["span_id"] for s in spans
+        }
+        counted = receiver.get(f"/v1/sessions/{session_id}").json()["data"]
+    assert counted["token_count_prompt"] == usage["input_tokens"]
+    assert counted["token_count_completion"] == usage["output_tokens"]
+    assert counted["token_count_total"] == usage["input_tokens"] + usage["output_tokens"]
+
+
+async def test_a_session_run_untraced_is_sent_by_keel_trace_over_grpc(
+    phoenix: Phoenix, tmp_path: Path
+) -> None:
+    """Auditing by replay: no brain traced this session (the real `wake`, in memory);
+    `keel trace` sends its spans from the log alone, and Phoenix counts its tokens."""
+    store = SqliteEventStore(tmp_path / "keel.db")
+    await store.migrate()
+    try:
+        harness = Harness(store)
+        harness.hands.default = Answer(output="ok")
+        session_id = await harness.start_session(coding_spec(coding_script()))
+        assert (await harness.drive(session_id)).status == "completed"
+        state = replay(await store.read(session_id), initial_state(session_id))
+    finally:
+        await store.close()
+    store_url = ("--store-url", f"sqlite:///{tmp_path / 'keel.db'}")
+    replayed = _keel_trace(session_id, *store_url, "--json").splitlines()
+    spans = [json.loads(line) for line in replayed]
+    grpc = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": phoenix.grpc_endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    }
+    assert _keel_trace(session_id, *store_url, env=grpc).startswith(f"exported {len(spans)}")
+    usage = {"input_tokens": state.usage.input_tokens, "output_tokens": state.usage.output_tokens}
+    assert usage == {"input_tokens": 2400, "output_tokens": 140}
+    _phoenix_shows(phoenix, session_id, spans, usage)
 
 
 def test_keel_trace_of_a_session_nobody_has_says_so(tmp_path: Path) -> None:
