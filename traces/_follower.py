@@ -7,7 +7,8 @@ with the lease epoch of the run. It keeps a `SessionProjector` per session and e
 - the spans closed by events a run reads, when this brain held the session's previous
   lease too (the epoch rose by at most one since it last saw the session): those events
   were appended by the gateway meanwhile (an approval, a client's result, a cancel), and
-  no other brain has seen them.
+  no other brain has seen them. Every run reads at its start, if only nothing, so a run
+  that found nothing to do still counts as this brain's.
 
 Events it has not seen (a session new to this brain, or one another brain drove since)
 are read from the store and fed without exporting what they close: another brain did, or
@@ -67,6 +68,8 @@ class LogFollower:
         followed = self._sessions.get(session_id)
         held_before = followed is not None and epoch <= followed.epoch + 1
         if followed is None:
+            if not records:
+                return  # nothing known of it yet, nothing to keep
             followed = _Followed(projector=SessionProjector(session_id), epoch=epoch)
         projector = followed.projector
         if records and records[0].seq > projector.seq + 1:

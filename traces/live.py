@@ -49,11 +49,11 @@ class LiveTracer:
     def saw(
         self, session_id: str, epoch: int, records: Sequence[Recorded], *, committed: bool
     ) -> None:
-        """Called by a run for each batch it reads or commits: queued, never waited on."""
-        if records:
-            self._seen.put_nowait(
-                _Seen(session_id=session_id, epoch=epoch, records=records, committed=committed)
-            )
+        """Called by a run for each batch it reads (even none: the run held the lease) or
+        commits: queued, never waited on."""
+        self._seen.put_nowait(
+            _Seen(session_id=session_id, epoch=epoch, records=records, committed=committed)
+        )
 
     async def run(self) -> None:
         while True:

@@ -78,6 +78,25 @@ async def test_a_brain_that_held_the_last_lease_exports_what_the_gateway_appende
     assert brain.exported == project("approval", log) and brain.reader.reads == 0
 
 
+async def test_a_run_that_read_nothing_new_keeps_the_brain_the_last_holder() -> None:
+    log = read_log("approval")
+    brain = Brain(log)
+    await brain.run("approval", 1, log[:2], [[r] for r in log[2:7]])
+    await brain.run("approval", 2, [], [])  # woken twice for the same reason: nothing to do
+    await brain.run("approval", 3, log[7:8], [[r] for r in log[8:]])
+    assert brain.exported == project("approval", log) and brain.reader.reads == 0
+
+
+async def test_a_run_of_nothing_on_a_session_new_to_the_brain_keeps_nothing() -> None:
+    log = read_log("approval")
+    brain = Brain(log)
+    await brain.run("approval", 4, [], [])
+    assert brain.follower.following() == 0
+    await brain.run("approval", 5, log[7:8], [[r] for r in log[8:]])  # new to it: rebuilt
+    assert brain.reader.reads == 1
+    assert "await_approval bash" not in [span.name for span in brain.exported]
+
+
 async def test_a_brain_new_to_a_session_reads_its_log_once_to_rebuild_it() -> None:
     log = read_log("coding")
     assert len(log) < PAGE
