@@ -27,14 +27,22 @@ PHOENIX_START_S = 120.0
 
 
 def phoenix_command() -> str:
-    """Phoenix's `phoenix` command: KEEL_PHOENIX, else PATH's. Missing, the test skips, or
-    fails under KEEL_REQUIRE_OTLP_RECEIVER=1 (CI), never passes without a receiver."""
-    found = os.environ.get("KEEL_PHOENIX") or shutil.which("phoenix")
+    """Phoenix's `phoenix` command: KEEL_PHOENIX, else the venv `.ci/run` makes, else
+    PATH's. Missing, the test skips, or fails under KEEL_REQUIRE_OTLP_RECEIVER=1 (CI),
+    never passes without a receiver."""
+    cache = Path(os.environ.get("KEEL_CACHE_DIR") or Path.home() / ".cache" / "keel")
+    cached = cache / "phoenix" / "bin" / "phoenix"
+    found = (
+        os.environ.get("KEEL_PHOENIX")
+        or (str(cached) if cached.exists() else None)
+        or shutil.which("phoenix")
+    )
     if found and Path(found).exists():
         return found
     message = (
-        "Arize Phoenix is not installed: `python -m venv /opt/phoenix && /opt/phoenix/bin/pip "
-        "install arize-phoenix`, then set KEEL_PHOENIX=/opt/phoenix/bin/phoenix"
+        f"Arize Phoenix is not installed: `python -m venv {cache}/phoenix && "
+        f"{cache}/phoenix/bin/pip install 'arize-phoenix>=20,<21'` (as .ci/run does), "
+        "or set KEEL_PHOENIX to its `phoenix` command"
     )
     if os.environ.get("KEEL_REQUIRE_OTLP_RECEIVER") == "1":
         pytest.fail(message)
