@@ -30,8 +30,8 @@ lint: $(INSTALLED)
 ## make bench: print the figures of the store (SQLite, PostgreSQL; with a wake at 1k to 1M
 ## events of logs the brain's compaction policy made, snapshot sizes and compaction cost), the
 ## hands (local, Docker), the brain (durable steps, recovery, lazy hands) and the gateway
-## (requests/s, SSE fan-out, sessions through the API) and the Managed Agents API with the
-## anthropic SDK as client.
+## (requests/s, SSE fan-out, sessions through the API), the Managed Agents API with the
+## anthropic SDK as client, and what tracing costs a brain's step.
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.store --backend sqlite
 	$(BIN)/python -m tests.benchmarks.store --backend postgres
@@ -40,6 +40,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.brain --backend docker
 	$(BIN)/python -m tests.benchmarks.gateway
 	$(BIN)/python -m tests.benchmarks.managed_agents
+	$(BIN)/python -m tests.benchmarks.traces
 
 ## make demo: start keel (NATS, store, hands, brain, gateway), run the scripted coding demo
 ## live in the terminal, say how to run it with a real model, and stop.

@@ -17,7 +17,7 @@ from typing import Final
 import msgspec
 
 from brain._background import spawn
-from brain.deps import Nats
+from brain.deps import LogObserver, Nats
 from brain.fold import fold, initial_state, replay
 from brain.settings import BrainSettings
 from brain.state import STATE_VERSION, decode_state, encode_state_parts
@@ -38,12 +38,14 @@ class LeasedLog:
         settings: BrainSettings,
         crash: Crashpoints,
         lease: Lease,
+        observer: LogObserver | None = None,
     ) -> None:
         self.store: Final = store
         self.nc: Final = nc
         self.settings: Final = settings
         self.crash: Final = crash
         self.session_id: Final = lease.session_id
+        self.observer: Final = observer
         self.lease = lease
         self.state = initial_state(lease.session_id)
         self.snapshot_seq = 0
@@ -70,7 +72,10 @@ class LeasedLog:
         await self.catch_up()
 
     async def catch_up(self) -> None:
-        replay(await self.store.read(self.session_id, after_seq=self.state.seq), self.state)
+        records = await self.store.read(self.session_id, after_seq=self.state.seq)
+        replay(records, self.state)
+        if self.observer is not None:
+            self.observer.saw(self.session_id, self.lease.epoch, records, committed=False)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -81,11 +86,14 @@ class LeasedLog:
         appended = await self.store.append(
             self.session_id, events, self.state.seq, self.lease.epoch
         )
-        for event in events:
-            recorded = Recorded(
-                seq=self.state.seq + 1, at=appended.at, type=event_type(event), event=event
-            )
+        records = [
+            Recorded(seq=self.state.seq + n, at=appended.at, type=event_type(event), event=event)
+            for n, event in enumerate(events, start=1)
+        ]
+        for recorded in records:
             fold(self.state, recorded)
+        if self.observer is not None:
+            self.observer.saw(self.session_id, self.lease.epoch, records, committed=True)
         spawn(self.nc.publish(log_subject(self.session_id), b"%d" % appended.head_seq))
         if self.state.seq - self.snapshot_seq >= self.settings.snapshot_every:
             await self._snapshot()

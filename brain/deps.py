@@ -8,7 +8,7 @@ HandsClient`); a test passes in-memory ones (`tests/brain/harness.py`) and drive
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from schemas import (
     Crashpoints,
     ModelSpec,
     ProvisionReply,
+    Recorded,
     SandboxSpec,
     ToolOutcome,
 )
@@ -89,6 +90,15 @@ class Hands(Protocol):
     ) -> dict[str, ToolOutcome]: ...
 
 
+class LogObserver(Protocol):
+    """Sees each batch of events a run reads or commits, in seq order, with the run's lease
+    epoch (the live tracer, `traces.live`). Called on the run's path: it must not wait."""
+
+    def saw(
+        self, session_id: str, epoch: int, records: Sequence[Recorded], *, committed: bool
+    ) -> None: ...
+
+
 @dataclass
 class BrainDeps:
     """What driving a session needs; one per brain process, shared by its sessions."""
@@ -100,3 +110,4 @@ class BrainDeps:
     providers: Callable[[ModelSpec], ModelProvider] = provider_for
     crash: Crashpoints = field(default_factory=brain_crashpoints)
     clock: Callable[[], float] = time.time
+    observer: LogObserver | None = None

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import nats
@@ -70,6 +70,9 @@ from session_store import (
     StoreUnavailable,
     open_store,
 )
+
+if TYPE_CHECKING:
+    from traces.live import LiveTracer
 
 log = logging.getLogger("keel.brain")
 
@@ -128,6 +131,7 @@ class Brain:
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._deps: BrainDeps | None = None
+        self._tracer: LiveTracer | None = None
 
     async def start(self) -> None:
         if self._owns_store:
@@ -141,6 +145,12 @@ class Brain:
         )
         self._js = self._nc.jetstream()
         await ensure_work_stream(self._js)
+        if self.settings.traces.exporting:
+            # Only now: a brain that does not trace never loads the OpenTelemetry SDK.
+            from traces.live import LiveTracer
+
+            self._tracer = LiveTracer.otlp(self.store, self.settings.traces)
+            self._tasks.spawn(self._tracer.run())
         self._deps = BrainDeps(
             store=self.store,
             nc=self._nc,
@@ -148,6 +158,7 @@ class Brain:
             settings=self.settings,
             providers=self.providers.provider_for,
             crash=brain_crashpoints(self.settings.crash_at),
+            observer=self._tracer,
         )
         subscription = await self._js.pull_subscribe(
             WORK_SUBJECTS,
@@ -168,6 +179,8 @@ class Brain:
 
     async def close(self) -> None:
         await self._tasks.cancel()
+        if self._tracer is not None:
+            await self._tracer.close()
         if self._nc is not None:
             # Flush what was published (acks, destroys), then close. Not drain: a pull
             # subscription whose fetch was cancelled never drains, and whatever this brain

@@ -10,6 +10,7 @@ import msgspec
 
 from brain.providers import RetryPolicy
 from schemas import LogSettings, setting, settings_from_env
+from traces import TraceSettings
 
 DEFAULT_STORE_URL: Final = "sqlite:///keel.db"
 
@@ -85,6 +86,7 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
     ] = 0.2
     model_retry: RetryPolicy = RetryPolicy()
     log: LogSettings = LogSettings()
+    traces: TraceSettings = TraceSettings()
     crash_at: Annotated[
         str | None,
         setting(

@@ -119,7 +119,7 @@ class _SessionRun:
     def __init__(self, deps: BrainDeps, lease: Lease) -> None:
         settings = deps.settings
         self.deps: Final = deps
-        self.log: Final = LeasedLog(deps.store, deps.nc, settings, deps.crash, lease)
+        self.log: Final = LeasedLog(deps.store, deps.nc, settings, deps.crash, lease, deps.observer)
         self.inbox: Final = Inbox()
         self.sandbox: Final = SandboxSlot(deps.hands, self.log)
         self.calls: Final = CallsInFlight(

@@ -1,4 +1,4 @@
-"""The `keel` command: `up`, `run`, `demo`, `sessions`, `audit`, `keys create`."""
+"""The `keel` command: `up`, `run`, `demo`, `sessions`, `audit`, `trace`, `keys create`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ import httpx2
 
 from deploy.demo import demo_spec
 from deploy.settings import KeelSettings
+from deploy.trace import trace
 from deploy.up import ServedModel, Up, api_key_path, port_or_free
 from schemas import SettingsError, settings_from_env
 from session_store import open_store
+from traces import TraceSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--json", action="store_true", help="print the whole audit as JSON")
     _client_arguments(audit, settings)
 
+    _trace_arguments(
+        commands.add_parser(
+            "trace",
+            help="rebuild a session's OpenTelemetry trace from its log and send it over OTLP "
+            "(OTEL_EXPORTER_OTLP_ENDPOINT), or print it as JSON lines",
+        ),
+        settings,
+    )
+
     keys = commands.add_parser("keys", help="API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="make a key for a tenant and print it")
@@ -93,11 +104,33 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_sessions(args))
         case "audit":
             return asyncio.run(_audit(args))
+        case "trace":
+            return asyncio.run(
+                trace(_store_url(args), args.session_id, _trace_settings(parser), json=args.json)
+            )
         case "keys":
-            store_url = args.store_url or f"sqlite:///{args.data_dir.resolve() / 'keel.db'}"
-            print(asyncio.run(_create_key(store_url, args.tenant, args.name)))
+            print(asyncio.run(_create_key(_store_url(args), args.tenant, args.name)))
             return 0
     return 2
+
+
+def _trace_arguments(parser: argparse.ArgumentParser, settings: KeelSettings) -> None:
+    parser.add_argument("session_id")
+    parser.add_argument("--json", action="store_true", help="print the spans even if exporting")
+    parser.add_argument("--store-url", default=settings.store_url)
+    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
+
+
+def _store_url(args: argparse.Namespace) -> str:
+    """`--store-url`, else the store `keel up` keeps in the data directory."""
+    return str(args.store_url or f"sqlite:///{args.data_dir.resolve() / 'keel.db'}")
+
+
+def _trace_settings(parser: argparse.ArgumentParser) -> TraceSettings:
+    try:
+        return settings_from_env(TraceSettings)
+    except SettingsError as exc:
+        parser.error(str(exc))
 
 
 def _served_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ServedModel | None:

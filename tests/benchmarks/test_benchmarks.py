@@ -32,6 +32,7 @@ FIGURES = {
     "brain": ("1. durable", "2. recovery", "3. recovery", "4. tool calls", "5. first model"),
     "gateway": ("1a. POST", "1b. GET", "2. ", "2a. fan-out", "2b. fan-out", "3. "),
     "managed_agents": ("1a. sessions.create", "1b. events.send", "2. ", "3. fan-out", "4. "),
+    "traces": ("1. durable tool step with tracing off", "2. tracer", "3. keel trace", "4. "),
 }
 
 
@@ -64,6 +65,13 @@ def test_managed_agents_benchmark_prints_every_figure() -> None:
     local_backend()  # its tool turns run in local sandboxes
     stdout = quick_run("tests.benchmarks.managed_agents")  # keel up: SQLite
     for figure in FIGURES["managed_agents"]:
+        assert figure in stdout, stdout
+
+
+def test_traces_benchmark_prints_every_figure() -> None:
+    local_backend()  # its steps run in local sandboxes
+    stdout = quick_run("tests.benchmarks.traces")
+    for figure in FIGURES["traces"]:
         assert figure in stdout, stdout
 
 

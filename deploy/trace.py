@@ -1,0 +1,71 @@
+"""`keel trace SESSION`: a session's spans rebuilt from its log, as the live brain made them.
+
+Auditing by replay: the spans are a projection of the log (`traces`), so a session run while
+tracing was off, or whose brain died before its spans were sent, is traced all the same,
+with the ids the live spans had. Sent over OTLP where the `OTEL_*` variables say, or
+printed as JSON lines.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Final
+
+import msgspec
+
+from schemas import Recorded
+from session_store import SessionNotFound, StoreError, open_store
+from traces import SessionProjector, Span, TraceSettings
+
+# Events per read of the log.
+PAGE: Final = 1000
+
+
+async def read_log(store_url: str, session_id: str) -> list[Recorded]:
+    """The whole log of `session_id` (`SessionNotFound` if there is none)."""
+    store = open_store(store_url)
+    try:
+        await store.get_session(session_id)
+        log: list[Recorded] = []
+        while page := await store.read(session_id, after_seq=len(log), limit=PAGE):
+            log += page
+        return log
+    finally:
+        await store.close()
+
+
+def spans_of(session_id: str, log: list[Recorded]) -> tuple[list[Span], int]:
+    """The spans the log closes, and how many it leaves open (a session not finished)."""
+    projector = SessionProjector(session_id)
+    spans = [span for recorded in log for span in projector.feed(recorded)]
+    return spans, projector.open_spans()
+
+
+async def trace(store_url: str, session_id: str, settings: TraceSettings, *, json: bool) -> int:
+    try:
+        log = await read_log(store_url, session_id)
+    except SessionNotFound:
+        print(f"keel: no session {session_id}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"keel: reading the store failed: {exc}", file=sys.stderr)
+        return 2
+    spans, still_open = spans_of(session_id, log)
+    if still_open:
+        print(
+            f"keel: {still_open} spans are still open (the session has not finished);"
+            " they are left out",
+            file=sys.stderr,
+        )
+    if json or not settings.exporting:
+        encoder = msgspec.json.Encoder()
+        for span in spans:
+            sys.stdout.buffer.write(encoder.encode(span) + b"\n")
+        return 0
+    from traces.export import export
+
+    if not export(spans, settings):
+        print("keel: the OTLP receiver did not take every span", file=sys.stderr)
+        return 1
+    print(f"exported {len(spans)} spans of session {session_id}")
+    return 0
