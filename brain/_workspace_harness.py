@@ -24,7 +24,7 @@ from brain._leased_log import LeasedLog
 from brain._sandbox_slot import SandboxSlot
 from brain.deps import Hands
 from brain.hands_client import HandsUnavailable, ProvisionFailed, SandboxGone
-from brain.iterations import CheckWorkspace, RestoreWorkspace, StartIteration
+from brain.iterations import CheckWorkspace, RestoreWorkspace, StartIteration, fitted
 from brain.ratchet import Source, changes_found, ratchet_on, restorable
 from schemas import (
     CallRequest,
@@ -97,13 +97,19 @@ class WorkspaceHarness:
             await self._pause(f"the handoff files could not be read: {exc}")
             return
         self.crash.reach("after_workspace_read")
-        await self.log.commit(
-            [
-                IterationStarted(
-                    iteration=action.iteration, handoff=files.read, protected=files.protected
-                )
-            ]
+        started = fitted(
+            IterationStarted(
+                iteration=action.iteration, handoff=files.read, protected=files.protected
+            )
         )
+        if started is None:
+            count = len(files.protected)
+            await self._pause(
+                f"{count} protected test files are too many to record in the log: "
+                "narrow context_resets.protected_tests"
+            )
+            return
+        await self.log.commit([started])
         self.crash.reach("after_iteration_started")
 
     async def check(self, action: CheckWorkspace) -> None:

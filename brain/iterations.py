@@ -30,10 +30,14 @@ from schemas import (
     TextBlock,
     WorkspaceChecked,
     WorkspaceRestored,
+    encode_event,
 )
 
 # How many protected files a brief names (the rest are counted).
 NAMED_PROTECTED: Final = 50
+# The most an `iteration.started` may weigh encoded: under the store's limit of one event
+# (256 KiB by default), whatever the workspace holds.
+STARTED_BYTES: Final = 192 * 1024
 
 END_REASONS: Final[dict[IterationEnd, str]] = {
     "goal_not_met": "your work was checked and sent back",
@@ -136,6 +140,36 @@ def _limit(state: SessionState) -> IterationEnd | None:
     if resets.max_tokens is not None and used >= resets.max_tokens:
         return "max_tokens"
     return None
+
+
+def fitted(started: IterationStarted, limit: int = STARTED_BYTES) -> IterationStarted | None:
+    """`started` made to weigh at most `limit` encoded: first without the bytes of protected
+    versions, largest first (such a version is then not restorable, though still guarded by
+    its digest, and a later start records it if it fits); then with the handoff files' text
+    halved, longest first. None when even that does not fit (too many protected files)."""
+    protected = sorted(started.protected, key=lambda f: len(f.content or b""), reverse=True)
+    handoff = list(started.handoff)
+    while len(encode_event(started)) > limit:
+        with_bytes = [i for i, f in enumerate(protected) if f.content is not None]
+        texts = [i for i, f in enumerate(handoff) if f.text]
+        if with_bytes:
+            i = with_bytes[0]
+            protected[i] = msgspec.structs.replace(protected[i], content=None)
+        elif texts:
+            i = max(texts, key=lambda i: len(handoff[i].text or ""))
+            text = handoff[i].text or ""
+            handoff[i] = msgspec.structs.replace(
+                handoff[i], text=text[: len(text) // 2], truncated=True
+            )
+        else:
+            return None
+        order = {f.path: n for n, f in enumerate(started.protected)}
+        started = msgspec.structs.replace(
+            started,
+            handoff=handoff,
+            protected=sorted(protected, key=lambda f: order[f.path]),
+        )
+    return started
 
 
 # -- folding ----------------------------------------------------------------------------------

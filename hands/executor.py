@@ -436,10 +436,10 @@ class Executor:
     def workspace_files(self, arguments: dict[str, Any]) -> str:
         if arguments.get("stop_processes") is True and self.own_pid_namespace:
             self._stop_strays()
-        read_bytes = int(arguments.get("read_bytes", 32 * 1024))
+        read_bytes = int(arguments.get("read_bytes", 16 * 1024))
         read = [self._handoff(str(path), read_bytes) for path in arguments.get("read") or []]
         known = {str(digest) for digest in arguments.get("known") or []}
-        budget = int(arguments.get("content_bytes", 256 * 1024))
+        budget = int(arguments.get("content_bytes", 96 * 1024))
         limit = int(arguments.get("max_protected", 2000))
         protected: list[dict[str, Any]] = []
         for relative in self._protected_paths([str(g) for g in arguments.get("protected") or []]):

@@ -185,10 +185,10 @@ class WorkspaceFilesInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     `stop_processes`, every process the sandbox's calls left running is killed."""
 
     read: list[str] = []
-    read_bytes: Annotated[int, msgspec.Meta(ge=0)] = 32 * 1024
+    read_bytes: Annotated[int, msgspec.Meta(ge=0)] = 16 * 1024
     protected: list[str] = []
     known: list[str] = []
-    content_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * 1024
+    content_bytes: Annotated[int, msgspec.Meta(ge=0)] = 96 * 1024
     # Past this many protected files the read fails (it must fit in one message).
     max_protected: Annotated[int, msgspec.Meta(ge=0)] = 2000
     stop_processes: bool = False

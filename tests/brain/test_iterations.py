@@ -11,7 +11,13 @@ from brain import decode_state, encode_state, initial_state, replay
 from brain._model_call import tool_requests
 from brain.context import build_context
 from brain.decide import CallModel, Complete, Dispatch, GradeOutcome, Judge, Refuse, decide
-from brain.iterations import CheckWorkspace, EndIteration, RestoreWorkspace, StartIteration
+from brain.iterations import (
+    CheckWorkspace,
+    EndIteration,
+    RestoreWorkspace,
+    StartIteration,
+    fitted,
+)
 from brain.ratchet import Source, changes_found, protected_path, restorable
 from brain.state import SessionState
 from schemas import (
@@ -42,6 +48,7 @@ from schemas import (
     WorkspaceChecked,
     WorkspaceFiles,
     WorkspaceRestored,
+    encode_event,
     event_type,
 )
 
@@ -425,3 +432,38 @@ def test_no_model_can_call_the_harness_s_own_tools_even_when_its_agent_names_the
     results = [e for e in events if isinstance(e, ToolResult)]
     assert [(r.call_id, r.is_error) for r in results] == [("c1", True), ("c2", True)]
     assert all("unknown tool" in r.output for r in results)
+
+
+# -- an iteration's start fits in one event -----------------------------------------------------
+
+
+def test_a_start_that_fits_is_recorded_as_read() -> None:
+    start = started(2)
+    assert fitted(start) == start
+
+
+def test_a_start_too_big_drops_protected_bytes_largest_first_then_halves_handoff_text() -> None:
+    big = ProtectedFile(path="tests/test_big.py", digest="big", content=b"x" * 150_000)
+    small = ProtectedFile(path="tests/test_small.py", digest="small", content=b"y" * 1000)
+    start = IterationStarted(
+        iteration=2, handoff=[HandoffFile(path="PLAN.md", text="p" * 1000)], protected=[big, small]
+    )
+    fit = fitted(start, limit=100_000)
+    assert fit is not None and len(encode_event(fit)) <= 100_000
+    assert [(f.path, f.content is None) for f in fit.protected] == [
+        ("tests/test_big.py", True),  # dropped: guarded by its digest, not restorable
+        ("tests/test_small.py", False),
+    ]
+    assert fit.handoff == start.handoff
+    long_plan = IterationStarted(
+        iteration=2, handoff=[HandoffFile(path="PLAN.md", text="p" * 80_000, size=80_000)]
+    )
+    fit = fitted(long_plan, limit=50_000)
+    assert fit is not None and len(encode_event(fit)) <= 50_000
+    (plan,) = fit.handoff
+    assert plan.truncated and plan.text == "p" * 40_000 and plan.size == 80_000
+
+
+def test_a_start_whose_listing_alone_is_too_big_does_not_fit() -> None:
+    many = [ProtectedFile(path=f"tests/test_{i}.py", digest="d" * 64) for i in range(3000)]
+    assert fitted(IterationStarted(iteration=1, protected=many)) is None
