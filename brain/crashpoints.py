@@ -6,19 +6,35 @@ from typing import Final
 
 from schemas import Crashpoints
 
-POINTS: Final = frozenset(
+# Only a session with context resets reaches these (`brain/_workspace_harness.py`): the
+# handoff read and not yet recorded, the iteration's start or end recorded, the test ratchet's
+# check recorded and its restore not, the restore run and not recorded.
+ITERATION_POINTS: Final = frozenset(
     {
-        "before_model_call",
-        "after_model_response",
-        "after_tool_requested",
-        "after_dispatched",
-        "after_send",
-        "after_tool_result",
-        "during_snapshot",
-        # A compaction: its summary came back (not yet recorded); `context.compacted` is.
-        "after_compaction_summary",
-        "after_context_compacted",
+        "after_workspace_read",
+        "after_iteration_started",
+        "after_iteration_ended",
+        "after_workspace_checked",
+        "after_restore",
     }
+)
+
+POINTS: Final = (
+    frozenset(
+        {
+            "before_model_call",
+            "after_model_response",
+            "after_tool_requested",
+            "after_dispatched",
+            "after_send",
+            "after_tool_result",
+            "during_snapshot",
+            # A compaction: its summary came back (not yet recorded); `context.compacted` is.
+            "after_compaction_summary",
+            "after_context_compacted",
+        }
+    )
+    | ITERATION_POINTS
 )
 
 

@@ -13,6 +13,14 @@ import msgspec
 
 from brain.compaction import compaction_cut
 from brain.fold import call_signature
+from brain.iterations import (
+    CheckWorkspace,
+    EndIteration,
+    RestoreWorkspace,
+    StartIteration,
+    next_step,
+)
+from brain.ratchet import refusal
 from brain.state import SessionState, ToolCall
 from schemas import (
     TERMINAL_STATUSES,
@@ -128,6 +136,10 @@ Action = (
     | Judge
     | GradeOutcome
     | InterruptOutcome
+    | StartIteration
+    | EndIteration
+    | CheckWorkspace
+    | RestoreWorkspace
     | Complete
     | Wait
 )
@@ -167,6 +179,9 @@ def decide(state: SessionState, now: float) -> Action:
         return RequestTools(calls=unrequested)
     if state.open_calls:
         return _next_for_calls(state, now)
+    iteration_step = next_step(state)
+    if iteration_step is not None:
+        return iteration_step
     if state.messages and state.messages[-1].role == "user":
         # Budgets are checked before spending more on the model, not before calls the model
         # already asked for: a paused session never holds a call without its outcome.
@@ -280,6 +295,9 @@ def _next_for_call(state: SessionState, call: ToolCall, now: float) -> Action | 
     """The action one open call needs; None when it is ready to dispatch."""
     assert state.spec is not None
     if call.phase == "requested":
+        refused = refusal(state, call)
+        if refused is not None:
+            return Refuse(call_id=call.call_id, reason=refused)
         permission = state.spec.permissions.get(call.name, state.spec.default_permission)
         if permission == "deny":
             return Refuse(call_id=call.call_id, reason=f"the policy denies {call.name}")

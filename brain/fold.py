@@ -20,6 +20,7 @@ from brain.compaction import (
     estimate_tokens,
     reduce_old_outputs,
 )
+from brain.iterations import fold_iteration, note_request
 from brain.state import RECENT_CALLS, DefinedOutcome, Message, SessionState, ToolCall, Verdict
 from schemas import (
     ApprovalDenied,
@@ -31,6 +32,8 @@ from schemas import (
     ContextCompacted,
     ContextPolicy,
     Event,
+    IterationEnded,
+    IterationStarted,
     JudgeVerdict,
     LoopDetected,
     ModelResponse,
@@ -54,6 +57,8 @@ from schemas import (
     Usage,
     UserInterrupt,
     UserMessage,
+    WorkspaceChecked,
+    WorkspaceRestored,
 )
 
 
@@ -102,6 +107,7 @@ def _apply(  # noqa: PLR0915
             state.pending_input = True
             state.interrupted = False
             state.input_seq = seq
+            note_request(state, text)
         case OutcomeDefined(description=description):
             # The worker is given the description as a message; only the grader sees the
             # rubric.
@@ -217,6 +223,8 @@ def _apply(  # noqa: PLR0915
             state.usage = state.usage + event.usage
             state.cost_usd += event.cost_usd
             state.context_tokens = context_tokens(state)
+        case IterationStarted() | IterationEnded() | WorkspaceChecked() | WorkspaceRestored():
+            fold_iteration(state, event, seq)
         case SessionStatus(status=status, reason=reason):
             state.status = status
             state.status_reason = reason

@@ -7,11 +7,20 @@ from typing import Final, Literal
 
 import msgspec
 
-from schemas import AgentSpec, BudgetName, ContentBlock, OutcomeResult, Status, Usage
+from schemas import (
+    AgentSpec,
+    BudgetName,
+    ContentBlock,
+    IterationEnd,
+    OutcomeResult,
+    ProtectedFileChange,
+    Status,
+    Usage,
+)
 
 # Bump when SessionState or fold changes meaning: snapshots of another version are ignored
 # (the store keys snapshots by this), so a new reducer replays from the log instead.
-STATE_VERSION: Final = 6
+STATE_VERSION: Final = 7
 
 # How many recent tool-call signatures the state keeps for loop detection.
 RECENT_CALLS: Final = 16
@@ -81,6 +90,34 @@ class DefinedOutcome(msgspec.Struct, kw_only=True):
         return self.started_seq > self.ended_seq
 
 
+class Iterations(msgspec.Struct, kw_only=True):
+    """Where a session with context resets is (`iteration.*`, `workspace.*` events): the
+    iteration under way, how the one before it ended, and the test ratchet's baseline."""
+
+    # The iteration under way, from 1; 0 before the first started.
+    number: int = 0
+    started_seq: int = 0
+    # Past `started_seq`: the iteration ended and the next has not started yet.
+    ended_seq: int = 0
+    end_reason: IterationEnd | None = None
+    end_detail: str = ""
+    # The session's turns and tokens when it started: its limits count from there.
+    turns_at_start: int = 0
+    tokens_at_start: int = 0
+    # The user's messages: the goal every iteration's fresh context restates.
+    requests: list[str] = []
+    # The protected files as the iteration started (path -> sha256), and where the log holds
+    # the bytes of each version it recorded (sha256 -> the seq of its `iteration.started`),
+    # to put a changed one back. Not the bytes themselves: a snapshot stays small.
+    protected: dict[str, str] = {}
+    content_seqs: dict[str, int] = {}
+    # The latest check of the protected files, and what it found changed, until restored.
+    checked_seq: int = 0
+    changes: list[ProtectedFileChange] = []
+    # What the harness undid during the iteration, for the next one's fresh context.
+    undone: list[str] = []
+
+
 class SessionState(msgspec.Struct, kw_only=True):
     session_id: str
     seq: int = 0
@@ -118,6 +155,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     verdict: Verdict | None = None
     # The latest outcome defined, if any (one is worked on at a time).
     outcome: DefinedOutcome | None = None
+    # Context resets (`AgentSpec.context_resets`): untouched in a session without them.
+    iterations: Iterations = msgspec.field(default_factory=Iterations)
     # Events of a newer writer this reader could not decode; replay goes on past them.
     unknown_events: int = 0
     # The size in tokens of the context the next request would send: the last response's

@@ -36,6 +36,7 @@ from brain._inbox import Inbox
 from brain._leased_log import LeasedLog
 from brain._model_call import ModelCaller, tool_requests
 from brain._sandbox_slot import SandboxSlot
+from brain._workspace_harness import WorkspaceHarness
 from brain.decide import (
     Action,
     AskApproval,
@@ -56,6 +57,13 @@ from brain.decide import (
     decide,
 )
 from brain.deps import BrainDeps
+from brain.iterations import (
+    CheckWorkspace,
+    EndIteration,
+    IterationAction,
+    RestoreWorkspace,
+    StartIteration,
+)
 from brain.judge import CompletionCheck
 from schemas import (
     END_TURN,
@@ -63,6 +71,7 @@ from schemas import (
     ApprovalRequested,
     BudgetReached,
     Event,
+    IterationEnded,
     LoopDetected,
     OutcomeEvaluated,
     SessionStatus,
@@ -143,6 +152,9 @@ class _SessionRun:
             settings.grader_heartbeat_s,
         )
         self.compactor: Final = Compactor(self.log, deps.providers, settings, deps.crash)
+        self.workspace: Final = WorkspaceHarness(
+            self.log, self.sandbox, self.inbox, deps.hands, deps.crash
+        )
         self.fenced: Final = asyncio.Event()
 
     # -- the lifecycle ----------------------------------------------------------------------
@@ -311,6 +323,8 @@ class _SessionRun:
                         )
                     ]
                 )
+            case StartIteration() | EndIteration() | CheckWorkspace() | RestoreWorkspace():
+                await self._perform_iteration(action, prelude)
             case Complete(reason=reason):
                 if self.log.spec.turn_end == "idle":
                     await commit([SessionStatus(status="idle", reason=END_TURN)])
@@ -318,3 +332,19 @@ class _SessionRun:
                     await commit([SessionStatus(status="completed", reason=reason)])
             case Wait():
                 raise AssertionError("waiting is not an action to perform")
+
+    async def _perform_iteration(self, action: IterationAction, prelude: list[Event]) -> None:
+        """Context resets' steps (`brain.iterations`): the sandbox's part is the harness's."""
+        if prelude:
+            await self.log.commit(prelude)
+        match action:
+            case StartIteration():
+                await self.workspace.start(action)
+            case EndIteration(iteration=iteration, reason=reason, detail=detail):
+                ended = IterationEnded(iteration=iteration, reason=reason, detail=detail)
+                await self.log.commit([ended])
+                self.deps.crash.reach("after_iteration_ended")
+            case CheckWorkspace():
+                await self.workspace.check(action)
+            case RestoreWorkspace():
+                await self.workspace.restore(action)

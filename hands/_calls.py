@@ -26,6 +26,8 @@ from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
 from hands._storage import SandboxStorage
 from schemas import (
+    HARNESS_OUTPUT_BYTES,
+    HARNESS_TOOLS,
     TOOLS,
     BackgroundTasks,
     CallAccepted,
@@ -33,6 +35,7 @@ from schemas import (
     CancelRequest,
     OutcomeAck,
     ToolOutcome,
+    ToolSpec,
     is_valid_id,
     working_on,
 )
@@ -120,7 +123,7 @@ class CallRunner:
         outcome; a non-idempotent call's outcome is recorded first."""
         with working_on(request.session_id, request.call_id):
             problem = None if collect else _invalid(request)
-            recorded = collect or (problem is None and not TOOLS[request.name].idempotent)
+            recorded = collect or (problem is None and not _tool(request.name).idempotent)
             if recorded and not collect:
                 # Before the executor can see it: from here on it is never sent again.
                 try:
@@ -142,8 +145,12 @@ class CallRunner:
                                 call_id=request.call_id,
                                 tool=request.name,
                                 input=request.input,
-                                idempotent=TOOLS[request.name].idempotent,
-                                max_output_bytes=self._settings.max_output_bytes,
+                                idempotent=_tool(request.name).idempotent,
+                                max_output_bytes=(
+                                    HARNESS_OUTPUT_BYTES
+                                    if request.name in HARNESS_TOOLS
+                                    else self._settings.max_output_bytes
+                                ),
                                 spill_bytes=self._settings.max_spill_bytes,
                                 timeout_s=sandbox.record.spec.call_timeout_s,
                             )
@@ -177,7 +184,7 @@ class CallRunner:
             if data is not None:
                 blob = await self._storage.keep_output(data, result.output)
             sandbox.dirs.remove_output(request.call_id)
-        spec = TOOLS.get(request.name)
+        spec = TOOLS.get(request.name) or HARNESS_TOOLS.get(request.name)
         if spec is not None and spec.mutating:
             await self._storage.keep_checkpoint(sandbox)
         return ToolOutcome(
@@ -218,8 +225,13 @@ def _outcome(sandbox: Sandbox, request: CallRequest, output: str, **fields: Any)
     )
 
 
+def _tool(name: str) -> ToolSpec:
+    """A model's tool or the harness's own (a brain's read or restore of the workspace)."""
+    return TOOLS.get(name) or HARNESS_TOOLS[name]
+
+
 def _invalid(request: CallRequest) -> str | None:
-    spec = TOOLS.get(request.name)
+    spec = TOOLS.get(request.name) or HARNESS_TOOLS.get(request.name)
     if spec is None:
         return f"unknown tool {request.name!r}; the tools are {', '.join(sorted(TOOLS))}"
     try:

@@ -15,6 +15,9 @@ newline-delimited JSON:
     {"op": "forget", "call_id"}   the host has recorded the result: drop it
     {"op": "ping"} -> {"op": "pong"}
 
+Besides the model's tools it runs the harness's own two (`workspace_files`, `restore_files`:
+what context resets read and how the test ratchet puts test files back), whose output is JSON.
+
 The hands host keeps the records that make a call_id run at most once, where no command run
 here can reach them; it never sends a call_id twice. The executor keeps results only in
 memory until the host has recorded them (a host that died meanwhile is replaced by one that
@@ -25,19 +28,22 @@ The executor never talks to the network; it could not anyway.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fnmatch
+import hashlib
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import socketserver
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 READ_CHUNK = 65536
@@ -48,6 +54,7 @@ MAX_LISTED = 2000
 # The tools other than bash, each a method of the same name taking the call's input.
 FILE_TOOLS = frozenset(
     {"read_file", "write_file", "edit_file", "list_files", "grep", "read", "write", "edit", "glob"}
+    | {"workspace_files", "restore_files"}
 )
 
 
@@ -56,9 +63,18 @@ class ToolError(Exception):
 
 
 class Executor:
-    def __init__(self, workspace: Path, outputs: Path, memory_bytes: int | None) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        outputs: Path,
+        memory_bytes: int | None,
+        *,
+        own_pid_namespace: bool = False,
+    ) -> None:
         # Resolved: the file tools refuse any path that does not resolve inside it.
         self.workspace = workspace.resolve()
+        # Every process it sees is the sandbox's: it may stop those its calls left behind.
+        self.own_pid_namespace = own_pid_namespace
         self.outputs = outputs
         self.memory_bytes = memory_bytes
         self.lock = threading.Lock()
@@ -415,6 +431,112 @@ class Executor:
         newest = sorted(found, key=lambda p: (-p.stat().st_mtime, str(p)))
         return _listing([str(p.relative_to(self.workspace)) for p in newest])
 
+    # -- the harness's own: handoff files, and the test ratchet's digests and restores -----
+
+    def workspace_files(self, arguments: dict[str, Any]) -> str:
+        if arguments.get("stop_processes") is True and self.own_pid_namespace:
+            self._stop_strays()
+        read_bytes = int(arguments.get("read_bytes", 16 * 1024))
+        read = [self._handoff(str(path), read_bytes) for path in arguments.get("read") or []]
+        known = {str(digest) for digest in arguments.get("known") or []}
+        budget = int(arguments.get("content_bytes", 96 * 1024))
+        limit = int(arguments.get("max_protected", 2000))
+        protected: list[dict[str, Any]] = []
+        for relative in self._protected_paths([str(g) for g in arguments.get("protected") or []]):
+            if len(protected) >= limit:
+                raise ToolError(f"more than {limit} files match the protected globs")
+            entry: dict[str, Any] = {"path": relative}
+            path = self.workspace / relative
+            if path.is_symlink():
+                # Never followed: a link is what it is, wherever it points.
+                entry["digest"] = "symlink:" + os.readlink(path)
+            else:
+                data = path.read_bytes()
+                entry["digest"] = hashlib.sha256(data).hexdigest()
+                if entry["digest"] not in known and len(data) <= budget:
+                    entry["content"] = base64.b64encode(data).decode()
+                    known.add(entry["digest"])
+                    budget -= len(data)
+            protected.append(entry)
+        return json.dumps({"read": read, "protected": protected})
+
+    def restore_files(self, arguments: dict[str, Any]) -> str:
+        files = arguments["files"]
+        for item in files:
+            relative = PurePosixPath(str(item["path"]))
+            if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+                raise ToolError(f"{item['path']} is not a path inside the workspace")
+            data = base64.b64decode(item["content"])
+            # Every directory on the way is made a real one: a link there could lead the
+            # write anywhere.
+            current = self.workspace
+            for part in relative.parts[:-1]:
+                current = current / part
+                if current.is_symlink() or (current.exists() and not current.is_dir()):
+                    current.unlink()
+                current.mkdir(exist_ok=True)
+            target = current / relative.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.is_symlink() or target.exists():
+                target.unlink()
+            target.write_bytes(data)
+        return f"restored {len(files)} files"
+
+    def _stop_strays(self) -> None:
+        """Kill every process of the sandbox but the executor, its ancestors and the calls
+        it runs: what a command detached from its call (`setsid ... &`) could otherwise
+        change files with after they were checked."""
+        keep: set[int] = set()
+        pid = os.getpid()
+        while pid > 0 and pid not in keep:
+            keep.add(pid)
+            pid = _parent(pid)
+        with self.lock:
+            groups = set(self.groups.values())
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in keep:
+                continue
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry)) not in groups:
+                    os.kill(int(entry), signal.SIGKILL)
+
+    def _handoff(self, raw: str, read_bytes: int) -> dict[str, Any]:
+        """A handoff file as the model is shown it: absent (no such file, or not one the
+        workspace holds) has no text."""
+        try:
+            path = self._path(raw)
+        except ToolError:
+            return {"path": raw}
+        if not path.is_file():
+            return {"path": raw}
+        data = path.read_bytes()
+        return {
+            "path": raw,
+            "text": data[:read_bytes].decode("utf-8", "replace"),
+            "digest": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "truncated": len(data) > read_bytes,
+        }
+
+    def _protected_paths(self, globs: list[str]) -> list[str]:
+        """Files (and links) whose path relative to the workspace matches a glob, or whose
+        name matches a glob without `/`; .git left out; sorted."""
+        if not globs:
+            return []
+        found = []
+        for directory, subdirectories, names in os.walk(self.workspace):
+            subdirectories[:] = [d for d in subdirectories if d != ".git"]
+            for name in names:
+                relative = str((Path(directory) / name).relative_to(self.workspace))
+                if any(
+                    fnmatch.fnmatchcase(relative, glob)
+                    or ("/" not in glob and fnmatch.fnmatchcase(name, glob))
+                    for glob in globs
+                ):
+                    found.append(relative)
+        return sorted(found)
+
     # -- paths --------------------------------------------------------------------------------
 
     def _path(self, raw: object) -> Path:
@@ -500,6 +622,16 @@ def _head(text: str, limit: int) -> str:
     return f"{cut}\n[output truncated: {len(text.encode())} bytes, showing the first {limit}]"
 
 
+def _parent(pid: int) -> int:
+    """The parent of `pid` (0 when unknown): the field after the state in /proc/<pid>/stat,
+    after the command name, which may hold spaces and parentheses."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _kill_group(group: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGKILL)
@@ -524,7 +656,14 @@ def main() -> None:
     if not {"--socket", "--workspace", "--outputs"} <= args.keys():
         raise SystemExit(f"usage: {usage}")
     memory = int(args.get("--memory-bytes", "0"))
-    executor = Executor(Path(args["--workspace"]), Path(args["--outputs"]), memory or None)
+    # Every backend starts the executor in the sandbox's own pid namespace (bubblewrap's and
+    # unshare's --pid, a container's).
+    executor = Executor(
+        Path(args["--workspace"]),
+        Path(args["--outputs"]),
+        memory or None,
+        own_pid_namespace=True,
+    )
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -92,6 +92,54 @@ class CustomTool(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     input_schema: dict[str, object] = {}
 
 
+# A workspace path as the handoff names it: relative, its segments neither empty nor `..`
+# (a pattern without lookarounds, so the served document states it and fuzzers can meet it).
+_SEGMENT: Final = r"([^/.][^/]*|\.|\.[^/.][^/]*|\.\.[^/]+)"
+HandoffPath = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=rf"^{_SEGMENT}(/{_SEGMENT})*$",
+        description="a path relative to the workspace, without `..`",
+    ),
+]
+# Test files the worker may not change unless it wrote them: matched against each file's
+# path relative to the workspace, and, for a pattern without `/`, against its name.
+DEFAULT_PROTECTED_TESTS: Final = ("tests/**", "*/tests/**", "test_*.py", "*_test.*", "conftest.py")
+# Each is read whole into the log at every iteration start: a few, small files.
+MAX_HANDOFF_FILES: Final = 8
+
+
+class ContextResets(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Work in iterations, each from a fresh context (the shift change): the goal, the
+    outcome's rubric and the handoff files the workspace holds when it starts.
+
+    An iteration ends when the worker ends its turn and the grader (or the completion check)
+    sends it back, or after `max_turns` model responses, or once its model requests used
+    `max_tokens`. The test ratchet: a worker may not change a file matching `protected_tests`
+    that existed when its iteration started (a `write`/`edit` of one is refused; a change made
+    any other way is undone at the end of its turn), unless `allow_test_edits`.
+
+    The handoff files are read, and test files guarded, in keel's sandbox: an agent without
+    one (no tools, or a self-hosted environment's) starts each iteration from the goal and
+    the rubric alone.
+    """
+
+    handoff_files: Annotated[list[HandoffPath], msgspec.Meta(max_length=MAX_HANDOFF_FILES)] = (
+        msgspec.field(default_factory=lambda: ["PLAN.md", "PROGRESS.md", "TASKS.md"])
+    )
+    max_turns: Annotated[int, msgspec.Meta(ge=1)] | None = 30
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    protected_tests: list[Annotated[str, msgspec.Meta(min_length=1)]] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_PROTECTED_TESTS)
+    )
+    allow_test_edits: bool = False
+
+    @property
+    def ratchet(self) -> bool:
+        """Whether the harness guards test files at all."""
+        return not self.allow_test_edits and bool(self.protected_tests)
+
+
 class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What a session runs: model, instructions, tools and the guards around them."""
 
@@ -110,6 +158,12 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # What ending a turn does: `complete` ends the session (keel's own API); `idle` leaves
     # it idle and taking more input, as a Managed Agents session is.
     turn_end: Literal["complete", "idle"] = "complete"
+    # None: one context for the whole session; else iterations from fresh contexts.
+    context_resets: ContextResets | None = None
+
+    def has_sandbox(self) -> bool:
+        """Whether keel's sandbox runs any of its tools (it has tools, not all the client's)."""
+        return any(not self.runs_on_client(tool) for tool in self.tools)
 
     def runs_on_client(self, tool: str) -> bool:
         """Whether a call of `tool` is the client's to run (a custom tool, or any tool of a

@@ -220,6 +220,76 @@ class ContextCompacted(_EventBase, tag="context.compacted", frozen=True):
     model: str = ""
 
 
+# Why an iteration of a session with context resets ended: the grader or the completion
+# check sent the worker's work back, or the iteration used its turns or tokens.
+IterationEnd = Literal["goal_not_met", "max_turns", "max_tokens"]
+ProtectedChange = Literal["modified", "deleted"]
+
+
+class HandoffFile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A handoff file as an iteration started with it: its text (None: there was no such
+    file), cut at a limit (`truncated`), and the sha256 of the whole file."""
+
+    path: str
+    text: str | None = None
+    digest: str = ""
+    size: int = 0
+    truncated: bool = False
+
+
+class ProtectedFile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A protected test file as an iteration started with it. Its bytes are recorded the
+    first time the session sees that digest (so it can be restored), never again."""
+
+    path: str
+    digest: str
+    content: bytes | None = None
+
+
+class IterationStarted(_EventBase, tag="iteration.started", frozen=True, omit_defaults=True):
+    """An iteration of a session with context resets begins, from a fresh context built of
+    the goal, the rubric and `handoff` (read from the workspace before this was recorded);
+    `protected` are the test files the worker may not change during it."""
+
+    iteration: int
+    handoff: list[HandoffFile] = []
+    protected: list[ProtectedFile] = []
+
+
+class IterationEnded(_EventBase, tag="iteration.ended", frozen=True, omit_defaults=True):
+    """An iteration ended; the next starts from a fresh context that says why."""
+
+    iteration: int
+    reason: IterationEnd
+    detail: str = ""
+
+
+class ProtectedFileChange(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    path: str
+    change: ProtectedChange
+    # What the file holds now ("" when deleted; `symlink` when it became a link).
+    digest: str = ""
+
+
+class WorkspaceChecked(_EventBase, tag="workspace.checked", frozen=True, omit_defaults=True):
+    """The test ratchet's check at the end of a worker's turn: the protected files that
+    were changed or deleted since the iteration started, by whatever means."""
+
+    iteration: int
+    changes: list[ProtectedFileChange] = []
+
+
+class WorkspaceRestored(_EventBase, tag="workspace.restored", frozen=True, omit_defaults=True):
+    """The harness put the changed protected files back as the iteration started with them
+    (those in `unrestorable` it could not: their bytes were never recorded); the worker is
+    told. `checkpoint`: the workspace checkpoint taken after."""
+
+    iteration: int
+    paths: list[str]
+    unrestorable: list[str] = []
+    checkpoint: str | None = None
+
+
 class SessionStatus(_EventBase, tag="session.status", frozen=True):
     status: Status
     reason: str = ""
@@ -254,6 +324,10 @@ Event = (
     | BudgetReached
     | LoopDetected
     | ContextCompacted
+    | IterationStarted
+    | IterationEnded
+    | WorkspaceChecked
+    | WorkspaceRestored
     | SessionStatus
     | SessionForked
 )

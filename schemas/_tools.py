@@ -7,6 +7,8 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from schemas._events import HandoffFile, ProtectedFile
+
 # A path in the workspace, relative to it (or absolute, inside it).
 FilePath = Annotated[str, msgspec.Meta(min_length=1)]
 
@@ -169,3 +171,69 @@ TOOLS: Final[dict[str, ToolSpec]] = {
         _spec("glob", GlobInput, idempotent=True),
     )
 }
+
+
+# -- the harness's own calls -------------------------------------------------------------------
+# Sent by a brain, never by a model (no agent can name them): what context resets read from
+# the workspace and how the test ratchet puts test files back.
+
+
+class WorkspaceFilesInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The text of each file in `read` (up to `read_bytes` of it), and the sha256 of every
+    file whose path matches a glob of `protected`, with the bytes of those whose digest is
+    not in `known`, while they add up to at most `content_bytes`. First, with
+    `stop_processes`, every process the sandbox's calls left running is killed."""
+
+    read: list[str] = []
+    read_bytes: Annotated[int, msgspec.Meta(ge=0)] = 16 * 1024
+    protected: list[str] = []
+    known: list[str] = []
+    content_bytes: Annotated[int, msgspec.Meta(ge=0)] = 96 * 1024
+    # Past this many protected files the read fails (it must fit in one message).
+    max_protected: Annotated[int, msgspec.Meta(ge=0)] = 2000
+    stop_processes: bool = False
+
+
+class WorkspaceFiles(msgspec.Struct, frozen=True, kw_only=True):
+    """What `workspace_files` answers (its output, as JSON)."""
+
+    read: list[HandoffFile] = []
+    protected: list[ProtectedFile] = []
+
+
+class RestoredFile(msgspec.Struct, frozen=True, kw_only=True):
+    path: str
+    content: bytes
+
+
+class RestoreFilesInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Make each path a regular file holding `content`: whatever is there now (a changed
+    file, a link, a directory) and any link on the way to it is replaced."""
+
+    files: list[RestoredFile]
+
+
+HARNESS_TOOLS: Final[dict[str, ToolSpec]] = {
+    spec.name: spec
+    for spec in (
+        # Reads: run again after a crash, they answer the same.
+        ToolSpec(
+            name="workspace_files",
+            description=inspect.cleandoc(WorkspaceFilesInput.__doc__ or ""),
+            input_type=WorkspaceFilesInput,
+            idempotent=True,
+            mutating=False,
+        ),
+        # Writes the recorded bytes: run again, it leaves the same workspace; checkpointed,
+        # so a replacement sandbox never brings back what it undid.
+        ToolSpec(
+            name="restore_files",
+            description=inspect.cleandoc(RestoreFilesInput.__doc__ or ""),
+            input_type=RestoreFilesInput,
+            idempotent=True,
+            mutating=True,
+        ),
+    )
+}
+# The output a harness call may have inline: one NATS message, well under its 1 MB limit.
+HARNESS_OUTPUT_BYTES: Final = 900_000

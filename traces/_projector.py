@@ -37,6 +37,8 @@ from schemas import (
     ApprovalRequested,
     BudgetReached,
     ContextCompacted,
+    IterationEnded,
+    IterationStarted,
     JudgeVerdict,
     LoopDetected,
     ModelResponse,
@@ -53,6 +55,8 @@ from schemas import (
     Usage,
     UserInterrupt,
     UserMessage,
+    WorkspaceChecked,
+    WorkspaceRestored,
     event_type,
 )
 from traces._genai import (
@@ -140,6 +144,8 @@ class SessionProjector:
                 return [compaction_span(self._agent, self._place(seq), event, seq, at)]
             case BudgetReached() | LoopDetected() | JudgeVerdict() | UserInterrupt():
                 self._note(event, at)
+            case IterationStarted() | IterationEnded() | WorkspaceChecked() | WorkspaceRestored():
+                self._note_iteration(event, at)
             case _:
                 # The rest opens or closes no span (and a newer event type is not ours yet).
                 pass
@@ -194,6 +200,30 @@ class SessionProjector:
                 attributes = {"keel.signature": signature, "keel.repeats": repeats}
             case JudgeVerdict(passed=passed, judge=judge):
                 attributes = {"keel.judge": judge, "keel.passed": passed}
+        name = event_type(event)
+        self._turn.events.append(SpanEvent(name=name, time_ns=at, attributes=attributes))
+
+    def _note_iteration(
+        self,
+        event: IterationStarted | IterationEnded | WorkspaceChecked | WorkspaceRestored,
+        at: int,
+    ) -> None:
+        """A context reset's moment of the turn (keel_context_resets): an iteration's start
+        or end, the test ratchet's check and what it put back."""
+        if self._turn is None:
+            return
+        attributes: dict[str, AttributeValue] = {"keel.iteration": event.iteration}
+        match event:
+            case IterationStarted(handoff=handoff, protected=protected):
+                attributes["keel.handoff_files"] = [f.path for f in handoff if f.text is not None]
+                attributes["keel.protected_files"] = len(protected)
+            case IterationEnded(reason=reason):
+                attributes["keel.reason"] = reason
+            case WorkspaceChecked(changes=changes):
+                attributes["keel.changed"] = [change.path for change in changes]
+            case WorkspaceRestored(paths=paths, unrestorable=unrestorable):
+                attributes["keel.restored"] = paths
+                attributes["keel.unrestorable"] = unrestorable
         name = event_type(event)
         self._turn.events.append(SpanEvent(name=name, time_ns=at, attributes=attributes))
 

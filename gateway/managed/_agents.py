@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
+import msgspec
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from gateway._access import QueryFirst, Tenant
@@ -125,20 +126,28 @@ def _body(params: AgentParams, current: dict[str, Any] | None) -> dict[str, Any]
     elif isinstance(model, ModelConfig):
         model = {k: v for k, v in (("id", model.id), ("speed", model.speed)) if v is not None}
     check_model(model["id"])
-    return {
+    tools = _tools(params.tools) if params.tools is not None else base.get("tools", [])
+    resets = (
+        base.get("keel_context_resets")
+        if params.keel_context_resets is msgspec.UNSET
+        else msgspec.to_builtins(params.keel_context_resets)
+    )
+    body = {
         "name": params.name if params.name is not None else base["name"],
         "model": model,
         "system": params.system if params.system is not None else base.get("system"),
         "description": (
             params.description if params.description is not None else base.get("description")
         ),
-        "tools": _tools(params.tools) if params.tools is not None else base.get("tools", []),
+        "tools": tools,
         "skills": [],
         "mcp_servers": [],
         "metadata": patched(base.get("metadata", {}), params.metadata),
         "multiagent": None,
         "execution_identity": _SERVICE_ACCOUNT,
     }
+    # Shown only when set: an agent without it is exactly the API's.
+    return body if resets is None else {**body, "keel_context_resets": resets}
 
 
 def _refuse_unsupported(params: AgentParams) -> None:

@@ -34,6 +34,7 @@ from schemas import (
     ApprovalRequested,
     BudgetReached,
     ContextCompacted,
+    IterationStarted,
     LoopDetected,
     ModelResponse,
     OutcomeDefined,
@@ -282,8 +283,8 @@ class Projection:
             case LoopDetected():
                 self.guard = "retries_exhausted"
                 return []
-            case ContextCompacted():
-                return [_event(seq, 0, "agent.thread_context_compacted", at)]
+            case ContextCompacted() | IterationStarted() as replacing:
+                return _if(_replaces_context(replacing), seq, "agent.thread_context_compacted", at)
             case SessionUpdated(title=title, metadata=metadata):
                 fields = {}
                 if title is not None:
@@ -412,6 +413,13 @@ class Projection:
 
 def _event(seq: int, part: int, type_: str, processed_at: str, **fields: Any) -> dict[str, Any]:
     return {"id": event_id(seq, part), "type": type_, "processed_at": processed_at, **fields}
+
+
+def _replaces_context(event: ContextCompacted | IterationStarted) -> dict[str, Any] | None:
+    """The fields of `agent.thread_context_compacted` when the event replaced the context (a
+    compaction; a context reset, keel_context_resets, from its second iteration on), else
+    None."""
+    return {} if not isinstance(event, IterationStarted) or event.iteration > 1 else None
 
 
 def _if(fields: dict[str, Any] | None, seq: int, type_: str, at: str) -> list[dict[str, Any]]:

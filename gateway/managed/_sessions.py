@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
+import msgspec
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway._access import QueryFirst, Tenant
@@ -53,6 +54,7 @@ from gateway.managed._user_events import outcome_defined, user_message
 from schemas import (
     AgentSpec,
     Budgets,
+    ContextResets,
     CustomTool,
     Event,
     ManagedOrigin,
@@ -236,6 +238,7 @@ def agent_spec(
                 )
             )
     self_hosted = environment["config"]["type"] == "self_hosted"
+    resets = agent.get("keel_context_resets")
     max_cost = None
     if budget is not None:
         max_cost = float(Decimal(budget.max_list_cost.amount) / 100)
@@ -248,6 +251,7 @@ def agent_spec(
         budgets=Budgets(max_cost_usd=max_cost),
         sandbox=SandboxSpec(backend="self_hosted") if self_hosted else SandboxSpec(),
         turn_end="idle",
+        context_resets=None if resets is None else msgspec.convert(resets, ContextResets),
     )
 
 

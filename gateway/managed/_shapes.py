@@ -11,6 +11,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from schemas import ContextResets
+
 # The Managed Agents toolset's tools, all of which keel runs in its sandboxes but the two
 # that need the network.
 TOOLSET: Final = "agent_toolset_20260401"
@@ -30,6 +32,11 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 # (`NONE_SERVED`). Only the document is constrained: the decoder takes any value, so the
 # refusal can name the field.
 _WHY: Final = "not served by keel yet: refused with a 400 that names the field"
+KEEL_CONTEXT_RESETS: Final = (
+    "keel's extension: the agent's sessions work in iterations, each from a fresh context "
+    "built of the goal, the rubric and handoff files, and the worker may not change test "
+    "files it did not write (see keel's README)"
+)
 NOT_SERVED: Final = msgspec.Meta(extra_json_schema={"not": {}}, description=_WHY)
 NONE_SERVED: Final = msgspec.Meta(extra_json_schema={"maxItems": 0}, description=_WHY)
 
@@ -129,6 +136,13 @@ class AgentParams(_Request, frozen=True):
         | None
     ) = None
     version: int | None = None
+    # keel's extension, not a field of the Managed Agents API (the SDK sends it in
+    # `extra_body`): the agent's sessions work in iterations from fresh contexts. On update,
+    # null removes it and leaving it out keeps it.
+    keel_context_resets: (
+        Annotated[ContextResets | None, msgspec.Meta(description=KEEL_CONTEXT_RESETS)]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class AgentCreateParams(AgentParams, frozen=True):

@@ -5,8 +5,9 @@ What is real: `wake` and every part of a run, the reducer and `decide`, the scri
 
 - `InMemoryNats`: subscriptions by subject; a publish is recorded and delivered to each
   subscriber of its subject on its own task, as a NATS connection would.
-- `FakeHands`: answers calls from a table (tool name and input -> outputs, in turn), records
-  every call it runs, and keeps the one rule of real hands that matters to a brain: a sandbox runs a
+- `FakeHands`: answers calls from a table (tool name and input -> outputs, in turn), or, given
+  a workspace, runs them there with the real sandbox executor (unsandboxed); records every
+  call it runs, and keeps the one rule of real hands that matters to a brain: a sandbox runs a
   call_id once and answers a repeat from its record. It keeps every outcome it published, as
   the JetStream stream does, for `collect`. It can be told to never answer a tool's next
   calls, to say nobody received them, and to lose a sandbox.
@@ -23,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 
@@ -32,7 +34,9 @@ from brain.hands_client import SandboxGone
 from brain.providers import Providers
 from brain.settings import BrainSettings
 from brain.wake import WakeResult, wake
+from hands.executor import Executor
 from schemas import (
+    HARNESS_TOOLS,
     TOOLS,
     AgentSpec,
     CallAccepted,
@@ -150,7 +154,17 @@ class _Listener:
 
 
 class FakeHands:
-    def __init__(self, default: Answer | None = None, call_s: float = 0.002) -> None:
+    def __init__(
+        self,
+        default: Answer | None = None,
+        call_s: float = 0.002,
+        workspace: Path | None = None,
+    ) -> None:
+        # One workspace that every sandbox shares (as if each started from the checkpoint
+        # of the one before), where calls really run; None: calls are answered from `answers`.
+        self.executor = (
+            None if workspace is None else Executor(workspace, workspace.parent / "outputs", None)
+        )
         self.answers: dict[tuple[str, bytes], list[Answer]] = {}
         self.default = default or Answer(output="ok")
         # How long a call runs before its outcome is published.
@@ -293,10 +307,9 @@ class FakeHands:
     # -- inside -------------------------------------------------------------------------------
 
     def _run(self, sandbox_id: str, call: CallRequest) -> ToolOutcome:
-        answers = self.answers.get(_key(call.name, call.input), [self.default])
-        answer = answers.pop(0) if len(answers) > 1 else answers[0]
-        tool = TOOLS.get(call.name)
-        mutating = tool is not None and not tool.idempotent
+        answer = self._answer(call)
+        tool = TOOLS.get(call.name) or HARNESS_TOOLS.get(call.name)
+        mutating = tool is not None and tool.mutating
         return ToolOutcome(
             call_id=call.call_id,
             session_id=call.session_id,
@@ -308,6 +321,17 @@ class FakeHands:
             # A mutating call leaves a workspace checkpoint, as the real hands do.
             checkpoint=f"ckpt-{call.call_id}" if mutating else None,
         )
+
+    def _answer(self, call: CallRequest) -> Answer:
+        if self.executor is not None:
+            result = self.executor.run(
+                call.call_id, {"tool": call.name, "input": call.input, "max_output_bytes": 10**6}
+            )
+            return Answer(
+                output=result["output"], is_error=result["is_error"], exit_code=result["exit_code"]
+            )
+        answers = self.answers.get(_key(call.name, call.input), [self.default])
+        return answers.pop(0) if len(answers) > 1 else answers[0]
 
     def _finish(self, outcome: ToolOutcome) -> None:
         del self._running[outcome.call_id]
@@ -330,10 +354,12 @@ class FakeHands:
 class Harness:
     """A store, NATS and hands shared by every brain "process" a test starts."""
 
-    def __init__(self, store: EventStore, **settings: object) -> None:
+    def __init__(
+        self, store: EventStore, workspace: Path | None = None, **settings: object
+    ) -> None:
         self.store = store
         self.nats = InMemoryNats()
-        self.hands = FakeHands()
+        self.hands = FakeHands(workspace=workspace)
         self.providers = Providers()
         values: dict[str, object] = {"brain_id": BRAIN_ID, "lease_s": 2.0}
         self.settings = BrainSettings(**(values | settings))  # type: ignore[arg-type]

@@ -29,11 +29,14 @@ from tests.backends import Backend, SqliteBackend
 from tests.brain.conftest import start_session, wait_for_status
 from tests.brain.invariants import check_invariants
 from tests.brain.processes import BrainProcess
+from tests.brain.resets import assert_the_reset_session_went_as_scripted
 from tests.brain.scenario import (
     COMPACTION_POINTS,
     coding_script,
     coding_spec,
     compacting_spec,
+    reset_script,
+    reset_spec,
 )
 from tests.nats_server import NatsServer
 from tests.sandboxes import local_backend
@@ -269,3 +272,38 @@ async def test_an_idempotent_call_whose_sandbox_died_runs_again_in_a_new_one(
         r.event for r in log if isinstance(r.event, ToolResult) and r.event.call_id == read.call_id
     )
     assert (result.outcome, result.output.strip()) == ("ok", "kept")  # from the checkpoint
+
+
+# Where a brain dies in a session with context resets (`scenario.reset_script`): each step
+# context resets add, at the pass where it matters most. The handoff read before iteration 1
+# and 2 are recorded; iteration 2's start; each iteration's end (the check failed, the turns
+# ran out); the check that found the test changed, before its restore; the restore, run and
+# not recorded.
+ITERATION_CRASH_POINTS = [
+    "after_workspace_read:1",
+    "after_workspace_read:2",
+    "after_iteration_started:2",
+    "after_iteration_ended:1",
+    "after_iteration_ended:2",
+    "after_workspace_checked:1",
+    "after_restore:1",
+]
+
+
+@pytest.mark.parametrize("crash_at", ITERATION_CRASH_POINTS)
+async def test_a_brain_killed_at_each_step_of_an_iteration_is_replaced_and_nothing_repeats(
+    crash_at: str,
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    spawn: object,
+) -> None:
+    first = spawn(crash_at=crash_at, snapshot_every=5)  # type: ignore[operator]
+    session_id = await start_session(store, js, reset_spec(reset_script()), "Make add() work.")
+    assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
+    spawn(snapshot_every=5)  # type: ignore[operator]
+    info = await wait_for_status(store, session_id, {"completed", "failed", "paused"})
+    assert info.status == "completed", info
+    # No iteration started twice or lost, every call one outcome, the cheat's bash run once
+    # (the completion check that passed counted its runs).
+    assert_the_reset_session_went_as_scripted(await check_invariants(store, session_id))

@@ -41,7 +41,7 @@ from schemas import (
 from session_store import EventStore, SqliteEventStore
 from tests.brain.conftest import brain_settings, start_session, wait_for_status
 from tests.brain.processes import BrainProcess
-from tests.brain.scenario import coding_script, coding_spec
+from tests.brain.scenario import coding_script, coding_spec, reset_script, reset_spec
 from tests.golden.golden import write_log
 from tests.nats_server import NatsServer
 from tests.sandboxes import local_backend
@@ -221,6 +221,17 @@ async def crash_takeover(world: Rig) -> str:
     return session_id
 
 
+async def context_resets(world: Rig) -> str:
+    """Three iterations from fresh contexts: the initializer writes the plan and a test; a
+    worker's edit of that test is refused and its bash change of it undone; the next worker
+    fixes the code (`scenario.reset_script`)."""
+    await world.brain()
+    spec = reset_spec(reset_script())
+    session_id = await start_session(world.store, world.js, spec, "Make add() work.")
+    await finish(world, session_id)
+    return session_id
+
+
 FLOWS: dict[str, Callable[[Rig], Awaitable[str]]] = {
     "coding": coding,
     "approval": approval,
@@ -228,6 +239,7 @@ FLOWS: dict[str, Callable[[Rig], Awaitable[str]]] = {
     "input_while_thinking": input_while_thinking,
     "command_check": command_check,
     "crash_takeover": crash_takeover,
+    "context_resets": context_resets,
 }
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from hands import executor
 from schemas import (
+    DEFAULT_PROTECTED_TESTS,
     EVENT_CLASSES,
     EVENT_TYPES,
     ID_PATTERN,
@@ -19,6 +20,9 @@ from schemas import (
     CompletionCondition,
     ContextCompacted,
     Event,
+    HandoffFile,
+    IterationEnded,
+    IterationStarted,
     JudgeVerdict,
     LoopDetected,
     ManagedOrigin,
@@ -28,6 +32,8 @@ from schemas import (
     OutcomeEvaluated,
     OutcomeEvaluationOngoing,
     OutcomeEvaluationStarted,
+    ProtectedFile,
+    ProtectedFileChange,
     SandboxSpec,
     SessionArchived,
     SessionCreated,
@@ -43,6 +49,8 @@ from schemas import (
     Usage,
     UserInterrupt,
     UserMessage,
+    WorkspaceChecked,
+    WorkspaceRestored,
     decode_event,
     encode_event,
     event_type,
@@ -112,6 +120,28 @@ ONE_OF_EACH: list[Event] = [
     BudgetReached(budget="cost", limit=2.5, used=2.51),
     LoopDetected(signature="bash:abc", repeats=5, reason="same call 5 times"),
     ContextCompacted(up_to_seq=40, summary="fixed two tests", tokens_before=90_000),
+    IterationStarted(
+        iteration=2,
+        handoff=[
+            HandoffFile(path="PLAN.md", text="1. add", digest="ef" * 32, size=6),
+            HandoffFile(path="PROGRESS.md"),
+        ],
+        protected=[
+            ProtectedFile(path="tests/test_a.py", digest="01" * 32, content=b"assert 1\n"),
+            ProtectedFile(path="tests/test_b.py", digest="02" * 32),
+        ],
+    ),
+    IterationEnded(iteration=2, reason="goal_not_met", detail="needs revision"),
+    WorkspaceChecked(
+        iteration=2,
+        changes=[
+            ProtectedFileChange(path="tests/test_a.py", change="modified", digest="03" * 32),
+            ProtectedFileChange(path="tests/test_b.py", change="deleted"),
+        ],
+    ),
+    WorkspaceRestored(
+        iteration=2, paths=["tests/test_a.py"], unrestorable=["tests/test_b.py"], checkpoint="x"
+    ),
     SessionStatus(status="completed", reason="judge passed"),
     SessionForked(parent_session_id="ses_parent", at_seq=12),
 ]
@@ -185,3 +215,29 @@ def test_a_models_key_variable_is_kept_left_out_when_unset_and_must_be_a_name() 
     assert b"api_key_env" not in encode_event(SessionCreated(spec=AgentSpec()))
     with pytest.raises(msgspec.ValidationError, match="api_key_env"):
         msgspec.json.decode(b'{"api_key_env": "MY KEY"}', type=ModelSpec)
+
+
+def test_context_resets_take_only_workspace_paths_as_handoff_files() -> None:
+    resets = {"handoff_files": ["PLAN.md", "docs/TASKS.md"]}
+    spec = msgspec.convert({"tools": ["bash"], "context_resets": resets}, AgentSpec)
+    assert spec.context_resets is not None and spec.context_resets.ratchet
+    assert spec.context_resets.protected_tests == list(DEFAULT_PROTECTED_TESTS)
+    for bad in (
+        {"tools": ["bash"], "context_resets": {"handoff_files": ["/etc/passwd"]}},
+        {"tools": ["bash"], "context_resets": {"handoff_files": ["../PLAN.md"]}},
+        {"tools": ["bash"], "context_resets": {"handoff_files": ["a/../../b"]}},
+        {"tools": ["bash"], "context_resets": {"handoff_files": [f"f{i}" for i in range(9)]}},
+        {"tools": ["bash"], "context_resets": {"handoff_files": ["docs//PLAN.md"]}},
+        {"tools": ["bash"], "context_resets": {"max_turns": 0}},
+    ):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, AgentSpec)
+    assert spec.has_sandbox()
+    assert not msgspec.convert(
+        {"tools": ["bash"], "sandbox": {"backend": "self_hosted"}}, AgentSpec
+    ).has_sandbox()
+    assert not AgentSpec().has_sandbox()
+    allowing = msgspec.convert(
+        {"tools": ["bash"], "context_resets": {"allow_test_edits": True}}, AgentSpec
+    )
+    assert allowing.context_resets is not None and not allowing.context_resets.ratchet
