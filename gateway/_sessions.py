@@ -81,7 +81,11 @@ def _refuse_model_endpoints(spec: AgentSpec) -> None:
     """A model's server and key variable are the operator's to name (the models file): a
     tenant that could set both would have the brain send its key for `ANTHROPIC_API_KEY`, or
     any variable it names, to a server of the tenant's choosing."""
-    models = {"spec.model": spec.model, "spec.completion.judge_model": spec.completion.judge_model}
+    models = {
+        "spec.model": spec.model,
+        "spec.completion.judge_model": spec.completion.judge_model,
+        "spec.context.summary_model": spec.context.summary_model,
+    }
     for where, model in models.items():
         if model is None:
             continue
