@@ -32,7 +32,7 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 # (`NONE_SERVED`). Only the document is constrained: the decoder takes any value, so the
 # refusal can name the field.
 _WHY: Final = "not served by keel yet: refused with a 400 that names the field"
-KEEL_CONTEXT_RESETS: Final = (
+CONTEXT_RESETS_DESCRIPTION: Final = (
     "keel's extension: the agent's sessions work in iterations, each from a fresh context "
     "built of the goal, the rubric and handoff files, and the worker may not change test "
     "files it did not write (see keel's README)"
@@ -140,7 +140,7 @@ class AgentParams(_Request, frozen=True):
     # `extra_body`): the agent's sessions work in iterations from fresh contexts. On update,
     # null removes it and leaving it out keeps it.
     keel_context_resets: (
-        Annotated[ContextResets | None, msgspec.Meta(description=KEEL_CONTEXT_RESETS)]
+        Annotated[ContextResets | None, msgspec.Meta(description=CONTEXT_RESETS_DESCRIPTION)]
         | msgspec.UnsetType
     ) = msgspec.UNSET
 
