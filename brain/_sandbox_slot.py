@@ -14,6 +14,11 @@ from typing import Final
 from brain._background import spawn
 from brain._leased_log import LeasedLog
 from brain.deps import Hands
+from brain.hands_client import ProvisionFailed
+from schemas import Backoff, retrying
+
+# Provisioning that failed is tried three times in all, a second or so apart.
+PROVISION_BACKOFF: Final = Backoff(attempts=3, first_s=0.3, factor=3.0, max_s=2.0, jitter_s=0.2)
 
 
 class SandboxSlot:
@@ -62,16 +67,25 @@ class SandboxSlot:
 
     async def get(self) -> str:
         """The sandbox, provisioned first if need be (raises `HandsUnavailable` or
-        `ProvisionFailed`)."""
+        `ProvisionFailed`). A host that could not make one (its executor slow to start on a
+        loaded machine) is asked again before the calls waiting for it fail."""
         if self.sandbox_id is not None:
             return self.sandbox_id
+        self.sandbox_id = await retrying(
+            PROVISION_BACKOFF,
+            self._provisioned,
+            lambda exc: isinstance(exc, ProvisionFailed),
+            what=f"provisioning a sandbox for session {self.log.session_id}",
+        )
+        return self.sandbox_id
+
+    async def _provisioned(self) -> str:
         self.start_provisioning()
         assert self.provisioning is not None
         try:
-            self.sandbox_id = await self.provisioning
+            return await self.provisioning
         finally:
             self.provisioning = None
-        return self.sandbox_id
 
     def gone(self, sandbox_id: str) -> None:
         """Nobody serves `sandbox_id` any more: if calls go there, the next one gets a fresh

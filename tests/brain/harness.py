@@ -30,7 +30,7 @@ import msgspec
 
 from brain.crashpoints import POINTS
 from brain.deps import BrainDeps, Message
-from brain.hands_client import SandboxGone
+from brain.hands_client import ProvisionFailed, SandboxGone
 from brain.providers import Providers
 from brain.settings import BrainSettings
 from brain.wake import WakeResult, wake
@@ -183,6 +183,7 @@ class FakeHands:
         self.stream: dict[str, ToolOutcome] = {}
         self._unanswered: Counter[str] = Counter()
         self._unreceived: Counter[str] = Counter()
+        self._failed_provisions = 0
         self._ids = itertools.count(1)
 
     # -- what a test tells it -----------------------------------------------------------------
@@ -208,6 +209,11 @@ class FakeHands:
     def nobody_receives(self, name: str, times: int = 1) -> None:
         """The next `times` sends of a `name` call find no subscriber (so they do not run)."""
         self._unreceived[name] += times
+
+    def fail_provisions(self, times: int) -> None:
+        """The next `times` provisions are answered with a host's error (an executor that
+        did not start in time)."""
+        self._failed_provisions += times
 
     def lose_sandbox(self, sandbox_id: str) -> None:
         """The sandbox dies with its records: nobody serves it, nothing it ran is answered."""
@@ -239,6 +245,9 @@ class FakeHands:
         previous_sandbox_id: str | None = None,
         lease_epoch: int = 0,
     ) -> ProvisionReply:
+        if self._failed_provisions > 0:
+            self._failed_provisions -= 1
+            raise ProvisionFailed("provisioning failed: no executor listening")
         sandbox_id = f"sbx-{next(self._ids)}"
         self.sandboxes[sandbox_id] = {}
         self.provisioned.append((sandbox_id, checkpoint))

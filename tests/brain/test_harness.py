@@ -173,6 +173,28 @@ async def test_a_call_nobody_received_goes_to_a_fresh_sandbox_and_runs_once(
     assert harness.hands.runs_of(dispatches[0].call_id) == 1
 
 
+async def test_a_sandbox_that_failed_to_start_is_asked_for_again_before_the_call_fails(
+    store: EventStore,
+) -> None:
+    harness = Harness(store)
+    harness.hands.fail_provisions(2)  # two of the three tries
+    session_id = await harness.start_session(scripted([{"tool_calls": [bash("make")]}, {}]))
+    result = await harness.drive(session_id)
+    assert result.status == "completed", result
+    log = await check_invariants(store, session_id)
+    [made] = of(log, ToolResult)
+    assert made.outcome == "ok", made
+    assert harness.hands.runs_of(made.call_id) == 1
+
+    harness.hands.fail_provisions(3)  # every try: the call gets its one outcome, an error
+    session_id = await harness.start_session(scripted([{"tool_calls": [bash("make")]}, {}]))
+    result = await harness.drive(session_id)
+    log = await check_invariants(store, session_id)
+    [failed] = of(log, ToolResult)
+    assert failed.is_error and "no sandbox for the call" in failed.output, failed
+    assert harness.hands.runs_of(failed.call_id) == 0
+
+
 async def test_a_call_in_a_lost_sandbox_ends_unknown_and_an_idempotent_one_runs_again(
     store: EventStore,
 ) -> None:
