@@ -15,6 +15,13 @@ POINTS: Final = frozenset(
         "after_send",
         "after_tool_result",
         "during_snapshot",
+        # Threads (`brain._thread_calls`): spawning, messaging, collecting a reply.
+        "after_thread_spawned",
+        "after_thread_created",
+        "after_message_sent",
+        "after_message_delivered",
+        "before_thread_result",
+        "after_thread_result",
     }
 )
 

@@ -24,7 +24,7 @@ from schemas import (
     SandboxSpec,
     ToolOutcome,
 )
-from session_store import SessionLog
+from session_store import BrainStore
 
 
 class Subscription(Protocol):
@@ -93,7 +93,7 @@ class Hands(Protocol):
 class BrainDeps:
     """What driving a session needs; one per brain process, shared by its sessions."""
 
-    store: SessionLog
+    store: BrainStore
     nc: Nats
     hands: Hands
     settings: BrainSettings

@@ -6,16 +6,28 @@ from typing import Final, Literal
 
 import msgspec
 
-from schemas import AgentSpec, BudgetName, ContentBlock, OutcomeResult, Status, Usage
+from schemas import (
+    AgentSpec,
+    BudgetName,
+    ContentBlock,
+    OutcomeResult,
+    Status,
+    ThreadOrigin,
+    Usage,
+)
 
 # Bump when SessionState or fold changes meaning: snapshots of another version are ignored
 # (the store keys snapshots by this), so a new reducer replays from the log instead.
-STATE_VERSION: Final = 5
+STATE_VERSION: Final = 6
 
 # How many recent tool-call signatures the state keeps for loop detection.
 RECENT_CALLS: Final = 16
 
-CallPhase = Literal["requested", "awaiting_approval", "approved", "denied", "expired", "dispatched"]
+# `thread`: a call the brain runs itself (spawning a thread, messaging one), announced in the
+# log; its result is the thread's reply (`brain.threads`).
+CallPhase = Literal[
+    "requested", "awaiting_approval", "approved", "denied", "expired", "dispatched", "thread"
+]
 
 
 class ToolCall(msgspec.Struct, kw_only=True):
@@ -32,6 +44,18 @@ class ToolCall(msgspec.Struct, kw_only=True):
     sandbox_id: str = ""
     # When it was last dispatched: where a brain starts looking for its outcome.
     dispatched_at: float = 0.0
+    # The thread a `thread` call spawned or messaged.
+    thread_id: str = ""
+
+
+class ChildThread(msgspec.Struct, kw_only=True):
+    """A thread this session spawned, and how much of its spend the session counted."""
+
+    agent_name: str
+    call_id: str
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    turns: int = 0
 
 
 class Message(msgspec.Struct, kw_only=True):
@@ -119,6 +143,9 @@ class SessionState(msgspec.Struct, kw_only=True):
     outcome: DefinedOutcome | None = None
     # Events of a newer writer this reader could not decode; replay goes on past them.
     unknown_events: int = 0
+    # This session is a thread of another (spawned by its call), and the threads it spawned.
+    thread: ThreadOrigin | None = None
+    threads: dict[str, ChildThread] = {}
 
 
 _STATE_ENCODER: Final = msgspec.msgpack.Encoder()
