@@ -6,7 +6,19 @@ from typing import Final
 
 from schemas import Crashpoints
 
-POINTS: Final = frozenset(
+# Where spawning a thread, messaging one and collecting a reply can be cut short
+# (`brain._thread_calls`).
+THREAD_POINTS: Final = frozenset(
+    {
+        "after_thread_spawned",
+        "after_thread_created",
+        "after_message_sent",
+        "after_message_delivered",
+        "before_thread_result",
+        "after_thread_result",
+    }
+)
+POINTS: Final = THREAD_POINTS | frozenset(
     {
         "before_model_call",
         "after_model_response",
@@ -15,13 +27,6 @@ POINTS: Final = frozenset(
         "after_send",
         "after_tool_result",
         "during_snapshot",
-        # Threads (`brain._thread_calls`): spawning, messaging, collecting a reply.
-        "after_thread_spawned",
-        "after_thread_created",
-        "after_message_sent",
-        "after_message_delivered",
-        "before_thread_result",
-        "after_thread_result",
     }
 )
 

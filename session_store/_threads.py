@@ -10,6 +10,7 @@ first delivery's answer instead of a second message.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Final
 
@@ -88,7 +89,7 @@ class SqlThreads(SqlSessions, SqlAppends):
         write: IdempotentWrite[Appended] = IdempotentWrite(
             tenant=tenant,
             key=_DELIVERY_KEY + key,
-            request_hash=key,
+            request_hash=hashlib.sha256(key.encode()).hexdigest(),
             answer=lambda appended: (200, _ENCODE.encode(appended)),
         )
         remembered = await self._read(lambda conn: recall(conn, tenant, write.key))

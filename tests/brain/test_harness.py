@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from brain.crashpoints import POINTS
+from brain.crashpoints import POINTS, THREAD_POINTS
 from schemas import (
     TOOLS,
     WAITING_FOR_CLIENT,
@@ -120,7 +120,8 @@ async def test_a_coding_session_completes_and_each_call_runs_once(store: EventSt
     assert any(m.subject == delta_subject(session_id) for m in published)
 
 
-@pytest.mark.parametrize("point", sorted(POINTS))
+# A thread's points are passed only by a session with threads: `test_thread_crashes.py`.
+@pytest.mark.parametrize("point", sorted(POINTS - THREAD_POINTS))
 async def test_a_brain_crashed_at_every_pass_of_a_point_is_replaced_and_nothing_runs_twice(
     point: str, store: EventStore
 ) -> None:
