@@ -245,7 +245,7 @@ class ThreadCalls:
         for thread_id in targets:
             if thread_id in self.stopped:
                 continue
-            key = f"{self.log.session_id}/stop/{state.seq}"
+            key = f"{self.log.session_id}/stop/{state.seq}/{thread_id}"
             with contextlib.suppress(SessionNotFound):  # deleted meanwhile: nothing to stop
                 await self.store.append_once(thread_id, [stop], key=key)
             self.stopped.add(thread_id)

@@ -253,9 +253,12 @@ class _SessionRun:
     async def _perform(self, action: Action) -> None:  # noqa: PLR0915
         commit = self.log.commit
         prelude: list[Event] = []
-        # Ending a turn, or an outcome the user interrupted, does not set the session running.
-        if self.log.state.status != "running" and not isinstance(
-            action, Complete | InterruptOutcome
+        # Ending a turn, or an outcome the user interrupted, does not set the session running;
+        # nor does giving a cancelled session's open calls their outcomes.
+        if (
+            self.log.state.status != "running"
+            and not self.log.terminal()
+            and not isinstance(action, Complete | InterruptOutcome)
         ):
             prelude.append(SessionStatus(status="running"))
         match action:

@@ -5,6 +5,7 @@ errors as their results."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -18,14 +19,16 @@ from schemas import (
     AgentSpec,
     ModelResponse,
     SessionCreated,
+    SessionStatus,
     ThreadMessageReceived,
     ThreadReplied,
+    ToolRequested,
     ToolResult,
     UserMessage,
     new_id,
 )
 from session_store import EventStore
-from tests.brain.conftest import wait_for_status
+from tests.brain.conftest import wait_for_status, wait_released
 from tests.brain.invariants import check_thread_invariants
 from tests.brain.threads_scenario import (
     COORDINATOR_PROMPT,
@@ -145,3 +148,31 @@ async def test_bad_thread_calls_get_clear_errors_as_their_results(
     assert all("invalid input" in reason for reason in reasons[4:8]), reasons
     assert "no thread 'sthr_nope'" in reasons[8]
     assert await store.list_threads(session_id) == []
+
+
+async def test_cancelling_the_session_cancels_every_thread(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, make_brain: MakeBrain
+) -> None:
+    await make_brain()
+    session_id = await start_coordinator(
+        store, js, lambda sid: coordinator_spec(sid, latency_ms=1000)
+    )
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(await store.list_threads(session_id)) < 3:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    await store.append_input(session_id, [SessionStatus(status="cancelled", reason="enough")])
+    await request_attention(js, session_id, "cancel")
+    for thread in await store.list_threads(session_id):
+        info = await wait_for_status(store, thread.session_id, {"cancelled"}, timeout_s=30)
+        assert info.status == "cancelled"
+    await wait_for_status(store, session_id, {"cancelled"})
+    # Their cancelled calls' outcomes are still being recorded a moment after the status.
+    for thread in [*await store.list_threads(session_id)]:
+        await wait_released(store, thread.session_id)
+    await wait_released(store, session_id)
+    logs = await check_thread_invariants(store, session_id)
+    coordinator = logs[session_id]
+    requested = {r.event.call_id for r in coordinator if isinstance(r.event, ToolRequested)}
+    results = {r.event.call_id for r in coordinator if isinstance(r.event, ToolResult)}
+    assert requested == results  # every spawn call has its one outcome
