@@ -149,6 +149,7 @@ class ThreadCalls:
             call_id=call.call_id,
             agent_name=name,
             root_session_id=parent.root_session_id if parent is not None else session_id,
+            thread_id=call.thread_id,
         )
         task = ThreadMessageReceived(
             from_session_id=session_id,

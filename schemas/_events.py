@@ -59,6 +59,8 @@ class ThreadOrigin(msgspec.Struct, frozen=True, kw_only=True):
     call_id: str
     agent_name: str
     root_session_id: str
+    # The thread's own id (its session id), so a reader of its log alone can name it.
+    thread_id: str = ""
 
 
 class SessionCreated(_EventBase, tag="session.created", frozen=True, omit_defaults=True):

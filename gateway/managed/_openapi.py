@@ -45,6 +45,7 @@ _AGENT: Final = ("beta_managed_agents_agent", "BetaManagedAgentsAgent")
 _ENVIRONMENT: Final = ("beta_environment", "BetaEnvironment")
 _SESSION: Final = ("beta_managed_agents_session", "BetaManagedAgentsSession")
 _EVENT: Final = ("sessions.beta_managed_agents_session_event", "BetaManagedAgentsSessionEvent")
+_THREAD: Final = ("sessions.beta_managed_agents_session_thread", "BetaManagedAgentsSessionThread")
 
 # Every Managed Agents operation the app serves: its body (None: none) and its answer.
 OPERATIONS: Final[dict[tuple[str, str], tuple[type | None, Answer]]] = {
@@ -85,8 +86,26 @@ OPERATIONS: Final[dict[tuple[str, str], tuple[type | None, Answer]]] = {
         ),
     ),
     ("GET", "/managed-agents/v1/sessions/{session_id}/events"): (None, (*_EVENT, True)),
+    ("GET", "/managed-agents/v1/sessions/{session_id}/threads"): (None, (*_THREAD, True)),
+    ("GET", "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}"): (
+        None,
+        (*_THREAD, False),
+    ),
+    ("POST", "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}/archive"): (
+        None,
+        (*_THREAD, False),
+    ),
+    ("GET", "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}/events"): (
+        None,
+        (*_EVENT, True),
+    ),
 }
 STREAM: Final = ("GET", "/managed-agents/v1/sessions/{session_id}/events/stream")
+THREAD_STREAM: Final = (
+    "GET",
+    "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}/stream",
+)
+_STREAMS: Final = {STREAM, THREAD_STREAM}
 _ERRORS: Final = {
     "400": "the request asks for what keel does not serve, or is not valid for it",
     "401": "no or an unknown API key",
@@ -132,7 +151,7 @@ def _add(document: dict[str, Any]) -> None:
         for method in operations
         if _is_managed(path)
     }
-    assert served == set(OPERATIONS) | {STREAM}, served ^ (set(OPERATIONS) | {STREAM})
+    assert served == set(OPERATIONS) | _STREAMS, served ^ (set(OPERATIONS) | _STREAMS)
     for (method, path), (body, kind) in OPERATIONS.items():
         _, name, paged = kind if isinstance(kind, tuple) else ("", kind.__name__, False)
         operation = document["paths"][path][method.lower()]
@@ -143,14 +162,16 @@ def _add(document: dict[str, Any]) -> None:
             }
         operation["responses"] = {"200": _json("OK", _page(name) if paged else _ref(name))}
         operation["responses"] |= _errors()
-    stream = document["paths"][STREAM[1]]["get"]
-    stream["responses"] = {
-        "200": {
-            "description": "Server-Sent Events: `event: <type>`, `id: <event id>`, `data: <event>`",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
-        **_errors(),
-    }
+    for _, path in _STREAMS:
+        document["paths"][path]["get"]["responses"] = {
+            "200": {
+                "description": (
+                    "Server-Sent Events: `event: <type>`, `id: <event id>`, `data: <event>`"
+                ),
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **_errors(),
+        }
 
 
 def _document_what_is_served(requests: dict[str, Any]) -> None:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from gateway.managed._multiagent import AdvisorEntry, MultiagentParams
+
 # The Managed Agents toolset's tools, all of which keel runs in its sandboxes but the two
 # that need the network.
 TOOLSET: Final = "agent_toolset_20260401"
@@ -120,7 +122,8 @@ class AgentParams(_Request, frozen=True):
     skills: Annotated[list[dict[str, Any]], NONE_SERVED] | None = None
     # A patch on update: a key sent as null is removed.
     metadata: dict[str, str | None] | None = None
-    multiagent: Annotated[dict[str, Any], NOT_SERVED] | None = None
+    # The threads its sessions may spawn (`_multiagent`); on update, sent replaces stored.
+    multiagent: MultiagentParams | None = None
     # Every agent runs as keel's service account: only that one is taken.
     execution_identity: (
         Annotated[
@@ -338,6 +341,7 @@ class Deleted(msgspec.Struct, frozen=True, kw_only=True):
 # unions they are members of.
 REFUSED: Final[tuple[type, ...]] = (
     McpToolset,
+    AdvisorEntry,
     AgentWithOverrides,
     OtherBlockParam,
     DocumentBlockParam,

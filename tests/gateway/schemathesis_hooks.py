@@ -27,6 +27,7 @@ import schemathesis
 SESSIONS = "/managed-agents/v1/sessions"
 KEYS = "/v1/environments/{environment_id}/keys"
 EVENTS = "/managed-agents/v1/sessions/{session_id}/events"
+THREADS = "/managed-agents/v1/sessions/{session_id}/threads"
 # What may be done to what the test made, besides reading it.
 MAY_USE = frozenset({KEYS, EVENTS})
 _REQUESTS = itertools.count()
@@ -60,7 +61,8 @@ def map_path_parameters(context: schemathesis.HookContext, parameters: Any) -> A
         return parameters
     if operation.path == KEYS:
         parameters["environment_id"] = os.environ["KEEL_SCHEMATHESIS_ENVIRONMENT"]
-    elif operation.path == EVENTS:
+    elif operation.path == EVENTS or operation.path.startswith(THREADS):
+        # Its threads are read on the session the test made (the primary thread is it).
         parameters["session_id"] = os.environ["KEEL_SCHEMATHESIS_SESSION"]
     return parameters
 
