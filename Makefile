@@ -29,7 +29,8 @@ lint: $(INSTALLED)
 
 ## make bench: print the figures of the store (SQLite, PostgreSQL), the hands (local, Docker),
 ## the brain (durable steps, recovery, lazy hands) and the gateway (requests/s, SSE fan-out,
-## sessions through the API) and the Managed Agents API with the anthropic SDK as client.
+## sessions through the API), the Managed Agents API with the anthropic SDK as client, and
+## threads (spawn to first model request, a coordinator with 10 workers).
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.store --backend sqlite
 	$(BIN)/python -m tests.benchmarks.store --backend postgres
@@ -38,6 +39,8 @@ bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.brain --backend docker
 	$(BIN)/python -m tests.benchmarks.gateway
 	$(BIN)/python -m tests.benchmarks.managed_agents
+	$(BIN)/python -m tests.benchmarks.threads --backend sqlite
+	$(BIN)/python -m tests.benchmarks.threads --backend postgres
 
 ## make demo: start keel (NATS, store, hands, brain, gateway), run the scripted coding demo
 ## live in the terminal, say how to run it with a real model, and stop.

@@ -23,6 +23,7 @@ FIGURES = {
     "brain": ("1. durable", "2. recovery", "3. recovery", "4. tool calls", "5. first model"),
     "gateway": ("1a. POST", "1b. GET", "2. ", "2a. fan-out", "2b. fan-out", "3. "),
     "managed_agents": ("1a. sessions.create", "1b. events.send", "2. ", "3. fan-out", "4. "),
+    "threads": ("1. spawn to first model request", "2. coordinator with 10 workers"),
 }
 
 
@@ -34,6 +35,8 @@ FIGURES = {
         ("hands", "local"),
         ("hands", "docker"),
         ("brain", "docker"),
+        ("threads", "sqlite"),
+        ("threads", "postgres"),
     ],
 )
 def test_benchmark_prints_every_figure(benchmark: str, backend: str) -> None:

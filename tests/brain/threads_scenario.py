@@ -87,18 +87,22 @@ def coordinator_spec(
     message: bool = True,
     latency_ms: float = 0.0,
     judge: bool = True,
+    worker_tools: bool = True,
 ) -> AgentSpec:
+    """`worker_tools=False`: each worker answers at once, with no tool and no sandbox."""
     script = coordinator_script(session_id, workers=workers, message=message)
     if not judge:
         del script[1]
+    tools = ["bash", "write_file", "read_file"] if worker_tools else []
+    worker = worker_script() if worker_tools else [{"text": "part written"}]
     roster = [
         NamedAgent(
             name="worker",
             description="does one part of the work",
             spec=AgentSpec(
-                model=_scripted("worker-model", worker_script(), latency_ms),
+                model=_scripted("worker-model", worker, latency_ms),
                 system_prompt=WORKER_PROMPT,
-                tools=["bash", "write_file", "read_file"],
+                tools=tools,
                 sandbox=SandboxSpec(call_timeout_s=30),
                 budgets=Budgets(max_turns=20),
             ),
