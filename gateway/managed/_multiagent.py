@@ -28,6 +28,8 @@ AGENT: Final = "agent"
 MAX_PREDEFINED: Final = 20
 _SELF: Final = {"type": "self"}
 _DISABLED: Final = {"type": "disabled"}
+# Each agent at most once (the same agent twice is refused).
+_UNIQUE: Final = {"uniqueItems": True}
 
 
 class _Param(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -85,7 +87,7 @@ class Multiagent20261001(_Param, tag="multiagent_20261001", tag_field="type", fr
 class Coordinator(_Param, tag="coordinator", tag_field="type", frozen=True):
     agents: Annotated[
         list[AgentId | AgentEntry | SelfEntry | AdvisorEntry],
-        msgspec.Meta(min_length=1, max_length=MAX_PREDEFINED),
+        msgspec.Meta(min_length=1, max_length=MAX_PREDEFINED, extra_json_schema=_UNIQUE),
     ]
 
 
@@ -154,12 +156,13 @@ async def _references(
             try:
                 agent = await store.get_resource(tenant, AGENT, agent_id, version)
             except ResourceNotFound:
-                raise ApiProblem(400, f"{where}[{i}]: no agent {agent_id!r}") from None
+                raise ApiProblem(404, f"{where}[{i}]: no agent {agent_id!r}") from None
+            # What the agent named is now, not the request, is in the way: a conflict.
             if agent.archived_at is not None:
-                raise ApiProblem(400, f"{where}[{i}]: agent {agent_id} is archived")
+                raise ApiProblem(409, f"{where}[{i}]: agent {agent_id} is archived")
             if decode_stored(agent.body).get("multiagent") is not None:
                 raise ApiProblem(
-                    400, f"{where}[{i}]: agent {agent_id} has multiagent set itself (depth 1)"
+                    409, f"{where}[{i}]: agent {agent_id} has multiagent set itself (depth 1)"
                 )
             reference = {"type": "agent", "id": agent.resource_id, "version": agent.version}
         if reference in out:

@@ -197,6 +197,19 @@ def _document_what_is_served(requests: dict[str, Any]) -> None:
     # keel's sandboxes have no network: a web tool may be named, never enabled.
     tool["if"] = {"properties": {"name": {"enum": list(NETWORK_TOOLS)}}}
     tool["then"] = {"properties": {"enabled": {"enum": [False, None]}}}
+    # keel runs no advisor and no workflows: only disabled ones are taken.
+    for name in ("AdvisorParams", "WorkflowsParams"):
+        requests[name]["properties"]["type"]["enum"] = ["disabled"]
+    # With inline agents disabled, predefined ones are needed.
+    inline_disabled = {"properties": {"type": {"enum": ["disabled"]}}, "required": ["type"]}
+    requests["SubagentsParams"]["if"] = {
+        "properties": {"inline_agents": inline_disabled},
+        "required": ["inline_agents"],
+    }
+    requests["SubagentsParams"]["then"] = {
+        "required": ["predefined_agents"],
+        "properties": {"predefined_agents": {"type": "array", "minItems": 1}},
+    }
     # A self-hosted environment is the user's machine: keel sets up neither.
     requests["EnvironmentConfig"]["if"] = {"properties": {"type": {"enum": ["self_hosted"]}}}
     requests["EnvironmentConfig"]["then"] = {
