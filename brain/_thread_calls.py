@@ -41,6 +41,7 @@ from brain.threads import (
     thread_reply,
 )
 from schemas import (
+    TERMINAL_STATUSES,
     Attention,
     Budgets,
     Crashpoints,
@@ -208,10 +209,14 @@ class ThreadCalls:
             return None
         records = await self.store.read(call.thread_id, after_seq=after, types=_REPLY_TYPES)
         reply = thread_reply(records)
+        info = await self.store.get_session(call.thread_id)
+        if reply is None and info.status in TERMINAL_STATUSES:
+            # Ended before the call reached it (a message to a failed thread): no turn will
+            # answer, so the call ends with what the thread is.
+            reply = (info.status, f"the thread is {info.status}: {info.status_reason}")
         if reply is None:
             return None
         status, text = reply
-        info = await self.store.get_session(call.thread_id)
         return [
             ThreadReplied(
                 call_id=call.call_id,

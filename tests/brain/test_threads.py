@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from nats.js import JetStreamContext
 
 from brain import initial_state, replay
@@ -24,6 +25,7 @@ from schemas import (
     ThreadReplied,
     ToolRequested,
     ToolResult,
+    UserInterrupt,
     UserMessage,
     new_id,
 )
@@ -176,3 +178,32 @@ async def test_cancelling_the_session_cancels_every_thread(
     requested = {r.event.call_id for r in coordinator if isinstance(r.event, ToolRequested)}
     results = {r.event.call_id for r in coordinator if isinstance(r.event, ToolResult)}
     assert requested == results  # every spawn call has its one outcome
+
+
+async def test_an_interrupt_of_the_session_reaches_every_thread_at_work(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, make_brain: MakeBrain
+) -> None:
+    await make_brain()
+
+    def spec_of(session_id: str) -> AgentSpec:
+        spec = coordinator_spec(session_id, latency_ms=1000)
+        return msgspec.structs.replace(spec, turn_end="idle")
+
+    session_id = await start_coordinator(store, js, spec_of)
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(await store.list_threads(session_id)) < 3:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    await store.append_input(session_id, [UserInterrupt(reason="stop")])
+    await request_attention(js, session_id, "interrupt")
+    for thread in await store.list_threads(session_id):
+        await wait_for_status(store, thread.session_id, {"idle"}, timeout_s=30)
+        await wait_released(store, thread.session_id)
+        log = await store.read(thread.session_id)
+        assert any(isinstance(r.event, UserInterrupt) for r in log), thread.session_id
+    info = await wait_for_status(store, session_id, {"idle"})
+    await wait_released(store, session_id)
+    logs = await check_thread_invariants(store, session_id)
+    results = [r.event for r in logs[session_id] if isinstance(r.event, ToolResult)]
+    assert len(results) == 3 and all(r.is_error for r in results), results
+    assert info.status == "idle"

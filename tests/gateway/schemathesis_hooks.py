@@ -7,7 +7,8 @@ fuzzed. The test makes an agent and a (self-hosted) environment first and names 
 creation refers to them, whatever else it holds, and so does every key asked for: only a
 self-hosted environment has a worker to key. A session's events are read and sent on one
 session the test made (`KEEL_SCHEMATHESIS_SESSION`): the stateful phase finds the sessions
-it made only by chance. What the test made is never changed, archived or deleted: the
+it made only by chance; a thread is read on a thread the test made in that session
+(`KEEL_SCHEMATHESIS_THREAD`). What the test made is never changed, archived or deleted: the
 stateful phase would find their ids in lists, and nothing after could use them.
 
 An Idempotency-Key drawn again for the same request is a retry, and keel answers it with
@@ -28,8 +29,10 @@ SESSIONS = "/managed-agents/v1/sessions"
 KEYS = "/v1/environments/{environment_id}/keys"
 EVENTS = "/managed-agents/v1/sessions/{session_id}/events"
 THREADS = "/managed-agents/v1/sessions/{session_id}/threads"
-# What may be done to what the test made, besides reading it.
-MAY_USE = frozenset({KEYS, EVENTS})
+THREAD = THREADS + "/{thread_id}"
+# What may be done to what the test made, besides reading it (archiving its thread again
+# changes nothing).
+MAY_USE = frozenset({KEYS, EVENTS, THREAD + "/archive"})
 _REQUESTS = itertools.count()
 
 
@@ -62,8 +65,10 @@ def map_path_parameters(context: schemathesis.HookContext, parameters: Any) -> A
     if operation.path == KEYS:
         parameters["environment_id"] = os.environ["KEEL_SCHEMATHESIS_ENVIRONMENT"]
     elif operation.path == EVENTS or operation.path.startswith(THREADS):
-        # Its threads are read on the session the test made (the primary thread is it).
+        # Its threads are read on the session the test made, and the thread it made there.
         parameters["session_id"] = os.environ["KEEL_SCHEMATHESIS_SESSION"]
+        if operation.path.startswith(THREAD):
+            parameters["thread_id"] = os.environ["KEEL_SCHEMATHESIS_THREAD"]
     return parameters
 
 

@@ -19,6 +19,7 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas import AgentSpec, SessionCreated, ThreadOrigin
 from session_store import EventStore
 
 # A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
@@ -48,6 +49,16 @@ async def test_every_documented_operation_holds_under_schemathesis(
         ).json()
         made = {"agent": agent["id"], "environment_id": environment["id"]}
         session = (await client.post("/managed-agents/v1/sessions", json=made)).json()
+    # A thread of that session, as a brain's spawn call would have made it.
+    origin = ThreadOrigin(
+        parent_session_id=session["id"],
+        call_id="fuzzed-call",
+        agent_name="worker",
+        root_session_id=session["id"],
+        thread_id="sthr_fuzzed",
+    )
+    created = SessionCreated(spec=AgentSpec(turn_end="idle"), title="worker", thread=origin)
+    await store.create_thread(session["id"], "sthr_fuzzed", created, [])
     run = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "schemathesis.cli", "--config-file", str(CONFIG), "--no-color"),
@@ -61,6 +72,7 @@ async def test_every_documented_operation_holds_under_schemathesis(
             "KEEL_SCHEMATHESIS_AGENT": agent["id"],
             "KEEL_SCHEMATHESIS_ENVIRONMENT": environment["id"],
             "KEEL_SCHEMATHESIS_SESSION": session["id"],
+            "KEEL_SCHEMATHESIS_THREAD": "sthr_fuzzed",
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
