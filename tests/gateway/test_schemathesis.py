@@ -19,7 +19,7 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas import AgentSpec, SessionCreated, ThreadOrigin
+from schemas import AgentSpec, SessionCreated, ThreadMessageReceived, ThreadOrigin
 from session_store import EventStore
 
 # A drill with real processes and waits: `pytest -m "not slow"` runs the rest.
@@ -58,7 +58,8 @@ async def test_every_documented_operation_holds_under_schemathesis(
         thread_id="sthr_fuzzed",
     )
     created = SessionCreated(spec=AgentSpec(turn_end="idle"), title="worker", thread=origin)
-    await store.create_thread(session["id"], "sthr_fuzzed", created, [])
+    task = ThreadMessageReceived(from_session_id=session["id"], call_id="fuzzed-call", text="hi")
+    await store.create_thread(session["id"], "sthr_fuzzed", created, [task])
     run = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "schemathesis.cli", "--config-file", str(CONFIG), "--no-color"),
