@@ -254,10 +254,14 @@ class _SessionRun:
         commit = self.log.commit
         prelude: list[Event] = []
         # Ending a turn, or an outcome the user interrupted, does not set the session running;
-        # nor does giving a cancelled session's open calls their outcomes.
+        # nor does giving the open calls of a cancelled or interrupted session their outcomes
+        # (running again would clear the interrupt before its every call is refused).
+        stopping = self.log.terminal() or (
+            isinstance(action, Refuse) and self.log.state.interrupted
+        )
         if (
             self.log.state.status != "running"
-            and not self.log.terminal()
+            and not stopping
             and not isinstance(action, Complete | InterruptOutcome)
         ):
             prelude.append(SessionStatus(status="running"))
