@@ -48,8 +48,8 @@ def tool(name: str, arguments: dict[str, Any]) -> str:
     return f"/tool {name} {json.dumps(arguments)}"
 
 
-async def test_the_sdk_sees_a_session_s_threads_and_their_events(sdk: AsyncAnthropic) -> None:
-    env = await sdk.beta.environments.create(name="threads")
+async def coordinator_and_worker(sdk: AsyncAnthropic) -> tuple[Any, Any]:
+    """A worker agent, and a coordinator whose threads may run it or itself."""
     worker = await sdk.beta.agents.create(name="worker", model=MODEL, system="You work.")
     coordinator = await sdk.beta.agents.create(
         name="coordinator",
@@ -68,6 +68,12 @@ async def test_the_sdk_sees_a_session_s_threads_and_their_events(sdk: AsyncAnthr
         (worker.id, 1),
         (coordinator.id, 1),
     ]
+    return coordinator, worker
+
+
+async def test_the_sdk_sees_a_session_s_threads_and_their_events(sdk: AsyncAnthropic) -> None:
+    env = await sdk.beta.environments.create(name="threads")
+    coordinator, worker = await coordinator_and_worker(sdk)
     session = await sdk.beta.sessions.create(environment_id=env.id, agent=coordinator.id)
     defined = session.agent.multiagent.subagents.predefined_agents  # type: ignore[union-attr]
     assert [(a.name, a.system) for a in defined] == [("worker", "You work."), ("coordinator", None)]
@@ -91,6 +97,10 @@ async def test_the_sdk_sees_a_session_s_threads_and_their_events(sdk: AsyncAnthr
         (session.id, None),
         (thread_id, session.id),
     ]
+    idle = [t.id async for t in sdk.beta.sessions.threads.list(session.id, statuses=["idle"])]
+    assert idle == [session.id, thread_id]
+    running = sdk.beta.sessions.threads.list(session.id, statuses=["running"])
+    assert [t.id async for t in running] == []
     child = await sdk.beta.sessions.threads.retrieve(thread_id, session_id=session.id)
     assert (child.status, child.agent.type, child.agent.name) == ("idle", "agent", "worker")
     assert child.agent.id == worker.id and child.session_id == session.id
