@@ -186,9 +186,6 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
             "cache_write_tokens": self.tally.usage.cache_write_tokens,
             "cost_usd": self.tally.cost_usd,
             "turns": self.tally.turns,
-            # A session of its own; a thread's creation names its parent and tree instead.
-            "parent_session_id": None,
-            "thread_of": None,
         } | self._managed_columns()
 
     def _managed_columns(self) -> dict[str, Any]:
