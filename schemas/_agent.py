@@ -119,5 +119,6 @@ class Subagents(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     roster: list[NamedAgent] = []
     inline: bool = False
-    # How many threads may run at once; more spawn calls are refused with a clear error.
+    # How many threads the agent may spawn in all; more spawn calls are refused, each with a
+    # clear error as its result.
     max_threads: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
