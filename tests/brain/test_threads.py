@@ -207,3 +207,43 @@ async def test_an_interrupt_of_the_session_reaches_every_thread_at_work(
     results = [r.event for r in logs[session_id] if isinstance(r.event, ToolResult)]
     assert len(results) == 3 and all(r.is_error for r in results), results
     assert info.status == "idle"
+
+
+async def test_an_inline_agent_runs_with_its_own_prompt_and_a_subset_of_the_tools(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, make_brain: MakeBrain
+) -> None:
+    await make_brain()
+    inline = {"name": "helper", "system": "You help.", "tools": ["read_file"]}
+    script = [
+        {"tool_calls": [{"name": SPAWN_TOOL, "input": {"inline": inline, "task": "Help."}}]},
+        {"text": "done"},
+    ]
+
+    def spec_of(session_id: str) -> AgentSpec:
+        spec = coordinator_spec(session_id)
+        assert spec.subagents is not None
+        return msgspec.structs.replace(
+            spec,
+            model=msgspec.structs.replace(spec.model, options={"script": script}),
+            tools=["bash", "read_file"],
+            subagents=msgspec.structs.replace(spec.subagents, inline=True),
+        )
+
+    session_id = await start_coordinator(store, js, spec_of)
+    info = await wait_for_status(store, session_id, {"completed", "failed"})
+    assert info.status == "completed", info
+    logs = await check_thread_invariants(store, session_id)
+    (thread,) = await store.list_threads(session_id)
+    created = logs[thread.session_id][0].event
+    assert isinstance(created, SessionCreated)
+    assert (thread.title, created.spec.system_prompt, created.spec.tools) == (
+        "helper",
+        "You help.",
+        ["read_file"],
+    )
+    # The inline agent runs on its spawner's model (the same script, from its first turn):
+    # its own spawn call is an unknown tool to it, as a thread spawns no threads.
+    results = [r.event for r in logs[thread.session_id] if isinstance(r.event, ToolResult)]
+    assert results[0].is_error and "unknown tool 'spawn_thread'" in results[0].output
+    replies = [r.event for r in logs[session_id] if isinstance(r.event, ToolResult)]
+    assert not replies[0].is_error and replies[0].output.endswith("done")
