@@ -31,7 +31,8 @@ lint: $(INSTALLED)
 ## events of logs the brain's compaction policy made, snapshot sizes and compaction cost), the
 ## hands (local, Docker), the brain (durable steps, recovery, lazy hands) and the gateway
 ## (requests/s, SSE fan-out, sessions through the API), the Managed Agents API with the
-## anthropic SDK as client, and what tracing costs a brain's step.
+## anthropic SDK as client, what tracing costs a brain's step, and threads (spawn to first
+## model request, a coordinator with 10 workers).
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.store --backend sqlite
 	$(BIN)/python -m tests.benchmarks.store --backend postgres
@@ -41,6 +42,8 @@ bench: $(INSTALLED)
 	$(BIN)/python -m tests.benchmarks.gateway
 	$(BIN)/python -m tests.benchmarks.managed_agents
 	$(BIN)/python -m tests.benchmarks.traces
+	$(BIN)/python -m tests.benchmarks.threads --backend sqlite
+	$(BIN)/python -m tests.benchmarks.threads --backend postgres
 
 ## make demo: start keel (NATS, store, hands, brain, gateway), run the scripted coding demo
 ## live in the terminal, say how to run it with a real model, and stop.

@@ -33,6 +33,8 @@ from brain.providers import (
     complete_with_retries,
 )
 from brain.settings import BrainSettings
+from brain.state import SessionState
+from brain.threads import check_thread_calls, is_thread_tool, thread_tool_schemas
 from schemas import (
     TOOLS,
     AgentSpec,
@@ -106,7 +108,7 @@ class ModelCaller:
         # The calls it asks for are recorded with it (and, when they can go at once, their
         # dispatch too): one durable write per tool step.
         uses = [block for block in response.content if isinstance(block, ToolUseBlock)]
-        events = [response, *tool_requests(uses, spec)]
+        events = [response, *tool_requests(uses, state)]
         while True:
             try:
                 if uses and self._dispatches_at_once(events, uses):
@@ -164,12 +166,21 @@ class ModelCaller:
         return decide(ahead, now) == Dispatch(call_ids=[u.call_id for u in uses])
 
 
-def tool_requests(uses: Sequence[ToolUseBlock], spec: AgentSpec) -> list[Event]:
-    """`tool.requested` for each tool_use; a tool the session lacks gets its one outcome,
-    an error, right away."""
+def tool_requests(uses: Sequence[ToolUseBlock], state: SessionState) -> list[Event]:
+    """`tool.requested` for each tool_use; a tool the session lacks, and a thread call that
+    cannot run (`brain.threads`), gets its one outcome, an error, right away."""
+    assert state.spec is not None
+    spec = state.spec
     events: list[Event] = []
     custom = {tool.name for tool in spec.custom_tools}
+    threaded = [(b.call_id, b.name, b.input) for b in uses if is_thread_tool(b.name)]
+    refused = check_thread_calls(state, threaded) if threaded else {}
     for block in uses:
+        if is_thread_tool(block.name) and spec.subagents is not None:
+            events.append(ToolRequested(call_id=block.call_id, name=block.name, input=block.input))
+            if block.call_id in refused:
+                events.append(error_result(block.call_id, refused[block.call_id]))
+            continue
         tool = TOOLS.get(block.name)
         events.append(
             ToolRequested(
@@ -189,9 +200,13 @@ def tool_requests(uses: Sequence[ToolUseBlock], spec: AgentSpec) -> list[Event]:
 
 
 def tool_definitions(spec: AgentSpec) -> list[ToolDefinition]:
-    """keel's tools the session has, then the client's own (custom) tools."""
+    """keel's tools the session has, its thread tools, then the client's own (custom) tools."""
     return [
         *_tool_definitions(tuple(spec.tools)),
+        *(
+            ToolDefinition(name=name, description=description, input_schema=schema)
+            for name, description, schema in thread_tool_schemas(spec)
+        ),
         *(
             ToolDefinition(
                 name=tool.name, description=tool.description, input_schema=tool.input_schema

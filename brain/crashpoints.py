@@ -6,6 +6,18 @@ from typing import Final
 
 from schemas import Crashpoints
 
+# Where spawning a thread, messaging one and collecting a reply can be cut short
+# (`brain._thread_calls`).
+THREAD_POINTS: Final = frozenset(
+    {
+        "after_thread_spawned",
+        "after_thread_created",
+        "after_message_sent",
+        "after_message_delivered",
+        "before_thread_result",
+        "after_thread_result",
+    }
+)
 # Only a session with context resets reaches these (`brain/_workspace_harness.py`): the
 # handoff read and not yet recorded, the iteration's start or end recorded, the test ratchet's
 # check recorded and its restore not, the restore run and not recorded.
@@ -35,6 +47,7 @@ POINTS: Final = (
         }
     )
     | ITERATION_POINTS
+    | THREAD_POINTS
 )
 
 

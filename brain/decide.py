@@ -22,6 +22,7 @@ from brain.iterations import (
 )
 from brain.ratchet import refusal
 from brain.state import SessionState, ToolCall
+from brain.threads import is_thread_tool
 from schemas import (
     TERMINAL_STATUSES,
     WAITING_FOR_APPROVAL,
@@ -73,6 +74,12 @@ class Refuse(msgspec.Struct, frozen=True, tag=True):
 
 class Dispatch(msgspec.Struct, frozen=True, tag=True):
     """Send these calls to the hands, all at once."""
+
+    call_ids: list[str]
+
+
+class RunThreadCalls(msgspec.Struct, frozen=True, tag=True):
+    """Spawn or message the threads these calls name: the brain runs them, never the hands."""
 
     call_ids: list[str]
 
@@ -130,6 +137,7 @@ Action = (
     | ExpireApproval
     | Refuse
     | Dispatch
+    | RunThreadCalls
     | ReachBudget
     | DetectLoop
     | Pause
@@ -213,7 +221,8 @@ def _budget_guard(state: SessionState, now: float) -> ReachBudget | None:
     checks: list[tuple[BudgetName, float | None, float]] = [
         ("tokens", budgets.max_tokens, state.usage.total_tokens),
         ("cost", budgets.max_cost_usd, state.cost_usd),
-        ("turns", budgets.max_turns, state.turns),
+        # A thread's turns are the session's too (its tokens and cost are folded in).
+        ("turns", budgets.max_turns, state.turns + sum(t.turns for t in state.threads.values())),
         ("wall_clock", budgets.max_wall_seconds, now - state.created_at),
     ]
     for name, limit, used in checks:
@@ -284,7 +293,8 @@ def _next_for_calls(state: SessionState, now: float) -> Action:
         else:
             return action
     if ready:
-        return Dispatch(call_ids=ready)
+        threaded = [c for c in ready if is_thread_tool(state.open_calls[c].name)]
+        return RunThreadCalls(call_ids=threaded) if threaded else Dispatch(call_ids=ready)
     for reason in (WAITING_FOR_APPROVAL, WAITING_FOR_CLIENT):
         if reason in waiting_for:
             return Wait(reason=reason)
@@ -318,7 +328,8 @@ def _next_for_call(state: SessionState, call: ToolCall, now: float) -> Action | 
 def _unless_on_client(state: SessionState, call: ToolCall) -> Wait | None:
     """A call the client runs is never dispatched: the client posts its one result."""
     assert state.spec is not None
-    return Wait(reason=WAITING_FOR_CLIENT) if state.spec.runs_on_client(call.name) else None
+    on_client = state.spec.runs_on_client(call.name) and not is_thread_tool(call.name)
+    return Wait(reason=WAITING_FOR_CLIENT) if on_client else None
 
 
 def _finish(state: SessionState, now: float) -> Action:

@@ -25,7 +25,7 @@ from schemas import (
     SandboxSpec,
     ToolOutcome,
 )
-from session_store import SessionLog
+from session_store import BrainStore
 
 
 class Subscription(Protocol):
@@ -103,7 +103,7 @@ class LogObserver(Protocol):
 class BrainDeps:
     """What driving a session needs; one per brain process, shared by its sessions."""
 
-    store: SessionLog
+    store: BrainStore
     nc: Nats
     hands: Hands
     settings: BrainSettings

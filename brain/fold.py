@@ -21,7 +21,15 @@ from brain.compaction import (
     reduce_old_outputs,
 )
 from brain.iterations import fold_iteration, note_request
-from brain.state import RECENT_CALLS, DefinedOutcome, Message, SessionState, ToolCall, Verdict
+from brain.state import (
+    RECENT_CALLS,
+    ChildThread,
+    DefinedOutcome,
+    Message,
+    SessionState,
+    ToolCall,
+    Verdict,
+)
 from schemas import (
     ApprovalDenied,
     ApprovalExpired,
@@ -49,6 +57,10 @@ from schemas import (
     SessionStatus,
     SessionUpdated,
     TextBlock,
+    ThreadMessageReceived,
+    ThreadMessageSent,
+    ThreadReplied,
+    ThreadSpawned,
     ToolDispatched,
     ToolRequested,
     ToolResult,
@@ -96,6 +108,7 @@ def _apply(  # noqa: PLR0915
             state.title = title
             state.created_at = at
             state.context_tokens = estimate_tokens(spec.system_prompt)
+            state.thread = event.thread
         case SessionUpdated(title=title):
             if title is not None:
                 state.title = title
@@ -243,6 +256,25 @@ def _apply(  # noqa: PLR0915
             for call in state.open_calls.values():
                 if call.phase == "dispatched":
                     call.phase = "requested"
+        case ThreadSpawned(call_id=call_id, thread_id=thread_id, agent_name=agent_name):
+            _start_thread_call(state, call_id, thread_id)
+            state.threads.setdefault(thread_id, ChildThread(agent_name=agent_name, call_id=call_id))
+        case ThreadMessageSent(call_id=call_id, thread_id=thread_id):
+            _start_thread_call(state, call_id, thread_id)
+        case ThreadMessageReceived(text=text, from_agent_name=sender):
+            # Another thread's input reads as the user's, naming who sent it.
+            note = f"[message from {sender or 'the primary agent'}]\n{text}"
+            _add_block(state, "user", TextBlock(text=note), seq)
+            state.pending_input = True
+            state.interrupted = False
+            state.input_seq = seq
+        case ThreadReplied(thread_id=thread_id):
+            # The thread's totals so far: the session counts what they add since last time
+            # (its turns are its own: `turns` counts this agent's, the one a script plays).
+            if (child := state.threads.get(thread_id)) is not None:
+                state.usage = state.usage + _usage_added(child.usage, event.usage)
+                state.cost_usd += max(event.cost_usd - child.cost_usd, 0.0)
+                child.usage, child.cost_usd, child.turns = event.usage, event.cost_usd, event.turns
         case UnknownEvent():
             state.unknown_events += 1
         case _:
@@ -304,6 +336,21 @@ def _take_input_after(state: SessionState, shown: int) -> list[tuple[int, Conten
     if not last.content:
         state.messages.pop()
     return unseen
+
+
+def _start_thread_call(state: SessionState, call_id: str, thread_id: str) -> None:
+    if call := state.open_calls.get(call_id):
+        call.phase = "thread"
+        call.thread_id = thread_id
+
+
+def _usage_added(counted: Usage, now: Usage) -> Usage:
+    return Usage(
+        input_tokens=max(now.input_tokens - counted.input_tokens, 0),
+        output_tokens=max(now.output_tokens - counted.output_tokens, 0),
+        cache_read_tokens=max(now.cache_read_tokens - counted.cache_read_tokens, 0),
+        cache_write_tokens=max(now.cache_write_tokens - counted.cache_write_tokens, 0),
+    )
 
 
 def _set_phase(state: SessionState, call_id: str, phase: str) -> None:

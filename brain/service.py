@@ -64,7 +64,7 @@ from schemas import (
     work_subject,
 )
 from session_store import (
-    SessionLog,
+    BrainStore,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
@@ -117,7 +117,7 @@ class Brain:
         self,
         settings: BrainSettings,
         *,
-        store: SessionLog | None = None,
+        store: BrainStore | None = None,
         providers: Providers | None = None,
     ) -> None:
         self.settings: Final = settings

@@ -15,17 +15,22 @@ from schemas import (
     OutcomeResult,
     ProtectedFileChange,
     Status,
+    ThreadOrigin,
     Usage,
 )
 
 # Bump when SessionState or fold changes meaning: snapshots of another version are ignored
 # (the store keys snapshots by this), so a new reducer replays from the log instead.
-STATE_VERSION: Final = 7
+STATE_VERSION: Final = 8
 
 # How many recent tool-call signatures the state keeps for loop detection.
 RECENT_CALLS: Final = 16
 
-CallPhase = Literal["requested", "awaiting_approval", "approved", "denied", "expired", "dispatched"]
+# `thread`: a call the brain runs itself (spawning a thread, messaging one), announced in the
+# log; its result is the thread's reply (`brain.threads`).
+CallPhase = Literal[
+    "requested", "awaiting_approval", "approved", "denied", "expired", "dispatched", "thread"
+]
 
 
 class ToolCall(msgspec.Struct, kw_only=True):
@@ -42,6 +47,18 @@ class ToolCall(msgspec.Struct, kw_only=True):
     sandbox_id: str = ""
     # When it was last dispatched: where a brain starts looking for its outcome.
     dispatched_at: float = 0.0
+    # The thread a `thread` call spawned or messaged.
+    thread_id: str = ""
+
+
+class ChildThread(msgspec.Struct, kw_only=True):
+    """A thread this session spawned, and how much of its spend the session counted."""
+
+    agent_name: str
+    call_id: str
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    turns: int = 0
 
 
 class Message(msgspec.Struct, kw_only=True):
@@ -164,6 +181,9 @@ class SessionState(msgspec.Struct, kw_only=True):
     context_tokens: int = 0
     # The session's first input, which a compaction's handoff carries forward.
     task: str = ""
+    # This session is a thread of another (spawned by its call), and the threads it spawned.
+    thread: ThreadOrigin | None = None
+    threads: dict[str, ChildThread] = {}
 
 
 _STATE_ENCODER: Final = msgspec.msgpack.Encoder()

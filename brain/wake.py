@@ -36,6 +36,7 @@ from brain._inbox import Inbox
 from brain._leased_log import LeasedLog
 from brain._model_call import ModelCaller, tool_requests
 from brain._sandbox_slot import SandboxSlot
+from brain._thread_calls import ThreadCalls
 from brain._workspace_harness import WorkspaceHarness
 from brain.decide import (
     Action,
@@ -53,6 +54,7 @@ from brain.decide import (
     ReachBudget,
     Refuse,
     RequestTools,
+    RunThreadCalls,
     Wait,
     decide,
 )
@@ -86,6 +88,9 @@ logger = logging.getLogger("keel.brain")
 # A session left waiting on tool calls is looked at again after this long (via its timer),
 # in case no outcome ever wakes it (the hands died for good).
 RECHECK_IN_FLIGHT_S: Final = 30.0
+# A session waiting on its threads is looked at again after this long, in case the poke of a
+# thread that replied was lost (its brain died between recording the reply and poking).
+RECHECK_THREADS_S: Final = 10.0
 
 Stopped = Literal["waiting", "ended", "fenced", "busy", "gone"]
 
@@ -155,6 +160,7 @@ class _SessionRun:
         self.workspace: Final = WorkspaceHarness(
             self.log, self.sandbox, self.inbox, deps.hands, deps.crash
         )
+        self.threads: Final = ThreadCalls(self.log, deps.store, deps.nc, deps.crash)
         self.fenced: Final = asyncio.Event()
 
     # -- the lifecycle ----------------------------------------------------------------------
@@ -192,9 +198,12 @@ class _SessionRun:
         await self.log.load()  # 2. the newest snapshot, then the events after it
         self.sandbox.take_up()
         await self.calls.repair()  # 3. what a crash left
+        await self.threads.repair()
         while True:  # 4. decide -> perform -> append, until the session waits or ends
             try:
                 await self.calls.record_outcomes()
+                await self.threads.forward_stops()
+                await self.threads.collect()
                 if self.log.state.status == "cancelled":
                     self.calls.cancel_all()
                 action = decide(self.log.state, self.deps.clock())
@@ -212,7 +221,10 @@ class _SessionRun:
     async def _let_go(self, result: WakeResult) -> WakeResult:
         if not await self.log.release(result.wake_at):
             return self._result("fenced")
-        return msgspec.structs.replace(result, again=await self.log.grew())
+        await self.threads.poke_parent()
+        # A thread may have replied after the run last looked, its poke finding us busy.
+        again = await self.log.grew() or await self.threads.any_replied()
+        return msgspec.structs.replace(result, again=again)
 
     def _stopped_status(self) -> Status:
         """Where an interrupt or a guard (budget, loop) leaves the session: paused until
@@ -245,6 +257,8 @@ class _SessionRun:
         ]
         if self.calls.in_flight():
             deadlines.append(self.deps.clock() + RECHECK_IN_FLIGHT_S)
+        if self.threads.open():
+            deadlines.append(self.deps.clock() + RECHECK_THREADS_S)
         if self.log.terminal():
             self.sandbox.end()
             return self._result("ended")
@@ -255,9 +269,16 @@ class _SessionRun:
     async def _perform(self, action: Action) -> None:  # noqa: PLR0915
         commit = self.log.commit
         prelude: list[Event] = []
-        # Ending a turn, or an outcome the user interrupted, does not set the session running.
-        if self.log.state.status != "running" and not isinstance(
-            action, Complete | InterruptOutcome
+        # Ending a turn, or an outcome the user interrupted, does not set the session running;
+        # nor does giving the open calls of a cancelled or interrupted session their outcomes
+        # (running again would clear the interrupt before its every call is refused).
+        stopping = self.log.terminal() or (
+            isinstance(action, Refuse) and self.log.state.interrupted
+        )
+        if (
+            self.log.state.status != "running"
+            and not stopping
+            and not isinstance(action, Complete | InterruptOutcome)
         ):
             prelude.append(SessionStatus(status="running"))
         match action:
@@ -270,7 +291,7 @@ class _SessionRun:
                     await commit(prelude)
                 await self.compactor.compact(action)
             case RequestTools(calls=calls):
-                await commit([*prelude, *tool_requests(calls, self.log.spec)])
+                await commit([*prelude, *tool_requests(calls, self.log.state)])
                 self.deps.crash.reach("after_tool_requested")
             case AskApproval(call_id=call_id, expires_at=expires_at):
                 await commit([*prelude, ApprovalRequested(call_id=call_id, expires_at=expires_at)])
@@ -282,6 +303,10 @@ class _SessionRun:
                 if prelude:
                     await commit(prelude)
                 await self.calls.dispatch(call_ids)
+            case RunThreadCalls(call_ids=call_ids):
+                if prelude:
+                    await commit(prelude)
+                await self.threads.run(call_ids)
             case ReachBudget(budget=budget, limit=limit, used=used):
                 reason = f"the {budget} budget is reached: {used:g} of {limit:g}"
                 await commit(

@@ -17,6 +17,7 @@ from schemas import (
     AgentSpec,
     CreateSession,
     ForkSession,
+    ModelSpec,
     PostedEvents,
     SessionCreated,
     SessionList,
@@ -80,12 +81,9 @@ async def create_session(
 def _refuse_model_endpoints(spec: AgentSpec) -> None:
     """A model's server and key variable are the operator's to name (the models file): a
     tenant that could set both would have the brain send its key for `ANTHROPIC_API_KEY`, or
-    any variable it names, to a server of the tenant's choosing."""
-    models = {
-        "spec.model": spec.model,
-        "spec.completion.judge_model": spec.completion.judge_model,
-        "spec.context.summary_model": spec.context.summary_model,
-    }
+    any variable it names, to a server of the tenant's choosing. The agents its threads may
+    run (`spec.subagents.roster`) are held to the same."""
+    models = _models_of(spec, "spec")
     for where, model in models.items():
         if model is None:
             continue
@@ -102,6 +100,18 @@ def _refuse_model_endpoints(spec: AgentSpec) -> None:
                     "server or key; its operator routes models (KEEL_MODELS_FILE), or allows "
                     "this with KEEL_TENANT_MODEL_ENDPOINTS=1",
                 )
+
+
+def _models_of(spec: AgentSpec, where: str) -> dict[str, ModelSpec | None]:
+    models = {
+        f"{where}.model": spec.model,
+        f"{where}.completion.judge_model": spec.completion.judge_model,
+        f"{where}.context.summary_model": spec.context.summary_model,
+    }
+    if spec.subagents is not None:
+        for i, entry in enumerate(spec.subagents.roster):
+            models |= _models_of(entry.spec, f"{where}.subagents.roster[{i}].spec")
+    return models
 
 
 @router.get(

@@ -160,6 +160,8 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     turn_end: Literal["complete", "idle"] = "complete"
     # None: one context for the whole session; else iterations from fresh contexts.
     context_resets: ContextResets | None = None
+    # Sub-agents it may spawn as threads of the session (`brain.threads`); None: none.
+    subagents: Subagents | None = None
 
     def has_sandbox(self) -> bool:
         """Whether keel's sandbox runs any of its tools (it has tools, not all the client's)."""
@@ -171,3 +173,26 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return self.sandbox.backend == "self_hosted" or any(
             custom.name == tool for custom in self.custom_tools
         )
+
+
+class NamedAgent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A roster entry: an agent a session may run as a thread, by its name."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    description: str = ""
+    spec: AgentSpec
+    # Where the Managed Agents API took it from (an agent's id and version), for its view.
+    agent_id: str | None = None
+    agent_version: int | None = None
+
+
+class Subagents(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The threads a session's agent may spawn: agents of its `roster`, by name, and, when
+    `inline` allows, agents it defines itself when spawning (a system prompt and a subset
+    of its own tools, on its own model). A thread never spawns threads of its own."""
+
+    roster: list[NamedAgent] = []
+    inline: bool = False
+    # How many threads the agent may spawn in all; more spawn calls are refused, each with a
+    # clear error as its result.
+    max_threads: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20

@@ -51,6 +51,18 @@ class ManagedOrigin(msgspec.Struct, frozen=True, kw_only=True):
     environment_id: str
 
 
+class ThreadOrigin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a thread came from: the session whose call spawned it, that call, the roster
+    name of the agent it runs, and the session at the top of the tree (its primary)."""
+
+    parent_session_id: str
+    call_id: str
+    agent_name: str
+    root_session_id: str
+    # The thread's own id (its session id), so a reader of its log alone can name it.
+    thread_id: str = ""
+
+
 class SessionCreated(_EventBase, tag="session.created", frozen=True, omit_defaults=True):
     """Always seq 1: the agent spec the session runs with."""
 
@@ -58,6 +70,8 @@ class SessionCreated(_EventBase, tag="session.created", frozen=True, omit_defaul
     title: str = ""
     metadata: dict[str, str] = {}
     managed: ManagedOrigin | None = None
+    # A thread of another session (spawned by its call), not a session of its own.
+    thread: ThreadOrigin | None = None
 
 
 class SessionUpdated(_EventBase, tag="session.updated", frozen=True):
@@ -302,6 +316,50 @@ class SessionForked(_EventBase, tag="session.forked", frozen=True):
     at_seq: int
 
 
+class ThreadSpawned(_EventBase, tag="thread.spawned", frozen=True):
+    """Recorded by the parent before the thread is created: call `call_id` spawns thread
+    `thread_id` (derived from the parent and the call, so it is created once) running
+    `agent_name` on `task`. The call's one result is the thread's reply."""
+
+    call_id: str
+    thread_id: str
+    agent_name: str
+    task: str
+
+
+class ThreadMessageSent(_EventBase, tag="thread.message_sent", frozen=True):
+    """Recorded by the sender before the message is delivered: call `call_id` sends `text`
+    to thread `thread_id`; its one result is the thread's reply."""
+
+    call_id: str
+    thread_id: str
+    text: str
+    agent_name: str = ""
+
+
+class ThreadMessageReceived(_EventBase, tag="thread.message_received", frozen=True):
+    """Input from another thread of the session (its task, or a message), delivered once
+    per sending call (the delivery is keyed by the sender and `call_id`)."""
+
+    from_session_id: str
+    call_id: str
+    text: str
+    from_agent_name: str = ""
+
+
+class ThreadReplied(_EventBase, tag="thread.replied", frozen=True):
+    """Recorded by the parent with the call's result: the thread ended the turn the call
+    started, with `status`; `usage`, `cost_usd` and `turns` are the thread's totals so far
+    (the parent's budgets count what they add)."""
+
+    call_id: str
+    thread_id: str
+    status: Status
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    turns: int = 0
+
+
 Event = (
     SessionCreated
     | SessionUpdated
@@ -330,6 +388,10 @@ Event = (
     | WorkspaceRestored
     | SessionStatus
     | SessionForked
+    | ThreadSpawned
+    | ThreadMessageSent
+    | ThreadMessageReceived
+    | ThreadReplied
 )
 
 EVENT_CLASSES: Final[tuple[type[_EventBase], ...]] = Event.__args__

@@ -10,6 +10,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# A task still running this long after it was cancelled is cancelled again.
+_CANCEL_AGAIN_S = 0.5
 
 
 class BackgroundTasks:
@@ -31,8 +33,11 @@ class BackgroundTasks:
             self.log.warning("%s failed: %r", self.what, error, exc_info=error)
 
     async def cancel(self) -> None:
-        """Cancel every task still running, and wait until they have all ended."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel every task still running, and wait until they have all ended. Again and
+        again: a task may spawn another meanwhile (a work loop handing on what it fetched),
+        and a library call may swallow a cancel (a NATS fetch) and go on."""
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=_CANCEL_AGAIN_S)

@@ -29,6 +29,7 @@ from session_store._health import StoreHealth, StoreOperation
 from session_store._idempotency import IdempotentWrite
 from session_store._open import open_store
 from session_store._protocol import (
+    BrainStore,
     EventStore,
     Resources,
     SessionCatalog,
@@ -36,6 +37,7 @@ from session_store._protocol import (
     SessionReader,
     Store,
     Tenancy,
+    Threads,
     WebhookDeliveries,
     WebhookEndpoints,
     WorkQueue,
@@ -109,6 +111,8 @@ __all__ = [
     "SessionExists",
     "SessionInfo",
     "SessionLog",
+    "BrainStore",
+    "Threads",
     "SessionNotFound",
     "SessionPage",
     "SessionReader",

@@ -30,6 +30,15 @@ class SqlLeases(SqlDatabase):
         check_id("lease owner", owner)
 
         def claim(conn: Connection) -> Lease:
+            # Twice: under READ COMMITTED, the owner that held the lease when the update
+            # looked may have let go by the time the select looks (then the lease is free).
+            for _ in range(2):
+                lease = take(conn)
+                if lease is not None:
+                    return lease
+            raise LeaseHeld(session_id, "", 0.0)
+
+        def take(conn: Connection) -> Lease | None:
             now = self._clock()
             until = now + ttl
             row = conn.execute(
@@ -58,7 +67,9 @@ class SqlLeases(SqlDatabase):
                 ).first()
                 if held is None:
                     raise SessionNotFound(session_id)
-                raise LeaseHeld(session_id, held[0], held[1])
+                if held[0] is not None and held[1] is not None:
+                    raise LeaseHeld(session_id, held[0], held[1])
+                return None  # let go meanwhile: take it now
             return Lease(
                 session_id=session_id, owner=owner, epoch=row[0], until=until, head_seq=row[1]
             )

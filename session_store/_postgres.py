@@ -18,6 +18,7 @@ from session_store._database import StoreLimits
 from session_store._resources import SqlResources
 from session_store._sql import SqlSessionStore
 from session_store._tenancy import SqlTenancy
+from session_store._threads import SqlThreads
 from session_store._webhooks import SqlWebhooks
 from session_store._work import SqlWork
 
@@ -35,7 +36,9 @@ IDLE_IN_TRANSACTION_TIMEOUT_MS: Final = 5000
 CONNECT_TIMEOUT_S: Final = 5.0
 
 
-class PostgresEventStore(SqlSessionStore, SqlTenancy, SqlResources, SqlWork, SqlWebhooks):
+class PostgresEventStore(
+    SqlSessionStore, SqlThreads, SqlTenancy, SqlResources, SqlWork, SqlWebhooks
+):
     def __init__(
         self,
         url: str,

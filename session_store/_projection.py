@@ -253,4 +253,6 @@ def session_info(row: Mapping[Any, Any]) -> SessionInfo:
         agent_version=row.get("agent_version"),
         environment_id=row.get("environment_id"),
         archived_at=row.get("archived_at"),
+        parent_session_id=row.get("parent_session_id"),
+        thread_of=row.get("thread_of"),
     )

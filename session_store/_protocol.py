@@ -10,6 +10,7 @@ A caller sees only the part it uses (as eventsourcing's `AggregateRecorder` ⊂
     ├── Tenancy            who may call the API (bearer keys, environment keys) and what it
     │                      already answered (Idempotency-Keys)
     ├── Resources          the Managed Agents API's versioned agents and environments
+    ├── Threads            sessions spawned by a session's call: created once, messaged once
     ├── WorkQueue          self-hosted environments' work items, derived from their sessions
     └── WebhookEndpoints   where a tenant's webhooks go (its API sets it)
     SessionReader
@@ -162,6 +163,21 @@ class SessionCatalog(SessionReader, Protocol):
     async def verify(self, session_id: str) -> Verification: ...
 
 
+class Threads(SessionReader, Protocol):
+    """Threads: sessions a session's call spawned (each created at most once, whoever asks
+    how often), input delivered to them at most once per key, and the threads of a tree."""
+
+    async def create_thread(
+        self, parent_id: str, thread_id: str, created: SessionCreated, first_input: Sequence[Event]
+    ) -> SessionInfo: ...
+    async def append_once(self, session_id: str, events: Sequence[Event], key: str) -> Appended: ...
+    async def list_threads(self, session_id: str) -> list[SessionInfo]: ...
+
+
+class BrainStore(SessionLog, Threads, Protocol):
+    """What a brain uses of the store: the logs it drives and the threads they spawn."""
+
+
 class Tenancy(Store, Protocol):
     """Who may call the API, and what a keyed write already answered. Keys are recorded by
     the keyed writes themselves (`SessionCatalog`), in their own transactions."""
@@ -284,6 +300,7 @@ class WebhookDeliveries(SessionReader, Protocol):
 class EventStore(
     SessionLog,
     SessionCatalog,
+    Threads,
     Tenancy,
     Resources,
     WorkQueue,

@@ -34,6 +34,9 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     agent_version: int | None = None
     environment_id: str | None = None
     archived_at: float | None = None
+    # A thread: the session whose call spawned it, and the session at the top of its tree.
+    parent_session_id: str | None = None
+    thread_of: str | None = None
 
 
 class SessionPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -33,7 +33,7 @@ from session_store._tables import events, sessions, snapshot_parts, snapshots
 from session_store._validate import check_id, encode_append, encode_checked
 from session_store._webhooks import record_deletion
 
-_SESSION_COLUMNS = (
+SESSION_COLUMNS = (
     sessions.c.session_id,
     sessions.c.tenant,
     sessions.c.created_at,
@@ -56,6 +56,8 @@ _SESSION_COLUMNS = (
     sessions.c.agent_version,
     sessions.c.environment_id,
     sessions.c.archived_at,
+    sessions.c.parent_session_id,
+    sessions.c.thread_of,
 )
 
 
@@ -144,7 +146,7 @@ class SqlSessions(SqlDatabase):
         return await self._write(fork)
 
     async def get_session(self, session_id: str) -> SessionInfo:
-        query = select(*_SESSION_COLUMNS).where(sessions.c.session_id == session_id)
+        query = select(*SESSION_COLUMNS).where(sessions.c.session_id == session_id)
 
         def get(conn: Connection) -> SessionInfo:
             row = conn.execute(query).first()
@@ -177,7 +179,8 @@ class SqlSessions(SqlDatabase):
         if not 1 <= limit <= 1000:
             raise InvalidInput(f"limit must be 1..1000, got {limit}")
         c = sessions.c
-        query = select(*_SESSION_COLUMNS).where(c.tenant == tenant)
+        # A thread is listed under its session (`list_threads`), not as one of its own.
+        query = select(*SESSION_COLUMNS).where(c.tenant == tenant, c.thread_of.is_(None))
         if status is not None:
             query = query.where(c.status == status)
         if statuses:
@@ -272,7 +275,7 @@ class SqlSessions(SqlDatabase):
 
         def amend(conn: Connection) -> SessionInfo:
             current = conn.execute(
-                select(*_SESSION_COLUMNS, sessions.c.head_hash)
+                select(*SESSION_COLUMNS, sessions.c.head_hash)
                 .where(sessions.c.session_id == session_id)
                 .with_for_update()
             ).first()

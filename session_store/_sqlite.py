@@ -40,6 +40,7 @@ from session_store._sql import SqlSessionStore
 from session_store._statements import INSERT_EVENTS, LOCK_HEADS, UPDATE_HEAD
 from session_store._tables import events
 from session_store._tenancy import SqlTenancy
+from session_store._threads import SqlThreads
 from session_store._webhooks import SqlWebhooks
 from session_store._work import SqlWork
 
@@ -78,7 +79,7 @@ def _lock_heads(count: int) -> str:
     return expanded.compile(dialect=_SQLITE, compile_kwargs={"render_postcompile": True}).string
 
 
-class SqliteEventStore(SqlSessionStore, SqlTenancy, SqlResources, SqlWork, SqlWebhooks):
+class SqliteEventStore(SqlSessionStore, SqlThreads, SqlTenancy, SqlResources, SqlWork, SqlWebhooks):
     def __init__(
         self,
         path: str | Path,

@@ -18,7 +18,7 @@ from sqlalchemy import (
 
 # The newest migration: these tables are what it leaves. A store already there skips
 # Alembic entirely at start (importing it is a tenth of a second of every brain's start).
-SCHEMA_REVISION = "0011"
+SCHEMA_REVISION = "0012"
 
 metadata = MetaData()
 
@@ -54,12 +54,16 @@ sessions = Table(
     Column("agent_version", BigInteger, nullable=True),
     Column("environment_id", String(64), nullable=True),
     Column("archived_at", Float, nullable=True),
+    # A thread: the session whose call spawned it, and the session at the top of its tree.
+    Column("parent_session_id", String(64), nullable=True),
+    Column("thread_of", String(64), nullable=True),
     Index("ix_sessions_tenant_status", "tenant", "status", "session_id"),
     Index("ix_sessions_tenant_created", "tenant", "created_at"),
     Index("ix_sessions_lease_until", "lease_until"),
     Index("ix_sessions_wake_at", "wake_at"),
     # What deriving a self-hosted environment's work reads (`_work.py`).
     Index("ix_sessions_environment_status", "environment_id", "status"),
+    Index("ix_sessions_thread_of", "thread_of", "created_at"),
 )
 
 events = Table(

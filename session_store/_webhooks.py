@@ -153,6 +153,8 @@ class SqlWebhooks(SqlDatabase):
             )
             .where(
                 s.tenant == endpoint.tenant,
+                # A thread's events reach webhooks through its session's log, not its own.
+                s.thread_of.is_(None),
                 s.head_seq >= next_seq,
                 or_(cursor.session_id.is_not(None), s.updated_at >= endpoint.created_at),
             )

@@ -16,7 +16,15 @@ their answers as the SDK's own models (`_openapi`), so Schemathesis fuzzes them 
 
 from fastapi import FastAPI
 
-from gateway.managed import _agents, _environments, _events, _sessions, _webhooks, _work_queue
+from gateway.managed import (
+    _agents,
+    _environments,
+    _events,
+    _sessions,
+    _threads,
+    _webhooks,
+    _work_queue,
+)
 from gateway.managed._delivery import WebhookDeliverer
 from gateway.managed._folds import install_projections
 from gateway.managed._openapi import document_managed_agents
@@ -26,6 +34,7 @@ ROUTERS = (
     _environments.router,
     _sessions.router,
     _events.router,
+    _threads.router,
     _work_queue.router,
     _webhooks.router,
 )

@@ -12,11 +12,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from gateway._access import QueryFirst, Tenant
 from gateway._bodies import decode_body
 from gateway._errors import ApiProblem
-from gateway._services import Services
+from gateway._services import GatewayServices, Services
 from gateway.managed._common import (
     MAX_LIMIT,
     ResourceQuery,
     answer,
+    decode_stored,
     page,
     patched,
     refuse,
@@ -24,6 +25,7 @@ from gateway.managed._common import (
     stored,
 )
 from gateway.managed._models import check_model
+from gateway.managed._multiagent import resolve, shown
 from gateway.managed._shapes import (
     NETWORK_TOOLS,
     TOOLSET,
@@ -45,7 +47,9 @@ _SERVICE_ACCOUNT: Final = {"type": "service_account"}
 
 
 def agent_view(resource: Resource) -> dict[str, Any]:
-    return {**resource_view(resource, KIND), "version": resource.version}
+    view = {**resource_view(resource, KIND), "version": resource.version}
+    view["multiagent"] = shown(view.get("multiagent"), resource.resource_id, resource.version)
+    return view
 
 
 @router.post("/v1/agents", response_class=Response)
@@ -54,7 +58,8 @@ async def create_agent(tenant: Tenant, request: Request, services: Services) -> 
     params = await decode_body(request, AgentCreateParams)
     if params.version is not None:
         raise refuse("version", "a new agent starts at version 1")
-    body = _body(params, None)
+    multiagent = await _multiagent(params, tenant, services, None)
+    body = _body(params, None, multiagent)
     return answer(agent_view(await services.store.put_resource(tenant, KIND, stored(body))))
 
 
@@ -79,7 +84,9 @@ async def update_agent(
     current = await services.store.get_resource(tenant, KIND, agent_id)
     if current.archived_at is not None:
         raise ApiProblem(409, f"agent {agent_id} is archived")
-    body = _body(params, agent_view(current))
+    stored_body = decode_stored(current.body)
+    multiagent = await _multiagent(params, tenant, services, stored_body.get("multiagent"))
+    body = _body(params, agent_view(current), multiagent)
     updated = await services.store.put_resource(
         tenant, KIND, stored(body), resource_id=agent_id, expect_version=params.version
     )
@@ -115,7 +122,19 @@ async def list_agent_versions(
     return page([agent_view(r) for r in found.items], found.next_cursor)
 
 
-def _body(params: AgentParams, current: dict[str, Any] | None) -> dict[str, Any]:
+async def _multiagent(
+    params: AgentParams, tenant: str, services: GatewayServices, stored: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The stored `multiagent` of the next version: the one sent, resolved, else the one
+    stored (kept as stored: `self` stays the agent itself)."""
+    if params.multiagent is None:
+        return stored
+    return await resolve(params.multiagent, tenant, services.store)
+
+
+def _body(
+    params: AgentParams, current: dict[str, Any] | None, multiagent: dict[str, Any] | None
+) -> dict[str, Any]:
     """The stored body of the next version: `params` over `current` (None: a new agent),
     with every default resolved, so what a session pins is complete."""
     _refuse_unsupported(params)
@@ -143,7 +162,7 @@ def _body(params: AgentParams, current: dict[str, Any] | None) -> dict[str, Any]
         "skills": [],
         "mcp_servers": [],
         "metadata": patched(base.get("metadata", {}), params.metadata),
-        "multiagent": None,
+        "multiagent": multiagent,
         "execution_identity": _SERVICE_ACCOUNT,
     }
     # Shown only when set: an agent without it is exactly the API's.
@@ -155,8 +174,6 @@ def _refuse_unsupported(params: AgentParams) -> None:
         raise refuse("mcp_servers", "keel does not connect agents to MCP servers yet")
     if params.skills:
         raise refuse("skills", "keel does not serve skills yet")
-    if params.multiagent is not None:
-        raise refuse("multiagent", "keel does not run session threads yet")
     if params.execution_identity not in (None, _SERVICE_ACCOUNT):
         raise refuse("execution_identity", "keel runs every agent as its service account")
 

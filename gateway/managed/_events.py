@@ -116,11 +116,24 @@ async def list_events(
 ) -> Response:
     """The session's events, oldest first (or `order=desc`), optionally of some `types`;
     `page` is the previous page's `next_page`."""
+    return await events_page(services, projections, session.session_id, limit, page_, order, types)
+
+
+async def events_page(
+    services: GatewayServices,
+    projections: Projections,
+    session_id: str,
+    limit: int,
+    page_: str | None,
+    order: Literal["asc", "desc"] = "asc",
+    types: list[EventType] | None = None,
+) -> Response:
+    """A page of a log's events (a session's, or a thread's), as `list_events` answers."""
     after = None if page_ is None else parse_event_id(page_)  # the query's pattern is an id's
     wanted: set[str] | None = set(types) if types else None
     if order == "desc":
         return _newest_first(
-            await fold(services.store, session.session_id, Projection(), projections, keep=True),
+            await fold(services.store, session_id, Projection(), projections, keep=True),
             wanted,
             page_,
             limit,
@@ -128,7 +141,7 @@ async def list_events(
     # Oldest first: from where the page starts, as far as it goes (and one more, to know).
     projection = await fold_from_nearest(
         services.store,
-        session.session_id,
+        session_id,
         projections,
         through_seq=after[0] - 1 if after else 0,
     )
@@ -137,7 +150,7 @@ async def list_events(
         head = projection.seq
         for event in await fold(
             services.store,
-            session.session_id,
+            session_id,
             projection,
             projections,
             keep=True,
@@ -183,6 +196,17 @@ async def stream_events(
     open past idle until the session ends or is deleted. `Last-Event-ID: <event id>`
     replays what came after that event first. `event_deltas[]=agent.message` adds live
     previews of the messages being written (`event_start`, `event_delta`)."""
+    return stream_of(services, projections, session.session_id, request, event_deltas)
+
+
+def stream_of(
+    services: GatewayServices,
+    projections: Projections,
+    session_id: str,
+    request: Request,
+    event_deltas: list[Literal["agent.message", "agent.thinking"]] | None,
+) -> StreamingResponse:
+    """The live stream of a log's events (a session's, or a thread's)."""
     resume = None
     last_event_id = request.headers.get("last-event-id")
     if last_event_id is not None:
@@ -191,7 +215,7 @@ async def stream_events(
             raise ApiProblem(400, "Last-Event-ID must be an event id of this session")
     previews = "agent.message" in (event_deltas or ())
     return StreamingResponse(
-        _live(services, projections, session.session_id, resume, previews),
+        _live(services, projections, session_id, resume, previews),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

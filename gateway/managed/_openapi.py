@@ -63,6 +63,7 @@ _HEARTBEAT_MISMATCH: Final = (
 _QUEUE: Final = "/v1/environments/{environment_id}/work"
 _ITEM: Final = f"{_QUEUE}/{{work_id}}"
 _WEBHOOK_ENDPOINT: Final = "/v1/webhook_endpoint"
+_THREAD: Final = ("sessions.beta_managed_agents_session_thread", "BetaManagedAgentsSessionThread")
 
 # Every Managed Agents operation the app serves: its body (None: none) and its answer.
 OPERATIONS: Final[dict[tuple[str, str], tuple[type | None, Answer]]] = {
@@ -124,8 +125,26 @@ OPERATIONS: Final[dict[tuple[str, str], tuple[type | None, Answer]]] = {
     ("PUT", _WEBHOOK_ENDPOINT): (WebhookEndpointParams, WebhookEndpointView),
     ("GET", _WEBHOOK_ENDPOINT): (None, WebhookEndpointView),
     ("DELETE", _WEBHOOK_ENDPOINT): (None, Deleted),
+    ("GET", "/managed-agents/v1/sessions/{session_id}/threads"): (None, (*_THREAD, "page")),
+    ("GET", "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}"): (
+        None,
+        (*_THREAD, "one"),
+    ),
+    ("POST", "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}/archive"): (
+        None,
+        (*_THREAD, "one"),
+    ),
+    ("GET", "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}/events"): (
+        None,
+        (*_EVENT, "page"),
+    ),
 }
 STREAM: Final = ("GET", "/managed-agents/v1/sessions/{session_id}/events/stream")
+THREAD_STREAM: Final = (
+    "GET",
+    "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}/stream",
+)
+_STREAMS: Final = {STREAM, THREAD_STREAM}
 # Bodies a route also takes absent (the SDK sends none when every field is left out).
 _OPTIONAL_BODIES: Final = {
     ("POST", "/v1/environments/{environment_id}/keys"),
@@ -153,6 +172,11 @@ KEYS: Final[dict[tuple[str, str], Key]] = {
     ("GET", "/managed-agents/v1/sessions/{session_id}/events"): "either",
     ("POST", "/managed-agents/v1/sessions/{session_id}/events"): "either",
     STREAM: "either",
+    # A worker reads the threads of its environment's sessions as it reads their events.
+    ("GET", "/managed-agents/v1/sessions/{session_id}/threads"): "either",
+    ("GET", "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}"): "either",
+    ("GET", "/managed-agents/v1/sessions/{session_id}/threads/{thread_id}/events"): "either",
+    THREAD_STREAM: "either",
 }
 _WRONG_KEY: Final[dict[Key, str]] = {
     "api": "an environment key: this takes an API key",
@@ -213,7 +237,7 @@ def _add(document: dict[str, Any]) -> None:
         for method in operations
         if _is_managed(path)
     }
-    assert served == set(OPERATIONS) | {STREAM}, served ^ (set(OPERATIONS) | {STREAM})
+    assert served == set(OPERATIONS) | _STREAMS, served ^ (set(OPERATIONS) | _STREAMS)
     document["components"]["securitySchemes"]["environmentKey"] = {
         "type": "http",
         "scheme": "bearer",
@@ -230,15 +254,18 @@ def _add(document: dict[str, Any]) -> None:
             }
         operation["responses"] = {"200": _answer(name, form)} | _errors(method, path)
         operation["security"] = _SCHEMES[KEYS.get((method, path), "api")]
-    stream = document["paths"][STREAM[1]]["get"]
-    stream["responses"] = {
-        "200": {
-            "description": "Server-Sent Events: `event: <type>`, `id: <event id>`, `data: <event>`",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
-        **_errors(*STREAM),
-    }
-    stream["security"] = _SCHEMES[KEYS[STREAM]]
+    for method, path in _STREAMS:
+        stream = document["paths"][path][method.lower()]
+        stream["responses"] = {
+            "200": {
+                "description": (
+                    "Server-Sent Events: `event: <type>`, `id: <event id>`, `data: <event>`"
+                ),
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **_errors(method, path),
+        }
+        stream["security"] = _SCHEMES[KEYS.get((method, path), "api")]
 
 
 def _answer(name: str, form: Form) -> dict[str, Any]:
@@ -276,6 +303,19 @@ def _document_what_is_served(requests: dict[str, Any]) -> None:
     # keel's sandboxes have no network: a web tool may be named, never enabled.
     tool["if"] = {"properties": {"name": {"enum": list(NETWORK_TOOLS)}}}
     tool["then"] = {"properties": {"enabled": {"enum": [False, None]}}}
+    # keel runs no advisor and no workflows: only disabled ones are taken.
+    for name in ("AdvisorParams", "WorkflowsParams"):
+        requests[name]["properties"]["type"]["enum"] = ["disabled"]
+    # With inline agents disabled, predefined ones are needed.
+    inline_disabled = {"properties": {"type": {"enum": ["disabled"]}}, "required": ["type"]}
+    requests["SubagentsParams"]["if"] = {
+        "properties": {"inline_agents": inline_disabled},
+        "required": ["inline_agents"],
+    }
+    requests["SubagentsParams"]["then"] = {
+        "required": ["predefined_agents"],
+        "properties": {"predefined_agents": {"type": "array", "minItems": 1}},
+    }
     # A self-hosted environment is the user's machine: keel sets up neither.
     requests["EnvironmentConfig"]["if"] = {"properties": {"type": {"enum": ["self_hosted"]}}}
     requests["EnvironmentConfig"]["then"] = {

@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from gateway.managed._outcomes import Outcomes, span_usage
+from gateway.managed._thread_events import ThreadsView
 from schemas import (
     WAITING_FOR_APPROVAL,
     WAITING_FOR_CLIENT,
@@ -46,6 +47,10 @@ from schemas import (
     SessionStatus,
     SessionUpdated,
     TextBlock,
+    ThreadMessageReceived,
+    ThreadMessageSent,
+    ThreadReplied,
+    ThreadSpawned,
     ToolResult,
     ToolUseBlock,
     Usage,
@@ -183,6 +188,7 @@ class Projection:
         # What stopped the last turn, when a guard did: `budget_reached` or `retries_exhausted`.
         self.guard: str | None = None
         self.outcomes = Outcomes()
+        self.threads = ThreadsView()
         self.seq = 0
 
     def copy(self) -> Projection:
@@ -192,6 +198,7 @@ class Projection:
         other.guard, other.seq = self.guard, self.seq
         other.calls = {call_id: msgspec.structs.replace(c) for call_id, c in self.calls.items()}
         other.outcomes = self.outcomes.copy()
+        other.threads = self.threads.copy()
         return other
 
     def call_for(self, tool_use_id: str) -> tuple[str, CallView] | None:
@@ -200,14 +207,19 @@ class Projection:
                 return call_id, call
         return None
 
-    def project(self, record: Recorded) -> list[dict[str, Any]]:
+    def project(self, record: Recorded) -> list[dict[str, Any]]:  # noqa: PLR0915
         self.seq = record.seq
         at = rfc3339(record.at)
         seq = record.seq
         match record.event:
-            case SessionCreated(spec=spec):
-                self.spec = spec
+            case SessionCreated(spec=spec, thread=origin):
+                self.spec, self.threads.origin = spec, origin
                 return []
+            case ThreadSpawned() | ThreadMessageSent() | ThreadMessageReceived() | ThreadReplied():
+                return [
+                    _event(seq, part, type_, at, **fields)
+                    for part, type_, fields in self.threads.project(record.event)
+                ]
             case UserMessage(text=text):
                 self.guard = None
                 return [_event(seq, 0, "user.message", at, content=text_of(text))]
@@ -381,6 +393,11 @@ class Projection:
         return out
 
     def _status(self, seq: int, at: str, status: str, reason: str) -> list[dict[str, Any]]:
+        if self.threads.origin is not None:
+            return [
+                _event(seq, part, type_, at, **fields)
+                for part, type_, fields in self.threads.own_status(status, self.guard)
+            ]
         match status:
             case "running":
                 return [_event(seq, 0, "session.status_running", at)]

@@ -34,6 +34,7 @@ from gateway.managed._common import (
 )
 from gateway.managed._environments import KIND as ENVIRONMENT
 from gateway.managed._models import model_spec
+from gateway.managed._multiagent import roster
 from gateway.managed._projection import (
     Projection,
     budget_view,
@@ -65,7 +66,7 @@ from schemas import (
     SessionUpdated,
     event_type,
 )
-from session_store import SessionInfo, SessionReader
+from session_store import Resource, SessionInfo, SessionReader
 
 router = APIRouter(prefix=MANAGED_PREFIX, route_class=QueryFirst, tags=["managed agents"])
 
@@ -83,11 +84,39 @@ async def agent_snapshot(info: SessionInfo, services: GatewayServices) -> dict[s
     stored = await services.store.get_resource(
         info.tenant, AGENT, info.agent_id, info.agent_version
     )
-    return snapshot_of(agent_view(stored))
+    return await session_agent(agent_view(stored), info.tenant, services)
 
 
 def snapshot_of(agent: dict[str, Any]) -> dict[str, Any]:
     return {**{k: agent[k] for k in _SNAPSHOT if k in agent}, "type": "agent"}
+
+
+async def session_agent(
+    agent: dict[str, Any], tenant: str, services: GatewayServices
+) -> dict[str, Any]:
+    """`Session.agent`: the agent's snapshot, whose `multiagent` names each agent its
+    threads may run by its full definition (a `SessionThreadAgent`), not by reference."""
+    snapshot = snapshot_of(agent)
+    multiagent = snapshot.get("multiagent")
+    if multiagent is None:
+        return snapshot
+
+    async def defined(references: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {**snapshot_of(agent_view(stored)), "multiagent": None}
+            for stored in [
+                await services.store.get_resource(tenant, AGENT, r["id"], r["version"])
+                for r in references
+            ]
+        ]
+
+    if multiagent["type"] == "coordinator":
+        multiagent = {**multiagent, "agents": await defined(multiagent["agents"])}
+    elif multiagent["subagents"]["type"] == "enabled":
+        subagents = multiagent["subagents"]
+        named = await defined(subagents["predefined_agents"])
+        multiagent = {**multiagent, "subagents": {**subagents, "predefined_agents": named}}
+    return {**snapshot, "multiagent": multiagent}
 
 
 # What a session's view reads of its log: the spec (its budget) and the outcomes.
@@ -181,8 +210,18 @@ async def create_session(
     if environment.archived_at is not None:
         raise ApiProblem(400, f"environment {params.environment_id} is archived")
     agent_body = decode_stored(agent.body)
-    spec = agent_spec(agent_body, decode_stored(environment.body), params.budget)
-    snapshot = snapshot_of(agent_view(agent))
+    environment_body = decode_stored(environment.body)
+    spec = agent_spec(agent_body, environment_body, params.budget)
+    shown = agent_view(agent)
+
+    async def load(agent_id: str, version: int) -> Resource:
+        return await services.store.get_resource(tenant, AGENT, agent_id, version)
+
+    subagents = await roster(
+        shown["multiagent"], load, lambda body: agent_spec(body, environment_body, None)
+    )
+    spec = msgspec.structs.replace(spec, subagents=subagents)
+    snapshot = await session_agent(shown, tenant, services)
     first: list[Event] = []
     open_outcome = None
     for i, event in enumerate(params.initial_events):

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from gateway.managed._multiagent import AdvisorEntry, MultiagentParams
 from schemas import ContextResets
 
 # The Managed Agents toolset's tools, all of which keel runs in its sandboxes but the two
@@ -127,7 +128,8 @@ class AgentParams(_Request, frozen=True):
     skills: Annotated[list[dict[str, Any]], NONE_SERVED] | None = None
     # A patch on update: a key sent as null is removed.
     metadata: dict[str, str | None] | None = None
-    multiagent: Annotated[dict[str, Any], NOT_SERVED] | None = None
+    # The threads its sessions may spawn (`_multiagent`); on update, sent replaces stored.
+    multiagent: MultiagentParams | None = None
     # Every agent runs as keel's service account: only that one is taken.
     execution_identity: (
         Annotated[
@@ -352,6 +354,7 @@ class Deleted(msgspec.Struct, frozen=True, kw_only=True):
 # unions they are members of.
 REFUSED: Final[tuple[type, ...]] = (
     McpToolset,
+    AdvisorEntry,
     AgentWithOverrides,
     OtherBlockParam,
     DocumentBlockParam,

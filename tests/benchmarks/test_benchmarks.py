@@ -33,6 +33,7 @@ FIGURES = {
     "gateway": ("1a. POST", "1b. GET", "2. ", "2a. fan-out", "2b. fan-out", "3. "),
     "managed_agents": ("1a. sessions.create", "1b. events.send", "2. ", "3. fan-out", "4. "),
     "traces": ("1. durable tool step with tracing off", "2. tracer", "3. keel trace", "4. "),
+    "threads": ("1. spawn to first model request", "2. coordinator with 10 workers"),
 }
 
 
@@ -44,6 +45,8 @@ FIGURES = {
         ("hands", "local"),
         ("hands", "docker"),
         ("brain", "docker"),
+        ("threads", "sqlite"),
+        ("threads", "postgres"),
     ],
 )
 def test_benchmark_prints_every_figure(benchmark: str, backend: str) -> None:

@@ -428,7 +428,7 @@ def test_no_model_can_call_the_harness_s_own_tools_even_when_its_agent_names_the
         ToolUseBlock(call_id="c1", name="restore_files", input={"files": []}),
         ToolUseBlock(call_id="c2", name="workspace_files", input={}),
     ]
-    events = tool_requests(uses, spec)
+    events = tool_requests(uses, SessionState(session_id="s", spec=spec))
     results = [e for e in events if isinstance(e, ToolResult)]
     assert [(r.call_id, r.is_error) for r in results] == [("c1", True), ("c2", True)]
     assert all("unknown tool" in r.output for r in results)

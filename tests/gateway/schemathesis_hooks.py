@@ -7,8 +7,9 @@ fuzzed. The test makes an agent and a (self-hosted) environment first and names 
 creation refers to them, whatever else it holds, and so does every key asked for: only a
 self-hosted environment has a worker to key. A session's events are read and sent on one
 session the test made (`KEEL_SCHEMATHESIS_SESSION`): the stateful phase finds the sessions
-it made only by chance. The same holds for the environment's work queue: its routes go to
-that environment, and an item's to one the test's worker holds (`KEEL_SCHEMATHESIS_WORK`),
+it made only by chance; a thread is read on a thread the test made in that session
+(`KEEL_SCHEMATHESIS_THREAD`). The same holds for the environment's work queue: its routes go
+to that environment, and an item's to one the test's worker holds (`KEEL_SCHEMATHESIS_WORK`),
 but a stop goes to another item made to be stopped (`KEEL_SCHEMATHESIS_WORK_TO_STOP`). What
 the test made is never changed, archived, deleted or stopped otherwise: the stateful phase
 would find their ids in lists, and nothing after could use them.
@@ -40,8 +41,10 @@ EVENTS = "/managed-agents/v1/sessions/{session_id}/events"
 WORK = "/v1/environments/{environment_id}/work"
 STOP = f"{WORK}/{{work_id}}/stop"
 WEBHOOK_ENDPOINT = "/v1/webhook_endpoint"
+THREADS = "/managed-agents/v1/sessions/{session_id}/threads"
+THREAD = THREADS + "/{thread_id}"
 # What the test made, by the environment variable naming it.
-MADE = ("AGENT", "ENVIRONMENT", "SESSION", "WORK_SESSIONS", "WORK")
+MADE = ("AGENT", "ENVIRONMENT", "SESSION", "WORK_SESSIONS", "WORK", "THREAD")
 _REQUESTS = itertools.count()
 
 
@@ -59,6 +62,9 @@ def may_use(path: str) -> set[str]:
         return {made("ENVIRONMENT")}
     if path.startswith(WORK):
         return {made("ENVIRONMENT"), made("WORK")}
+    if path == THREAD + "/archive":
+        # Archiving its thread again changes nothing.
+        return {made("SESSION"), made("THREAD")}
     return set()
 
 
@@ -91,8 +97,11 @@ def map_path_parameters(context: schemathesis.HookContext, parameters: Any) -> A
         return parameters
     if operation.path == KEYS or operation.path.startswith(WORK):
         parameters["environment_id"] = made("ENVIRONMENT")
-    elif operation.path == EVENTS:
+    elif operation.path == EVENTS or operation.path.startswith(THREADS):
+        # Its threads are read on the session the test made, and the thread it made there.
         parameters["session_id"] = made("SESSION")
+        if operation.path.startswith(THREAD):
+            parameters["thread_id"] = made("THREAD")
     if "work_id" in parameters:
         parameters["work_id"] = made("WORK_TO_STOP" if operation.path == STOP else "WORK")
     return parameters

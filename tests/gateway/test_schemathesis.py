@@ -25,7 +25,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import WebhookSettings
-from schemas import WAITING_FOR_CLIENT
+from schemas import (
+    WAITING_FOR_CLIENT,
+    AgentSpec,
+    SessionCreated,
+    ThreadMessageReceived,
+    ThreadOrigin,
+)
 from session_store import EventStore
 from tests.session_store.work_contract import set_status
 
@@ -47,6 +53,24 @@ def webhook_settings() -> WebhookSettings:
     return WebhookSettings(allowed_urls=WEBHOOK_URL)
 
 
+async def make_thread(store: EventStore, session_id: str) -> str:
+    """A thread of the session, as a brain's spawn call would have made it."""
+    thread_id = "sthr_fuzzed"
+    origin = ThreadOrigin(
+        parent_session_id=session_id,
+        call_id="fuzzed-call",
+        agent_name="worker",
+        root_session_id=session_id,
+        thread_id=thread_id,
+    )
+    created = SessionCreated(spec=AgentSpec(turn_end="idle"), title="worker", thread=origin)
+    task = ThreadMessageReceived(from_session_id=session_id, call_id="fuzzed-call", text="hi")
+    await store.create_thread(session_id, thread_id, created, [task])
+    return thread_id
+
+
+# The run has its own limit; the test's is past it, so a slow run fails with its report.
+@pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 async def test_every_documented_operation_holds_under_schemathesis(
     gateway_url: str, store: EventStore, tmp_path: Path
 ) -> None:
@@ -79,6 +103,7 @@ async def test_every_documented_operation_holds_under_schemathesis(
         held, to_stop = polled
         acked = await client.post(f"{queue}/{held['id']}/ack", headers=worker)
         assert acked.json()["state"] == "starting", acked.text
+    thread_id = await make_thread(store, session["id"])
     run = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "schemathesis.cli", "--config-file", str(CONFIG), "--no-color"),
@@ -97,6 +122,7 @@ async def test_every_documented_operation_holds_under_schemathesis(
             "KEEL_SCHEMATHESIS_WORK": held["id"],
             "KEEL_SCHEMATHESIS_WORK_TO_STOP": to_stop["id"],
             "KEEL_SCHEMATHESIS_WEBHOOK_URL": f"{WEBHOOK_URL}/fuzzed",
+            "KEEL_SCHEMATHESIS_THREAD": thread_id,
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

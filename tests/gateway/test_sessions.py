@@ -221,6 +221,19 @@ async def test_a_tenant_cannot_point_the_brain_and_its_keys_at_a_server_it_chose
             "spec.context.summary_model.api_key_env",
             {"context": {"summary_model": {"provider": "openai", "api_key_env": "HOME"}}},
         ),
+        (
+            "spec.subagents.roster[0].spec.model.api_key_env",
+            {
+                "subagents": {
+                    "roster": [
+                        {
+                            "name": "w",
+                            "spec": {"model": {"provider": "openai", "api_key_env": "HOME"}},
+                        }
+                    ]
+                }
+            },
+        ),
     ]
     for field, spec in leaky:
         answer = await client.post("/v1/sessions", json={"spec": spec, "message": "hi"})

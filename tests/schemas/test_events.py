@@ -41,6 +41,10 @@ from schemas import (
     SessionStatus,
     SessionUpdated,
     TextBlock,
+    ThreadMessageReceived,
+    ThreadMessageSent,
+    ThreadReplied,
+    ThreadSpawned,
     ToolDispatched,
     ToolRequested,
     ToolResult,
@@ -144,6 +148,12 @@ ONE_OF_EACH: list[Event] = [
     ),
     SessionStatus(status="completed", reason="judge passed"),
     SessionForked(parent_session_id="ses_parent", at_seq=12),
+    ThreadSpawned(call_id="c1", thread_id="sthr_1", agent_name="worker", task="Fix add()."),
+    ThreadMessageSent(call_id="c2", thread_id="sthr_1", text="And sub()?", agent_name="worker"),
+    ThreadMessageReceived(from_session_id="ses_parent", call_id="c2", text="And sub()?"),
+    ThreadReplied(
+        call_id="c2", thread_id="sthr_1", status="idle", usage=Usage(input_tokens=5), turns=2
+    ),
 ]
 
 

@@ -130,12 +130,15 @@ def test_a_fork_of_a_finished_or_running_session_starts_idle(status: Status, aft
 def test_a_new_row_sets_every_column_and_says_what_get_session_reads() -> None:
     row = project(SessionRow(session_id="ses_1"), LOG, 50.0, is_input=True)
     values = row.new_row("acme", 49.0)
-    # What a Managed Agents session alone names is left to the columns' null default.
+    # What a Managed Agents session alone names is left to the columns' null default, and
+    # so is what a thread alone names (`create_thread` sets it).
     managed = {"agent_id", "agent_version", "environment_id"}
-    assert set(values) == {column.name for column in sessions.columns} - managed - {"archived_at"}
+    thread = {"parent_session_id", "thread_of"}
+    columns = {column.name for column in sessions.columns} - thread
+    assert set(values) == columns - managed - {"archived_at"}
     origin = ManagedOrigin(agent_id="agent_1", agent_version=3, environment_id="env_1")
     made = msgspec.structs.replace(row, managed=origin).new_row("acme", 49.0)
-    assert set(made) == {column.name for column in sessions.columns} - {"archived_at"}
+    assert set(made) == columns - {"archived_at"}
     assert (made["agent_id"], made["agent_version"], made["environment_id"]) == (
         "agent_1",
         3,

@@ -1,0 +1,95 @@
+"""Threads in the Managed Agents events: what a session's log and a thread's own log say
+of threads, as the SDK's thread events.
+
+On the spawning session's stream (its own log): `session.thread_created` and the thread's
+`session.thread_status_running` when a call spawns one, `agent.thread_message_sent` (and
+the thread running again) when a call messages one, and the thread's
+`session.thread_status_idle` / `_terminated` when its reply is recorded: the thread's
+status changes cross-posted, from the spawning session's own log. On a thread's own stream:
+`agent.thread_message_received` for its input from another thread, and its status changes
+as `session.thread_status_*`. The primary thread's id is the session's.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import (
+    ThreadMessageReceived,
+    ThreadMessageSent,
+    ThreadOrigin,
+    ThreadReplied,
+    ThreadSpawned,
+)
+
+ThreadEvent = ThreadSpawned | ThreadMessageSent | ThreadMessageReceived | ThreadReplied
+# (part, type, fields) of the events one keel event becomes.
+Part = tuple[int, str, dict[str, Any]]
+
+
+class ThreadsView:
+    """What the projection of one log keeps of threads: the names of those it spawned,
+    and, for a thread's own log, where it came from."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.origin: ThreadOrigin | None = None
+
+    def copy(self) -> ThreadsView:
+        other = ThreadsView()
+        other.names, other.origin = dict(self.names), self.origin
+        return other
+
+    def project(self, event: ThreadEvent) -> list[Part]:
+        match event:
+            case ThreadSpawned(thread_id=thread_id, agent_name=name):
+                self.names[thread_id] = name
+                named = {"session_thread_id": thread_id, "agent_name": name}
+                return [
+                    (0, "session.thread_created", {**named, "workflow_run_id": None}),
+                    (1, "session.thread_status_running", named),
+                ]
+            case ThreadMessageSent(thread_id=thread_id, text=text, agent_name=name):
+                sent = {
+                    "content": [{"type": "text", "text": text}],
+                    "to_session_thread_id": thread_id,
+                    "to_agent_name": name,
+                }
+                running = {"session_thread_id": thread_id, "agent_name": name}
+                return [
+                    (0, "agent.thread_message_sent", sent),
+                    (1, "session.thread_status_running", running),
+                ]
+            case ThreadMessageReceived(from_session_id=sender, text=text, from_agent_name=name):
+                received: dict[str, Any] = {
+                    "content": [{"type": "text", "text": text}],
+                    "from_session_thread_id": sender,
+                }
+                if name:
+                    received["from_agent_name"] = name
+                return [(0, "agent.thread_message_received", received)]
+            case ThreadReplied(thread_id=thread_id, status=status):
+                return [(0, *thread_status(thread_id, self.names.get(thread_id, ""), status))]
+
+    def own_status(self, status: str, guard: str | None) -> list[Part]:
+        """A thread's own status change, on its own stream, as a thread status event."""
+        assert self.origin is not None
+        origin = self.origin
+        if status == "running":
+            named = {"session_thread_id": origin.thread_id, "agent_name": origin.agent_name}
+            return [(0, "session.thread_status_running", named)]
+        if status in ("idle", "completed", "failed", "cancelled"):
+            return [(0, *thread_status(origin.thread_id, origin.agent_name, status, guard))]
+        return []
+
+
+def thread_status(
+    thread_id: str, name: str, status: str, guard: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    named: dict[str, Any] = {"session_thread_id": thread_id, "agent_name": name}
+    if status in ("failed", "cancelled"):
+        return "session.thread_status_terminated", named
+    stop = {"type": guard or "end_turn"}
+    return "session.thread_status_idle", {**named, "stop_reason": stop, "stop_details": None}

@@ -1,0 +1,132 @@
+"""Threads with brains as real processes, on SQLite and PostgreSQL: a brain SIGKILLed at
+each point of spawning a thread, messaging one and collecting a reply is replaced, and the
+coordinator completes with no thread created twice or lost, every call one outcome, no
+sandbox call run twice, and every invariant on every thread; two brains run the threads of
+one session in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats.js import JetStreamContext
+
+from brain.service import request_attention
+from hands import HandsHost
+from schemas import SessionCreated, SessionStatus, ToolResult, UserMessage, new_id
+from session_store import EventStore
+from tests.backends import Backend
+from tests.brain.conftest import wait_for_status
+from tests.brain.invariants import check_thread_invariants
+from tests.brain.processes import BrainProcess
+from tests.brain.threads_scenario import coordinator_spec
+from tests.nats_server import NatsServer
+
+pytestmark = pytest.mark.slow
+
+# Each point at its first pass; spawning and collecting also at a later pass (the judge is
+# the second spawn step, the replies come in several steps).
+CRASH_POINTS = [
+    "after_thread_spawned:1",
+    "after_thread_spawned:2",
+    "after_thread_created:1",
+    "after_thread_created:4",
+    "after_message_sent:1",
+    "after_message_delivered:1",
+    "before_thread_result:1",
+    "before_thread_result:3",
+    "after_thread_result:1",
+    "after_thread_result:3",
+]
+
+
+@pytest.fixture
+def spawn(store_backend: Backend, nats_server: NatsServer, tmp_path: Path) -> Iterator[object]:
+    started: list[BrainProcess] = []
+
+    def spawn(**fields: object) -> BrainProcess:
+        brain_id = new_id("brain")
+        brain = BrainProcess(
+            store_url=store_backend.url,
+            nats_url=nats_server.url,
+            brain_id=brain_id,
+            log_path=tmp_path / f"{brain_id}.log",
+            **fields,  # type: ignore[arg-type]
+        )
+        started.append(brain)
+        return brain.start()
+
+    yield spawn
+    for brain in started:
+        brain.stop()
+
+
+async def start_coordinator(store: EventStore, js: JetStreamContext, latency_ms: float = 0) -> str:
+    session_id = new_id("ses")
+    spec = coordinator_spec(session_id, latency_ms=latency_ms)
+    await store.create_session(
+        "acme", SessionCreated(spec=spec, title="coordinator"), session_id=session_id
+    )
+    await store.append_input(session_id, [UserMessage(text="Build the three parts.")])
+    await request_attention(js, session_id, "user.message")
+    return session_id
+
+
+async def assert_completed_once(store: EventStore, session_id: str) -> None:
+    info = await wait_for_status(store, session_id, {"completed", "failed"}, timeout_s=90)
+    assert info.status == "completed", info
+    logs = await check_thread_invariants(store, session_id)
+    assert len(logs) == 5, list(logs)
+    workers = [t for t in await store.list_threads(session_id) if t.title == "worker"]
+    for worker in workers:
+        results = [r.event for r in logs[worker.session_id] if isinstance(r.event, ToolResult)]
+        # The worker's second call counts its first one's runs: once.
+        assert results[1].output.splitlines()[0] == "1", results
+
+
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
+async def test_a_brain_killed_at_each_thread_point_is_replaced_and_nothing_repeats(
+    crash_at: str,
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    spawn: object,
+) -> None:
+    first = spawn(crash_at=crash_at, snapshot_every=5)  # type: ignore[operator]
+    session_id = await start_coordinator(store, js)
+    assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
+    spawn(snapshot_every=5)  # type: ignore[operator]
+    await assert_completed_once(store, session_id)
+
+
+async def test_two_brains_run_the_threads_of_one_session_in_parallel(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
+) -> None:
+    # Two sessions at most per brain: the three workers cannot all be on one.
+    brains = [
+        spawn(lease_s=3.0, extra_env={"KEEL_MAX_SESSIONS": "2"}),  # type: ignore[operator]
+        spawn(lease_s=3.0, extra_env={"KEEL_MAX_SESSIONS": "2"}),  # type: ignore[operator]
+    ]
+    session_id = await start_coordinator(store, js, latency_ms=300)
+    await assert_completed_once(store, session_id)
+    threads = {t.session_id for t in await store.list_threads(session_id)}
+    driven = [
+        {m for m in re.findall(r"session (sthr_\w+): ", brain.output()) if m in threads}
+        for brain in brains
+    ]
+    assert all(driven), driven  # each brain drove threads of the session
+    assert all("fenced" not in brain.output() for brain in brains)
+    # The workers' first turns overlap in time: they ran at once, not one after another.
+    spans = []
+    for thread_id in threads:
+        log = await store.read(thread_id)
+        statuses = [(r.at, r.event.status) for r in log if isinstance(r.event, SessionStatus)]
+        if log[0].event.title == "worker":  # type: ignore[union-attr]
+            start = next(at for at, status in statuses if status == "running")
+            end = next(at for at, status in statuses if status == "idle")
+            spans.append((start, end))
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
