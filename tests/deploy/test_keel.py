@@ -189,3 +189,20 @@ def test_keel_up_serves_the_quickstart_from_a_local_openai_compatible_model(
     [request] = model.received
     assert request.path == "/v1/chat/completions" and request.body["model"] == "qwen2.5-coder"
     assert request.body["messages"][-1]["content"] == "Hello keel!"
+
+
+def test_the_three_roles_example_runs_on_keel_up(tmp_path: Path) -> None:
+    """examples/three_roles as shipped: a planner, two workers in parallel, a judge that sends
+    one worker's work back, the fix, the judge satisfied."""
+    port = free_port()
+    data_dir = tmp_path / "keel"
+    up = start_up(data_dir, port)
+    try:
+        shown = keel("run", "--example", "three-roles", data_dir=data_dir, port=port, timeout=180)
+    finally:
+        stop(up)
+    assert shown.count("-> spawn_thread") == 4, shown
+    assert "1. slug.py: slugify(text)" in shown  # the planner's task list
+    assert "NEEDS_REVISION" in shown and "SATISFIED" in shown
+    assert "write_file returned" in shown  # a worker's reply
+    assert shown.count("-> message_thread") == 2 and "[completed" in shown, shown
