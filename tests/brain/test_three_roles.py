@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -27,11 +25,8 @@ from schemas import (
     new_id,
 )
 from session_store import EventStore
-from tests.backends import Backend
-from tests.brain.conftest import wait_for_status
+from tests.brain.conftest import SpawnBrain, wait_for_status
 from tests.brain.invariants import check_thread_invariants
-from tests.brain.processes import BrainProcess
-from tests.nats_server import NatsServer
 
 pytestmark = pytest.mark.slow
 
@@ -44,31 +39,6 @@ CRASH_POINTS = [
     "before_thread_result:4",
     "after_thread_result:5",
 ]
-
-SpawnBrain = Callable[..., BrainProcess]
-
-
-@pytest.fixture
-def spawn_brain(
-    store_backend: Backend, nats_server: NatsServer, tmp_path: Path
-) -> Iterator[SpawnBrain]:
-    started: list[BrainProcess] = []
-
-    def spawn_brain(**fields: object) -> BrainProcess:
-        brain_id = new_id("brain")
-        brain = BrainProcess(
-            store_url=store_backend.url,
-            nats_url=nats_server.url,
-            brain_id=brain_id,
-            log_path=tmp_path / f"{brain_id}.log",
-            **fields,  # type: ignore[arg-type]
-        )
-        started.append(brain)
-        return brain.start()
-
-    yield spawn_brain
-    for brain in started:
-        brain.stop()
 
 
 async def start_example(store: EventStore, js: JetStreamContext) -> str:
