@@ -1,7 +1,8 @@
 """The shipped three-role example (examples/three_roles) on the real stack: brains as
 processes, NATS, the store (SQLite and PostgreSQL), a hands host with the local sandbox and
-the example's own scripted models. It completes, and a brain SIGKILLed while a thread is
-spawned, messaged or its reply collected is replaced with nothing done twice or lost."""
+the example's own scripted models. It completes with every worker's work merged into the
+coordinator's repository, and a brain SIGKILLed while a thread is spawned, messaged, its work
+merged or its reply collected is replaced with nothing done twice or lost."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from schemas import (
     AgentSpec,
     Recorded,
     SessionCreated,
+    ThreadReplied,
     ToolRequested,
     ToolResult,
     UserMessage,
@@ -30,12 +32,15 @@ from tests.brain.invariants import check_thread_invariants
 
 pytestmark = pytest.mark.slow
 
-# The fix sent back to a worker and the judge's second look are the example's messages.
+# Each point at a pass the example reaches: the five spawns, the one message, the merges of
+# the planner's and the workers' work, the seven replies.
 CRASH_POINTS = [
     "after_thread_spawned:2",
     "after_thread_created:3",
     "after_message_sent:1",
-    "after_message_delivered:2",
+    "after_message_delivered:1",
+    "after_thread_merge:1",
+    "after_thread_merge:4",
     "before_thread_result:4",
     "after_thread_result:5",
 ]
@@ -64,18 +69,15 @@ async def assert_the_example_completed_once(store: EventStore, session_id: str) 
     assert info.status == "completed", info
     logs = await check_thread_invariants(store, session_id)
     coordinator = logs[session_id]
-    assert len(calls(coordinator, "spawn_thread")) == 4
-    assert len(calls(coordinator, "message_thread")) == 2
-    replies = results(coordinator)
-    assert "1. slug.py: slugify(text)" in replies[0]  # the planner's task list
-    assert "NEEDS_REVISION" in replies[3] and "SATISFIED" in replies[5], replies
+    assert len(calls(coordinator, "spawn_thread")) == 5
+    assert len(calls(coordinator, "message_thread")) == 1
     by_role: dict[str, list[str]] = {}
     for thread in await store.list_threads(session_id):
         by_role.setdefault(thread.title, []).append(thread.session_id)
     assert {role: len(ids) for role, ids in by_role.items()} == {
         "planner": 1,
         "worker": 2,
-        "judge": 1,
+        "judge": 2,
     }
     [planner] = by_role["planner"]
     assert results(logs[planner]) == ["wrote 164 bytes to TASKS.md"]
@@ -85,6 +87,16 @@ async def assert_the_example_completed_once(store: EventStore, session_id: str) 
         ["wrote 51 bytes to words.py"],
         ["wrote 61 bytes to slug.py", "wrote 90 bytes to slug.py"],
     ], written
+    # The first judge failed the merged work, the second passed the merged fix.
+    verdicts = sorted(results(logs[judge])[0].splitlines()[-3] for judge in by_role["judge"])
+    assert verdicts == ["AssertionError: hello,-world!", "SATISFIED"], verdicts
+    # The planner's and the workers' work merged into the coordinator's repository, each
+    # merge once (the second worker's fix is a second merge of its branch).
+    replies = [r.event for r in coordinator if isinstance(r.event, ThreadReplied)]
+    assert len([r for r in replies if r.checkpoint is not None]) == 4, replies
+    looked = results(coordinator)[-1].splitlines()
+    assert len(looked[:4]) == 4 and all(line.startswith("keel/") for line in looked[:4])
+    assert looked[4:7] == ["TASKS.md", "slug.py", "words.py"], looked
 
 
 async def test_the_example_completes(
