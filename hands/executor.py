@@ -72,6 +72,7 @@ GIT_IDENTITY = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 THREAD_COMMIT_DATE = "2000-01-01T00:00:00+0000"
+THREAD_REPOSITORY_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tbare = false\n"
 
 
 class ToolError(Exception):
@@ -512,6 +513,9 @@ class Executor:
             _unpack(archive, theirs)
             if not (theirs / ".git").is_dir():
                 raise ToolError("the thread's workspace is not a git repository")
+            # Its own settings are the thread's to write: a clean filter or a pager there
+            # would run a command of the thread's here.
+            (theirs / ".git" / "config").write_text(THREAD_REPOSITORY_CONFIG)
             ref = f"refs/{branch}"
             if _git(self.workspace, "for-each-ref", ref).strip():
                 # Merged before (the thread worked on after a message): its work goes on from
