@@ -61,6 +61,7 @@ from schemas import (
     ThreadSpawned,
     ToolResult,
     UserInterrupt,
+    WorkspaceRestored,
     work_subject,
 )
 from session_store import InvalidInput, PayloadTooLarge, SessionNotFound, Threads
@@ -70,6 +71,8 @@ logger = logging.getLogger("keel.brain")
 _ENCODER: Final = msgspec.json.Encoder()
 # What a thread's reply is read from.
 _REPLY_TYPES: Final = ("session.status", "model.response")
+# What names a thread's newest workspace checkpoint (its work, to merge).
+_CHECKPOINT_TYPES: Final = ("tool.result", "workspace.restored")
 
 
 class ThreadCalls:
@@ -264,12 +267,19 @@ class ThreadCalls:
         reply, result = replied
         assert isinstance(reply, ThreadReplied) and isinstance(result, ToolResult)
         child = self.log.state.threads[call.thread_id]
-        records = await self.store.read(call.thread_id, types=("tool.result",))
-        checkpoints = [r.event.checkpoint for r in records if isinstance(r.event, ToolResult)]
+        records = await self.store.read(call.thread_id, types=_CHECKPOINT_TYPES)
+        checkpoints = [
+            r.event.checkpoint
+            for r in records
+            if isinstance(r.event, (ToolResult, WorkspaceRestored))
+        ]
         latest = next((c for c in reversed(checkpoints) if c is not None), None)
         if latest is None or latest == child.base_checkpoint:
             return replied  # the thread changed nothing in the workspace
         branch = f"keel/{child.agent_name}-{call.thread_id.removeprefix('sthr_')[:12]}"
+        if not self.log.spec.has_sandbox():
+            note = f"[{branch} was not merged: this agent has no workspace (no tool of its own)]"
+            return [reply, msgspec.structs.replace(result, output=f"{result.output}\n{note}")]
         request = MergeWorkspaceInput(
             checkpoint=latest, branch=branch, message=f"{branch}: thread {call.thread_id}"
         )

@@ -174,7 +174,8 @@ class WorkspaceHarness:
 
     async def call(self, name: str, arguments: msgspec.Struct) -> ToolOutcome:
         """Run a harness call in the session's sandbox (a fresh one if it is gone) and wait
-        for its outcome; a failed call raises `HarnessCallFailed`."""
+        for its outcome; a failed call raises `HarnessCallFailed`. Also how a thread's work
+        is merged into this session's workspace (`brain._thread_calls`)."""
         for _ in range(ATTEMPTS):
             try:
                 sandbox_id = await self.sandbox.get()

@@ -11,6 +11,7 @@ import json
 import signal
 from typing import Any
 
+import msgspec
 import pytest
 from nats.js import JetStreamContext
 
@@ -135,3 +136,37 @@ async def test_a_brain_killed_during_the_merge_step_neither_merges_twice_nor_los
     assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
     spawn_brain(snapshot_every=5)
     await assert_merged_once(store, session_id)
+
+
+async def test_a_coordinator_without_a_workspace_is_told_its_threads_work_was_not_merged(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn_brain: SpawnBrain
+) -> None:
+    spec = coordinator_spec()
+    script = [
+        {
+            "tool_calls": [
+                {
+                    "name": "spawn_thread",
+                    "input": {"agent": "worker", "task": write("a.txt", "a1\n")},
+                }
+            ]
+        },
+        {"text": "done"},
+    ]
+    spec = msgspec.structs.replace(
+        spec, tools=[], model=ModelSpec(provider="scripted", options={"script": script})
+    )
+    session_id = new_id("ses")
+    await store.create_session("acme", SessionCreated(spec=spec), session_id=session_id)
+    await store.append_input(session_id, [UserMessage(text="Write a.txt.")])
+    await request_attention(js, session_id, "user.message")
+    spawn_brain()
+    info = await wait_for_status(store, session_id, {"completed", "failed"}, timeout_s=60)
+    assert info.status == "completed", info
+    logs = await check_thread_invariants(store, session_id)
+    [reply] = [r.event for r in logs[session_id] if isinstance(r.event, ThreadReplied)]
+    [result] = [r.event for r in logs[session_id] if isinstance(r.event, ToolResult)]
+    assert reply.checkpoint is None and not result.is_error
+    assert result.output.endswith(
+        "was not merged: this agent has no workspace (no tool of its own)]"
+    )
