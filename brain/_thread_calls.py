@@ -10,7 +10,11 @@ Each step is crash-safe the way a tool call is:
    (`repair`): the thread is created once and the message delivered once, whatever died.
 3. Collect: the thread's reply is read from the thread's own log and recorded in the
    parent's, with the call's one result, under the parent's lease, so only the parent's
-   owner writes its log, and a call that has its result is never collected again.
+   owner writes its log, and a call that has its result is never collected again. A roster
+   sharing the coordinator's workspace first has the thread's work merged into it (a
+   harness call in the parent's sandbox, `merge_workspace`), recorded with the reply: a
+   brain that dies after the merge and before the reply is recorded is followed by one that
+   merges again, which finds the branch merged (git says so) and records the reply once.
 
 A parent waiting on its threads holds no brain and no sandbox: nothing is in flight on the
 hands, so the run lets go. A thread that ends a turn pokes its parent's work subject, and a
@@ -28,6 +32,7 @@ import msgspec
 
 from brain._calls import error_result
 from brain._leased_log import LeasedLog
+from brain._workspace_harness import HarnessCallFailed, WorkspaceHarness
 from brain.deps import Nats
 from brain.state import ToolCall
 from brain.threads import (
@@ -46,6 +51,7 @@ from schemas import (
     Budgets,
     Crashpoints,
     Event,
+    MergeWorkspaceInput,
     SessionCreated,
     SessionStatus,
     ThreadMessageReceived,
@@ -55,6 +61,7 @@ from schemas import (
     ThreadSpawned,
     ToolResult,
     UserInterrupt,
+    WorkspaceRestored,
     work_subject,
 )
 from session_store import InvalidInput, PayloadTooLarge, SessionNotFound, Threads
@@ -64,14 +71,25 @@ logger = logging.getLogger("keel.brain")
 _ENCODER: Final = msgspec.json.Encoder()
 # What a thread's reply is read from.
 _REPLY_TYPES: Final = ("session.status", "model.response")
+# What names a thread's newest workspace checkpoint (its work, to merge).
+_CHECKPOINT_TYPES: Final = ("tool.result", "workspace.restored")
 
 
 class ThreadCalls:
-    def __init__(self, log: LeasedLog, store: Threads, nc: Nats, crash: Crashpoints) -> None:
+    def __init__(
+        self,
+        log: LeasedLog,
+        store: Threads,
+        nc: Nats,
+        crash: Crashpoints,
+        workspace: WorkspaceHarness,
+    ) -> None:
         self.log: Final = log
         self.store: Final = store
         self.nc: Final = nc
         self.crash: Final = crash
+        # Runs the merges of a roster sharing the coordinator's workspace.
+        self.workspace: Final = workspace
         # Per open call acted on in this run: the thread's seq after which its reply is read.
         self.reply_after: dict[str, int] = {}
         # Threads told of the session's cancel or interrupt in this run.
@@ -107,7 +125,11 @@ class ThreadCalls:
             name, _ = child_spec(self.log.spec, spawn, _spent(self.log))
             thread_id = thread_id_for(self.log.session_id, call.call_id)
             return ThreadSpawned(
-                call_id=call.call_id, thread_id=thread_id, agent_name=name, task=spawn.task
+                call_id=call.call_id,
+                thread_id=thread_id,
+                agent_name=name,
+                task=spawn.task,
+                base_checkpoint=state.checkpoint if self._shared_workspace() else None,
             )
         message = parse_message(state, call.input)
         return ThreadMessageSent(
@@ -151,6 +173,7 @@ class ThreadCalls:
             agent_name=name,
             root_session_id=parent.root_session_id if parent is not None else session_id,
             thread_id=call.thread_id,
+            base_checkpoint=self.log.state.threads[call.thread_id].base_checkpoint,
         )
         task = ThreadMessageReceived(
             from_session_id=session_id,
@@ -189,7 +212,7 @@ class ThreadCalls:
         for call in self.open():
             replied = await self._reply(call)
             if replied is not None:
-                events += replied
+                events += await self._merged(call, replied) if self._shared_workspace() else replied
         if not events:
             return
         self.crash.reach("before_thread_result")
@@ -232,6 +255,48 @@ class ThreadCalls:
                 is_error=status in ("failed", "cancelled"),
                 outcome="error" if status in ("failed", "cancelled") else "ok",
             ),
+        ]
+
+    def _shared_workspace(self) -> bool:
+        subagents = self.log.spec.subagents
+        return subagents is not None and subagents.workspace == "coordinator"
+
+    async def _merged(self, call: ToolCall, replied: list[Event]) -> list[Event]:
+        """The reply of a thread of the coordinator's workspace, once its work is merged
+        into that workspace (or why it could not be: the coordinator is told and decides)."""
+        reply, result = replied
+        assert isinstance(reply, ThreadReplied) and isinstance(result, ToolResult)
+        child = self.log.state.threads[call.thread_id]
+        records = await self.store.read(call.thread_id, types=_CHECKPOINT_TYPES)
+        checkpoints = [
+            r.event.checkpoint
+            for r in records
+            if isinstance(r.event, (ToolResult, WorkspaceRestored))
+        ]
+        latest = next((c for c in reversed(checkpoints) if c is not None), None)
+        if latest is None or latest == child.base_checkpoint:
+            return replied  # the thread changed nothing in the workspace
+        branch = f"keel/{child.agent_name}-{call.thread_id.removeprefix('sthr_')[:12]}"
+        if not self.log.spec.has_sandbox():
+            note = f"[{branch} was not merged: this agent has no workspace (no tool of its own)]"
+            return [reply, msgspec.structs.replace(result, output=f"{result.output}\n{note}")]
+        request = MergeWorkspaceInput(
+            checkpoint=latest, branch=branch, message=f"{branch}: thread {call.thread_id}"
+        )
+        try:
+            outcome = await self.workspace.call("merge_workspace", request)
+        except HarnessCallFailed as exc:
+            note = f"[{branch} was not merged into the workspace: {exc}]"
+            return [reply, msgspec.structs.replace(result, output=f"{result.output}\n{note}")]
+        self.crash.reach("after_thread_merge")
+        return [
+            msgspec.structs.replace(
+                reply,
+                checkpoint=outcome.checkpoint,
+                sandbox_id=outcome.sandbox_id,
+                merge=outcome.output,
+            ),
+            msgspec.structs.replace(result, output=f"{result.output}\n[{outcome.output}]"),
         ]
 
     # -- stops and pokes ----------------------------------------------------------------------

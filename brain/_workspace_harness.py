@@ -136,7 +136,7 @@ class WorkspaceHarness:
         checkpoint = None
         if files:
             try:
-                outcome = await self._call("restore_files", RestoreFilesInput(files=files))
+                outcome = await self.call("restore_files", RestoreFilesInput(files=files))
             except HarnessCallFailed as exc:
                 await self._pause(f"the protected test files could not be put back: {exc}")
                 return
@@ -166,15 +166,16 @@ class WorkspaceHarness:
         ]
 
     async def _read(self, request: WorkspaceFilesInput) -> WorkspaceFiles:
-        outcome = await self._call("workspace_files", request)
+        outcome = await self.call("workspace_files", request)
         try:
             return _FILES.decode(outcome.output)
         except msgspec.DecodeError as exc:
             raise HarnessCallFailed(f"the sandbox's answer is not the workspace: {exc}") from exc
 
-    async def _call(self, name: str, arguments: msgspec.Struct) -> ToolOutcome:
+    async def call(self, name: str, arguments: msgspec.Struct) -> ToolOutcome:
         """Run a harness call in the session's sandbox (a fresh one if it is gone) and wait
-        for its outcome; a failed call raises `HarnessCallFailed`."""
+        for its outcome; a failed call raises `HarnessCallFailed`. Also how a thread's work
+        is merged into this session's workspace (`brain._thread_calls`)."""
         for _ in range(ATTEMPTS):
             try:
                 sandbox_id = await self.sandbox.get()

@@ -109,6 +109,9 @@ def _apply(  # noqa: PLR0915
             state.created_at = at
             state.context_tokens = estimate_tokens(spec.system_prompt)
             state.thread = event.thread
+            if event.thread is not None:
+                # A thread of a coordinator's workspace starts from it.
+                state.checkpoint = event.thread.base_checkpoint
         case SessionUpdated(title=title):
             if title is not None:
                 state.title = title
@@ -258,7 +261,12 @@ def _apply(  # noqa: PLR0915
                     call.phase = "requested"
         case ThreadSpawned(call_id=call_id, thread_id=thread_id, agent_name=agent_name):
             _start_thread_call(state, call_id, thread_id)
-            state.threads.setdefault(thread_id, ChildThread(agent_name=agent_name, call_id=call_id))
+            state.threads.setdefault(
+                thread_id,
+                ChildThread(
+                    agent_name=agent_name, call_id=call_id, base_checkpoint=event.base_checkpoint
+                ),
+            )
         case ThreadMessageSent(call_id=call_id, thread_id=thread_id):
             _start_thread_call(state, call_id, thread_id)
         case ThreadMessageReceived(text=text, from_agent_name=sender):
@@ -275,6 +283,10 @@ def _apply(  # noqa: PLR0915
                 state.usage = state.usage + _usage_added(child.usage, event.usage)
                 state.cost_usd += max(event.cost_usd - child.cost_usd, 0.0)
                 child.usage, child.cost_usd, child.turns = event.usage, event.cost_usd, event.turns
+            if event.checkpoint is not None:
+                # Its work merged into the session's workspace, in the sandbox that did it.
+                state.checkpoint = event.checkpoint
+                state.sandbox_id = event.sandbox_id or state.sandbox_id
         case UnknownEvent():
             state.unknown_events += 1
         case _:

@@ -21,7 +21,7 @@ from schemas import (
 
 # Bump when SessionState or fold changes meaning: snapshots of another version are ignored
 # (the store keys snapshots by this), so a new reducer replays from the log instead.
-STATE_VERSION: Final = 8
+STATE_VERSION: Final = 9
 
 # How many recent tool-call signatures the state keeps for loop detection.
 RECENT_CALLS: Final = 16
@@ -59,6 +59,8 @@ class ChildThread(msgspec.Struct, kw_only=True):
     usage: Usage = Usage()
     cost_usd: float = 0.0
     turns: int = 0
+    # The workspace it started from (a roster sharing the coordinator's), else None.
+    base_checkpoint: str | None = None
 
 
 class Message(msgspec.Struct, kw_only=True):

@@ -160,7 +160,7 @@ class _SessionRun:
         self.workspace: Final = WorkspaceHarness(
             self.log, self.sandbox, self.inbox, deps.hands, deps.crash
         )
-        self.threads: Final = ThreadCalls(self.log, deps.store, deps.nc, deps.crash)
+        self.threads: Final = ThreadCalls(self.log, deps.store, deps.nc, deps.crash, self.workspace)
         self.fenced: Final = asyncio.Event()
 
     # -- the lifecycle ----------------------------------------------------------------------

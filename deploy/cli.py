@@ -14,6 +14,7 @@ from typing import Any
 import httpx2
 
 from deploy.demo import demo_spec
+from deploy.examples import EXAMPLES, example_session
 from deploy.settings import KeelSettings
 from deploy.trace import trace
 from deploy.up import ServedModel, Up, api_key_path, port_or_free
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="start a session and stream it to the terminal")
     run.add_argument("goal", nargs="?", default="Fix add() in app.py and prove it with a test.")
     run.add_argument("--demo", action="store_true", help="the scripted coding demo")
+    run.add_argument(
+        "--example",
+        choices=EXAMPLES,
+        help="a shipped example (examples/): its session.json, goal and agents, as written",
+    )
     run.add_argument("--provider", default=settings.model_provider)
     run.add_argument("--model", default=settings.model)
     run.add_argument("--base-url", default=settings.model_base_url)
@@ -182,9 +188,12 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
 async def _run(args: argparse.Namespace) -> int:
     headers = {"authorization": f"Bearer {_key(args)}"}
     async with httpx2.AsyncClient(base_url=args.url, headers=headers, timeout=None) as client:
-        created = await client.post(
-            "/v1/sessions", json={"spec": _spec(args), "message": args.goal}
+        body = (
+            example_session(args.example)
+            if args.example
+            else {"spec": _spec(args), "message": args.goal}
         )
+        created = await client.post("/v1/sessions", json=body)
         if created.status_code != 201:
             print(f"keel: {created.status_code} {created.text}", file=sys.stderr)
             return 1
@@ -257,7 +266,13 @@ def _demo(data_dir: Path) -> int:
             return up.wait() or 1
         goal = "Fix add() in app.py and prove it with a test."
         run = argparse.Namespace(
-            goal=goal, demo=True, url=url, key=None, data_dir=data_dir, provider="scripted"
+            goal=goal,
+            demo=True,
+            example=None,
+            url=url,
+            key=None,
+            data_dir=data_dir,
+            provider="scripted",
         )
         print()
         code = asyncio.run(_run(run))

@@ -12,6 +12,7 @@ however long NATS is away), recorded, and published until JetStream has it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from typing import Any
@@ -144,7 +145,7 @@ class CallRunner:
                             ExecutorCall(
                                 call_id=request.call_id,
                                 tool=request.name,
-                                input=request.input,
+                                input=await self._executor_input(request),
                                 idempotent=_tool(request.name).idempotent,
                                 max_output_bytes=(
                                     HARNESS_OUTPUT_BYTES
@@ -158,9 +159,19 @@ class CallRunner:
                     outcome = await self._finish(sandbox, request, result)
                 except SandboxLost:
                     outcome = _lost_outcome(sandbox, request)
+                except ValueError as exc:  # a merge of a checkpoint the host cannot find
+                    outcome = _outcome(sandbox, request, str(exc), is_error=True, outcome="error")
             if recorded:
                 await self._record(sandbox, outcome)
             await self._outcomes.publish(outcome)
+
+    async def _executor_input(self, request: CallRequest) -> dict[str, object]:
+        """The call's input as the executor takes it: a merge gets the bytes of the thread's
+        checkpoint, which only the host can read (the sandbox reaches no object store)."""
+        if request.name != "merge_workspace":
+            return request.input
+        data = await self._storage.checkpoint_data(str(request.input["checkpoint"]))
+        return {**request.input, "archive": base64.b64encode(data).decode()}
 
     async def _record(self, sandbox: Sandbox, outcome: ToolOutcome) -> None:
         """Keep the outcome, then let the executor drop its copy (until the host has it, a

@@ -15,8 +15,9 @@ newline-delimited JSON:
     {"op": "forget", "call_id"}   the host has recorded the result: drop it
     {"op": "ping"} -> {"op": "pong"}
 
-Besides the model's tools it runs the harness's own two (`workspace_files`, `restore_files`:
-what context resets read and how the test ratchet puts test files back), whose output is JSON.
+Besides the model's tools it runs the harness's own (`workspace_files`, `restore_files`:
+what context resets read and how the test ratchet puts test files back, whose output is JSON;
+`merge_workspace`: a thread's work merged into this workspace, a git repository).
 
 The hands host keeps the records that make a call_id run at most once, where no command run
 here can reach them; it never sends a call_id twice. The executor keeps results only in
@@ -32,6 +33,7 @@ import base64
 import contextlib
 import fnmatch
 import hashlib
+import io
 import json
 import os
 import re
@@ -41,6 +43,8 @@ import signal
 import socketserver
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path, PurePosixPath
@@ -54,8 +58,21 @@ MAX_LISTED = 2000
 # The tools other than bash, each a method of the same name taking the call's input.
 FILE_TOOLS = frozenset(
     {"read_file", "write_file", "edit_file", "list_files", "grep", "read", "write", "edit", "glob"}
-    | {"workspace_files", "restore_files"}
+    | {"workspace_files", "restore_files", "merge_workspace"}
 )
+# git as a merge runs it: the thread's repository is not trusted, so none of its hooks or
+# its file-system monitor runs here, and a commit made for it is the same however often it
+# is made (its dates fixed), so a merge run again finds its branch merged already.
+GIT = ("git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "keel",
+    "GIT_AUTHOR_EMAIL": "keel@localhost",
+    "GIT_COMMITTER_NAME": "keel",
+    "GIT_COMMITTER_EMAIL": "keel@localhost",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+THREAD_COMMIT_DATE = "2000-01-01T00:00:00+0000"
+THREAD_REPOSITORY_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tbare = false\n"
 
 
 class ToolError(Exception):
@@ -86,6 +103,9 @@ class Executor:
         self.results: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, int] = {}
         self.cancelled: set[str] = set()
+        # One merge at a time: a merge sent again while the first still runs waits for it,
+        # then finds its branch merged.
+        self.merge_lock = threading.Lock()
 
     # -- the protocol -----------------------------------------------------------------------
 
@@ -483,6 +503,51 @@ class Executor:
             target.write_bytes(data)
         return f"restored {len(files)} files"
 
+    def merge_workspace(self, arguments: dict[str, Any]) -> str:
+        branch, message = str(arguments["branch"]), str(arguments["message"])
+        archive = base64.b64decode(arguments["archive"])
+        if not (self.workspace / ".git").is_dir():
+            raise ToolError("the workspace is not a git repository: nothing to merge into")
+        with self.merge_lock, tempfile.TemporaryDirectory(prefix="keel-merge-") as staging:
+            theirs = Path(staging)
+            _unpack(archive, theirs)
+            if not (theirs / ".git").is_dir():
+                raise ToolError("the thread's workspace is not a git repository")
+            # Its own settings are the thread's to write: a clean filter or a pager there
+            # would run a command of the thread's here.
+            (theirs / ".git" / "config").write_text(THREAD_REPOSITORY_CONFIG)
+            ref = f"refs/{branch}"
+            if _git(self.workspace, "for-each-ref", ref).strip():
+                # Merged before (the thread worked on after a message): its work goes on from
+                # that commit, so what it did since merges cleanly.
+                head = f"refs/heads/{branch}"
+                _git(theirs, "fetch", "-q", "--no-tags", str(self.workspace), f"+{ref}:{head}")
+                _git(theirs, "symbolic-ref", "HEAD", head)
+            else:
+                _git(theirs, "checkout", "-q", "-B", branch)
+            _git(theirs, "add", "-A")
+            if _git(theirs, "status", "--porcelain"):
+                _git(theirs, "commit", "-q", "-m", message, dates=THREAD_COMMIT_DATE)
+            fetched = f"+refs/heads/{branch}:{ref}"
+            _git(self.workspace, "fetch", "-q", "--no-tags", str(theirs), fetched)
+            commit = _git(self.workspace, "rev-parse", "--short", ref).strip()
+            merged = subprocess.run(
+                [*GIT, "merge-base", "--is-ancestor", ref, "HEAD"],
+                cwd=self.workspace,
+                capture_output=True,
+                check=False,
+            )
+            if merged.returncode == 0:
+                return f"{branch} ({commit}) is merged already"
+            try:
+                _git(self.workspace, "merge", "-q", "--no-ff", "-m", message, ref)
+            except ToolError:
+                subprocess.run(
+                    [*GIT, "merge", "--abort"], cwd=self.workspace, capture_output=True, check=False
+                )
+                raise
+            return f"merged {branch} ({commit})"
+
     def _stop_strays(self) -> None:
         """Kill every process of the sandbox but the executor, its ancestors and the calls
         it runs: what a command detached from its call (`setsid ... &`) could otherwise
@@ -620,6 +685,41 @@ def _unknown(call_id: str, output: str) -> dict[str, Any]:
 def _head(text: str, limit: int) -> str:
     cut = text.encode()[:limit].decode(errors="ignore")
     return f"{cut}\n[output truncated: {len(text.encode())} bytes, showing the first {limit}]"
+
+
+def _unpack(archive: bytes, into: Path) -> None:
+    """A workspace checkpoint, unpacked: its files, directories and links that stay inside
+    it (tarfile's own `data` filter does this from Python 3.11.4; the sandbox's may be
+    older)."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as unpacked:
+        members = []
+        for member in unpacked.getmembers():
+            path = PurePosixPath(member.name)
+            if path.is_absolute() or ".." in path.parts:
+                raise ToolError(f"the checkpoint names a path outside it: {member.name}")
+            if member.issym():
+                target = PurePosixPath(member.linkname)
+                if target.is_absolute() or ".." in (path.parent / target).parts:
+                    continue
+            elif not (member.isfile() or member.isdir()):
+                continue
+            member.mode &= 0o755
+            members.append(member)
+        unpacked.extractall(into, members=members)
+
+
+def _git(where: Path, *arguments: str, dates: str | None = None) -> str:
+    """git's output; a failure is a ToolError saying what git said."""
+    environment = {**os.environ, **GIT_IDENTITY}
+    if dates is not None:
+        environment |= {"GIT_AUTHOR_DATE": dates, "GIT_COMMITTER_DATE": dates}
+    done = subprocess.run(
+        [*GIT, *arguments], cwd=where, env=environment, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip()
+        raise ToolError(f"git {arguments[0]} failed ({done.returncode}): {said}")
+    return done.stdout
 
 
 def _parent(pid: int) -> int:

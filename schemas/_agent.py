@@ -196,3 +196,9 @@ class Subagents(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # How many threads the agent may spawn in all; more spawn calls are refused, each with a
     # clear error as its result.
     max_threads: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    # `own`: each thread starts from an empty workspace of its own. `coordinator`: each
+    # thread starts from the spawning agent's workspace (a git repository) as it was at the
+    # spawn, and whatever it leaves there is committed on a branch of its own
+    # (`keel/<agent>-<thread>`) and merged back into the spawning agent's workspace when it
+    # replies. The spawning agent needs a tool run in keel's sandbox (its workspace).
+    workspace: Literal["own", "coordinator"] = "own"

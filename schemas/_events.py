@@ -61,6 +61,9 @@ class ThreadOrigin(msgspec.Struct, frozen=True, kw_only=True):
     root_session_id: str
     # The thread's own id (its session id), so a reader of its log alone can name it.
     thread_id: str = ""
+    # The spawning session's workspace checkpoint the thread starts from (a roster with
+    # `workspace: coordinator`); None: an empty workspace.
+    base_checkpoint: str | None = None
 
 
 class SessionCreated(_EventBase, tag="session.created", frozen=True, omit_defaults=True):
@@ -325,6 +328,9 @@ class ThreadSpawned(_EventBase, tag="thread.spawned", frozen=True):
     thread_id: str
     agent_name: str
     task: str
+    # The workspace the thread starts from: the parent's checkpoint at the spawn, when the
+    # roster shares the coordinator's workspace.
+    base_checkpoint: str | None = None
 
 
 class ThreadMessageSent(_EventBase, tag="thread.message_sent", frozen=True):
@@ -358,6 +364,12 @@ class ThreadReplied(_EventBase, tag="thread.replied", frozen=True):
     usage: Usage = Usage()
     cost_usd: float = 0.0
     turns: int = 0
+    # A roster sharing the coordinator's workspace: the thread's work was merged into the
+    # parent's workspace by sandbox `sandbox_id`, which checkpointed it as `checkpoint` (the
+    # parent's sandbox and workspace from now on); `merge` says what the merge did.
+    checkpoint: str | None = None
+    sandbox_id: str | None = None
+    merge: str = ""
 
 
 Event = (

@@ -201,6 +201,17 @@ class WorkspaceFiles(msgspec.Struct, frozen=True, kw_only=True):
     protected: list[ProtectedFile] = []
 
 
+class MergeWorkspaceInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Merge the work of a thread into this workspace (a git repository): what the
+    thread's workspace checkpoint `checkpoint` holds is committed on `branch` there and
+    merged here with `message`. Merging a branch already merged does nothing, so the call
+    may run again. The hands host gives the executor the checkpoint's bytes."""
+
+    checkpoint: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    branch: Annotated[str, msgspec.Meta(pattern=r"^keel/[A-Za-z0-9_.-]{1,100}$")]
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+
+
 class RestoredFile(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     content: bytes
@@ -230,6 +241,14 @@ HARNESS_TOOLS: Final[dict[str, ToolSpec]] = {
             name="restore_files",
             description=inspect.cleandoc(RestoreFilesInput.__doc__ or ""),
             input_type=RestoreFilesInput,
+            idempotent=True,
+            mutating=True,
+        ),
+        # A branch merged once is not merged again: run again, it changes nothing more.
+        ToolSpec(
+            name="merge_workspace",
+            description=inspect.cleandoc(MergeWorkspaceInput.__doc__ or ""),
+            input_type=MergeWorkspaceInput,
             idempotent=True,
             mutating=True,
         ),

@@ -11,6 +11,10 @@ It reads the last user message of the conversation it is sent:
   JSON object gets a text reply saying so, never an error;
 - anything else: `echo: TEXT`.
 
+A message from another thread (a task or message from the agent that spawned it) is read
+without the `[message from NAME]` line keel puts first, so a coordinator can hand a
+keel-scripted worker a `/tool` line as its task.
+
 Text is streamed word by word; usage is made up, small and deterministic (a token per four
 characters, plus one), so budgets and cost accounting see numbers; the price is
 `price_for`'s (zero unless the options set one).
@@ -50,6 +54,8 @@ NAME: Final = "keel-scripted"
 _DENIALS: Final = ("the approval was denied", "the policy denies ")
 _TOOL_COMMAND: Final = re.compile(r"/tool(?:\s+(?P<name>\S+)(?:\s+(?P<input>.*))?)?")
 _TOKEN: Final = re.compile(r"`([^`]+)`")
+# The header brain/fold.py gives a thread's input from another thread.
+_FROM_THREAD: Final = re.compile(r"\[message from [^\]]*\]")
 _WORD: Final = re.compile(r"\S+\s*|\s+")
 
 
@@ -91,6 +97,8 @@ def answer(request: ModelRequest) -> tuple[list[AssistantBlock], StopReason]:
     texts = [b.text for b in messages[last].content if isinstance(b, TextBlock)]
     text = texts[-1] if texts else ""
     lines = text.strip().splitlines()
+    if lines and _FROM_THREAD.fullmatch(lines[0]):
+        lines = lines[1:]
     command = _TOOL_COMMAND.fullmatch(lines[0].strip()) if lines else None
     if command is None:
         return [TextBlock(text=f"echo: {text}")], "end_turn"

@@ -4,17 +4,26 @@ Deterministic: the turn played is the number of responses the session has record
 ids are derived from the session and the turn, so a replayed or resumed session asks for the
 same thing with the same ids. Optional latency and token usage let drills and benchmarks
 stand in for a real model.
+
+A script cannot know the id of its session, nor so of the threads it spawns: a string
+`{thread:tN:I}` anywhere in a call's input stands for the id of the thread that call I of
+turn N spawned (`brain.threads.thread_id_for`), so a coordinator's script can message it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
+from typing import Final
 
 import msgspec
 
 from brain.providers._base import ModelRequest, ProviderError
+from brain.threads import thread_id_for
 from schemas import ModelResponse, TextBlock, ToolUseBlock, Usage
+
+_THREAD_OF_CALL: Final = re.compile(r"\{thread:(t\d+:\d+)\}")
 
 
 class ScriptCall(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -60,7 +69,9 @@ class ScriptedProvider:
         content: list[TextBlock | ToolUseBlock] = [TextBlock(text=turn.text)] if turn.text else []
         content += [
             ToolUseBlock(
-                call_id=f"{request.session_id}:t{request.turn}:{i}", name=c.name, input=c.input
+                call_id=f"{request.session_id}:t{request.turn}:{i}",
+                name=c.name,
+                input={k: _with_thread_ids(v, request.session_id) for k, v in c.input.items()},
             )
             for i, c in enumerate(turn.tool_calls)
         ]
@@ -71,6 +82,19 @@ class ScriptedProvider:
             model="scripted",
             duration_ms=turn.latency_ms,
         )
+
+
+def _with_thread_ids(value: object, session_id: str) -> object:
+    """`value` with each `{thread:tN:I}` replaced by the id of the thread that call spawned."""
+    if isinstance(value, str):
+        return _THREAD_OF_CALL.sub(
+            lambda m: thread_id_for(session_id, f"{session_id}:{m[1]}"), value
+        )
+    if isinstance(value, list):
+        return [_with_thread_ids(item, session_id) for item in value]
+    if isinstance(value, dict):
+        return {k: _with_thread_ids(v, session_id) for k, v in value.items()}
+    return value
 
 
 def summary_of(request: ModelRequest) -> ModelResponse:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import nats
@@ -16,6 +16,7 @@ from hands import HandsHost, HandsSettings
 from schemas import AgentSpec, SessionCreated, UserMessage, new_id
 from session_store import EventStore, SessionInfo
 from tests.backends import Backend, PostgresBackend, SqliteBackend
+from tests.brain.processes import BrainProcess
 from tests.nats_server import NatsServer
 from tests.sandboxes import local_backend
 
@@ -133,3 +134,31 @@ async def wait_released(store: EventStore, session_id: str, timeout_s: float = 1
     while (await store.get_session(session_id)).lease_owner is not None:
         assert time.monotonic() < deadline, f"session {session_id} is still held"
         await asyncio.sleep(0.02)
+
+
+SpawnBrain = Callable[..., BrainProcess]
+
+
+@pytest.fixture
+def spawn_brain(
+    store_backend: Backend, nats_server: NatsServer, tmp_path: Path
+) -> Iterator[SpawnBrain]:
+    """Start brain processes on the test's store and NATS (`BrainProcess`'s fields, e.g.
+    `crash_at`), each stopped at the end of the test."""
+    started: list[BrainProcess] = []
+
+    def spawn_brain(**fields: object) -> BrainProcess:
+        brain_id = new_id("brain")
+        brain = BrainProcess(
+            store_url=store_backend.url,
+            nats_url=nats_server.url,
+            brain_id=brain_id,
+            log_path=tmp_path / f"{brain_id}.log",
+            **fields,  # type: ignore[arg-type]
+        )
+        started.append(brain)
+        return brain.start()
+
+    yield spawn_brain
+    for brain in started:
+        brain.stop()

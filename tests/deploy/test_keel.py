@@ -189,3 +189,22 @@ def test_keel_up_serves_the_quickstart_from_a_local_openai_compatible_model(
     [request] = model.received
     assert request.path == "/v1/chat/completions" and request.body["model"] == "qwen2.5-coder"
     assert request.body["messages"][-1]["content"] == "Hello keel!"
+
+
+def test_the_three_roles_example_runs_on_keel_up(tmp_path: Path) -> None:
+    """examples/three_roles as shipped: a planner, two workers in parallel, each merged back
+    into the coordinator's repository, a judge that fails the work, the fix, a judge that
+    passes it."""
+    port = free_port()
+    data_dir = tmp_path / "keel"
+    up = start_up(data_dir, port)
+    try:
+        shown = keel("run", "--example", "three-roles", data_dir=data_dir, port=port, timeout=180)
+    finally:
+        stop(up)
+    assert shown.count("-> spawn_thread") == 5 and shown.count("-> message_thread") == 1, shown
+    assert "1. slug.py: slugify(text)" in shown  # the planner's task list
+    assert shown.count("[merged keel/worker-") == 3 and "[merged keel/planner-" in shown
+    assert "AssertionError: hello,-world!" in shown  # the first judge fails slugify
+    assert "bash returned: SATISFIED" in shown  # the second passes the merged fix
+    assert "TASKS.md\n     slug.py\n     words.py" in shown and "[completed" in shown, shown

@@ -1,5 +1,6 @@
 """The harness's own calls (what context resets read, how the test ratchet puts test files
-back), through the whole path: NATS, the hands host, a real sandbox, the executor."""
+back, a thread's work merged into its coordinator's repository), through the whole path:
+NATS, the hands host, a real sandbox, the executor."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import msgspec
 import pytest
 
 from hands import HandsHost
-from schemas import RestoredFile, RestoreFilesInput, WorkspaceFiles, WorkspaceFilesInput
+from schemas import (
+    MergeWorkspaceInput,
+    RestoredFile,
+    RestoreFilesInput,
+    ToolOutcome,
+    WorkspaceFiles,
+    WorkspaceFilesInput,
+)
 from tests.hands.client import HandsTestClient
 
 SESSION = "ses_harness"
@@ -117,3 +125,50 @@ async def test_a_read_that_stops_processes_kills_what_a_call_left_detached(
     await read(client, sandbox, WorkspaceFilesInput(stop_processes=True))
     first, second = (await bash("cat tick; sleep 0.3; cat tick")).splitlines()[:2]
     assert first == second
+
+
+async def test_a_threads_work_is_merged_from_its_checkpoint_once_and_a_conflict_is_undone(
+    client: HandsTestClient, sandbox: str
+) -> None:
+    async def bash(where: str, session: str, command: str) -> ToolOutcome:
+        outcome = await client.call(where, session, "bash", {"command": command})
+        assert not outcome.is_error, outcome
+        return outcome
+
+    async def merge(checkpoint: str | None, branch: str = "keel/worker-1") -> ToolOutcome:
+        assert checkpoint is not None
+        request = MergeWorkspaceInput(checkpoint=checkpoint, branch=branch, message=branch)
+        return await client.call(sandbox, SESSION, "merge_workspace", msgspec.to_builtins(request))
+
+    base = await bash(
+        sandbox,
+        SESSION,
+        "git init -q -b main && echo base > README && git add README"
+        " && git -c user.name=c -c user.email=c@localhost commit -q -m base",
+    )
+    # A thread's sandbox, from the coordinator's checkpoint; its repository's own settings
+    # name a clean filter, which must never run in the coordinator's sandbox.
+    worker = (await client.provision("sthr_worker", checkpoint=base.checkpoint)).sandbox_id
+    worked = await bash(
+        worker,
+        "sthr_worker",
+        "echo a1 > a.txt && echo 'a.txt filter=x' > .gitattributes"
+        " && printf '[filter \"x\"]\\n\\tclean = touch /tmp/ran-the-filter; cat\\n' >> .git/config",
+    )
+    first, again = await merge(worked.checkpoint), await merge(worked.checkpoint)
+    assert first.output.startswith("merged keel/worker-1 (") and not first.is_error, first
+    assert again.output.endswith("is merged already"), again
+    assert first.checkpoint != base.checkpoint  # the merged workspace, checkpointed
+    look = "git log --merges --format=%s; cat a.txt; ls; ls /tmp/ran-the-filter || true"
+    looked = await bash(sandbox, SESSION, look)
+    assert looked.output.splitlines()[:4] == ["keel/worker-1", "a1", "README", "a.txt"], looked
+    assert "No such file" in looked.output, looked
+    # Another thread changed the same file otherwise: the merge fails and is undone.
+    other = (await client.provision("sthr_other", checkpoint=base.checkpoint)).sandbox_id
+    clash = await bash(other, "sthr_other", "echo other > a.txt")
+    refused = await merge(clash.checkpoint, "keel/worker-2")
+    assert refused.is_error and "git merge failed" in refused.output, refused
+    clean = await bash(sandbox, SESSION, "git status --porcelain; ls .git/MERGE_HEAD || true")
+    assert "a.txt" not in clean.output and "No such file" in clean.output, clean
+    missing = await merge("0" * 64, "keel/worker-3")
+    assert missing.is_error and "no workspace checkpoint" in missing.output, missing

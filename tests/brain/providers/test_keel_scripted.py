@@ -83,6 +83,14 @@ async def test_a_tool_command_asks_for_one_call_with_its_json_input() -> None:
     assert response.stop_reason == "tool_use"
 
 
+async def test_a_task_from_another_thread_is_read_without_its_header() -> None:
+    task = '[message from coordinator]\n/tool bash {"command": "ls"}\nList the workspace.'
+    response = await said(task)
+    assert response.content == [
+        ToolUseBlock(call_id="ses_k:t0:0", name="bash", input={"command": "ls"})
+    ]
+
+
 async def test_a_tool_command_without_json_has_an_empty_input() -> None:
     for text in ("/tool list_files", "  /tool list_files  \n"):
         response = await said(text)

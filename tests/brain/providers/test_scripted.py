@@ -6,6 +6,7 @@ import pytest
 
 from brain.context import Context
 from brain.providers import ModelRequest, ProviderError, ScriptedProvider
+from brain.threads import thread_id_for
 from schemas import ModelSpec, TextBlock, ToolUseBlock
 
 SCRIPT = [
@@ -57,3 +58,22 @@ async def test_an_invalid_script_is_a_clear_error_that_retrying_cannot_fix() -> 
     assert not caught.value.retryable
     with pytest.raises(ProviderError, match="expected a list"):
         await ScriptedProvider().complete(request(0, script={"text": "hi"}))
+
+
+async def test_a_call_input_names_a_thread_by_the_call_that_spawned_it() -> None:
+    script = [
+        {
+            "tool_calls": [
+                {
+                    "name": "message_thread",
+                    "input": {"thread_id": "{thread:t0:1}", "message": "see {thread:t2:0}"},
+                }
+            ]
+        }
+    ]
+    [call] = (await ScriptedProvider().complete(request(0, script))).content
+    assert isinstance(call, ToolUseBlock)
+    assert call.input == {
+        "thread_id": thread_id_for("ses_s", "ses_s:t0:1"),
+        "message": f"see {thread_id_for('ses_s', 'ses_s:t2:0')}",
+    }
