@@ -5,7 +5,8 @@ It reads the last user message of the conversation it is sent:
 - tool results (its earlier calls came back): one text block per result, `NAME returned:
   OUTPUT`, or `NAME was denied: OUTPUT` for a call keel refused (a denied approval, a policy
   that denies the tool), NAME being the tool the matching tool_use called; the turn ends;
-- else, its last text block: a first line `/tool NAME {json}` asks for one call of NAME with
+- else, its last text block (past the `[message from ...]` line a thread's input from
+  another thread starts with): a first line `/tool NAME {json}` asks for one call of NAME with
   that input (`{}` when there is none); its id comes from the session and the turn, as the
   scripted model's do, so a replay asks the same thing with the same id. Input that is not a
   JSON object gets a text reply saying so, never an error;
@@ -49,6 +50,8 @@ NAME: Final = "keel-scripted"
 # The outputs keel records for a call it refused, as brain/decide.py words them (`Refuse`).
 _DENIALS: Final = ("the approval was denied", "the policy denies ")
 _TOOL_COMMAND: Final = re.compile(r"/tool(?:\s+(?P<name>\S+)(?:\s+(?P<input>.*))?)?")
+# The line a thread's input from another thread starts with (brain/fold.py).
+_THREAD_NOTE: Final = re.compile(r"\[message from [^\]]*\]")
 _TOKEN: Final = re.compile(r"`([^`]+)`")
 _WORD: Final = re.compile(r"\S+\s*|\s+")
 
@@ -91,6 +94,8 @@ def answer(request: ModelRequest) -> tuple[list[AssistantBlock], StopReason]:
     texts = [b.text for b in messages[last].content if isinstance(b, TextBlock)]
     text = texts[-1] if texts else ""
     lines = text.strip().splitlines()
+    if lines and _THREAD_NOTE.fullmatch(lines[0]):
+        lines = lines[1:]
     command = _TOOL_COMMAND.fullmatch(lines[0].strip()) if lines else None
     if command is None:
         return [TextBlock(text=f"echo: {text}")], "end_turn"
