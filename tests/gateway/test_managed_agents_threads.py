@@ -394,7 +394,7 @@ async def test_an_interrupt_naming_a_thread_interrupts_that_thread_only(
     await send_text(sdk, session.id, again)
     await waiting_on_user(sdk, session.id, thread_id, "agent.tool_use")
     await sdk.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
-    events = await thread_events_until(
+    await thread_events_until(
         sdk,
         session.id,
         thread_id,
@@ -402,3 +402,10 @@ async def test_an_interrupt_naming_a_thread_interrupts_that_thread_only(
     )
     primary = [e async for e in sdk.beta.sessions.events.list(session.id)]
     assert [e.type for e in primary].count("user.interrupt") == 1
+
+    # An archived thread takes no more input, an interrupt included.
+    await sdk.beta.sessions.threads.archive(thread_id, session_id=session.id)
+    with pytest.raises(anthropic.ConflictError):
+        await sdk.beta.sessions.events.send(
+            session.id, events=[{"type": "user.interrupt", "session_thread_id": thread_id}]
+        )
