@@ -15,7 +15,7 @@ import pytest
 from anthropic import AsyncAnthropic
 
 from brain.service import Brain
-from schemas import ApprovalDenied, ApprovalGranted
+from schemas import ApprovalDenied, ApprovalGranted, UserInterrupt
 from session_store import EventStore
 
 MODEL = "keel-scripted"
@@ -363,20 +363,28 @@ async def test_a_thread_s_calls_are_answered_through_the_session_once(
 
 
 async def test_an_interrupt_naming_a_thread_interrupts_that_thread_only(
-    sdk: AsyncAnthropic,
+    sdk: AsyncAnthropic, store: EventStore
 ) -> None:
     env = await sdk.beta.environments.create(name="threads")
     session, _ = await asking_session(sdk, env.id)
     thread_id = await spawned(sdk, session.id, '/tool bash {"command": "ls"}')
     await waiting_on_user(sdk, session.id, thread_id, "agent.tool_use")
+    interrupt: Any = {"type": "user.interrupt", "session_thread_id": thread_id}
     async with await sdk.beta.sessions.events.stream(session.id) as stream:
         sent = await sdk.beta.sessions.events.send(
-            session.id, events=[{"type": "user.interrupt", "session_thread_id": thread_id}]
+            session.id, events=[interrupt], extra_headers={"Idempotency-Key": "stop-it"}
         )
         assert [(e.type, e.session_thread_id) for e in sent.data] == [  # type: ignore[union-attr]
             ("user.interrupt", thread_id)
         ]
+        # A retry with the request's key gets the first answer, and interrupts nothing again.
+        retried = await sdk.beta.sessions.events.send(
+            session.id, events=[interrupt], extra_headers={"Idempotency-Key": "stop-it"}
+        )
+        assert [e.id for e in retried.data] == [e.id for e in sent.data]
         seen = await until(stream, "session.status_idle")
+    thread_log = [r.event for r in await store.read(thread_id)]
+    assert len([e for e in thread_log if isinstance(e, UserInterrupt)]) == 1
     assert "user.interrupt" not in [e.type for e in seen]
     events = await thread_events_until(
         sdk, session.id, thread_id, waiting_use("session.thread_status_idle")
