@@ -5,7 +5,8 @@ It reads the last user message of the conversation it is sent:
 - tool results (its earlier calls came back): one text block per result, `NAME returned:
   OUTPUT`, or `NAME was denied: OUTPUT` for a call keel refused (a denied approval, a policy
   that denies the tool), NAME being the tool the matching tool_use called; the turn ends;
-- else, its last text block: a first line `/tool NAME {json}` asks for one call of NAME with
+- else, its last text block (past the `[message from ...]` line a thread's input from
+  another thread starts with): a first line `/tool NAME {json}` asks for one call of NAME with
   that input (`{}` when there is none); its id comes from the session and the turn, as the
   scripted model's do, so a replay asks the same thing with the same id. Input that is not a
   JSON object gets a text reply saying so, never an error;

@@ -24,7 +24,7 @@ from gateway._access import QueryFirst
 from gateway._bodies import decode_body
 from gateway._dialect import MANAGED_PREFIX
 from gateway._errors import ApiProblem
-from gateway._idempotency import WorkerKeys
+from gateway._idempotency import Idempotency, WorkerKeys
 from gateway._services import GatewayServices, Services
 from gateway.managed._common import MAX_LIMIT, ManagedWorkerSession, answer, page
 from gateway.managed._folds import (
@@ -40,9 +40,11 @@ from gateway.managed._projection import (
     EVENT_ID_PATTERN,
     EventType,
     Projection,
+    event_id,
     parse_event_id,
 )
 from gateway.managed._shapes import SendEvents
+from gateway.managed._thread_input import Indexed, SessionLogs
 from gateway.managed._user_events import to_log
 from schemas import TERMINAL_STATUSES, Recorded, event_type
 from session_store import Conflict, SessionNotFound
@@ -63,28 +65,63 @@ async def send_events(
     projections: KeptProjections,
 ) -> Response:
     """Send user events, in order: messages, interrupts, tool confirmations, and results of
-    the calls the client runs. Answers them as stored."""
+    the calls the client runs. Those for a thread of the session (an interrupt naming it,
+    the answer to a call of it) go to the thread's log (`_thread_input`). Answers them as
+    stored: the threads' first, then the session's own."""
     body = await decode_body(request, SendEvents)
     if session.status in TERMINAL_STATUSES:
         raise ApiProblem(409, f"the session is terminated ({session.status}); it takes no input")
     if session.archived_at is not None:
         raise ApiProblem(409, "the session is archived; it takes no input")
-    projection = projections.at_most(session.session_id, session.head_seq)
-    for _ in range(_SEND_ATTEMPTS):
-        await fold(services.store, session.session_id, projection, projections, keep=False)
-        events = to_log(body.events, projection)
-        head = projection.seq
-        respond = _responder(_sent(projection, head, events))
+    own = projections.at_most(session.session_id, session.head_seq)
+    await fold(services.store, session.session_id, own, projections, keep=False)
+    logs = SessionLogs(session, own, services, projections)
+    routed = await logs.route(body.events)
+    own_params = routed.pop(session.session_id)
+    # The session's own part is checked before any thread's log is written: a refusal
+    # there writes nothing.
+    to_log(own_params, own.copy())
+    writes = [*routed.items(), *([(session.session_id, own_params)] if own_params else [])]
+    sent: list[dict[str, Any]] = []
+    for n, (log_id, params) in enumerate(writes):
+        last = n == len(writes) - 1
+        sent.extend(
+            await _append(services, projections, log_id, params, keys if last else None, sent)
+        )
+    return answer({"data": sent})
 
+
+async def _append(
+    services: GatewayServices,
+    projections: Projections,
+    log_id: str,
+    params: list[Indexed],
+    keys: Idempotency | None,
+    sent_before: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Append the events of `params` to one log (the session's, or a thread's), checked at
+    the head the append expects; the events they became. The request's key, if given
+    `keys`, is recorded with this append: the request's last."""
+    projection = projections.at_most(log_id, 2**63)
+    for _ in range(_SEND_ATTEMPTS):
+        await fold(services.store, log_id, projection, projections, keep=False)
+        events = to_log(params, projection)
+        head = projection.seq
+        sent = _sent(projection, head, events)
+        respond = _responder([*sent_before, *sent])
         try:
             appended = await services.store.append_input(
-                session.session_id, events, expect_seq=head, keyed=keys.keyed(respond)
+                log_id,
+                events,
+                expect_seq=head,
+                keyed=None if keys is None else keys.keyed(respond),
             )
         except Conflict:
             continue
-        keys.wrote()
-        await services.announcer.announce(session.session_id, "user input", appended.head_seq)
-        return respond(appended)
+        if keys is not None:
+            keys.wrote()
+        await services.announcer.announce(log_id, "user input", appended.head_seq)
+        return sent
     raise ApiProblem(409, "the session's log kept growing; try again", retry_after=1)
 
 
@@ -262,7 +299,7 @@ async def _live(
                 sent = False
                 if previews is not None:
                     # Before the log is read: a preview comes before the message it previews.
-                    for frame in previews.take(projection.seq):
+                    for frame in previews.take(projection.seq, projection.threads.own_thread_id()):
                         yield frame
                         sent = True
                 if heard == "previews":
@@ -285,7 +322,11 @@ async def _live(
                 if not events and not sent:
                     yield b": keep-alive\n\n"
         except SessionNotFound:
-            deleted = {"id": f"sevt_{projection.seq + 1}_0", "type": "session.deleted"}
+            last = projection.seq + 1
+            deleted = {
+                "id": event_id(last, 0, projection.threads.own_thread_id()),
+                "type": "session.deleted",
+            }
             yield _frame({**deleted, "processed_at": None})
 
 

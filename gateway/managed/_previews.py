@@ -39,16 +39,17 @@ class Previews:
             self._pending.append(_DELTA.decode(msg.data))
             self.arrived.set()
 
-    def take(self, projected: int) -> list[bytes]:
+    def take(self, projected: int, thread_id: str) -> list[bytes]:
         """The frames of the deltas heard since last time, but for those of responses the
-        projection (at seq `projected`) is past: their messages have gone out already."""
+        projection (at seq `projected`) is past: their messages have gone out already.
+        `thread_id` names the thread whose own log it is ("" for a session's)."""
         self.arrived.clear()
         pending, self._pending = self._pending, []
         frames = []
         for delta in pending:
             if delta.context_seq < projected:
                 continue
-            message_id = message_id_after(delta.context_seq)
+            message_id = message_id_after(delta.context_seq, thread_id)
             if message_id not in self._started:
                 self._started.add(message_id)
                 preview = {"type": "agent.message", "id": message_id}

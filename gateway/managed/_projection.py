@@ -5,7 +5,8 @@ Agents view of it is folded from it, deterministically, so every gateway shows t
 events with the same ids. One keel event may become several (a model response is a model
 request span, a message, a tool use per call, and a usage report), so an event's id names
 its place: `sevt_<seq>_<part>`, which orders them and is what `Last-Event-ID` resumes
-after. A tool use's id is its call's `tool_use_id`: `sevt_<seq of the response>_<part>`.
+after; on a thread's own log, `sevt_<seq>_<part>_<thread id>`, so that no two logs of a
+session share an id. A tool use's id is its call's `tool_use_id`: the id of its event.
 
 Outcomes (`_outcomes`) are folded alongside: `Session.outcome_evaluations` and the
 `span.outcome_evaluation_*` events. Live previews of a response (`event_start`,
@@ -106,22 +107,25 @@ EventType = Literal[
 ]
 
 # An event id, as a regular expression that Python and the served JSON Schema both read.
-EVENT_ID_PATTERN: Final = r"^sevt_([0-9]{1,19})_([0-9]{1,6})$"
+EVENT_ID_PATTERN: Final = r"^sevt_([0-9]{1,19})_([0-9]{1,6})(_[A-Za-z0-9_.:-]{1,64})?$"
 _EVENT_ID: Final = re.compile(EVENT_ID_PATTERN)
 # Parts of a model response: its span's start, its text, its tool uses, then the span's end
 # and the session's usage after it.
 _START, _TEXT, _FIRST_USE = 0, 1, 2
 
 
-def event_id(seq: int, part: int = 0) -> str:
-    return f"sevt_{seq}_{part}"
+def event_id(seq: int, part: int = 0, thread_id: str = "") -> str:
+    """The id of an event of a session's log, or of a thread's own log (`thread_id`): a
+    thread's ids name it, so no two logs of a session share an id (an answer to a call is
+    routed by its `tool_use_id` alone)."""
+    return f"sevt_{seq}_{part}_{thread_id}" if thread_id else f"sevt_{seq}_{part}"
 
 
-def message_id_after(context_seq: int) -> str:
+def message_id_after(context_seq: int, thread_id: str = "") -> str:
     """The id of the `agent.message` of a response whose model was shown the log up to
     `context_seq`: it is recorded next, unless input lands first (a preview then names a
     message that never comes, as the API allows)."""
-    return event_id(context_seq + 1, _TEXT)
+    return event_id(context_seq + 1, _TEXT, thread_id)
 
 
 def parse_event_id(value: str) -> tuple[int, int] | None:
@@ -216,24 +220,28 @@ class Projection:
                 self.spec, self.threads.origin = spec, origin
                 return []
             case ThreadSpawned() | ThreadMessageSent() | ThreadMessageReceived() | ThreadReplied():
-                return [
-                    _event(seq, part, type_, at, **fields)
+                out = [
+                    self._event(seq, part, type_, at, **fields)
                     for part, type_, fields in self.threads.project(record.event)
                 ]
+                if isinstance(record.event, ThreadReplied):
+                    # The reply carries what the thread spent: the session's usage grew.
+                    out.append(self._usage_event(seq, len(out), at))
+                return out
             case UserMessage(text=text):
                 self.guard = None
-                return [_event(seq, 0, "user.message", at, content=text_of(text))]
+                return [self._event(seq, 0, "user.message", at, content=text_of(text))]
             case UserInterrupt():
-                return [_event(seq, 0, "user.interrupt", at)]
+                return [self._event(seq, 0, "user.interrupt", at, **self.threads.own_id())]
             case OutcomeDefined() as defined:
                 self.guard = None
                 outcome = self.outcomes.defined(defined)
-                return [_event(seq, 0, "user.define_outcome", at, **outcome)]
+                return [self._event(seq, 0, "user.define_outcome", at, **outcome)]
             case OutcomeEvaluationStarted() as started:
-                span = self.outcomes.started(started, event_id(seq, 0))
-                return _if(span, seq, "span.outcome_evaluation_start", at)
+                span = self.outcomes.started(started, self._id(seq, 0))
+                return self._if(span, seq, "span.outcome_evaluation_start", at)
             case OutcomeEvaluationOngoing() as ongoing:
-                return _if(
+                return self._if(
                     self.outcomes.ongoing(ongoing), seq, "span.outcome_evaluation_ongoing", at
                 )
             case OutcomeEvaluated() as evaluated:
@@ -256,7 +264,7 @@ class Projection:
                 }
                 if denied and record.event.reason:
                     fields["deny_message"] = record.event.reason
-                return [_event(seq, 0, "user.tool_confirmation", at, **fields)]
+                return [self._event(seq, 0, "user.tool_confirmation", at, **fields)]
             case ToolResult(call_id=call_id, output=output, is_error=is_error) as result:
                 call = self.calls.pop(call_id, None)
                 if call is None:
@@ -264,7 +272,7 @@ class Projection:
                 content = text_of(result.blob.preview if result.blob and not output else output)
                 if not result.from_client:
                     return [
-                        _event(
+                        self._event(
                             seq,
                             0,
                             "agent.tool_result",
@@ -279,7 +287,7 @@ class Projection:
                 else:
                     kind, key = "user.custom_tool_result", "custom_tool_use_id"
                 return [
-                    _event(
+                    self._event(
                         seq,
                         0,
                         kind,
@@ -296,14 +304,16 @@ class Projection:
                 self.guard = "retries_exhausted"
                 return []
             case ContextCompacted() | IterationStarted() as replacing:
-                return _if(_replaces_context(replacing), seq, "agent.thread_context_compacted", at)
+                return self._if(
+                    _replaces_context(replacing), seq, "agent.thread_context_compacted", at
+                )
             case SessionUpdated(title=title, metadata=metadata):
                 fields = {}
                 if title is not None:
                     fields["title"] = title
                 if metadata is not None:
                     fields["metadata"] = metadata
-                return [_event(seq, 0, "session.updated", at, **fields)]
+                return [self._event(seq, 0, "session.updated", at, **fields)]
             case SessionStatus(status=status, reason=reason):
                 return self._status(seq, at, status, reason)
             case _:
@@ -313,20 +323,36 @@ class Projection:
         """The end of an evaluation's span, and the session's usage with the grader's."""
         self.usage = self.usage + evaluated.usage
         self.cost_usd += evaluated.cost_usd
-        end = _if(self.outcomes.evaluated(evaluated, at), seq, "span.outcome_evaluation_end", at)
+        end = self._if(
+            self.outcomes.evaluated(evaluated, at), seq, "span.outcome_evaluation_end", at
+        )
         if end:
             end.append(self._usage_event(seq, 1, at))
         return end
 
+    def spend(self) -> tuple[Usage, float]:
+        """What the log says was spent: its own model calls' and its threads' (the figure
+        the brain's budgets count)."""
+        threads_usage, threads_cost = self.threads.spend()
+        return self.usage + threads_usage, self.cost_usd + threads_cost
+
     def _usage_event(self, seq: int, part: int, at: str) -> dict[str, Any]:
-        return _event(
+        return self._event(
             seq,
             part,
             "session.usage",
             at,
-            usage=usage_view(self.usage, self.cost_usd),
+            usage=usage_view(*self.spend()),
             budget=budget_view(self.spec),
         )
+
+    def _blocking(self) -> list[str]:
+        """The tool uses the user must answer before the log's agent goes on."""
+        return [
+            call.tool_use_id
+            for call in self.calls.values()
+            if call.waiting_approval or call.on_client
+        ]
 
     def _is_custom(self, name: str) -> bool:
         return any(tool.name == name for tool in self.spec.custom_tools)
@@ -336,22 +362,22 @@ class Projection:
         assert isinstance(response, ModelResponse)
         seq = record.seq
         started = rfc3339(record.at - response.duration_ms / 1000)
-        out = [_event(seq, _START, "span.model_request_start", started)]
+        out = [self._event(seq, _START, "span.model_request_start", started)]
         text = [
             {"type": "text", "text": b.text} for b in response.content if isinstance(b, TextBlock)
         ]
         if text:
-            out.append(_event(seq, _TEXT, "agent.message", at, content=text))
+            out.append(self._event(seq, _TEXT, "agent.message", at, content=text))
         uses = [b for b in response.content if isinstance(b, ToolUseBlock)]
         for i, use in enumerate(uses):
-            tool_use_id = event_id(seq, _FIRST_USE + i)
+            tool_use_id = self._id(seq, _FIRST_USE + i)
             on_client = self.spec.runs_on_client(use.name)
             self.calls[use.call_id] = CallView(
                 tool_use_id=tool_use_id, name=use.name, on_client=on_client
             )
             if self._is_custom(use.name):
                 out.append(
-                    _event(
+                    self._event(
                         seq,
                         _FIRST_USE + i,
                         "agent.custom_tool_use",
@@ -363,7 +389,7 @@ class Projection:
                 continue
             asks = self.spec.permissions.get(use.name, self.spec.default_permission) == "ask"
             out.append(
-                _event(
+                self._event(
                     seq,
                     _FIRST_USE + i,
                     "agent.tool_use",
@@ -379,12 +405,12 @@ class Projection:
         end = _FIRST_USE + len(uses)
         usage = response.usage
         out.append(
-            _event(
+            self._event(
                 seq,
                 end,
                 "span.model_request_end",
                 at,
-                model_request_start_id=event_id(seq, _START),
+                model_request_start_id=self._id(seq, _START),
                 model_usage=span_usage(usage),
                 is_error=False,
             )
@@ -393,25 +419,23 @@ class Projection:
         return out
 
     def _status(self, seq: int, at: str, status: str, reason: str) -> list[dict[str, Any]]:
+        waits_on_user = status == "waiting" and reason in (WAITING_FOR_APPROVAL, WAITING_FOR_CLIENT)
         if self.threads.origin is not None:
-            return [
-                _event(seq, part, type_, at, **fields)
-                for part, type_, fields in self.threads.own_status(status, self.guard)
-            ]
+            parts = (
+                self.threads.own_wait(self._blocking())
+                if waits_on_user
+                else self.threads.own_status(status, self.guard)
+            )
+            return [self._event(seq, part, type_, at, **fields) for part, type_, fields in parts]
         match status:
             case "running":
-                return [_event(seq, 0, "session.status_running", at)]
-            case "waiting" if reason in (WAITING_FOR_APPROVAL, WAITING_FOR_CLIENT):
-                blocking = [
-                    call.tool_use_id
-                    for call in self.calls.values()
-                    if call.waiting_approval or call.on_client
-                ]
-                stop = {"type": "requires_action", "event_ids": blocking}
-                return [_event(seq, 0, "session.status_idle", at, stop_reason=stop)]
+                return [self._event(seq, 0, "session.status_running", at)]
+            case "waiting" if waits_on_user:
+                stop = {"type": "requires_action", "event_ids": self._blocking()}
+                return [self._event(seq, 0, "session.status_idle", at, stop_reason=stop)]
             case "idle" | "paused" | "completed":
                 stop = {"type": self.guard or "end_turn"}
-                return [_event(seq, 0, "session.status_idle", at, stop_reason=stop)]
+                return [self._event(seq, 0, "session.status_idle", at, stop_reason=stop)]
             case "failed":
                 error = {
                     "type": "unknown_error",
@@ -419,17 +443,27 @@ class Projection:
                     "retry_status": {"type": "terminal"},
                 }
                 return [
-                    _event(seq, 0, "session.error", at, error=error),
-                    _event(seq, 1, "session.status_terminated", at),
+                    self._event(seq, 0, "session.error", at, error=error),
+                    self._event(seq, 1, "session.status_terminated", at),
                 ]
             case "cancelled":
-                return [_event(seq, 0, "session.status_terminated", at)]
+                return [self._event(seq, 0, "session.status_terminated", at)]
             case _:
                 return []
 
+    def _id(self, seq: int, part: int) -> str:
+        return event_id(seq, part, self.threads.own_thread_id())
 
-def _event(seq: int, part: int, type_: str, processed_at: str, **fields: Any) -> dict[str, Any]:
-    return {"id": event_id(seq, part), "type": type_, "processed_at": processed_at, **fields}
+    def _event(
+        self, seq: int, part: int, type_: str, processed_at: str, **fields: Any
+    ) -> dict[str, Any]:
+        return {"id": self._id(seq, part), "type": type_, "processed_at": processed_at, **fields}
+
+    def _if(
+        self, fields: dict[str, Any] | None, seq: int, type_: str, at: str
+    ) -> list[dict[str, Any]]:
+        """The one event of a keel event with these `fields`; none when there are none."""
+        return [] if fields is None else [self._event(seq, 0, type_, at, **fields)]
 
 
 def _replaces_context(event: ContextCompacted | IterationStarted) -> dict[str, Any] | None:
@@ -437,8 +471,3 @@ def _replaces_context(event: ContextCompacted | IterationStarted) -> dict[str, A
     compaction; a context reset, keel_context_resets, from its second iteration on), else
     None."""
     return {} if not isinstance(event, IterationStarted) or event.iteration > 1 else None
-
-
-def _if(fields: dict[str, Any] | None, seq: int, type_: str, at: str) -> list[dict[str, Any]]:
-    """The one event of a keel event with these `fields`; none when there are none."""
-    return [] if fields is None else [_event(seq, 0, type_, at, **fields)]

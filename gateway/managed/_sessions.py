@@ -121,7 +121,13 @@ async def session_agent(
 
 # What a session's view reads of its log: the spec (its budget) and the outcomes.
 _VIEWED: Final = frozenset(
-    {"session.created", "outcome.defined", "outcome.evaluation_started", "outcome.evaluated"}
+    {
+        "session.created",
+        "outcome.defined",
+        "outcome.evaluation_started",
+        "outcome.evaluated",
+        "thread.replied",
+    }
 )
 
 
@@ -144,6 +150,9 @@ def projected(events: list[Event], at: float) -> Projection:
 def session_view(info: SessionInfo, agent: dict[str, Any], log: Projection) -> dict[str, Any]:
     elapsed = info.updated_at - info.created_at
     status = managed_status(info.status, info.status_reason)
+    # The session's spend counts its threads' (as its budgets do); each thread's own is
+    # the thread's `usage`.
+    threads_usage, threads_cost = log.threads.spend()
     return {
         "id": info.session_id,
         "type": "session",
@@ -157,7 +166,7 @@ def session_view(info: SessionInfo, agent: dict[str, Any], log: Projection) -> d
         "outcome_evaluations": log.outcomes.resources(working=status == "running"),
         "budget": budget_view(log.spec),
         "stats": {"active_seconds": elapsed, "duration_seconds": elapsed},
-        "usage": usage_view(info.usage, info.cost_usd),
+        "usage": usage_view(info.usage + threads_usage, info.cost_usd + threads_cost),
         "created_at": rfc3339(info.created_at),
         "updated_at": rfc3339(info.updated_at),
         "archived_at": None if info.archived_at is None else rfc3339(info.archived_at),

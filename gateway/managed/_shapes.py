@@ -249,7 +249,7 @@ class UserMessageParams(_Request, tag="user.message", tag_field="type", frozen=T
 
 
 class UserInterruptParams(_Request, tag="user.interrupt", tag_field="type", frozen=True):
-    session_thread_id: Annotated[str, NOT_SERVED] | None = None
+    session_thread_id: str | None = None
 
 
 class UserToolConfirmationParams(
@@ -258,7 +258,7 @@ class UserToolConfirmationParams(
     tool_use_id: str
     result: Literal["allow", "deny"]
     deny_message: str | None = None
-    session_thread_id: Annotated[str, NOT_SERVED] | None = None
+    session_thread_id: str | None = None
 
 
 class UserCustomToolResultParams(

@@ -22,6 +22,7 @@ from schemas import (
     ThreadOrigin,
     ThreadReplied,
     ThreadSpawned,
+    Usage,
 )
 
 ThreadEvent = ThreadSpawned | ThreadMessageSent | ThreadMessageReceived | ThreadReplied
@@ -31,16 +32,26 @@ Part = tuple[int, str, dict[str, Any]]
 
 class ThreadsView:
     """What the projection of one log keeps of threads: the names of those it spawned,
-    and, for a thread's own log, where it came from."""
+    what each had spent when its last reply was recorded, and, for a thread's own log,
+    where it came from."""
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
+        self.spent: dict[str, tuple[Usage, float]] = {}
         self.origin: ThreadOrigin | None = None
 
     def copy(self) -> ThreadsView:
         other = ThreadsView()
-        other.names, other.origin = dict(self.names), self.origin
+        other.names, other.spent, other.origin = dict(self.names), dict(self.spent), self.origin
         return other
+
+    def spend(self) -> tuple[Usage, float]:
+        """What the threads spawned here spent, as their recorded replies say: what the
+        brain's budgets count of them (a reply carries its thread's totals so far)."""
+        usage, cost_usd = Usage(), 0.0
+        for thread_usage, thread_cost in self.spent.values():
+            usage, cost_usd = usage + thread_usage, cost_usd + thread_cost
+        return usage, cost_usd
 
     def project(self, event: ThreadEvent) -> list[Part]:
         match event:
@@ -71,7 +82,16 @@ class ThreadsView:
                     received["from_agent_name"] = name
                 return [(0, "agent.thread_message_received", received)]
             case ThreadReplied(thread_id=thread_id, status=status):
+                self.spent[thread_id] = (event.usage, event.cost_usd)
                 return [(0, *thread_status(thread_id, self.names.get(thread_id, ""), status))]
+
+    def own_thread_id(self) -> str:
+        """The thread whose own log this is; "" for a session's own log."""
+        return "" if self.origin is None else self.origin.thread_id
+
+    def own_id(self) -> dict[str, str]:
+        """`session_thread_id` of an event of a thread's own log; nothing on the primary's."""
+        return {} if self.origin is None else {"session_thread_id": self.origin.thread_id}
 
     def own_status(self, status: str, guard: str | None) -> list[Part]:
         """A thread's own status change, on its own stream, as a thread status event."""
@@ -83,6 +103,15 @@ class ThreadsView:
         if status in ("idle", "completed", "failed", "cancelled"):
             return [(0, *thread_status(origin.thread_id, origin.agent_name, status, guard))]
         return []
+
+    def own_wait(self, event_ids: list[str]) -> list[Part]:
+        """A thread's wait for the user to answer its calls (`event_ids`), on its own stream."""
+        assert self.origin is not None
+        named = {"session_thread_id": self.origin.thread_id, "agent_name": self.origin.agent_name}
+        stop = {"type": "requires_action", "event_ids": event_ids}
+        return [
+            (0, "session.thread_status_idle", {**named, "stop_reason": stop, "stop_details": None})
+        ]
 
 
 def thread_status(

@@ -68,23 +68,23 @@ def outcome_defined(
     )
 
 
-def to_log(params: Sequence[EventParams], calls: Projection) -> list[Event]:
-    """The events to append for `params`, given the session's calls and outcomes (`calls`,
-    folded to the head the append will expect). A 400 for what keel does not serve; a 409
-    (final) for what the session's state cannot take: an answer to no waiting call, or of
-    the wrong kind, or an outcome while one is open."""
+def to_log(params: Sequence[tuple[int, EventParams]], calls: Projection) -> list[Event]:
+    """The events to append to one log for `params` (each with its index in the request),
+    given the log's calls and outcomes (`calls`, folded to the head the append will
+    expect). A 400 for what keel does not serve; a 409 (final) for what the log's state
+    cannot take: an answer to no waiting call, or of the wrong kind, or an outcome while one
+    is open."""
     events: list[Event] = []
     answered: set[str] = set()
     outcome = calls.outcomes.open()
     open_outcome = None if outcome is None else outcome.outcome_id
-    for i, event in enumerate(params):
+    for i, event in params:
         where = f"events[{i}]"
         match event:
             case UserMessageParams():
                 events.append(UserMessage(text=text_of(event.content, f"{where}.content")))
-            case UserInterruptParams(session_thread_id=thread):
-                if thread is not None:
-                    raise refuse(f"{where}.session_thread_id", "keel runs no session threads yet")
+            case UserInterruptParams():
+                # Sent to the log of the thread it names (`_thread_input`), or the session's.
                 events.append(UserInterrupt(reason="interrupted by the user"))
             case UserToolConfirmationParams(tool_use_id=tool_use_id):
                 call_id, call = _open_call(calls, tool_use_id, where, answered)

@@ -5,6 +5,7 @@ calls (list, retrieve, archive, events, stream) seeing the threads and their eve
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from anthropic import AsyncAnthropic
 
 from brain.service import Brain
+from schemas import ApprovalDenied, ApprovalGranted, UserInterrupt
 from session_store import EventStore
 
 MODEL = "keel-scripted"
@@ -167,3 +169,251 @@ async def test_multiagent_configurations_keel_does_not_run_are_refused_by_name(
             await sdk.beta.agents.create(name="bad", model=MODEL, multiagent=multiagent)  # type: ignore[arg-type]
         assert error.value.status_code in (400, 404, 409, 422), multiagent
         assert why in str(error.value), (why, str(error.value))
+
+
+async def thread_events_until(
+    sdk: AsyncAnthropic, session_id: str, thread_id: str, found: Any
+) -> list[Any]:
+    """The thread's events, once `found(events)` holds (a thread runs on its own brain)."""
+    for _ in range(200):
+        events = [
+            e async for e in sdk.beta.sessions.threads.events.list(thread_id, session_id=session_id)
+        ]
+        if found(events):
+            return events
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the thread's events never got there: {[e.type for e in events]}")
+
+
+async def asking_session(sdk: AsyncAnthropic, env_id: str) -> tuple[Any, Any]:
+    """A session of a coordinator whose one subagent asks before every tool of its toolset
+    and has a custom tool the client runs."""
+    asker = await sdk.beta.agents.create(
+        name="asker",
+        model=MODEL,
+        tools=[
+            {
+                "type": "agent_toolset_20260401",
+                "default_config": {"permission_policy": {"type": "always_ask"}},
+            },
+            {
+                "type": "custom",
+                "name": "lookup",
+                "description": "Look a word up.",
+                "input_schema": {"type": "object", "properties": {"word": {"type": "string"}}},
+            },
+        ],
+    )
+    lead = await sdk.beta.agents.create(
+        name="lead",
+        model=MODEL,
+        multiagent={
+            "type": "multiagent_20261001",
+            "subagents": {"type": "enabled", "predefined_agents": [asker.id]},
+        },
+    )
+    session = await sdk.beta.sessions.create(environment_id=env_id, agent=lead.id)
+    return session, asker
+
+
+async def spawned(sdk: AsyncAnthropic, session_id: str, task: str) -> str:
+    """The thread a spawn of `task` made."""
+    await send_text(sdk, session_id, tool("spawn_thread", {"agent": "asker", "task": task}))
+    for _ in range(200):
+        threads = [t async for t in sdk.beta.sessions.threads.list(session_id)]
+        if len(threads) == 2:
+            return threads[1].id
+        await asyncio.sleep(0.05)
+    raise AssertionError("no thread was spawned")
+
+
+def waiting_use(kind: str) -> Any:
+    return lambda events: any(e.type == kind for e in events)
+
+
+async def waiting_on_user(sdk: AsyncAnthropic, session_id: str, thread_id: str, kind: str) -> Any:
+    """The thread's call of `kind`, once the thread waits for the user to answer it."""
+    for _ in range(200):
+        thread = await sdk.beta.sessions.threads.retrieve(thread_id, session_id=session_id)
+        events = [
+            e async for e in sdk.beta.sessions.threads.events.list(thread_id, session_id=session_id)
+        ]
+        use = [e for e in events if e.type == kind]
+        if use and thread.status == "idle":
+            return use[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the thread never waited on a {kind}")
+
+
+async def asking_thread(sdk: AsyncAnthropic) -> tuple[Any, str, Any]:
+    """A session, its thread, and the thread's call of `bash` waiting for a confirmation."""
+    env = await sdk.beta.environments.create(name="threads")
+    session, _ = await asking_session(sdk, env.id)
+    thread_id = await spawned(sdk, session.id, '/tool bash {"command": "ls"}')
+    use = await waiting_on_user(sdk, session.id, thread_id, "agent.tool_use")
+    return session, thread_id, use
+
+
+def denial(tool_use_id: str) -> Any:
+    return {
+        "type": "user.tool_confirmation",
+        "tool_use_id": tool_use_id,
+        "result": "deny",
+        "deny_message": "not that",
+    }
+
+
+async def test_a_hostile_client_answers_no_call_it_does_not_own(
+    sdk: AsyncAnthropic, store: EventStore
+) -> None:
+    session, thread_id, use = await asking_thread(sdk)
+    deny = denial(use.id)
+    # A hostile client: another session of the tenant, a thread that is not this session's,
+    # another tenant, a call that waits nowhere.
+    other = await sdk.beta.sessions.create(
+        environment_id=session.environment_id, agent=session.agent.id
+    )
+    with pytest.raises(anthropic.ConflictError):
+        await sdk.beta.sessions.events.send(other.id, events=[deny])  # type: ignore[list-item]
+    other_thread = await spawned(sdk, other.id, '/tool bash {"command": "pwd"}')
+    other_use = await waiting_on_user(sdk, other.id, other_thread, "agent.tool_use")
+    with pytest.raises(anthropic.ConflictError):
+        await sdk.beta.sessions.events.send(session.id, events=[denial(other_use.id)])
+    for named in (other_thread, other.id, "sthr_nope"):
+        with pytest.raises(anthropic.NotFoundError):
+            await sdk.beta.sessions.events.send(
+                session.id,
+                events=[{**deny, "session_thread_id": named}],  # type: ignore[list-item]
+            )
+        with pytest.raises(anthropic.NotFoundError):
+            await sdk.beta.sessions.events.send(
+                session.id, events=[{"type": "user.interrupt", "session_thread_id": named}]
+            )
+    key = await store.create_api_key("globex", "sdk")
+    async with AsyncAnthropic(base_url=str(sdk.base_url), api_key=key.key, max_retries=0) as them:
+        with pytest.raises(anthropic.NotFoundError):
+            await them.beta.sessions.events.send(session.id, events=[deny])  # type: ignore[list-item]
+    with pytest.raises(anthropic.ConflictError):
+        await sdk.beta.sessions.events.send(
+            session.id,
+            events=[{**deny, "tool_use_id": "sevt_999_2"}],  # type: ignore[list-item]
+        )
+
+    for thread in (thread_id, other_thread):
+        log = [r.event for r in await store.read(thread)]
+        assert not [e for e in log if isinstance(e, ApprovalGranted | ApprovalDenied)]
+
+
+async def test_a_thread_s_calls_are_answered_through_the_session_once(
+    sdk: AsyncAnthropic, store: EventStore
+) -> None:
+    session, thread_id, use = await asking_thread(sdk)
+    assert (use.name, use.evaluated_permission) == ("bash", "ask")
+    # A thread's ids name it: no call of the session's own shares its id.
+    assert use.id.endswith(f"_{thread_id}")
+    events = await thread_events_until(
+        sdk, session.id, thread_id, waiting_use("session.thread_status_idle")
+    )
+    waiting = next(e for e in events if e.type == "session.thread_status_idle")
+    assert waiting.stop_reason.type == "requires_action"
+    assert waiting.stop_reason.event_ids == [use.id]
+    deny = denial(use.id)
+
+    # The thread's call is confirmed through the session, once.
+    async with await sdk.beta.sessions.events.stream(session.id) as stream:
+        sent = await sdk.beta.sessions.events.send(session.id, events=[deny])  # type: ignore[list-item]
+        assert [e.type for e in sent.data] == ["user.tool_confirmation"]
+        with pytest.raises(anthropic.ConflictError):
+            await sdk.beta.sessions.events.send(session.id, events=[deny])  # type: ignore[list-item]
+        first = await until(stream, "session.thread_status_idle")
+        await until(stream, "session.status_idle")
+    assert first[-1].session_thread_id == thread_id
+    thread_log = [r.event for r in await store.read(thread_id)]
+    denied = [e for e in thread_log if isinstance(e, ApprovalDenied)]
+    assert len(denied) == 1 and denied[0].reason == "not that"
+    primary = [e async for e in sdk.beta.sessions.events.list(session.id)]
+    assert not [e for e in primary if e.type == "user.tool_confirmation"]
+    replies = [e.content[0].text for e in primary if e.type == "agent.message"]
+    assert any("bash was denied" in r for r in replies), replies
+
+    # A custom tool of the thread, answered through the session.
+    lookup = tool(
+        "message_thread", {"thread_id": thread_id, "message": '/tool lookup {"word": "x"}'}
+    )
+    await send_text(sdk, session.id, lookup)
+    custom = await waiting_on_user(sdk, session.id, thread_id, "agent.custom_tool_use")
+    result = {
+        "type": "user.custom_tool_result",
+        "custom_tool_use_id": custom.id,
+        "content": [{"type": "text", "text": "a word"}],
+    }
+    async with await sdk.beta.sessions.events.stream(session.id) as stream:
+        await sdk.beta.sessions.events.send(session.id, events=[result])  # type: ignore[list-item]
+        answered = await until(stream, "session.status_idle")
+    replies = [e.content[0].text for e in answered if e.type == "agent.message"]
+    assert any("lookup returned: a word" in r for r in replies), replies
+
+    # The session's usage counts its threads'; each thread's is its own.
+    viewed = await sdk.beta.sessions.retrieve(session.id)
+    threads = [t async for t in sdk.beta.sessions.threads.list(session.id)]
+    own, child = threads[0].usage, threads[1].usage
+    assert child.input_tokens and child.output_tokens
+    assert viewed.usage.input_tokens == own.input_tokens + child.input_tokens
+    assert viewed.usage.output_tokens == own.output_tokens + child.output_tokens
+
+
+async def test_an_interrupt_naming_a_thread_interrupts_that_thread_only(
+    sdk: AsyncAnthropic, store: EventStore
+) -> None:
+    env = await sdk.beta.environments.create(name="threads")
+    session, _ = await asking_session(sdk, env.id)
+    thread_id = await spawned(sdk, session.id, '/tool bash {"command": "ls"}')
+    await waiting_on_user(sdk, session.id, thread_id, "agent.tool_use")
+    interrupt: Any = {"type": "user.interrupt", "session_thread_id": thread_id}
+    async with await sdk.beta.sessions.events.stream(session.id) as stream:
+        sent = await sdk.beta.sessions.events.send(
+            session.id, events=[interrupt], extra_headers={"Idempotency-Key": "stop-it"}
+        )
+        assert [(e.type, e.session_thread_id) for e in sent.data] == [  # type: ignore[union-attr]
+            ("user.interrupt", thread_id)
+        ]
+        # A retry with the request's key gets the first answer, and interrupts nothing again.
+        retried = await sdk.beta.sessions.events.send(
+            session.id, events=[interrupt], extra_headers={"Idempotency-Key": "stop-it"}
+        )
+        assert [e.id for e in retried.data] == [e.id for e in sent.data]
+        seen = await until(stream, "session.status_idle")
+    thread_log = [r.event for r in await store.read(thread_id)]
+    assert len([e for e in thread_log if isinstance(e, UserInterrupt)]) == 1
+    assert "user.interrupt" not in [e.type for e in seen]
+    events = await thread_events_until(
+        sdk, session.id, thread_id, waiting_use("session.thread_status_idle")
+    )
+    kinds = [e.type for e in events]
+    assert (
+        "user.interrupt" in kinds
+        and "agent.tool_result" not in kinds[: kinds.index("user.interrupt")]
+    )
+    primary = [e async for e in sdk.beta.sessions.events.list(session.id)]
+    assert "user.interrupt" not in [e.type for e in primary]
+
+    # Without a thread, the session is interrupted, and with it the thread at work for it.
+    again = tool("message_thread", {"thread_id": thread_id, "message": '/tool bash {"a": 1}'})
+    await send_text(sdk, session.id, again)
+    await waiting_on_user(sdk, session.id, thread_id, "agent.tool_use")
+    await sdk.beta.sessions.events.send(session.id, events=[{"type": "user.interrupt"}])
+    await thread_events_until(
+        sdk,
+        session.id,
+        thread_id,
+        lambda events: [e.type for e in events].count("user.interrupt") == 2,
+    )
+    primary = [e async for e in sdk.beta.sessions.events.list(session.id)]
+    assert [e.type for e in primary].count("user.interrupt") == 1
+
+    # An archived thread takes no more input, an interrupt included.
+    await sdk.beta.sessions.threads.archive(thread_id, session_id=session.id)
+    with pytest.raises(anthropic.ConflictError):
+        await sdk.beta.sessions.events.send(
+            session.id, events=[{"type": "user.interrupt", "session_thread_id": thread_id}]
+        )
