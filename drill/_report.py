@@ -72,7 +72,7 @@ def render(report: Report) -> str:
         f"sessions {report.sessions} "
         + " ".join(f"{status}={count}" for status, count in sorted(report.statuses.items()))
         + f"; {report.events} events, {report.tool_calls} tool calls,"
-        f" {report.stream_reconnects} stream reconnects",
+        f" {report.stream_reconnects} stream reconnect attempts",
         "",
         f"{'fault':<14} {'count':>5} {'recovery p50':>13} {'p99':>8} {'max':>8}",
     ]

@@ -83,6 +83,7 @@ class StreamWatch:
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         self.last_seq = 0
+        # Attempts after an error, failed ones included (a gateway restarting refuses some).
         self.reconnects = 0
         self.violations: list[Violation] = []
         self.ended = False
