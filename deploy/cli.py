@@ -20,7 +20,15 @@ from deploy.demo import demo_spec
 from deploy.settings import KeelSettings
 from deploy.trace import trace
 from deploy.up import ServedModel, Up, api_key_path, port_or_free
-from drill import DeploymentTarget, DrillOptions, EmbeddedTarget, Target, render, run_drill
+from drill import (
+    DeploymentTarget,
+    DrillOptions,
+    EmbeddedTarget,
+    Target,
+    TargetUnreachable,
+    render,
+    run_drill,
+)
 from schemas import SettingsError, settings_from_env
 from session_store import open_store
 from traces import TraceSettings
@@ -156,12 +164,16 @@ def _drill_arguments(parser: argparse.ArgumentParser, settings: KeelSettings) ->
 
 
 def _drill(args: argparse.Namespace) -> int:
-    """Exit 0 only with no violation: usable as a check in a script or CI."""
+    """Exit 0 only with no violation, 1 with any, 2 when nothing could be run."""
     target: Target
-    if args.deployment is not None:
-        target, name = DeploymentTarget.from_file(args.deployment), str(args.deployment)
-    else:
-        target, name = EmbeddedTarget(args.data_dir), f"keel up in {args.data_dir}"
+    try:
+        if args.deployment is not None:
+            target, name = DeploymentTarget.from_file(args.deployment), str(args.deployment)
+        else:
+            target, name = EmbeddedTarget(args.data_dir), f"keel up in {args.data_dir}"
+    except TargetUnreachable as exc:
+        print(f"keel drill: {exc}", file=sys.stderr)
+        return 2
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     options = DrillOptions(
         seed=seed, faults=args.faults, sessions=args.sessions, settle_s=args.settle_s

@@ -20,6 +20,7 @@ from drill._targets import (
     ProcessControl,
     StoreControl,
     Target,
+    TargetUnreachable,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Report",
     "StoreControl",
     "Target",
+    "TargetUnreachable",
     "Violation",
     "check_log",
     "plan_faults",

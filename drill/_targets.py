@@ -26,6 +26,10 @@ from schemas import AdminRestart, AdminSignal, AdminSignalChild, AdminStatus, Ch
 Part = Literal["nats", "hands", "brain", "gateway"]
 
 
+class TargetUnreachable(Exception):
+    """The drill cannot reach what it was pointed at: nothing was run."""
+
+
 class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
     http_url: str
     api_key: str
@@ -56,7 +60,10 @@ class EmbeddedTarget:
 
     def __init__(self, data_dir: Path) -> None:
         self.socket = admin_socket_path(data_dir.resolve())
-        status = admin_call(self.socket, AdminStatus())
+        try:
+            status = admin_call(self.socket, AdminStatus())
+        except OSError as exc:
+            raise TargetUnreachable(f"no keel up answers at {self.socket} ({exc})") from None
         self.endpoints = Endpoints(
             http_url=status.http_url,
             api_key=api_key_path(data_dir.resolve()).read_text().strip(),
