@@ -11,7 +11,6 @@ from drill._invariants import Violation, check_log
 from drill._plan import FAULT_KINDS, FaultKind, PlannedFault, plan_faults
 from drill._report import KindFigures, Report, render
 from drill._run import DrillOptions, run_drill
-from drill._sandboxes import sandbox_records
 from drill._targets import (
     DeploymentConfig,
     DeploymentTarget,
@@ -44,6 +43,5 @@ __all__ = [
     "plan_faults",
     "render",
     "run_drill",
-    "sandbox_records",
     "sqlite_write_locked",
 ]

@@ -13,7 +13,6 @@ duplicate.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any, Final
 
 import httpx2
@@ -139,7 +138,6 @@ class Workload:
         self.watches: list[StreamWatch] = []
         self.stop_creating = asyncio.Event()
         self.give_up = asyncio.Event()
-        self.started_at = time.time()
 
     async def run(self) -> None:
         await asyncio.gather(*(self._slot(slot) for slot in range(self.slots)))
