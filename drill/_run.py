@@ -17,8 +17,8 @@ from drill._faults import InjectedFault, inject
 from drill._invariants import Violation, check_log
 from drill._plan import plan_faults
 from drill._report import Report, figures_by_kind
-from drill._sandboxes import sandboxes_left
-from drill._targets import Target
+from drill._sandboxes import containers_left, sandboxes_left
+from drill._targets import Endpoints, Target
 from drill._workload import Workload
 from schemas import TERMINAL_STATUSES, Recorded, ToolRequested
 from session_store import EventStore, SessionInfo, open_store
@@ -73,7 +73,7 @@ async def run_drill(target: Target, options: DrillOptions, name: str) -> Report:
     notes = []
     if endpoints.hands_dir:
         ended = {i.session_id for i in infos if i.status in TERMINAL_STATUSES}
-        violations += await _leftovers(Path(endpoints.hands_dir), ended, endpoints.sandbox_check_s)
+        violations += await _leftovers(endpoints, ended)
     else:
         notes.append("no hands_dir: sandboxes were neither killed nor checked for leftovers")
     _measure_recovery(injected, logs)
@@ -134,21 +134,26 @@ async def _check_sessions(
     return violations, logs, infos
 
 
-async def _leftovers(hands_dir: Path, ended: set[str], check_s: float) -> list[Violation]:
-    """Sandboxes of ended sessions still there once the hands had time to ask about them:
-    a few of their checks, and the removal itself."""
-    deadline = time.monotonic() + 3 * check_s + 15.0
-    left = sandboxes_left(hands_dir, ended)
+async def _leftovers(endpoints: Endpoints, ended: set[str]) -> list[Violation]:
+    """Sandboxes (and, with Docker, containers) of ended sessions still there once the
+    hands had time to ask about them: a few of their checks, and the removal itself."""
+    hands_dir = Path(endpoints.hands_dir)
+    docker = endpoints.sandbox == "docker"
+
+    def look() -> list[tuple[str, str]]:
+        left = [(r.session_id, f"sandbox {r.sandbox_id}") for r in sandboxes_left(hands_dir, ended)]
+        if docker:
+            left += [(session, f"container {c}") for session, c in containers_left(ended)]
+        return left
+
+    deadline = time.monotonic() + 3 * endpoints.sandbox_check_s + 15.0
+    left = await asyncio.to_thread(look)
     while left and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        left = sandboxes_left(hands_dir, ended)
+        left = await asyncio.to_thread(look)
     return [
-        Violation(
-            kind="left_behind",
-            session_id=record.session_id,
-            detail=f"sandbox {record.sandbox_id} outlived its session",
-        )
-        for record in left
+        Violation(kind="left_behind", session_id=session, detail=f"{what} outlived its session")
+        for session, what in left
     ]
 
 

@@ -7,6 +7,7 @@ starts after a crash does); without `hands_dir` it skips both and says so.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import msgspec
@@ -47,3 +48,19 @@ async def kill_sandbox(hands_dir: Path, backend: SandboxBackend, pick: float) ->
 def sandboxes_left(hands_dir: Path, ended: set[str]) -> list[SandboxRecord]:
     """The sandboxes whose directory is still kept for sessions that ended."""
     return [r for r in sandbox_records(hands_dir) if r.session_id in ended]
+
+
+def containers_left(ended: set[str]) -> list[tuple[str, str]]:
+    """Docker containers of keel's sandboxes (by their `keel.session` label) whose session
+    ended: (session id, container id). The hands' directory cannot show a container whose
+    record is gone."""
+    columns = '{{.Label "keel.session"}} {{.ID}}'
+    listed = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=keel.sandbox", "--format", columns],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    pairs = [line.split() for line in listed.stdout.splitlines() if line.strip()]
+    return [(pair[0], pair[1]) for pair in pairs if len(pair) == 2 and pair[0] in ended]

@@ -114,8 +114,11 @@ def test_a_drill_against_separate_processes_on_postgres_finds_nothing(
     deployment.start()
     try:
         ran = drill(
-            # Seed 336 draws each of the eight kinds of fault once.
-            *("--deployment", str(deployment.write_config()), "--faults", "8", "--seed", "336"),
+            # Seed 524 draws each of the eight kinds of fault once, and no hands host or NATS
+            # dies right after a sandbox does, while its replacement is being provisioned:
+            # that costs a session 120 s today (docs/design-notes.md, Drills), too long
+            # for CI; `keel drill --faults 200` meets it and passes all the same.
+            *("--deployment", str(deployment.write_config()), "--faults", "8", "--seed", "524"),
             *("--sessions", "2", "--report", str(tmp_path / "report.json")),
         )
     finally:
