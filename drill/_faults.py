@@ -6,12 +6,16 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from typing import Final
 
 import msgspec
 
 from drill._plan import FaultKind, PlannedFault
 from drill._sandboxes import kill_sandbox, sandbox_backend
 from drill._targets import Target
+
+# How long a `store_loss` keeps the store's server away.
+_STORE_AWAY_S: Final = 5.0
 
 
 class InjectedFault(msgspec.Struct, kw_only=True):
@@ -66,9 +70,6 @@ async def _inject(planned: PlannedFault, target: Target) -> str:
             await asyncio.to_thread(target.store_away, _STORE_AWAY_S)
             return f"away {_STORE_AWAY_S:.0f}s"
     return ""
-
-
-_STORE_AWAY_S = 5.0
 
 
 def _freeze_between_writes(target: Target, store_url: str) -> None:

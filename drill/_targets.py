@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -22,8 +22,6 @@ from deploy.admin import admin_call, admin_socket_path
 from deploy.up import api_key_path
 from drill._plan import FaultKind
 from schemas import AdminRestart, AdminSignal, AdminSignalChild, AdminStatus, ChildName
-
-Part = Literal["nats", "hands", "brain", "gateway"]
 
 
 class TargetUnreachable(Exception):
@@ -45,10 +43,10 @@ class Target(Protocol):
     endpoints: Endpoints
 
     def kinds(self) -> frozenset[FaultKind]: ...
-    def signal(self, part: Part, signame: AdminSignal) -> None:
+    def signal(self, part: ChildName, signame: AdminSignal) -> None:
         """Signal a part; after SIGKILL it is running again (or starting) on return."""
 
-    def restart(self, part: Part) -> None: ...
+    def restart(self, part: ChildName) -> None: ...
     def store_away(self, seconds: float) -> None:
         """Stop the store's server, wait `seconds`, start it again (0: a restart)."""
 
@@ -81,10 +79,10 @@ class EmbeddedTarget:
         kinds |= {"nats_restart"} if "nats" in self.children else set()
         return frozenset(kinds)
 
-    def signal(self, part: Part, signame: AdminSignal) -> None:
+    def signal(self, part: ChildName, signame: AdminSignal) -> None:
         admin_call(self.socket, AdminSignalChild(child=part, signal=signame))
 
-    def restart(self, part: Part) -> None:
+    def restart(self, part: ChildName) -> None:
         admin_call(self.socket, AdminRestart(child=part))
 
     def store_away(self, seconds: float) -> None:
@@ -162,7 +160,7 @@ class DeploymentTarget:
         kinds |= {"sandbox_kill"} if config.hands_dir else set()
         return frozenset(kinds)
 
-    def signal(self, part: Part, signame: AdminSignal) -> None:
+    def signal(self, part: ChildName, signame: AdminSignal) -> None:
         control = self._control(part)
         pid = int(Path(control.pid_file).read_text().split()[0])
         os.kill(pid, signal.Signals[signame])
@@ -170,7 +168,7 @@ class DeploymentTarget:
             _wait_gone(pid)
             subprocess.run(control.start, check=True, timeout=60)
 
-    def restart(self, part: Part) -> None:
+    def restart(self, part: ChildName) -> None:
         control = self._control(part)
         pid = int(Path(control.pid_file).read_text().split()[0])
         os.kill(pid, signal.SIGTERM)

@@ -4,6 +4,7 @@ operator's init system would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -18,11 +19,16 @@ import msgspec
 
 from deploy.admin import admin_socket_path
 from drill import DeploymentConfig, ProcessControl, StoreControl
+from hands import LocalBackend
+from tests.hands.processes import remove_sandboxes
 from tests.nats_server import free_port, nats_server_binary
 
 # What the drill's tests set for every keel process: quick checks and timeouts, so faults
-# are recovered from in seconds and a finished session's sandbox goes within one.
+# are recovered from in seconds and a finished session's sandbox goes within one; sandboxes
+# started ahead of demand, so a provisioning is seldom in flight when a hands host dies
+# (one lost with its host costs the session 120 s: docs/design-notes.md, Drills).
 QUICK = {
+    "KEEL_WARM_POOL": "2",
     "KEEL_LEASE_S": "2",
     "KEEL_LOST_AFTER_S": "3",
     "KEEL_PROBE_EVERY_S": "1",
@@ -71,12 +77,15 @@ class KeelUp:
         )
 
     def stop(self) -> None:
+        """Ctrl-C; then what its stopped hands host left for a successor (by design: the
+        warm pool, say), since none comes."""
         self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        asyncio.run(remove_sandboxes(self.data_dir / "hands", LocalBackend()))
 
 
 def started_by_command(command: list[str], env: dict[str, str], pid_file: Path) -> list[str]:
