@@ -85,7 +85,6 @@ class StreamWatch:
         # Attempts after an error, failed ones included (a gateway restarting refuses some).
         self.reconnects = 0
         self.violations: list[Violation] = []
-        self.ended = False
 
     async def follow(self, http: httpx2.AsyncClient, give_up: asyncio.Event) -> None:
         """Until the stream ends with the session over, or `give_up` is set."""
@@ -93,7 +92,6 @@ class StreamWatch:
             try:
                 await self._read(http, give_up)
                 if await self._over(http):
-                    self.ended = True
                     return
             except httpx2.HTTPError:
                 self.reconnects += 1  # the gateway went away: on after the last event seen
