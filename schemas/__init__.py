@@ -11,6 +11,16 @@ bad models file) and `UnknownModel` (an id no route serves).
 This package imports nothing else of keel's; every other package imports it.
 """
 
+from schemas._admin import (
+    AdminReply,
+    AdminRequest,
+    AdminRestart,
+    AdminSignal,
+    AdminSignalChild,
+    AdminStatus,
+    ChildName,
+    ChildState,
+)
 from schemas._agent import (
     DEFAULT_PROTECTED_TESTS,
     AgentSpec,
@@ -183,6 +193,14 @@ from schemas._work import (
 )
 
 __all__ = [
+    "AdminReply",
+    "AdminRequest",
+    "AdminRestart",
+    "AdminSignal",
+    "AdminSignalChild",
+    "AdminStatus",
+    "ChildName",
+    "ChildState",
     "LogSettings",
     "configure_logging",
     "working_on",

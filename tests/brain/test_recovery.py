@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import msgspec
 import pytest
 from nats.js import JetStreamContext
 
+from drill import sqlite_write_locked
 from hands import HandsHost
 from schemas import (
     ModelResponse,
@@ -96,25 +96,11 @@ def freeze_between_writes(brain: BrainProcess, backend: Backend) -> None:
     """
     for _ in range(100):
         brain.signal(signal.SIGSTOP)
-        if not isinstance(backend, SqliteBackend) or not _write_locked(backend):
+        if not isinstance(backend, SqliteBackend) or not sqlite_write_locked(backend.path):
             return
         brain.signal(signal.SIGCONT)
         time.sleep(0.005)
     raise AssertionError("the brain was inside a write at every one of 100 tries")
-
-
-def _write_locked(backend: SqliteBackend) -> bool:
-    connection = sqlite3.connect(backend.path, timeout=0, isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        connection.execute("ROLLBACK")
-        return False
-    except sqlite3.OperationalError as exc:
-        if "locked" not in str(exc):
-            raise
-        return True
-    finally:
-        connection.close()
 
 
 # Where the first brain dies: the n-th time it reaches each point of a step. The first tool

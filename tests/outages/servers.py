@@ -45,18 +45,22 @@ class PostgresServer:
             "UTF8",
         )
 
-    def _run(self, tool: str, *args: str) -> None:
+    def command(self, tool: str, *args: str) -> list[str]:
+        """`tool` of PostgreSQL's, run as the `postgres` user when we are root."""
         command = [str(self.bin / tool), *args]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, cwd=self.root)
+        return command
 
-    def start(self) -> None:
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(self.command(tool, *args), check=True, capture_output=True, cwd=self.root)
+
+    def start_command(self) -> list[str]:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
             " -c max_connections=200"
         )
-        self._run(
+        return self.command(
             "pg_ctl",
             "-D",
             str(self.data),
@@ -68,9 +72,15 @@ class PostgresServer:
             "start",
         )
 
-    def stop(self) -> None:
+    def stop_command(self) -> list[str]:
         """A fast shutdown: every client connection is cut, as in a restart."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        return self.command("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        subprocess.run(self.start_command(), check=True, capture_output=True, cwd=self.root)
+
+    def stop(self) -> None:
+        subprocess.run(self.stop_command(), check=True, capture_output=True, cwd=self.root)
 
     def remove(self) -> None:
         subprocess.run(
