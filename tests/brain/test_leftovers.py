@@ -10,7 +10,6 @@ import asyncio
 import random
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,8 @@ from nats.js import JetStreamContext
 from hands._cgroup import Cgroup
 from schemas import new_id
 from session_store import EventStore
-from tests.backends import Backend
-from tests.brain.conftest import start_session, wait_for_status
+from tests.brain.conftest import SpawnBrain, start_session, wait_for_status
 from tests.brain.invariants import check_invariants
-from tests.brain.processes import BrainProcess
 from tests.brain.scenario import coding_script, coding_spec
 from tests.brain.test_recovery import assert_ran_once
 from tests.hands.processes import HandsProcess, remove_sandboxes
@@ -42,28 +39,6 @@ def sandbox_backend(request: pytest.FixtureRequest) -> str:
     # Fails (in CI) or skips without the backend's parts, like every hands test.
     docker_backend() if request.param == "docker" else local_backend()
     return str(request.param)
-
-
-@pytest.fixture
-def brains(
-    store_backend: Backend, nats_server: NatsServer, tmp_path: Path
-) -> Iterator[Callable[[], BrainProcess]]:
-    started: list[BrainProcess] = []
-
-    def spawn() -> BrainProcess:
-        brain_id = new_id("brain")
-        brain = BrainProcess(
-            store_url=store_backend.url,
-            nats_url=nats_server.url,
-            brain_id=brain_id,
-            log_path=tmp_path / f"{brain_id}.log",
-        )
-        started.append(brain)
-        return brain.start()
-
-    yield spawn
-    for brain in started:
-        brain.stop()
 
 
 def leftovers(host_id: str, data_dir: Path, backend: str) -> list[str]:
@@ -90,7 +65,7 @@ async def test_nothing_of_a_drill_is_left_once_its_sessions_end(
     js: JetStreamContext,
     nats_server: NatsServer,
     tmp_path: Path,
-    brains: Callable[[], BrainProcess],
+    spawn_brain: SpawnBrain,
     sandbox_backend: str,
 ) -> None:
     seed = random.randrange(2**32)
@@ -110,7 +85,7 @@ async def test_nothing_of_a_drill_is_left_once_its_sessions_end(
         },
     ).start()
     try:
-        brain = brains()
+        brain = spawn_brain()
         spec = coding_spec(coding_script(model_latency_ms=250.0))
         sessions = [await start_session(store, js, spec) for _ in range(SESSIONS)]
         # Faults at moments drawn from the seed: a brain, the hands host, a brain again.
@@ -118,7 +93,7 @@ async def test_nothing_of_a_drill_is_left_once_its_sessions_end(
             await asyncio.sleep(rng.uniform(0.3, 1.5))
             if fault == "brain":
                 brain.kill()
-                brain = brains()
+                brain = spawn_brain()
             else:
                 hands.kill()
                 await asyncio.sleep(rng.uniform(0.0, 0.5))

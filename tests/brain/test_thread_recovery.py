@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
@@ -19,12 +17,9 @@ from brain.service import request_attention
 from hands import HandsHost
 from schemas import SessionCreated, SessionStatus, ToolResult, UserMessage, new_id
 from session_store import EventStore
-from tests.backends import Backend
-from tests.brain.conftest import wait_for_status
+from tests.brain.conftest import SpawnBrain, wait_for_status
 from tests.brain.invariants import check_thread_invariants
-from tests.brain.processes import BrainProcess
 from tests.brain.threads_scenario import coordinator_spec
-from tests.nats_server import NatsServer
 
 pytestmark = pytest.mark.slow
 
@@ -42,27 +37,6 @@ CRASH_POINTS = [
     "after_thread_result:1",
     "after_thread_result:3",
 ]
-
-
-@pytest.fixture
-def spawn(store_backend: Backend, nats_server: NatsServer, tmp_path: Path) -> Iterator[object]:
-    started: list[BrainProcess] = []
-
-    def spawn(**fields: object) -> BrainProcess:
-        brain_id = new_id("brain")
-        brain = BrainProcess(
-            store_url=store_backend.url,
-            nats_url=nats_server.url,
-            brain_id=brain_id,
-            log_path=tmp_path / f"{brain_id}.log",
-            **fields,  # type: ignore[arg-type]
-        )
-        started.append(brain)
-        return brain.start()
-
-    yield spawn
-    for brain in started:
-        brain.stop()
 
 
 async def start_coordinator(store: EventStore, js: JetStreamContext, latency_ms: float = 0) -> str:
@@ -94,22 +68,22 @@ async def test_a_brain_killed_at_each_thread_point_is_replaced_and_nothing_repea
     store: EventStore,
     js: JetStreamContext,
     hands_host: HandsHost,
-    spawn: object,
+    spawn_brain: SpawnBrain,
 ) -> None:
-    first = spawn(crash_at=crash_at, snapshot_every=5)  # type: ignore[operator]
+    first = spawn_brain(crash_at=crash_at, snapshot_every=5)
     session_id = await start_coordinator(store, js)
     assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
-    spawn(snapshot_every=5)  # type: ignore[operator]
+    spawn_brain(snapshot_every=5)
     await assert_completed_once(store, session_id)
 
 
 async def test_two_brains_run_the_threads_of_one_session_in_parallel(
-    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn_brain: SpawnBrain
 ) -> None:
     # Two sessions at most per brain: the three workers cannot all be on one.
     brains = [
-        spawn(lease_s=3.0, extra_env={"KEEL_MAX_SESSIONS": "2"}),  # type: ignore[operator]
-        spawn(lease_s=3.0, extra_env={"KEEL_MAX_SESSIONS": "2"}),  # type: ignore[operator]
+        spawn_brain(lease_s=3.0, extra_env={"KEEL_MAX_SESSIONS": "2"}),
+        spawn_brain(lease_s=3.0, extra_env={"KEEL_MAX_SESSIONS": "2"}),
     ]
     session_id = await start_coordinator(store, js, latency_ms=300)
     await assert_completed_once(store, session_id)
