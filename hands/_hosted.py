@@ -46,22 +46,27 @@ class HostedSandboxes:
 
     async def create(self, session_id: str, request: ProvisionRequest) -> Sandbox:
         """Make a sandbox. A caller cancelled half way (a closing host) lets the creation
-        finish and then removes it: a backend's start cannot be interrupted safely (a Docker
-        container is created on a thread whatever happens to the task awaiting it)."""
+        finish and then removes it, however often it is cancelled meanwhile: a backend's
+        start cannot be interrupted safely (a Docker container is created on a thread
+        whatever happens to the task awaiting it), and a host's tasks are cancelled again
+        and again until they end (`BackgroundTasks.cancel`)."""
         creating = asyncio.ensure_future(self._create_now(session_id, request))
         try:
             return await asyncio.shield(creating)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await self.destroy(await creating)
+            removing = asyncio.ensure_future(self._remove_once_made(creating))
+            while not removing.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(removing)
             raise
+
+    async def _remove_once_made(self, creating: asyncio.Future[Sandbox]) -> None:
+        with contextlib.suppress(Exception):
+            await self.destroy(await creating)
 
     async def _create_now(self, session_id: str, request: ProvisionRequest) -> Sandbox:
         sandbox_id = new_id("sbx")
         dirs = SandboxDirs(self.root, sandbox_id)
-        dirs.workspace.mkdir(parents=True)
-        dirs.ipc.mkdir()
-        CallRecords(dirs.calls).create()
         record = SandboxRecord(
             sandbox_id=sandbox_id,
             session_id=session_id,
@@ -71,8 +76,17 @@ class HostedSandboxes:
             spec=request.sandbox,
             lease_epoch=request.lease_epoch,
         )
-        await self.backend.prepare(dirs)
-        handle = await self.backend.start(record, dirs)
+        try:
+            dirs.workspace.mkdir(parents=True)
+            dirs.ipc.mkdir()
+            CallRecords(dirs.calls).create()
+            await self.backend.prepare(dirs)
+            handle = await self.backend.start(record, dirs)
+        except BaseException:
+            # Nothing runs yet (a backend that failed half way leaves what it started to the
+            # next host's reaping of unknown sandboxes), but the directory is ours to remove.
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, dirs.root, True))
+            raise
         record = msgspec.structs.replace(record, handle=handle)
         try:
             dirs.record.write_bytes(_ENCODER.encode(record))

@@ -165,6 +165,26 @@ async def test_closing_while_the_warm_pool_fills_leaves_nothing_behind(
     assert await backend.reap_unknown(settings.host_id, set()) == 0
 
 
+async def test_closing_while_slow_starts_outlast_repeated_cancels_leaves_nothing_behind(
+    settings: HandsSettings, backend: SandboxBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closing host cancels its tasks again every half second until they end; a sandbox
+    whose start takes longer than that (a Docker engine under load) is still removed."""
+    start = backend.start
+
+    async def slow_start(record: SandboxRecord, dirs: SandboxDirs) -> str:
+        await asyncio.sleep(1.2)
+        return await start(record, dirs)
+
+    monkeypatch.setattr(backend, "start", slow_start)
+    host = HandsHost(msgspec.structs.replace(settings, warm_pool=2), backend)
+    await host.start()
+    await asyncio.sleep(0.05)
+    await host.close(destroy_sandboxes=True)
+    assert list((settings.data_dir / "sandboxes").iterdir()) == []
+    assert await backend.reap_unknown(settings.host_id, set()) == 0
+
+
 async def test_warm_pool_serves_provisioning(
     settings: HandsSettings, backend: SandboxBackend, client: HandsTestClient
 ) -> None:
