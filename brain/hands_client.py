@@ -7,6 +7,8 @@ when it was published (it crashed, or it let the session wait) collects it after
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 from collections.abc import Callable, Iterable
 from typing import Final
@@ -18,10 +20,11 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header
 
 from schemas import (
     OUTCOME_STREAM,
+    PROVISION_PROGRESS_S,
     PROVISION_SUBJECT,
     Backoff,
     CallAccepted,
@@ -39,6 +42,9 @@ from schemas import (
 
 _ENCODER: Final = msgspec.json.Encoder()
 _OUTCOME: Final = msgspec.json.Decoder(ToolOutcome)
+_PROVISION_REPLY: Final = msgspec.json.Decoder(ProvisionReply)
+# The status NATS sends to a request's reply subject when nobody is subscribed to it.
+_NO_RESPONDERS: Final = "503"
 
 
 class HandsUnavailable(Exception):
@@ -53,18 +59,59 @@ class ProvisionFailed(Exception):
     """A hands host answered but could not make a sandbox."""
 
 
+async def ask_to_provision(
+    nc: NATS, request: bytes, *, timeout_s: float, silence_s: float
+) -> ProvisionReply:
+    """One provisioning request followed to its answer through the host's progress notes
+    (`PROVISION_PROGRESS_S`). Raises `nats.errors.NoRespondersError` when no host is
+    subscribed, `ProvisionFailed` when the host that took the request falls silent (a
+    sandbox it may still finish is then nobody's, and its idle reaper removes it), and
+    `HandsUnavailable` when the whole provisioning outlasts `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    answers = await nc.subscribe(nc.new_inbox())
+    try:
+        await nc.publish(PROVISION_SUBJECT, request, reply=answers.subject)
+        heard_from = "no hands host"
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise HandsUnavailable(f"provisioning took longer than {timeout_s:.0f} s")
+            try:
+                msg = await answers.next_msg(timeout=min(silence_s, left))
+            except nats.errors.TimeoutError:
+                if loop.time() >= deadline:
+                    continue
+                raise ProvisionFailed(
+                    f"{heard_from} said anything about the provisioning for {silence_s:.0f} s"
+                ) from None
+            if msg.headers and msg.headers.get(Header.STATUS) == _NO_RESPONDERS:
+                raise nats.errors.NoRespondersError
+            answer = _PROVISION_REPLY.decode(msg.data)
+            if not answer.working:
+                return answer
+            heard_from = f"hands host {answer.host_id}"
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await answers.unsubscribe()
+
+
 class HandsClient:
     def __init__(
         self,
         nc: NATS,
         *,
         provision_timeout_s: float = 120.0,
+        provision_silence_s: float = 10 * PROVISION_PROGRESS_S,
         request_timeout_s: float = 10.0,
         no_hands_for_s: float = 30.0,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.provision_timeout_s = provision_timeout_s
+        # How long the host that took a provisioning request may be heard from neither with
+        # a progress note nor the answer before it counts as gone (killed, or cut off).
+        self.provision_silence_s = provision_silence_s
         self.request_timeout_s = request_timeout_s
         # How long provisioning keeps asking while no hands host is subscribed (one may be
         # restarting) before it gives up.
@@ -100,10 +147,13 @@ class HandsClient:
             timeout_s=self.no_hands_for_s,
         )
         try:
-            reply = await retrying(
+            answer = await retrying(
                 while_none_answers,
-                lambda: self.nc.request(
-                    PROVISION_SUBJECT, request, timeout=self.provision_timeout_s
+                lambda: ask_to_provision(
+                    self.nc,
+                    request,
+                    timeout_s=self.provision_timeout_s,
+                    silence_s=self.provision_silence_s,
                 ),
                 lambda exc: isinstance(exc, nats.errors.NoRespondersError),
                 what="provisioning a sandbox",
@@ -112,11 +162,6 @@ class HandsClient:
             raise HandsUnavailable(
                 f"no hands host answered for {self.no_hands_for_s:.0f} s"
             ) from None
-        except TimeoutError:  # nats raises both its own and asyncio's
-            raise HandsUnavailable(
-                f"provisioning took longer than {self.provision_timeout_s:.0f} s"
-            ) from None
-        answer = msgspec.json.decode(reply.data, type=ProvisionReply)
         if answer.error:
             raise ProvisionFailed(answer.error)
         return answer

@@ -17,11 +17,29 @@ from hands._hosted import HostedSandboxes
 from hands._sandbox import Sandbox
 from hands._storage import SandboxStorage
 from hands._subjects import SandboxSubjects
-from schemas import BackgroundTasks, ProvisionReply, ProvisionRequest, is_valid_id
+from schemas import (
+    PROVISION_PROGRESS_S,
+    BackgroundTasks,
+    ProvisionReply,
+    ProvisionRequest,
+    is_valid_id,
+)
 
 log = logging.getLogger("keel.hands")
 
 _ENCODER: Final = msgspec.json.Encoder()
+
+
+async def _tell_still_working(msg: Msg, host_id: str) -> None:
+    """Progress notes to the asker while the provisioning lasts, so that it can tell a slow
+    host (a cold Docker start on a loaded machine) from a dead one. A quick provisioning
+    sends none."""
+    if not msg.reply:
+        return
+    note = _ENCODER.encode(ProvisionReply(working=True, host_id=host_id))
+    while True:
+        await asyncio.sleep(PROVISION_PROGRESS_S)
+        await msg.respond(note)
 
 
 class Provisioner:
@@ -48,6 +66,7 @@ class Provisioner:
         except msgspec.DecodeError as exc:
             await msg.respond(_ENCODER.encode(ProvisionReply(error=f"bad request: {exc}")))
             return
+        progress = self._tasks.spawn(_tell_still_working(msg, host_id))
         try:
             sandbox = await self.provision(request)
         except Exception as exc:
@@ -59,6 +78,8 @@ class Provisioner:
                 host_id=host_id,
                 checkpoint=sandbox.checkpoint,
             )
+        finally:
+            progress.cancel()
         await msg.respond(_ENCODER.encode(reply))
 
     async def provision(self, request: ProvisionRequest) -> Sandbox:

@@ -59,7 +59,15 @@ class ProvisionRequest(msgspec.Struct, frozen=True, kw_only=True):
     lease_epoch: int = 0
 
 
+# While a host provisions, it tells the asker so this often (`ProvisionReply.working`): an
+# asker that hears nothing for several of these knows the host is gone, long before the
+# provisioning itself could time out.
+PROVISION_PROGRESS_S: Final = 1.0
+
+
 class ProvisionReply(msgspec.Struct, frozen=True, kw_only=True):
+    # A progress note, not the answer: the host has the request and is still at it.
+    working: bool = False
     sandbox_id: str = ""
     host_id: str = ""
     checkpoint: str | None = None

@@ -9,8 +9,8 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from brain.hands_client import ask_to_provision
 from schemas import (
-    PROVISION_SUBJECT,
     CallAccepted,
     CallRequest,
     CancelRequest,
@@ -49,15 +49,14 @@ class HandsTestClient:
         # a client waits a little and asks again, as a brain must.
         for attempt in range(20):
             try:
-                reply = await self.nc.request(
-                    PROVISION_SUBJECT, _ENCODER.encode(request), timeout=60
+                result = await ask_to_provision(
+                    self.nc, _ENCODER.encode(request), timeout_s=60, silence_s=60
                 )
                 break
             except nats.errors.NoRespondersError:
                 if attempt == 19:
                     raise
                 await asyncio.sleep(0.1)
-        result = msgspec.json.decode(reply.data, type=ProvisionReply)
         assert not result.error, result.error
         return result
 

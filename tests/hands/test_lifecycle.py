@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,14 +15,15 @@ import msgspec
 import nats
 import pytest
 
+from brain.hands_client import HandsClient, ProvisionFailed, ask_to_provision
 from hands import HandsHost, HandsSettings
 from hands._backend import SandboxBackend, SandboxDirs, SandboxRecord
 from hands._client import ExecutorCall, ExecutorClient
 from hands._records import CallRecords
 from schemas import (
     CallRequest,
-    ProvisionReply,
     ProvisionRequest,
+    SandboxSpec,
     ToolOutcome,
     new_id,
 )
@@ -142,12 +144,12 @@ async def test_bad_calls_get_clear_error_outcomes(host: HandsHost, client: Hands
 async def test_provisioning_from_a_missing_checkpoint_fails_cleanly(
     host: HandsHost, client: HandsTestClient, settings: HandsSettings
 ) -> None:
-    reply = await client.nc.request(
-        "keel.hands.provision",
+    answer = await ask_to_provision(
+        client.nc,
         msgspec.json.encode(ProvisionRequest(session_id=SESSION, checkpoint="0" * 64)),
-        timeout=30,
+        timeout_s=30,
+        silence_s=30,
     )
-    answer = msgspec.json.decode(reply.data, type=ProvisionReply)
     assert "no workspace checkpoint" in answer.error and not answer.sandbox_id
     assert host.sandboxes == {}
     assert list((settings.data_dir / "sandboxes").iterdir()) == []
@@ -245,6 +247,54 @@ def host_process(settings: HandsSettings, backend: SandboxBackend) -> Iterator[o
     for path in (settings.data_dir / "sandboxes").glob("*/record.json"):
         record = msgspec.json.decode(path.read_bytes(), type=SandboxRecord)
         asyncio.run(backend.remove(record))
+
+
+async def test_provisioning_by_a_host_that_dies_with_the_request_fails_fast_and_is_asked_again(
+    host_process,
+    client: HandsTestClient,  # type: ignore[no-untyped-def]
+) -> None:
+    """The host that took the request is frozen and then killed: no answer will ever come,
+    and the asker knows it from the host's silence, not after the whole provisioning
+    timeout; asked again, the next host answers."""
+    frozen = await asyncio.to_thread(host_process)
+    frozen.send_signal(signal.SIGSTOP)
+    hands = HandsClient(client.nc, provision_timeout_s=120, provision_silence_s=2)
+    started = time.monotonic()
+    asking = asyncio.ensure_future(hands.provision(SESSION, SandboxSpec(), None))
+    await asyncio.sleep(0.5)
+    frozen.send_signal(signal.SIGKILL)
+    frozen.wait()
+    with pytest.raises(ProvisionFailed, match="said anything about the provisioning for 2 s"):
+        await asking
+    assert time.monotonic() - started < 10
+    await asyncio.to_thread(host_process)
+    sandbox = (await hands.provision(SESSION, SandboxSpec(), None)).sandbox_id
+    assert (await client.call(sandbox, SESSION, "bash", {"command": "echo ok"})).exit_code == 0
+
+
+async def test_a_provisioning_slower_than_the_silence_limit_is_waited_for(
+    settings: HandsSettings,
+    backend: SandboxBackend,
+    client: HandsTestClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cold start on a loaded machine may take long; the host's progress notes keep the
+    asker waiting for it."""
+    start = backend.start
+
+    async def slow_start(record: SandboxRecord, dirs: SandboxDirs) -> str:
+        await asyncio.sleep(3.5)
+        return await start(record, dirs)
+
+    monkeypatch.setattr(backend, "start", slow_start)
+    host = HandsHost(settings, backend)
+    await host.start()
+    try:
+        hands = HandsClient(client.nc, provision_timeout_s=60, provision_silence_s=1.5)
+        sandbox = (await hands.provision(SESSION, SandboxSpec(), None)).sandbox_id
+        assert sandbox in host.sandboxes
+    finally:
+        await host.close(destroy_sandboxes=True)
 
 
 async def test_a_killed_host_is_replaced_and_nothing_runs_twice(
