@@ -44,6 +44,8 @@ from brain.threads import (
     parse_spawn,
     thread_id_for,
     thread_reply,
+    waiting_key,
+    waiting_note,
 )
 from schemas import (
     TERMINAL_STATUSES,
@@ -62,6 +64,7 @@ from schemas import (
     ToolResult,
     UserInterrupt,
     WorkspaceRestored,
+    log_subject,
     work_subject,
 )
 from session_store import InvalidInput, PayloadTooLarge, SessionNotFound, Threads
@@ -298,6 +301,30 @@ class ThreadCalls:
             ),
             msgspec.structs.replace(result, output=f"{result.output}\n[{outcome.output}]"),
         ]
+
+    # -- waits on the user ---------------------------------------------------------------------
+
+    async def note_wait(self, waiting: list[tuple[ToolCall, str]]) -> None:
+        """A thread about to wait on the user says so first in its session, whose stream is
+        the one a client follows (`thread.waiting`): the calls to answer, from this log.
+        Noted once per set of calls (keyed), so the run after a crash between the note and
+        the thread's own waiting status notes it again harmlessly."""
+        note = waiting_note(self.log.state, waiting)
+        origin = self.log.state.thread
+        if note is None or origin is None:
+            return
+        try:
+            appended = await self.store.append_once(
+                origin.root_session_id, [note], key=waiting_key(note)
+            )
+        except SessionNotFound:
+            return  # deleted meanwhile: nobody follows its stream
+        self.crash.reach("after_thread_wait_noted")
+        try:
+            await self.nc.publish(log_subject(origin.root_session_id), b"%d" % appended.head_seq)
+        except Exception as exc:
+            # Its streams read the store again at their next heartbeat.
+            logger.warning("session %s: announcing a wait failed: %r", self.log.session_id, exc)
 
     # -- stops and pokes ----------------------------------------------------------------------
 

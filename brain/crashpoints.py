@@ -21,6 +21,9 @@ THREAD_POINTS: Final = frozenset(
 # Only a roster sharing the coordinator's workspace reaches this: a thread's work merged
 # into it, the reply not yet recorded (`brain._thread_calls`).
 MERGE_POINTS: Final = frozenset({"after_thread_merge"})
+# Only a thread that waits on the user reaches this: its wait noted in its session, its own
+# log not yet saying it waits (`brain._thread_calls`).
+WAIT_POINTS: Final = frozenset({"after_thread_wait_noted"})
 # Only a session with context resets reaches these (`brain/_workspace_harness.py`): the
 # handoff read and not yet recorded, the iteration's start or end recorded, the test ratchet's
 # check recorded and its restore not, the restore run and not recorded.
@@ -52,6 +55,7 @@ POINTS: Final = (
     | ITERATION_POINTS
     | THREAD_POINTS
     | MERGE_POINTS
+    | WAIT_POINTS
 )
 
 

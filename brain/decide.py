@@ -301,6 +301,17 @@ def _next_for_calls(state: SessionState, now: float) -> Action:
     return Wait(reason=WAITING_FOR_TOOLS)
 
 
+def waits_on_user(state: SessionState, now: float) -> list[tuple[ToolCall, str]]:
+    """The open calls that wait on the user, with what for (`WAITING_FOR_APPROVAL` or
+    `WAITING_FOR_CLIENT`), in the order they were requested."""
+    waiting: list[tuple[ToolCall, str]] = []
+    for call in state.open_calls.values():
+        action = _next_for_call(state, call, now)
+        if isinstance(action, Wait) and action.reason in (WAITING_FOR_APPROVAL, WAITING_FOR_CLIENT):
+            waiting.append((call, action.reason))
+    return waiting
+
+
 def _next_for_call(state: SessionState, call: ToolCall, now: float) -> Action | None:
     """The action one open call needs; None when it is ready to dispatch."""
     assert state.spec is not None

@@ -61,6 +61,7 @@ from schemas import (
     ThreadMessageSent,
     ThreadReplied,
     ThreadSpawned,
+    ThreadWaiting,
     ToolDispatched,
     ToolRequested,
     ToolResult,
@@ -287,6 +288,8 @@ def _apply(  # noqa: PLR0915
                 # Its work merged into the session's workspace, in the sandbox that did it.
                 state.checkpoint = event.checkpoint
                 state.sandbox_id = event.sandbox_id or state.sandbox_id
+        case ThreadWaiting():
+            pass  # for the session's stream: what the thread waits on is in its own log
         case UnknownEvent():
             state.unknown_events += 1
         case _:

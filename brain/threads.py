@@ -20,18 +20,22 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
 
-from brain.state import SessionState
+from brain.state import SessionState, ToolCall
 from schemas import (
+    WAITING_FOR_CLIENT,
     AgentSpec,
     Budgets,
     ModelResponse,
     Recorded,
     SessionStatus,
     TextBlock,
+    ThreadWaiting,
+    ToolUseBlock,
+    WaitingCall,
 )
 
 SPAWN_TOOL: Final = "spawn_thread"
@@ -186,6 +190,51 @@ def child_spec(spec: AgentSpec, spawn: SpawnInput, used: Budgets) -> tuple[str, 
         )
     budgets = _within(base.budgets, spec.budgets, used)
     return name, msgspec.structs.replace(base, subagents=None, turn_end="idle", budgets=budgets)
+
+
+def waiting_note(
+    state: SessionState, waiting: Sequence[tuple[ToolCall, str]]
+) -> ThreadWaiting | None:
+    """What a thread about to wait on the user notes in its session (`thread.waiting`): the
+    calls it waits on (`waiting`, as `decide.waits_on_user` says), each where its log asked
+    for it; None for a session's own log, or a wait on nothing the user answers."""
+    origin, spec = state.thread, state.spec
+    if origin is None or spec is None:
+        return None
+    asked_at = {
+        block.call_id: (message.seq, index)
+        for message in state.messages
+        if message.role == "assistant"
+        for index, block in enumerate(b for b in message.content if isinstance(b, ToolUseBlock))
+    }
+    calls: list[WaitingCall] = []
+    for call, reason in waiting:
+        # An open call was asked for after the last compaction, which keeps what is open.
+        response_seq, use_index = asked_at[call.call_id]
+        waits_for: Literal["approval", "custom", "client"] = "approval"
+        if reason == WAITING_FOR_CLIENT:
+            custom = any(tool.name == call.name for tool in spec.custom_tools)
+            waits_for = "custom" if custom else "client"
+        calls.append(
+            WaitingCall(
+                call_id=call.call_id,
+                name=call.name,
+                input=call.input,
+                response_seq=response_seq,
+                use_index=use_index,
+                waits_for=waits_for,
+            )
+        )
+    if not calls:
+        return None
+    return ThreadWaiting(thread_id=origin.thread_id, agent_name=origin.agent_name, calls=calls)
+
+
+def waiting_key(note: ThreadWaiting) -> str:
+    """The note's key in its session: one note per thread and set of calls waited on, so a
+    run that noted it and died before the thread's log said it waits notes it once."""
+    calls = "\0".join(sorted(call.call_id for call in note.calls))
+    return f"{note.thread_id}/waiting/{hashlib.sha256(calls.encode()).hexdigest()[:32]}"
 
 
 def thread_reply(records: Sequence[Recorded]) -> tuple[str, str] | None:

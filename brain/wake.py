@@ -57,6 +57,7 @@ from brain.decide import (
     RunThreadCalls,
     Wait,
     decide,
+    waits_on_user,
 )
 from brain.deps import BrainDeps
 from brain.iterations import (
@@ -69,6 +70,8 @@ from brain.iterations import (
 from brain.judge import CompletionCheck
 from schemas import (
     END_TURN,
+    WAITING_FOR_APPROVAL,
+    WAITING_FOR_CLIENT,
     ApprovalExpired,
     ApprovalRequested,
     BudgetReached,
@@ -249,6 +252,8 @@ class _SessionRun:
         if state.status == "running" or (
             state.status == "idle" and self.log.spec.turn_end == "complete"
         ):
+            if wait.reason in (WAITING_FOR_APPROVAL, WAITING_FOR_CLIENT):
+                await self.threads.note_wait(waits_on_user(state, self.deps.clock()))
             await self.log.commit([SessionStatus(status="waiting", reason=wait.reason)])
         deadlines = [
             call.approval_expires_at

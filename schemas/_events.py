@@ -372,6 +372,31 @@ class ThreadReplied(_EventBase, tag="thread.replied", frozen=True):
     merge: str = ""
 
 
+class WaitingCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A call of a thread that waits on the user, and where the thread's log asked for it:
+    the `model.response` at `response_seq`, its `use_index`-th tool use."""
+
+    call_id: str
+    name: str
+    input: dict[str, object]
+    response_seq: int
+    use_index: int
+    # What the user does: allows or denies it (`approval`), or runs it and posts its result
+    # (`custom`: a custom tool; `client`: a tool of a self-hosted environment's worker).
+    waits_for: Literal["approval", "custom", "client"]
+
+
+class ThreadWaiting(_EventBase, tag="thread.waiting", frozen=True):
+    """Noted in the session at the top of a thread's tree (once per wait, keyed by the
+    thread and its calls) before the thread's own log says it waits on the user: what it
+    waits for, so that the session's one stream shows every call a user must answer.
+    Nothing acts on it: the answers go to the thread."""
+
+    thread_id: str
+    agent_name: str
+    calls: list[WaitingCall]
+
+
 Event = (
     SessionCreated
     | SessionUpdated
@@ -404,6 +429,7 @@ Event = (
     | ThreadMessageSent
     | ThreadMessageReceived
     | ThreadReplied
+    | ThreadWaiting
 )
 
 EVENT_CLASSES: Final[tuple[type[_EventBase], ...]] = Event.__args__

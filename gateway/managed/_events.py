@@ -27,6 +27,7 @@ from gateway._errors import ApiProblem
 from gateway._idempotency import Idempotency, WorkerKeys
 from gateway._services import GatewayServices, Services
 from gateway.managed._common import MAX_LIMIT, ManagedWorkerSession, answer, page
+from gateway.managed._event_ids import EVENT_ID_PATTERN, event_id, parse_event_id, position
 from gateway.managed._folds import (
     READ_BATCH,
     KeptProjections,
@@ -36,13 +37,7 @@ from gateway.managed._folds import (
     fold_records,
 )
 from gateway.managed._previews import Previews, previews_of
-from gateway.managed._projection import (
-    EVENT_ID_PATTERN,
-    EventType,
-    Projection,
-    event_id,
-    parse_event_id,
-)
+from gateway.managed._projection import EventType, Projection
 from gateway.managed._shapes import SendEvents
 from gateway.managed._thread_input import Indexed, SessionLogs
 from gateway.managed._user_events import to_log
@@ -193,7 +188,7 @@ async def events_page(
             keep=True,
             through_seq=head + READ_BATCH,
         ):
-            at = parse_event_id(event["id"])
+            at = parse_event_id(position(event))
             if (after is None or (at is not None and at > after)) and (
                 wanted is None or event["type"] in wanted
             ):
@@ -202,7 +197,7 @@ async def events_page(
             break  # the head
     more = len(chunk) > limit
     chunk = chunk[:limit]
-    return page(chunk, chunk[-1]["id"] if more else None)
+    return page(chunk, position(chunk[-1]) if more else None)
 
 
 def _newest_first(
@@ -213,10 +208,10 @@ def _newest_first(
     events.reverse()
     start = 0
     if after is not None:
-        start = next((i + 1 for i, e in enumerate(events) if e["id"] == after), len(events))
+        start = next((i + 1 for i, e in enumerate(events) if position(e) == after), len(events))
     chunk = events[start : start + limit]
     more = start + limit < len(events)
-    return page(chunk, chunk[-1]["id"] if more and chunk else None)
+    return page(chunk, position(chunk[-1]) if more and chunk else None)
 
 
 @router.get("/v1/sessions/{session_id}/events/stream", response_class=StreamingResponse)
@@ -290,7 +285,7 @@ async def _live(
                 for event in await fold(
                     services.store, session_id, projection, projections, keep=True
                 ):
-                    at = parse_event_id(event["id"])
+                    at = parse_event_id(position(event))
                     if at is not None and at > (seq, part):
                         yield _frame(event)
             yield b"retry: 1000\n\n"
@@ -349,8 +344,9 @@ async def _next(
 
 
 def _frame(event: dict[str, Any]) -> bytes:
+    """An event as an SSE frame, whose `id` (what `Last-Event-ID` sends back) is its place."""
     return b"event: %s\nid: %s\ndata: %s\n\n" % (
         event["type"].encode(),
-        event["id"].encode(),
+        position(event).encode(),
         _ENCODER.encode(event),
     )

@@ -19,7 +19,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from gateway.managed._projection import message_id_after
+from gateway.managed._event_ids import message_id_after
 from schemas import ModelDelta, delta_subject
 
 _ENCODER: Final = msgspec.json.Encoder()

@@ -4,9 +4,7 @@ keel's log stays keel's (hash-chained, seq-addressed, one event per fact); the M
 Agents view of it is folded from it, deterministically, so every gateway shows the same
 events with the same ids. One keel event may become several (a model response is a model
 request span, a message, a tool use per call, and a usage report), so an event's id names
-its place: `sevt_<seq>_<part>`, which orders them and is what `Last-Event-ID` resumes
-after; on a thread's own log, `sevt_<seq>_<part>_<thread id>`, so that no two logs of a
-session share an id. A tool use's id is its call's `tool_use_id`: the id of its event.
+its place (`_event_ids`). A tool use's id is its call's `tool_use_id`: the id of its event.
 
 Outcomes (`_outcomes`) are folded alongside: `Session.outcome_evaluations` and the
 `span.outcome_evaluation_*` events. Live previews of a response (`event_start`,
@@ -18,12 +16,12 @@ Pure: no I/O, no clock; times are the log's.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import msgspec
 
+from gateway.managed._event_ids import FIRST_USE, START, TEXT, CrossPosted, event_id
 from gateway.managed._outcomes import Outcomes, span_usage
 from gateway.managed._thread_events import ThreadsView
 from schemas import (
@@ -52,6 +50,7 @@ from schemas import (
     ThreadMessageSent,
     ThreadReplied,
     ThreadSpawned,
+    ThreadWaiting,
     ToolResult,
     ToolUseBlock,
     Usage,
@@ -105,33 +104,6 @@ EventType = Literal[
     "workflow_run.phase_started",
     "workflow_run.phase_ended",
 ]
-
-# An event id, as a regular expression that Python and the served JSON Schema both read.
-EVENT_ID_PATTERN: Final = r"^sevt_([0-9]{1,19})_([0-9]{1,6})(_[A-Za-z0-9_.:-]{1,64})?$"
-_EVENT_ID: Final = re.compile(EVENT_ID_PATTERN)
-# Parts of a model response: its span's start, its text, its tool uses, then the span's end
-# and the session's usage after it.
-_START, _TEXT, _FIRST_USE = 0, 1, 2
-
-
-def event_id(seq: int, part: int = 0, thread_id: str = "") -> str:
-    """The id of an event of a session's log, or of a thread's own log (`thread_id`): a
-    thread's ids name it, so no two logs of a session share an id (an answer to a call is
-    routed by its `tool_use_id` alone)."""
-    return f"sevt_{seq}_{part}_{thread_id}" if thread_id else f"sevt_{seq}_{part}"
-
-
-def message_id_after(context_seq: int, thread_id: str = "") -> str:
-    """The id of the `agent.message` of a response whose model was shown the log up to
-    `context_seq`: it is recorded next, unless input lands first (a preview then names a
-    message that never comes, as the API allows)."""
-    return event_id(context_seq + 1, _TEXT, thread_id)
-
-
-def parse_event_id(value: str) -> tuple[int, int] | None:
-    """(seq, part) of an id this projection made; None for anything else."""
-    match = _EVENT_ID.fullmatch(value)
-    return (int(match[1]), int(match[2])) if match else None
 
 
 def rfc3339(at: float) -> str:
@@ -219,7 +191,13 @@ class Projection:
             case SessionCreated(spec=spec, thread=origin):
                 self.spec, self.threads.origin = spec, origin
                 return []
-            case ThreadSpawned() | ThreadMessageSent() | ThreadMessageReceived() | ThreadReplied():
+            case (
+                ThreadSpawned()
+                | ThreadMessageSent()
+                | ThreadMessageReceived()
+                | ThreadReplied()
+                | ThreadWaiting()
+            ):
                 out = [
                     self._event(seq, part, type_, at, **fields)
                     for part, type_, fields in self.threads.project(record.event)
@@ -362,15 +340,15 @@ class Projection:
         assert isinstance(response, ModelResponse)
         seq = record.seq
         started = rfc3339(record.at - response.duration_ms / 1000)
-        out = [self._event(seq, _START, "span.model_request_start", started)]
+        out = [self._event(seq, START, "span.model_request_start", started)]
         text = [
             {"type": "text", "text": b.text} for b in response.content if isinstance(b, TextBlock)
         ]
         if text:
-            out.append(self._event(seq, _TEXT, "agent.message", at, content=text))
+            out.append(self._event(seq, TEXT, "agent.message", at, content=text))
         uses = [b for b in response.content if isinstance(b, ToolUseBlock)]
         for i, use in enumerate(uses):
-            tool_use_id = self._id(seq, _FIRST_USE + i)
+            tool_use_id = self._id(seq, FIRST_USE + i)
             on_client = self.spec.runs_on_client(use.name)
             self.calls[use.call_id] = CallView(
                 tool_use_id=tool_use_id, name=use.name, on_client=on_client
@@ -379,7 +357,7 @@ class Projection:
                 out.append(
                     self._event(
                         seq,
-                        _FIRST_USE + i,
+                        FIRST_USE + i,
                         "agent.custom_tool_use",
                         at,
                         name=use.name,
@@ -391,7 +369,7 @@ class Projection:
             out.append(
                 self._event(
                     seq,
-                    _FIRST_USE + i,
+                    FIRST_USE + i,
                     "agent.tool_use",
                     at,
                     name=use.name,
@@ -402,7 +380,7 @@ class Projection:
             )
         self.usage = self.usage + response.usage
         self.cost_usd += response.cost_usd
-        end = _FIRST_USE + len(uses)
+        end = FIRST_USE + len(uses)
         usage = response.usage
         out.append(
             self._event(
@@ -410,7 +388,7 @@ class Projection:
                 end,
                 "span.model_request_end",
                 at,
-                model_request_start_id=self._id(seq, _START),
+                model_request_start_id=self._id(seq, START),
                 model_usage=span_usage(usage),
                 is_error=False,
             )
@@ -457,7 +435,10 @@ class Projection:
     def _event(
         self, seq: int, part: int, type_: str, processed_at: str, **fields: Any
     ) -> dict[str, Any]:
-        return {"id": self._id(seq, part), "type": type_, "processed_at": processed_at, **fields}
+        here = self._id(seq, part)
+        event = {"id": here, "type": type_, "processed_at": processed_at, **fields}
+        # An event of another log (`fields` name its id) stands here on this one.
+        return event if event["id"] == here else CrossPosted(event, position=here)
 
     def _if(
         self, fields: dict[str, Any] | None, seq: int, type_: str, at: str

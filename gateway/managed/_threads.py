@@ -27,10 +27,10 @@ from gateway.managed._common import (
     answer,
     page,
 )
+from gateway.managed._event_ids import EVENT_ID_PATTERN
 from gateway.managed._events import events_page, stream_of
 from gateway.managed._folds import KeptProjections
 from gateway.managed._projection import (
-    EVENT_ID_PATTERN,
     managed_status,
     rfc3339,
     usage_view,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from brain.crashpoints import ITERATION_POINTS, MERGE_POINTS, POINTS, THREAD_POINTS
+from brain.crashpoints import ITERATION_POINTS, MERGE_POINTS, POINTS, THREAD_POINTS, WAIT_POINTS
 from schemas import (
     TOOLS,
     WAITING_FOR_CLIENT,
@@ -129,7 +129,9 @@ async def test_a_coding_session_completes_and_each_call_runs_once(store: EventSt
 # A session with context resets passes the iteration points (`test_resets.py` crashes it
 # there); a thread's points are passed only by a session with threads
 # (`test_thread_crashes.py`).
-@pytest.mark.parametrize("point", sorted(POINTS - ITERATION_POINTS - THREAD_POINTS - MERGE_POINTS))
+@pytest.mark.parametrize(
+    "point", sorted(POINTS - ITERATION_POINTS - THREAD_POINTS - MERGE_POINTS - WAIT_POINTS)
+)
 async def test_a_brain_crashed_at_every_pass_of_a_point_is_replaced_and_nothing_runs_twice(
     point: str, store: EventStore
 ) -> None:

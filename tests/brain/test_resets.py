@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from brain.crashpoints import MERGE_POINTS, POINTS, THREAD_POINTS
+from brain.crashpoints import MERGE_POINTS, POINTS, THREAD_POINTS, WAIT_POINTS
 from schemas import (
     TOOLS,
     ContextPolicy,
@@ -111,7 +111,9 @@ async def test_a_reset_session_that_also_compacts_goes_the_same_way(
 
 # The n-th pass of each point, for n = 1, 2, ... until a run no longer gets there; a session
 # that does not compact never passes compaction's (`test_harness.py` crashes it there).
-@pytest.mark.parametrize("point", sorted(POINTS - COMPACTION_POINTS - THREAD_POINTS - MERGE_POINTS))
+@pytest.mark.parametrize(
+    "point", sorted(POINTS - COMPACTION_POINTS - THREAD_POINTS - MERGE_POINTS - WAIT_POINTS)
+)
 async def test_a_reset_session_crashed_at_every_pass_of_a_point_loses_and_repeats_nothing(
     point: str, store: EventStore, tmp_path: Path
 ) -> None:

@@ -16,13 +16,21 @@ from pathlib import Path
 
 import pytest
 
-from brain.crashpoints import THREAD_POINTS
+from brain.crashpoints import THREAD_POINTS, WAIT_POINTS
 from brain.wake import wake
-from schemas import SessionCreated, ToolRequested, UserMessage, new_id
+from schemas import (
+    ApprovalGranted,
+    SessionCreated,
+    ThreadWaiting,
+    ToolRequested,
+    ToolResult,
+    UserMessage,
+    new_id,
+)
 from session_store import EventStore, SqliteEventStore
 from tests.brain.harness import Harness, RaisingCrashpoints, SimulatedCrash
 from tests.brain.invariants import check_thread_invariants
-from tests.brain.threads_scenario import coordinator_spec
+from tests.brain.threads_scenario import asking_spec, coordinator_spec
 
 
 @pytest.fixture
@@ -90,4 +98,45 @@ async def test_a_brain_killed_at_every_pass_of_a_thread_point_loses_and_repeats_
                     assert harness.hands.runs_of(event.call_id) == 1, (point, n, event)
         if not crashed:
             break  # that run never passed the point an n-th time: every pass was tried
+    assert crashes >= 1, f"no run reached {point}"
+
+
+@pytest.mark.parametrize("point", sorted(WAIT_POINTS))
+async def test_a_brain_killed_after_noting_a_thread_s_wait_notes_it_once(
+    point: str, store: EventStore
+) -> None:
+    """A thread waits on the user twice (an approval and a custom tool's result, then the
+    custom tool's alone); a brain killed after noting either wait in the session, before the
+    thread's log says it waits, is followed by one that notes it again: one note per wait."""
+    crashes = 0
+    for n in itertools.count(1):
+        harness = Harness(store, snapshot_every=5)
+        root = new_id("ses")
+        created = SessionCreated(spec=asking_spec(root), title="coordinator")
+        await store.create_session("acme", created, session_id=root)
+        await harness.add_input(root, UserMessage(text="Check."))
+        crashed = await drive_tree(harness, root, f"{point}:{n}")
+        thread = (await store.list_threads(root))[0].session_id
+        asked = {
+            r.event.name: r.event.call_id
+            for r in await store.read(thread)
+            if isinstance(r.event, ToolRequested)
+        }
+        await harness.add_input(thread, ApprovalGranted(call_id=asked["bash"], by="alice"))
+        crashed |= await drive_tree(harness, thread, f"{point}:{n}")
+        result = ToolResult(call_id=asked["lookup"], output="a word", from_client=True)
+        await harness.add_input(thread, result)
+        await drive_tree(harness, thread, None)
+        crashes += crashed
+        info = await store.get_session(root)
+        assert info.status == "completed", (point, n, info)
+        notes = [r.event for r in await store.read(root) if isinstance(r.event, ThreadWaiting)]
+        assert [sorted(c.name for c in note.calls) for note in notes] == [
+            ["bash", "lookup"],
+            ["lookup"],
+        ], (point, n)
+        assert harness.hands.runs_of(asked["bash"]) == 1
+        await check_thread_invariants(store, root)
+        if not crashed:
+            break
     assert crashes >= 1, f"no run reached {point}"

@@ -15,11 +15,20 @@ from nats.js import JetStreamContext
 
 from brain.service import request_attention
 from hands import HandsHost
-from schemas import SessionCreated, SessionStatus, ToolResult, UserMessage, new_id
+from schemas import (
+    ApprovalGranted,
+    SessionCreated,
+    SessionStatus,
+    ThreadWaiting,
+    ToolRequested,
+    ToolResult,
+    UserMessage,
+    new_id,
+)
 from session_store import EventStore
 from tests.brain.conftest import SpawnBrain, wait_for_status
 from tests.brain.invariants import check_thread_invariants
-from tests.brain.threads_scenario import coordinator_spec
+from tests.brain.threads_scenario import asking_spec, coordinator_spec
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +113,63 @@ async def test_two_brains_run_the_threads_of_one_session_in_parallel(
             end = next(at for at, status in statuses if status == "idle")
             spans.append((start, end))
     assert max(start for start, _ in spans) < min(end for _, end in spans), spans
+
+
+@pytest.mark.parametrize("crash_at", ["after_thread_wait_noted:1", "after_thread_wait_noted:2"])
+async def test_a_brain_killed_after_noting_a_thread_s_wait_is_replaced_and_notes_it_once(
+    crash_at: str,
+    store: EventStore,
+    js: JetStreamContext,
+    hands_host: HandsHost,
+    spawn_brain: SpawnBrain,
+) -> None:
+    """The thread waits on the user for an approval and a custom tool's result, then for
+    the result alone; the brain dies after noting the first (or second) wait in the session
+    and before the thread's log says it waits. The next brain notes it once more under the
+    same key: one note per wait, and the user's answers finish the session."""
+    first = spawn_brain(crash_at=crash_at)
+    root = new_id("ses")
+    created = SessionCreated(spec=asking_spec(root), title="coordinator")
+    await store.create_session("acme", created, session_id=root)
+    await store.append_input(root, [UserMessage(text="Check.")])
+    await request_attention(js, root, "user.message")
+
+    async def waiting_thread() -> tuple[str, dict[str, str]]:
+        for _ in range(600):
+            threads = await store.list_threads(root)
+            if threads and threads[0].status == "waiting":
+                log = await store.read(threads[0].session_id)
+                asked = {
+                    r.event.name: r.event.call_id for r in log if isinstance(r.event, ToolRequested)
+                }
+                return threads[0].session_id, asked
+            await asyncio.sleep(0.1)
+        raise AssertionError("the thread never waited on the user")
+
+    if crash_at.endswith(":1"):
+        assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
+        spawn_brain()
+    thread, asked = await waiting_thread()
+    await store.append_input(thread, [ApprovalGranted(call_id=asked["bash"], by="alice")])
+    await request_attention(js, thread, "approval")
+    if crash_at.endswith(":2"):
+        assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
+        spawn_brain()
+    for _ in range(600):
+        log = await store.read(thread)
+        if any(isinstance(r.event, ToolResult) and r.event.call_id == asked["bash"] for r in log):
+            waits = [r for r in log if isinstance(r.event, SessionStatus)]
+            if waits[-1].event.status == "waiting":
+                break
+        await asyncio.sleep(0.1)
+    result = ToolResult(call_id=asked["lookup"], output="a word", from_client=True)
+    await store.append_input(thread, [result])
+    await request_attention(js, thread, "client result")
+    info = await wait_for_status(store, root, {"completed", "failed"}, timeout_s=90)
+    assert info.status == "completed", info
+    notes = [r.event for r in await store.read(root) if isinstance(r.event, ThreadWaiting)]
+    assert [sorted(c.name for c in note.calls) for note in notes] == [
+        ["bash", "lookup"],
+        ["lookup"],
+    ]
+    await check_thread_invariants(store, root)

@@ -12,7 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from brain.threads import MESSAGE_TOOL, SPAWN_TOOL, thread_id_for
-from schemas import AgentSpec, Budgets, ModelSpec, NamedAgent, SandboxSpec, Subagents
+from schemas import (
+    AgentSpec,
+    Budgets,
+    CustomTool,
+    ModelSpec,
+    NamedAgent,
+    SandboxSpec,
+    Subagents,
+)
 
 WORKER_PROMPT = "You are a worker: do the one task you are given, in your own workspace."
 JUDGE_PROMPT = "You are a judge: grade the workers' replies against the task list."
@@ -121,4 +129,45 @@ def coordinator_spec(
         system_prompt=COORDINATOR_PROMPT,
         budgets=Budgets(max_turns=200),
         subagents=Subagents(roster=roster, max_threads=max(workers + 1, 1)),
+    )
+
+
+def asking_spec(session_id: str) -> AgentSpec:
+    """A coordinator with one worker that, in one response, asks to run `bash` (which its
+    policy makes the user allow) and calls a custom tool (which the user runs): the thread
+    waits on the user twice, first for both calls, then for the custom one alone."""
+    worker = [
+        {
+            "text": "Checking.",
+            "tool_calls": [
+                {"name": "bash", "input": {"command": "echo run >> .runs"}},
+                {"name": "lookup", "input": {"word": "keel"}},
+            ],
+        },
+        {"text": "checked"},
+    ]
+    roster = [
+        NamedAgent(
+            name="asker",
+            spec=AgentSpec(
+                model=_scripted("asker-model", worker, 0.0),
+                tools=["bash"],
+                custom_tools=[CustomTool(name="lookup", description="Look a word up.")],
+                permissions={"bash": "ask"},
+                sandbox=SandboxSpec(call_timeout_s=30),
+                budgets=Budgets(max_turns=20),
+            ),
+        )
+    ]
+    coordinator = [
+        {
+            "text": "",
+            "tool_calls": [{"name": SPAWN_TOOL, "input": {"agent": "asker", "task": "Go."}}],
+        },
+        {"text": "Done."},
+    ]
+    return AgentSpec(
+        model=_scripted("coordinator-model", coordinator, 0.0),
+        budgets=Budgets(max_turns=20),
+        subagents=Subagents(roster=roster, max_threads=1),
     )

@@ -15,8 +15,9 @@ import pytest
 from anthropic import AsyncAnthropic
 
 from brain.service import Brain
+from gateway.managed._event_ids import parse_event_id
 from gateway.managed._folds import Projections, fold
-from gateway.managed._projection import Projection, parse_event_id
+from gateway.managed._projection import Projection
 from schemas import UserMessage
 from session_store import EventStore
 

@@ -11,12 +11,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import httpx2
 import pytest
 from anthropic import AsyncAnthropic
+from anthropic.lib.tools import beta_async_tool
 
 from brain.service import Brain
-from schemas import ApprovalDenied, ApprovalGranted, UserInterrupt
+from schemas import ApprovalDenied, ApprovalGranted, ToolResult, UserInterrupt
 from session_store import EventStore
+from tests.gateway.sse import sse
 
 MODEL = "keel-scripted"
 
@@ -360,6 +363,103 @@ async def test_a_thread_s_calls_are_answered_through_the_session_once(
     assert child.input_tokens and child.output_tokens
     assert viewed.usage.input_tokens == own.input_tokens + child.input_tokens
     assert viewed.usage.output_tokens == own.output_tokens + child.output_tokens
+
+
+async def test_the_sdks_tool_runner_on_the_session_answers_its_threads_calls(
+    sdk: AsyncAnthropic, gateway_url: str, store: EventStore
+) -> None:
+    """The SDK's runner follows the session's one stream: a thread's calls waiting on the
+    user are there (under the ids they have on the thread's stream), with the thread's
+    `requires_action`, and the runner's answers reach the thread."""
+    env = await sdk.beta.environments.create(name="threads")
+    session, _ = await asking_session(sdk, env.id)
+
+    @beta_async_tool
+    async def lookup(word: str) -> str:
+        """Look a word up."""
+        return f"{word}: the bottom of a ship"
+
+    calls = []
+
+    async def run() -> None:
+        runner = sdk.beta.sessions.events.tool_runner(session.id, tools=[lookup], max_idle=3.0)
+        async for call in runner:
+            calls.append(call)
+
+    running = asyncio.create_task(run())
+    thread_id = await spawned(sdk, session.id, '/tool lookup {"word": "keel"}')
+    await asyncio.wait_for(running, timeout=60)
+    # The runner ran the thread's call; the primary's own spawn it saw and left alone (it
+    # names no tool of the runner's: keel ran it).
+    assert [(c.name, c.is_error) for c in calls if c.posted] == [("lookup", False)]
+    assert {c.name for c in calls if not c.posted} <= {"spawn_thread"}
+    thread_events = [
+        e async for e in sdk.beta.sessions.threads.events.list(thread_id, session_id=session.id)
+    ]
+    on_thread = next(e for e in thread_events if e.type == "agent.custom_tool_use")
+    said = [e.content[0].text for e in thread_events if e.type == "agent.message"]
+    assert "lookup returned: keel: the bottom of a ship" in said
+
+    primary = [e async for e in sdk.beta.sessions.events.list(session.id)]
+    uses = [e for e in primary if e.type == "agent.custom_tool_use"]
+    assert [(u.id, u.session_thread_id, u.input) for u in uses] == [
+        (on_thread.id, thread_id, {"word": "keel"})
+    ]
+    idles = [e for e in primary if e.type == "session.thread_status_idle" and e.session_thread_id]
+    assert idles[0].stop_reason.type == "requires_action"
+    assert idles[0].stop_reason.event_ids == [on_thread.id]
+    assert idles[-1].stop_reason.type == "end_turn"
+    assert primary[-1].type == "session.status_idle"
+    results = [r for r in await store.read(thread_id) if isinstance(r.event, ToolResult)]
+    assert len(results) == 1 and results[0].event.from_client
+
+    # The shown event stands at its place in the session's log: pages one event long, and a
+    # stream resumed after it, go on from there.
+    paged = [e.id async for e in sdk.beta.sessions.events.list(session.id, limit=1)]
+    assert paged == [e.id for e in primary]
+    async with (
+        httpx2.AsyncClient(base_url=gateway_url, headers=dict(sdk.auth_headers)) as http,
+        http.stream(
+            "GET",
+            f"/v1/sessions/{session.id}/events/stream",
+            headers={"Last-Event-ID": primary[0].id},
+        ) as response,
+    ):
+        frames = await sse(response, limit=len(primary) - 1)
+    assert [json.loads(f["data"])["id"] for f in frames] == [e.id for e in primary[1:]]
+    shown = next(f for f in frames if json.loads(f["data"])["id"] == on_thread.id)
+    assert not shown["id"].endswith(thread_id)  # its place here, not its id
+    async with (
+        httpx2.AsyncClient(base_url=gateway_url, headers=dict(sdk.auth_headers)) as http,
+        http.stream(
+            "GET",
+            f"/v1/sessions/{session.id}/events/stream",
+            headers={"Last-Event-ID": shown["id"]},
+        ) as response,
+    ):
+        after = await sse(response, limit=1)
+    following = primary[[e.id for e in primary].index(on_thread.id) + 1]
+    assert json.loads(after[0]["data"])["id"] == following.id
+
+
+async def test_a_thread_s_call_asking_is_confirmed_from_the_session_s_stream(
+    sdk: AsyncAnthropic,
+) -> None:
+    session, thread_id, _ = await asking_thread(sdk)
+    async with await sdk.beta.sessions.events.stream(session.id) as stream:
+        primary = [e async for e in sdk.beta.sessions.events.list(session.id)]
+        asking = [e for e in primary if e.type == "agent.tool_use" and e.session_thread_id]
+        assert [(e.name, e.evaluated_permission, e.session_thread_id) for e in asking] == [
+            ("bash", "ask", thread_id)
+        ]
+        allow = {"type": "user.tool_confirmation", "tool_use_id": asking[0].id, "result": "allow"}
+        await sdk.beta.sessions.events.send(session.id, events=[allow])  # type: ignore[list-item]
+        await until(stream, "session.status_idle")
+    thread_events = [
+        e async for e in sdk.beta.sessions.threads.events.list(thread_id, session_id=session.id)
+    ]
+    results = [e for e in thread_events if e.type == "agent.tool_result"]
+    assert [r.tool_use_id for r in results] == [asking[0].id]
 
 
 async def test_an_interrupt_naming_a_thread_interrupts_that_thread_only(

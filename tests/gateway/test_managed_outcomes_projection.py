@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.managed._projection import Projection, budget_view, message_id_after
+from gateway.managed._event_ids import message_id_after
+from gateway.managed._projection import Projection, budget_view
 from gateway.managed._webhook_events import WebhookEvents
 from schemas import (
     AgentSpec,

@@ -45,6 +45,7 @@ from schemas import (
     ThreadMessageSent,
     ThreadReplied,
     ThreadSpawned,
+    ThreadWaiting,
     ToolDispatched,
     ToolRequested,
     ToolResult,
@@ -53,6 +54,7 @@ from schemas import (
     Usage,
     UserInterrupt,
     UserMessage,
+    WaitingCall,
     WorkspaceChecked,
     WorkspaceRestored,
     decode_event,
@@ -153,6 +155,20 @@ ONE_OF_EACH: list[Event] = [
     ThreadMessageReceived(from_session_id="ses_parent", call_id="c2", text="And sub()?"),
     ThreadReplied(
         call_id="c2", thread_id="sthr_1", status="idle", usage=Usage(input_tokens=5), turns=2
+    ),
+    ThreadWaiting(
+        thread_id="sthr_1",
+        agent_name="worker",
+        calls=[
+            WaitingCall(
+                call_id="c3",
+                name="lookup",
+                input={"word": "keel"},
+                response_seq=9,
+                use_index=0,
+                waits_for="custom",
+            )
+        ],
     ),
 ]
 
