@@ -84,6 +84,14 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
             "KEEL_SWEEP_EVERY_S", "how often the sweeper looks for expired leases and due timers"
         ),
     ] = 0.2
+    metrics_addr: Annotated[
+        str,
+        setting(
+            "KEEL_METRICS_ADDR",
+            "host:port where the process serves Prometheus /metrics (port 0: a free one); "
+            "unset, it serves none",
+        ),
+    ] = ""
     model_retry: RetryPolicy = RetryPolicy()
     log: LogSettings = LogSettings()
     traces: TraceSettings = TraceSettings()

@@ -69,6 +69,14 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
             "how often the host asks brains which quiet sandboxes a session can still reach",
         ),
     ] = 30.0
+    metrics_addr: Annotated[
+        str,
+        setting(
+            "KEEL_METRICS_ADDR",
+            "host:port where the process serves Prometheus /metrics (port 0: a free one); "
+            "unset, it serves none",
+        ),
+    ] = ""
 
     log: LogSettings = LogSettings()
 
