@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from brain._leased_log import LeasedLog
 from brain.metrics import BrainMetrics
-from session_store import EventStore, SqliteEventStore
+from schemas import Crashpoints, SessionStatus
+from session_store import EventStore, Fenced, SqliteEventStore
 from tests.brain.harness import Harness, SimulatedCrash
 from tests.brain.scenario import coding_script, compacting_spec
 
@@ -69,3 +71,16 @@ async def test_a_session_driven_to_its_end_is_counted_as_the_store_totals_it(
     assert value(metrics, "keel_brain_wake_seconds_count") == 2
     assert value(metrics, "keel_brain_runs_total", stopped="ended") == 1
     assert value(metrics, "keel_brain_fenced_total", operation="append") == 0
+
+
+async def test_an_append_with_a_lease_taken_over_is_counted_as_fenced(store: EventStore) -> None:
+    harness = Harness(store)
+    session_id = await harness.start_session(compacting_spec(coding_script()))
+    settings = harness.settings
+    stale = await store.claim(session_id, settings.brain_id, settings.lease_s)
+    await store.claim(session_id, settings.brain_id, settings.lease_s)  # a restarted brain
+    log = LeasedLog(store, harness.nats, settings, Crashpoints(), stale, harness.metrics)
+    await log.load()
+    with pytest.raises(Fenced):
+        await log.commit([SessionStatus(status="running")])
+    assert value(harness.metrics, "keel_brain_fenced_total", operation="append") == 1
