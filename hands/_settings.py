@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from schemas import LogSettings, setting, settings_from_env
+from schemas import LogSettings, parse_metrics_addr, setting, settings_from_env
 
 
 class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +79,10 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
     ] = ""
 
     log: LogSettings = LogSettings()
+
+    def __post_init__(self) -> None:
+        if self.metrics_addr:
+            parse_metrics_addr(self.metrics_addr)  # a bad one stops the host at start
 
     @classmethod
     def from_env(cls, **overrides: object) -> HandsSettings:

@@ -145,7 +145,7 @@ from schemas._hands import (
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
 from schemas._links import NatsLinkLog
 from schemas._logs import LogSettings, configure_logging, working_on
-from schemas._metrics_server import MetricsServer
+from schemas._metrics_server import MetricsServer, parse_metrics_addr
 from schemas._models import (
     ModelRoute,
     ModelRoutes,
@@ -370,5 +370,6 @@ __all__ = [
     "is_event",
     "is_valid_id",
     "nesting_depth",
+    "parse_metrics_addr",
     "new_id",
 ]

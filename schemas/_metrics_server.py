@@ -27,7 +27,7 @@ class MetricsServer:
     @classmethod
     def start(cls, address: str, registry: CollectorRegistry) -> MetricsServer:
         """Serve `registry` at `address` (`host:port`; port 0 picks a free one)."""
-        host, port = parse_address(address)
+        host, port = parse_metrics_addr(address)
         server, thread = start_http_server(port, host, registry)
         return cls(server, thread, host)
 
@@ -43,7 +43,7 @@ class MetricsServer:
         self._thread.join()
 
 
-def parse_address(address: str) -> tuple[str, int]:
+def parse_metrics_addr(address: str) -> tuple[str, int]:
     """`host:port` (`[::1]:port` for IPv6) as a host and a port."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or int(port) > 65535:

@@ -11,7 +11,8 @@ import pytest
 
 from brain._leased_log import LeasedLog
 from brain.metrics import BrainMetrics
-from schemas import Crashpoints, SessionStatus
+from brain.settings import BrainSettings
+from schemas import Crashpoints, SessionStatus, SettingsError, settings_from_env
 from session_store import EventStore, Fenced, SqliteEventStore
 from tests.brain.harness import Harness, SimulatedCrash
 from tests.brain.scenario import coding_script, compacting_spec
@@ -84,3 +85,8 @@ async def test_an_append_with_a_lease_taken_over_is_counted_as_fenced(store: Eve
     with pytest.raises(Fenced):
         await log.commit([SessionStatus(status="running")])
     assert value(harness.metrics, "keel_brain_fenced_total", operation="append") == 1
+
+
+def test_a_malformed_metrics_address_stops_the_brain_at_start() -> None:
+    with pytest.raises(SettingsError, match="KEEL_METRICS_ADDR"):
+        settings_from_env(BrainSettings, {"KEEL_METRICS_ADDR": "9100"})
