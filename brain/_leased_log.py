@@ -19,6 +19,7 @@ import msgspec
 from brain._background import spawn
 from brain.deps import LogObserver, Nats
 from brain.fold import fold, initial_state, replay
+from brain.metrics import BrainMetrics
 from brain.settings import BrainSettings
 from brain.state import STATE_VERSION, decode_state, encode_state_parts
 from schemas import AgentSpec, Crashpoints, Event, Recorded, event_type, log_subject
@@ -38,6 +39,7 @@ class LeasedLog:
         settings: BrainSettings,
         crash: Crashpoints,
         lease: Lease,
+        metrics: BrainMetrics,
         observer: LogObserver | None = None,
     ) -> None:
         self.store: Final = store
@@ -46,6 +48,7 @@ class LeasedLog:
         self.crash: Final = crash
         self.session_id: Final = lease.session_id
         self.observer: Final = observer
+        self.metrics: Final = metrics
         self.lease = lease
         self.state = initial_state(lease.session_id)
         self.snapshot_seq = 0
@@ -83,9 +86,14 @@ class LeasedLog:
         """Append `events` in one fenced write, fold them, say the log grew, snapshot every N.
         Raises `Conflict` when someone appended since the state was read (nothing is written)
         and `Fenced` when another run holds the lease."""
-        appended = await self.store.append(
-            self.session_id, events, self.state.seq, self.lease.epoch
-        )
+        try:
+            appended = await self.store.append(
+                self.session_id, events, self.state.seq, self.lease.epoch
+            )
+        except Fenced:
+            self.metrics.fenced.labels("append").inc()
+            raise
+        self.metrics.committed(events)
         records = [
             Recorded(seq=self.state.seq + n, at=appended.at, type=event_type(event), event=event)
             for n, event in enumerate(events, start=1)
@@ -121,6 +129,7 @@ class LeasedLog:
             try:
                 self.lease = await self.store.renew(self.lease, self.settings.lease_s)
             except Fenced:
+                self.metrics.fenced.labels("renew").inc()
                 fenced.set()
                 return
             except Exception as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from brain.crashpoints import brain_crashpoints
+from brain.metrics import BrainMetrics
 from brain.providers import ModelProvider, provider_for
 from brain.settings import BrainSettings
 from schemas import (
@@ -111,3 +112,4 @@ class BrainDeps:
     crash: Crashpoints = field(default_factory=brain_crashpoints)
     clock: Callable[[], float] = time.time
     observer: LogObserver | None = None
+    metrics: BrainMetrics = field(default_factory=BrainMetrics)

@@ -43,6 +43,7 @@ from brain.audit import answer_audit
 from brain.crashpoints import brain_crashpoints
 from brain.deps import BrainDeps
 from brain.hands_client import HandsClient
+from brain.metrics import BrainMetrics
 from brain.providers import Providers
 from brain.sandboxes import answer_sandbox_check
 from brain.settings import BrainSettings
@@ -60,6 +61,7 @@ from schemas import (
     WORK_SUBJECTS,
     Attention,
     BackgroundTasks,
+    MetricsServer,
     NatsLinkLog,
     work_subject,
 )
@@ -121,10 +123,14 @@ class Brain:
         providers: Providers | None = None,
     ) -> None:
         self.settings: Final = settings
-        self.store: Final = store or open_store(settings.store_url)
+        self.metrics: Final = BrainMetrics()
+        # A store given to the brain records its metrics wherever its opener said.
+        self.store: Final = store or open_store(settings.store_url, registry=self.metrics.registry)
         self._owns_store: Final = store is None
         self.providers: Final = providers or Providers()
         self.active: set[str] = set()
+        self.metrics.sessions_held.set_function(lambda: len(self.active))
+        self.metrics_server: MetricsServer | None = None
         self._handling = 0
         self._slot_freed = asyncio.Event()
         self._tasks: Final = BackgroundTasks(log, "a brain task")
@@ -136,6 +142,10 @@ class Brain:
     async def start(self) -> None:
         if self._owns_store:
             await self.store.migrate()
+        if self.settings.metrics_addr:
+            self.metrics_server = MetricsServer.start(
+                self.settings.metrics_addr, self.metrics.registry
+            )
         link = NatsLinkLog(log, f"brain {self.settings.brain_id}")
         self._nc = link.client = await nats.connect(
             self.settings.nats_url,
@@ -159,6 +169,7 @@ class Brain:
             providers=self.providers.provider_for,
             crash=brain_crashpoints(self.settings.crash_at),
             observer=self._tracer,
+            metrics=self.metrics,
         )
         subscription = await self._js.pull_subscribe(
             WORK_SUBJECTS,
@@ -193,6 +204,8 @@ class Brain:
         await self.providers.aclose()
         if self._owns_store:
             await self.store.close()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.close)
 
     # -- work -------------------------------------------------------------------------------
 

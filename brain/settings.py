@@ -9,7 +9,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from brain.providers import RetryPolicy
-from schemas import LogSettings, setting, settings_from_env
+from schemas import LogSettings, parse_metrics_addr, setting, settings_from_env
 from traces import TraceSettings
 
 DEFAULT_STORE_URL: Final = "sqlite:///keel.db"
@@ -84,6 +84,14 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
             "KEEL_SWEEP_EVERY_S", "how often the sweeper looks for expired leases and due timers"
         ),
     ] = 0.2
+    metrics_addr: Annotated[
+        str,
+        setting(
+            "KEEL_METRICS_ADDR",
+            "host:port where the process serves Prometheus /metrics (port 0: a free one); "
+            "unset, it serves none",
+        ),
+    ] = ""
     model_retry: RetryPolicy = RetryPolicy()
     log: LogSettings = LogSettings()
     traces: TraceSettings = TraceSettings()
@@ -101,6 +109,10 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
             "a test of `keel drill` only: result_twice records every tool result twice",
         ),
     ] = ""
+
+    def __post_init__(self) -> None:
+        if self.metrics_addr:
+            parse_metrics_addr(self.metrics_addr)  # a bad one stops the brain at start
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BrainSettings:

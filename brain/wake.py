@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Final, Literal
 
 import msgspec
@@ -110,7 +111,14 @@ class WakeResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def wake(session_id: str, deps: BrainDeps) -> WakeResult:
+    result = await _wake(session_id, deps)
+    deps.metrics.runs.labels(result.stopped).inc()
+    return result
+
+
+async def _wake(session_id: str, deps: BrainDeps) -> WakeResult:
     settings = deps.settings
+    woken = time.perf_counter()
     with working_on(session_id):  # every line logged meanwhile names the session
         try:  # 1. the lease
             lease = await deps.store.claim(session_id, settings.brain_id, settings.lease_s)
@@ -118,16 +126,22 @@ async def wake(session_id: str, deps: BrainDeps) -> WakeResult:
             return WakeResult(session_id=session_id, stopped="busy", reason=str(held))
         except SessionNotFound:
             return WakeResult(session_id=session_id, stopped="gone")
-        return await _SessionRun(deps, lease).main()
+        return await _SessionRun(deps, lease, woken).main()
 
 
 class _SessionRun:
     """One run of a session, from its claimed lease until it lets go."""
 
-    def __init__(self, deps: BrainDeps, lease: Lease) -> None:
+    def __init__(self, deps: BrainDeps, lease: Lease, woken: float) -> None:
         settings = deps.settings
         self.deps: Final = deps
-        self.log: Final = LeasedLog(deps.store, deps.nc, settings, deps.crash, lease, deps.observer)
+        self.woken: Final = woken
+        self.metrics: Final = deps.metrics
+        # Every model request of the run is timed, whoever makes it.
+        providers = deps.metrics.timed(deps.providers)
+        self.log: Final = LeasedLog(
+            deps.store, deps.nc, settings, deps.crash, lease, deps.metrics, deps.observer
+        )
         self.inbox: Final = Inbox()
         self.sandbox: Final = SandboxSlot(deps.hands, self.log)
         self.calls: Final = CallsInFlight(
@@ -144,7 +158,7 @@ class _SessionRun:
             self.log,
             self.sandbox,
             self.calls,
-            deps.providers,
+            providers,
             deps.nc,
             settings,
             deps.crash,
@@ -155,11 +169,11 @@ class _SessionRun:
             self.sandbox,
             self.inbox,
             deps.hands,
-            deps.providers,
+            providers,
             settings.model_retry,
             settings.grader_heartbeat_s,
         )
-        self.compactor: Final = Compactor(self.log, deps.providers, settings, deps.crash)
+        self.compactor: Final = Compactor(self.log, providers, settings, deps.crash)
         self.workspace: Final = WorkspaceHarness(
             self.log, self.sandbox, self.inbox, deps.hands, deps.crash
         )
@@ -202,6 +216,7 @@ class _SessionRun:
         self.sandbox.take_up()
         await self.calls.repair()  # 3. what a crash left
         await self.threads.repair()
+        self.metrics.wakes.observe(time.perf_counter() - self.woken)
         while True:  # 4. decide -> perform -> append, until the session waits or ends
             try:
                 await self.calls.record_outcomes()
@@ -215,7 +230,11 @@ class _SessionRun:
                         await self.calls.hold()
                         continue
                     return await self._settle(action)
+                started = time.perf_counter()
                 await self._perform(action)
+                self.metrics.steps.labels(type(action).__name__).observe(
+                    time.perf_counter() - started
+                )
             except Conflict:
                 # Someone appended (user input) since we read: catch up and decide again.
                 # Nothing was sent for the refused events, so nothing is lost or repeated.

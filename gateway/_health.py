@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import nats.errors
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway._errors import ApiProblem
 from gateway._services import Services
@@ -16,7 +16,7 @@ router = APIRouter()
 
 @router.get("/metrics", include_in_schema=False)
 async def serve_metrics(services: Services) -> Response:
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(await services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", response_class=Response)

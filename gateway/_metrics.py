@@ -1,7 +1,10 @@
 """Prometheus metrics of the gateway, served at `/metrics` (`gateway._health`).
 
-Each app has its own registry (tests run several apps in one process). Requests are counted
-by route template, not by URL, so session ids never become label values.
+Each app has its own registry (tests run several apps in one process), which the gateway's
+store records its own metrics on too (`session_store._metrics`) when `python -m gateway`
+opens it. Requests are counted by route template, not by URL, so session ids never become
+label values. Under `keel up` the gateway serves its children's series too
+(`gateway._federation`).
 
 `MetricsMiddleware` is plain ASGI: it watches the messages the app sends and passes each on
 at once, so a response (an SSE stream above all) is never wrapped, buffered or moved to
@@ -15,15 +18,23 @@ import functools
 import time
 
 from nats.aio.client import Client as NATS
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway._federation import Federation
 from session_store import Store, StoreHealth, StoreOperation
 
 
 class GatewayMetrics:
-    def __init__(self, store: Store, nc: NATS) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(
+        self,
+        store: Store,
+        nc: NATS,
+        registry: CollectorRegistry | None = None,
+        federation: Federation | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.federation = federation
         self.requests = Counter(
             "keel_http_requests",
             "HTTP requests answered, by method, route and status.",
@@ -53,6 +64,12 @@ class GatewayMetrics:
             "1 while the gateway is connected to NATS.",
             registry=self.registry,
         ).set_function(lambda: float(nc.is_connected))
+
+    async def render(self) -> bytes:
+        """What `/metrics` serves: this registry, with the federated processes' if any."""
+        if self.federation is None:
+            return generate_latest(self.registry)
+        return await self.federation.render(self.registry)
 
 
 def _up(health: StoreHealth, kind: StoreOperation) -> float:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 
+from gateway._federation import Federation
 from gateway._webhook_urls import WebhookUrls
 from gateway._work_leases import DEFAULT_LEASE_S
 from schemas import LogSettings, setting
@@ -95,5 +96,20 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             "SIGKILL itself there",
         ),
     ] = None
+    metrics_federate: Annotated[
+        str,
+        setting(
+            "KEEL_METRICS_FEDERATE",
+            "other processes whose /metrics the gateway's /metrics serves too, each series "
+            "labelled keel_process: name=URL pairs, comma-separated (`keel up` sets it)",
+        ),
+    ] = ""
     webhooks: WebhookSettings = WebhookSettings()
     log: LogSettings = LogSettings()
+
+    def __post_init__(self) -> None:
+        # A bad pair stops the gateway at start, naming the variable.
+        self.federation()
+
+    def federation(self) -> Federation | None:
+        return Federation.parse(self.metrics_federate)

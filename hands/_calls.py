@@ -15,12 +15,14 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
 
 from hands._client import ExecutorCall, ExecutorResult, SandboxLost
+from hands._metrics import HandsMetrics
 from hands._nats import respond
 from hands._outcomes import OutcomePublisher
 from hands._sandbox import Sandbox
@@ -51,11 +53,13 @@ class CallRunner:
         storage: SandboxStorage,
         outcomes: OutcomePublisher,
         tasks: BackgroundTasks,
+        metrics: HandsMetrics,
     ) -> None:
         self._settings = settings
         self._storage = storage
         self._outcomes = outcomes
         self._tasks = tasks
+        self._metrics = metrics
 
     def resume(self, sandbox: Sandbox) -> None:
         """Finish what a dead host left in an adopted sandbox, from the host's records.
@@ -122,6 +126,7 @@ class CallRunner:
     async def _run(self, sandbox: Sandbox, request: CallRequest, *, collect: bool) -> None:
         """Run a call (or, `collect`, wait for one an earlier host sent) and publish its
         outcome; a non-idempotent call's outcome is recorded first."""
+        started = time.perf_counter()
         with working_on(request.session_id, request.call_id):
             problem = None if collect else _invalid(request)
             recorded = collect or (problem is None and not _tool(request.name).idempotent)
@@ -163,6 +168,7 @@ class CallRunner:
                     outcome = _outcome(sandbox, request, str(exc), is_error=True, outcome="error")
             if recorded:
                 await self._record(sandbox, outcome)
+            self._metrics.call_done(request.name, outcome.outcome, time.perf_counter() - started)
             await self._outcomes.publish(outcome)
 
     async def _executor_input(self, request: CallRequest) -> dict[str, object]:

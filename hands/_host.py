@@ -19,6 +19,7 @@ It is a composition, on one NATS connection, of the parts named in their own mod
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import nats
@@ -28,6 +29,7 @@ from hands._adoption import adopt_or_remove_leftovers
 from hands._backend import SandboxBackend
 from hands._calls import CallRunner
 from hands._hosted import HostedSandboxes
+from hands._metrics import HandsMetrics
 from hands._outcomes import OutcomePublisher, ensure_outcome_stream
 from hands._provision import Provisioner
 from hands._reaper import Reaper
@@ -40,6 +42,7 @@ from schemas import (
     HANDS_QUEUE,
     PROVISION_SUBJECT,
     BackgroundTasks,
+    MetricsServer,
     NatsLinkLog,
     ProvisionRequest,
 )
@@ -53,7 +56,11 @@ class HandsHost:
         self.backend = backend
         self.sandboxes_root = settings.data_dir / "sandboxes"
         self._tasks = BackgroundTasks(log, "a hands task")
-        self._hosted = HostedSandboxes(settings, backend, self.sandboxes_root, self._tasks)
+        self.metrics = HandsMetrics()
+        self.metrics_server: MetricsServer | None = None
+        self._hosted = HostedSandboxes(
+            settings, backend, self.sandboxes_root, self._tasks, self.metrics
+        )
         # The parts that need NATS, made by `start`.
         self._nc: NATS | None = None
         self._provisioner: Provisioner | None = None
@@ -77,7 +84,9 @@ class HandsHost:
         js = nc.jetstream()
         await ensure_outcome_stream(js)
         storage = await SandboxStorage.open(nc, js)
-        calls = CallRunner(self.settings, storage, OutcomePublisher(nc, js), self._tasks)
+        calls = CallRunner(
+            self.settings, storage, OutcomePublisher(nc, js), self._tasks, self.metrics
+        )
         subjects = SandboxSubjects(nc, self._hosted, calls)
         await adopt_or_remove_leftovers(self._hosted, calls, subjects)
         self._provisioner = Provisioner(self._hosted, subjects, storage, self._tasks)
@@ -88,6 +97,10 @@ class HandsHost:
         for _ in range(self.settings.warm_pool):
             self._tasks.spawn(self._hosted.fill_warm_pool())
         await nc.flush()
+        if self.settings.metrics_addr:
+            self.metrics_server = MetricsServer.start(
+                self.settings.metrics_addr, self.metrics.registry
+            )
         log.info("hands host %s serving on %s", self.settings.host_id, self.settings.nats_url)
 
     async def close(self, *, destroy_sandboxes: bool = False) -> None:
@@ -100,6 +113,8 @@ class HandsHost:
         await self._hosted.close(destroy=destroy_sandboxes)
         if self._nc is not None:
             await self._nc.drain()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.close)
 
     async def wait_for_warm(self) -> None:
         """Return once the warm pool holds a sandbox."""

@@ -17,6 +17,7 @@ import nats.errors
 
 from hands._backend import SandboxBackend, SandboxDirs, SandboxRecord
 from hands._client import ExecutorClient
+from hands._metrics import HandsMetrics
 from hands._records import CallRecords
 from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
@@ -34,6 +35,7 @@ class HostedSandboxes:
         backend: SandboxBackend,
         root: Path,
         tasks: BackgroundTasks,
+        metrics: HandsMetrics,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -43,6 +45,10 @@ class HostedSandboxes:
         self._warm: list[Sandbox] = []
         self._warm_added = asyncio.Event()
         self._tasks = tasks
+        self.metrics = metrics
+        # Read at scrape time: nothing to keep up to date on the hot path.
+        metrics.sandboxes.labels("served").set_function(lambda: len(self.served))
+        metrics.sandboxes.labels("warm").set_function(lambda: len(self._warm))
 
     async def create(self, session_id: str, request: ProvisionRequest) -> Sandbox:
         """Make a sandbox. A caller cancelled half way (a closing host) lets the creation
@@ -65,6 +71,7 @@ class HostedSandboxes:
             await self.destroy(await creating)
 
     async def _create_now(self, session_id: str, request: ProvisionRequest) -> Sandbox:
+        started = time.perf_counter()
         sandbox_id = new_id("sbx")
         dirs = SandboxDirs(self.root, sandbox_id)
         record = SandboxRecord(
@@ -97,6 +104,7 @@ class HostedSandboxes:
             raise
         sandbox = Sandbox(record=record, dirs=dirs, client=client)
         self.watch(sandbox)
+        self.metrics.starts.labels(self.backend.name).observe(time.perf_counter() - started)
         return sandbox
 
     def watch(self, sandbox: Sandbox) -> None:

@@ -87,8 +87,10 @@ class Provisioner:
             raise ValueError(f"invalid session id {request.session_id!r}")
         checkpoint = await self._starting_point(request)
         sandbox = self._hosted.take_warm(request)
+        source = "warm"
         if sandbox is None:
             sandbox = await self._hosted.create(request.session_id, request)
+            source = "cold"
         try:
             if checkpoint:
                 await self._restore(sandbox, checkpoint)
@@ -97,6 +99,7 @@ class Provisioner:
             await asyncio.shield(self._hosted.destroy(sandbox))
             raise
         sandbox.touch()
+        self._hosted.metrics.provisions.labels(source).inc()
         return sandbox
 
     async def _starting_point(self, request: ProvisionRequest) -> str | None:

@@ -51,3 +51,5 @@ class Retirer:
             reason,
         )
         await self._hosted.destroy(sandbox)
+        # An idle sandbox is kept as a checkpoint; one no session can reach is not.
+        self._hosted.metrics.reaped.labels("idle" if checkpoint else "unreachable").inc()

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from schemas import LogSettings, setting, settings_from_env
+from schemas import LogSettings, parse_metrics_addr, setting, settings_from_env
 
 
 class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,8 +69,20 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
             "how often the host asks brains which quiet sandboxes a session can still reach",
         ),
     ] = 30.0
+    metrics_addr: Annotated[
+        str,
+        setting(
+            "KEEL_METRICS_ADDR",
+            "host:port where the process serves Prometheus /metrics (port 0: a free one); "
+            "unset, it serves none",
+        ),
+    ] = ""
 
     log: LogSettings = LogSettings()
+
+    def __post_init__(self) -> None:
+        if self.metrics_addr:
+            parse_metrics_addr(self.metrics_addr)  # a bad one stops the host at start
 
     @classmethod
     def from_env(cls, **overrides: object) -> HandsSettings:

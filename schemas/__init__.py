@@ -3,7 +3,8 @@
 Also the few helpers every process uses the same way, which only this package can share
 (brain and gateway may not import each other, hands may not import the store): settings
 from the environment, which model an id names (the models file), logs, the retry policy,
-background tasks, crash points, NATS link logging, the nesting bound of free-form JSON, ids.
+background tasks, crash points, NATS link logging, the `/metrics` server of a process
+without HTTP, the nesting bound of free-form JSON, ids.
 
 Its errors are `ValueError`s: `SettingsError` (a bad `KEEL_*` value, and `ModelsFileError`, a
 bad models file) and `UnknownModel` (an id no route serves).
@@ -147,6 +148,7 @@ from schemas._hands import (
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
 from schemas._links import NatsLinkLog
 from schemas._logs import LogSettings, configure_logging, working_on
+from schemas._metrics_server import MetricsServer, parse_metrics_addr
 from schemas._models import (
     ModelRoute,
     ModelRoutes,
@@ -330,6 +332,7 @@ __all__ = [
     "LoopDetected",
     "ModelResponse",
     "ModelSpec",
+    "MetricsServer",
     "NatsLinkLog",
     "Outcome",
     "OutcomeDefined",
@@ -373,5 +376,6 @@ __all__ = [
     "is_event",
     "is_valid_id",
     "nesting_depth",
+    "parse_metrics_addr",
     "new_id",
 ]

@@ -50,3 +50,6 @@ class AdminReply(msgspec.Struct, frozen=True, kw_only=True):
     lease_s: float = 0.0
     # After this long quiet, a sandbox whose session ended is removed.
     sandbox_check_s: float = 0.0
+    # Where each process serves its Prometheus metrics, by name; the gateway's serves them
+    # all, each series labelled keel_process.
+    metrics_urls: dict[str, str] = {}

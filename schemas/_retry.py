@@ -47,10 +47,11 @@ async def retrying(
     *,
     what: str,
     quiet: Callable[[Exception], bool] = lambda _: False,
+    on_retry: Callable[[], None] | None = None,
 ) -> T:
     """`await call()`, again after a backoff while it fails with an error `transient` says
     will pass. Other errors raise at once; the last transient one raises when the attempts
-    or the time run out."""
+    or the time run out. `on_retry` is told of each try after the first (a metric)."""
     try:
         return await call()
     except Exception as exc:
@@ -75,6 +76,8 @@ async def retrying(
             failure,
             attempt.num + 1,
         )
+        if on_retry is not None:
+            on_retry()
         with attempt:
             try:
                 return await call()

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection
 
 from schemas import Event
@@ -28,10 +29,14 @@ class SqlAppends(SqlDatabase):
     """The appends of the `SessionLog` and the `SessionCatalog`, over SQL."""
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.time, limits: StoreLimits | None = None
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        limits: StoreLimits | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        super().__init__(clock=clock, limits=limits)
-        self._group_commit = GroupCommit(self._write_batch, self.health)
+        super().__init__(clock=clock, limits=limits, registry=registry)
+        self._group_commit = GroupCommit(self._write_batch, self.health, self.metrics)
 
     async def close(self) -> None:
         """Finish queued appends, then close every connection."""

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import msgspec
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from schemas import Backoff, retrying
 from session_store._errors import StoreError, StoreUnavailable
 from session_store._health import StoreHealth, StoreOperation
+from session_store._metrics import StoreMetrics
 from session_store._tables import SCHEMA_REVISION
 
 T = TypeVar("T")
@@ -32,13 +34,21 @@ class StoreLimits(msgspec.Struct, frozen=True, kw_only=True):
 class SqlDatabase:
     """What every part of a SQL store stands on; a backend supplies the hooks."""
 
+    # The backend's name, as the store's metrics label it.
+    backend: ClassVar[str]
+
     def __init__(
-        self, *, clock: Callable[[], float] = time.time, limits: StoreLimits | None = None
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        limits: StoreLimits | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._clock = clock
         self.limits = limits or StoreLimits()
         self.backoff = Backoff(attempts=self.limits.attempts)
         self.health = StoreHealth()
+        self.metrics = StoreMetrics(self.backend, registry)
 
     # -- backend hooks ----------------------------------------------------------------------
 
@@ -114,6 +124,7 @@ class SqlDatabase:
                 lambda: run(operation),
                 self._passing,
                 what=f"the store's {_named(operation)}",
+                on_retry=self.metrics.retried,
             )
         except IntegrityError:
             raise

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Final, TypeVar
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -39,6 +40,8 @@ CONNECT_TIMEOUT_S: Final = 5.0
 class PostgresEventStore(
     SqlSessionStore, SqlThreads, SqlTenancy, SqlResources, SqlWork, SqlWebhooks
 ):
+    backend = "postgres"
+
     def __init__(
         self,
         url: str,
@@ -46,6 +49,7 @@ class PostgresEventStore(
         schema: str | None = None,
         clock: Callable[[], float] = time.time,
         limits: StoreLimits | None = None,
+        registry: CollectorRegistry | None = None,
         pool_size: int = 10,
     ) -> None:
         server_settings = {
@@ -53,7 +57,7 @@ class PostgresEventStore(
         }
         if schema:
             server_settings["search_path"] = schema
-        super().__init__(clock=clock, limits=limits)
+        super().__init__(clock=clock, limits=limits, registry=registry)
         # No pre-ping: it costs three round trips per checkout; a dropped connection shows up
         # as connection_invalidated instead, and the store retries it as transient.
         self._engine = create_async_engine(

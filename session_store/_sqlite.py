@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -80,15 +81,18 @@ def _lock_heads(count: int) -> str:
 
 
 class SqliteEventStore(SqlSessionStore, SqlThreads, SqlTenancy, SqlResources, SqlWork, SqlWebhooks):
+    backend = "sqlite"
+
     def __init__(
         self,
         path: str | Path,
         *,
         clock: Callable[[], float] = time.time,
         limits: StoreLimits | None = None,
+        registry: CollectorRegistry | None = None,
         readers: int = 4,
     ) -> None:
-        super().__init__(clock=clock, limits=limits)
+        super().__init__(clock=clock, limits=limits, registry=registry)
         self.path = Path(path)
         self._writer = _engine(self.path, pool_size=1, begin="BEGIN IMMEDIATE")
         self._reader = _engine(self.path, pool_size=readers, begin=None)
@@ -122,6 +126,7 @@ class SqliteEventStore(SqlSessionStore, SqlThreads, SqlTenancy, SqlResources, Sq
                 lambda: loop.run_in_executor(self._write_thread, self._commit_raw, batch),
                 _locked,
                 what="a group commit",
+                on_retry=self.metrics.retried,
             )
         except sqlite3.IntegrityError as exc:
             # Impossible under BEGIN IMMEDIATE, unless the log was edited by hand.

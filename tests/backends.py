@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -32,7 +33,9 @@ class Backend(Protocol):
     name: str
     url: str
 
-    def make_store(self, clock: Callable[[], float] = time.time) -> EventStore: ...
+    def make_store(
+        self, clock: Callable[[], float] = time.time, registry: CollectorRegistry | None = None
+    ) -> EventStore: ...
     async def execute(self, sql: str) -> None: ...
     async def fetch_value(self, sql: str) -> object: ...
     async def schema_diff(self) -> list[object]: ...
@@ -51,8 +54,10 @@ class SqliteBackend:
         self.path = directory / "keel.db"
         self.url = f"sqlite:///{self.path}"
 
-    def make_store(self, clock: Callable[[], float] = time.time) -> EventStore:
-        return SqliteEventStore(self.path, clock=clock)
+    def make_store(
+        self, clock: Callable[[], float] = time.time, registry: CollectorRegistry | None = None
+    ) -> EventStore:
+        return SqliteEventStore(self.path, clock=clock, registry=registry)
 
     async def execute(self, sql: str) -> None:
         import sqlite3
@@ -88,8 +93,10 @@ class PostgresBackend:
         self.schema = schema
         self.url = f"{POSTGRES_URL}?schema={schema}"
 
-    def make_store(self, clock: Callable[[], float] = time.time) -> EventStore:
-        return PostgresEventStore(POSTGRES_URL, schema=self.schema, clock=clock)
+    def make_store(
+        self, clock: Callable[[], float] = time.time, registry: CollectorRegistry | None = None
+    ) -> EventStore:
+        return PostgresEventStore(POSTGRES_URL, schema=self.schema, clock=clock, registry=registry)
 
     async def execute(self, sql: str) -> None:
         connection = await asyncpg.connect(

@@ -31,6 +31,7 @@ import msgspec
 from brain.crashpoints import POINTS
 from brain.deps import BrainDeps, Message
 from brain.hands_client import ProvisionFailed, SandboxGone
+from brain.metrics import BrainMetrics
 from brain.providers import Providers
 from brain.settings import BrainSettings
 from brain.wake import WakeResult, wake
@@ -370,6 +371,8 @@ class Harness:
         self.nats = InMemoryNats()
         self.hands = FakeHands(workspace=workspace)
         self.providers = Providers()
+        # One brain's metrics, whichever of its "processes" (a restart after a crash) runs.
+        self.metrics = BrainMetrics()
         values: dict[str, object] = {"brain_id": BRAIN_ID, "lease_s": 2.0}
         self.settings = BrainSettings(**(values | settings))  # type: ignore[arg-type]
 
@@ -382,6 +385,7 @@ class Harness:
             settings=self.settings,
             providers=self.providers.provider_for,
             crash=RaisingCrashpoints(crash_at, on_crash=self.hands.outlive_brain),
+            metrics=self.metrics,
         )
 
     async def start_session(self, spec: AgentSpec, text: str = "Fix add().") -> str:

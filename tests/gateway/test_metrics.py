@@ -9,13 +9,21 @@ import time
 from types import SimpleNamespace
 
 import httpx2
+import pytest
 from nats.aio.client import Client as NATS
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway._federation import Federation
 from gateway._metrics import GatewayMetrics, MetricsMiddleware
+from gateway._settings import GatewaySettings
+from schemas import MetricsServer, SettingsError, settings_from_env
 from session_store import EventStore
+from session_store._metrics import StoreMetrics
 from tests.gateway.sse import sse_events
 from tests.gateway.test_api import SPEC
+from tests.nats_server import free_port
 
 STREAM = "/v1/sessions/{session_id}/stream"
 
@@ -108,3 +116,41 @@ async def test_a_live_stream_is_open_in_the_metrics_and_counted_once_it_closes(
         assert time.monotonic() < deadline, text
         await asyncio.sleep(0.1)
     assert "keel_sse_streams 0.0" in text
+
+
+async def test_the_federated_scrape_labels_every_series_with_its_process() -> None:
+    """`keel up`'s one scrape: the gateway's series and each process's, a family two
+    processes share (the store's) merged into one, a process that does not answer left out
+    and shown down."""
+    gateway, brain = CollectorRegistry(), CollectorRegistry()
+    StoreMetrics("sqlite", gateway).commit_appends.observe(1)
+    StoreMetrics("sqlite", brain).commit_appends.observe(3)
+    Counter("keel_brain_runs", "runs", ["stopped"], registry=brain).labels("ended").inc()
+    served = MetricsServer.start("127.0.0.1:0", brain)
+    try:
+        federation = Federation.parse(f"brain={served.url},hands=http://127.0.0.1:{free_port()}/")
+        assert federation is not None
+        text = (await federation.render(gateway)).decode()
+    finally:
+        await asyncio.to_thread(served.close)
+    assert text.count("# TYPE keel_store_commit_appends histogram") == 1
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def sample(name: str, **labels: str) -> float | None:
+        return samples.get((name, frozenset(labels.items())))
+
+    assert sample("keel_store_commit_appends_sum", backend="sqlite", keel_process="gateway") == 1
+    assert sample("keel_store_commit_appends_sum", backend="sqlite", keel_process="brain") == 3
+    assert sample("keel_brain_runs_total", stopped="ended", keel_process="brain") == 1
+    assert sample("keel_process_up", keel_process="gateway") == 1
+    assert sample("keel_process_up", keel_process="brain") == 1
+    assert sample("keel_process_up", keel_process="hands") == 0
+
+
+def test_a_malformed_federation_stops_the_gateway_at_start() -> None:
+    with pytest.raises(SettingsError, match="KEEL_METRICS_FEDERATE"):
+        settings_from_env(GatewaySettings, {"KEEL_METRICS_FEDERATE": "brain:9100"})

@@ -34,8 +34,16 @@ async def test_a_passing_failure_is_tried_again_until_it_works(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="keel.retry")
     call, calls = failing(2, Passing("busy"))
-    result = await retrying(FAST, call, lambda e: isinstance(e, Passing), what="the test call")
+    retries: list[None] = []
+    result = await retrying(
+        FAST,
+        call,
+        lambda e: isinstance(e, Passing),
+        what="the test call",
+        on_retry=lambda: retries.append(None),
+    )
     assert result == "done" and len(calls) == 3
+    assert len(retries) == 2  # what a metric of retries counts
     assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
     assert caplog.records[0].getMessage() == (
         "the test call failed (Passing('busy')); trying again (attempt 2)"

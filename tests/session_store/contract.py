@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import msgspec
 import pytest
+from prometheus_client import CollectorRegistry
 
 from schemas import (
     AgentSpec,
@@ -270,6 +271,33 @@ class StoreContract:
             events = await store.read(sid)
             assert [e.seq for e in events] == list(range(1, 17))
             assert (await store.verify(sid)).ok
+
+    async def test_group_commits_are_measured_on_the_process_registry(
+        self, backend: Backend
+    ) -> None:
+        registry = CollectorRegistry()
+        store = backend.make_store(registry=registry)
+        await store.migrate()
+        try:
+            sids = [(await store.create_session("acme", CREATED)).session_id for _ in range(8)]
+            leases = [await store.claim(sid, "brain-1", ttl=30) for sid in sids]
+            await asyncio.gather(
+                *(store.append(lease.session_id, [message(1)], 1, lease.epoch) for lease in leases)
+            )
+        finally:
+            await store.close()
+        labels = {"backend": backend.name}
+
+        def sample(name: str) -> float | None:
+            return registry.get_sample_value(name, labels)
+
+        # Eight appends at once: fewer commits than appends, and every append counted once.
+        commits = sample("keel_store_commit_appends_count")
+        assert commits is not None and 1 <= commits < 8
+        assert sample("keel_store_commit_appends_sum") == 8
+        assert sample("keel_store_commit_seconds_count") == commits
+        assert (sample("keel_store_commit_seconds_sum") or 0) > 0
+        assert sample("keel_store_retries_total") == 0
 
     async def test_append_input_needs_no_lease(self, store: EventStore) -> None:
         sid = (await store.create_session("acme", CREATED)).session_id

@@ -18,6 +18,7 @@ from session_store import (
 from session_store._batch import PendingAppend, Plan, heads_of, plan_batch
 from session_store._group_commit import GroupCommit
 from session_store._hashing import GENESIS, chain_hash
+from session_store._metrics import StoreMetrics
 
 
 def pending(sid: str, expect: int | None, epoch: int | None, n: int = 1) -> PendingAppend:
@@ -74,7 +75,7 @@ async def test_a_batch_that_fails_for_a_bug_does_not_strand_later_appends() -> N
             raise RuntimeError("a bug")
         return plan_batch(batch, heads_of([("a", 1, 7, GENESIS, "idle", "")]), at=123.0)
 
-    commit = GroupCommit(broken_once, StoreHealth())
+    commit = GroupCommit(broken_once, StoreHealth(), StoreMetrics("sqlite"))
     with pytest.raises(StoreUnavailable, match="a bug"):
         await commit.append(pending("a", 1, 7))
     assert await commit.append(pending("a", 1, 7)) == Appended(head_seq=2, at=123.0)
