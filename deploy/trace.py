@@ -1,4 +1,6 @@
-"""`keel trace SESSION`: a session's spans rebuilt from its log, as the live brain made them.
+"""`keel trace SESSION`: a session's spans rebuilt from its log, as the live brain made them,
+with those of every thread under it (one conversation: `gen_ai.conversation.id` is the
+session's).
 
 Auditing by replay: the spans are a projection of the log (`traces`), so a session run while
 tracing was off, or whose brain died before its spans were sent, is traced all the same,
@@ -21,15 +23,22 @@ from traces import SessionProjector, Span, TraceSettings
 PAGE: Final = 1000
 
 
-async def read_log(store_url: str, session_id: str) -> list[Recorded]:
-    """The whole log of `session_id` (`SessionNotFound` if there is none)."""
+async def read_logs(store_url: str, session_id: str) -> dict[str, list[Recorded]]:
+    """The whole log of `session_id` and of every thread under it, by session id
+    (`SessionNotFound` if there is no such session)."""
     store = open_store(store_url)
     try:
         await store.get_session(session_id)
-        log: list[Recorded] = []
-        while page := await store.read(session_id, after_seq=len(log), limit=PAGE):
-            log += page
-        return log
+        logs: dict[str, list[Recorded]] = {}
+        due = [session_id]
+        while due:
+            log_id = due.pop(0)
+            log: list[Recorded] = []
+            while page := await store.read(log_id, after_seq=len(log), limit=PAGE):
+                log += page
+            logs[log_id] = log
+            due += [thread.session_id for thread in await store.list_threads(log_id)]
+        return logs
     finally:
         await store.close()
 
@@ -43,14 +52,19 @@ def spans_of(session_id: str, log: list[Recorded]) -> tuple[list[Span], int]:
 
 async def trace(store_url: str, session_id: str, settings: TraceSettings, *, json: bool) -> int:
     try:
-        log = await read_log(store_url, session_id)
+        logs = await read_logs(store_url, session_id)
     except SessionNotFound:
         print(f"keel: no session {session_id}", file=sys.stderr)
         return 2
     except StoreError as exc:
         print(f"keel: reading the store failed: {exc}", file=sys.stderr)
         return 2
-    spans, still_open = spans_of(session_id, log)
+    spans: list[Span] = []
+    still_open = 0
+    for log_id, log in logs.items():
+        closed, left_open = spans_of(log_id, log)
+        spans += closed
+        still_open += left_open
     if still_open:
         print(
             f"keel: {still_open} spans are still open (the session has not finished);"
@@ -67,5 +81,6 @@ async def trace(store_url: str, session_id: str, settings: TraceSettings, *, jso
     if not export(spans, settings):
         print("keel: the OTLP receiver did not take every span", file=sys.stderr)
         return 1
-    print(f"exported {len(spans)} spans of session {session_id}")
+    threads = f" and its {len(logs) - 1} threads" if len(logs) > 1 else ""
+    print(f"exported {len(spans)} spans of session {session_id}{threads}")
     return 0

@@ -27,12 +27,29 @@ def usage_attributes(usage: Usage) -> dict[str, AttributeValue]:
     return attributes
 
 
+def thread_attributes(agent: Agent) -> dict[str, AttributeValue]:
+    """What a thread's turn says of where it came from: its own session, the one whose call
+    spawned it, that call and its span (the parent's `execute_tool` span, whose id is known
+    from the call id alone; its trace is the parent's turn, which the thread's log does not
+    name, so the span is named here rather than linked)."""
+    origin = agent.thread
+    if origin is None:
+        return {}
+    return {
+        "keel.session.id": agent.session_id,
+        "keel.thread.parent_session_id": origin.parent_session_id,
+        "keel.thread.call_id": origin.call_id,
+        "keel.thread.call_span_id": span_id(origin.parent_session_id, "tool", origin.call_id),
+        "keel.thread.agent_name": origin.agent_name,
+    }
+
+
 def turn_span(
     agent: Agent, turn: OpenTurn, last_seq: int, end_ns: int, status: str, reason: str
 ) -> Span:
     attributes: dict[str, AttributeValue] = {
         "gen_ai.operation.name": "invoke_agent",
-        "gen_ai.conversation.id": agent.session_id,
+        "gen_ai.conversation.id": agent.conversation_id,
         **({"gen_ai.agent.name": agent.title} if agent.title else {}),
         **({"gen_ai.agent.id": agent.agent_id} if agent.agent_id else {}),
         "gen_ai.provider.name": agent.model.provider,
@@ -46,6 +63,7 @@ def turn_span(
         "keel.usage.input_tokens": turn.usage.input_tokens,
         "keel.usage.output_tokens": turn.usage.output_tokens,
         "keel.cost_usd": turn.cost_usd,
+        **thread_attributes(agent),
     }
     failed = status == "failed"
     return Span(
@@ -82,7 +100,7 @@ def model_call_span(
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": model.provider,
             "gen_ai.system": model.provider,
-            "gen_ai.conversation.id": agent.session_id,
+            "gen_ai.conversation.id": agent.conversation_id,
             "gen_ai.request.model": model.name,
             "gen_ai.request.max_tokens": model.max_output_tokens,
             **temperature,
@@ -101,7 +119,7 @@ def tool_span(agent: Agent, call_id: str, call: OpenCall, result: ToolResult, en
     """From its first dispatch (its request, if it never was) to its one outcome."""
     attributes: dict[str, AttributeValue] = {
         "gen_ai.operation.name": "execute_tool",
-        "gen_ai.conversation.id": agent.session_id,
+        "gen_ai.conversation.id": agent.conversation_id,
         "gen_ai.tool.name": call.name,
         "gen_ai.tool.call.id": call_id,
         "keel.tool.outcome": result.outcome,
@@ -139,7 +157,7 @@ def approval_span(
         start_ns=approval.start_ns,
         end_ns=end_ns,
         attributes={
-            "gen_ai.conversation.id": agent.session_id,
+            "gen_ai.conversation.id": agent.conversation_id,
             "keel.tool.name": approval.tool,
             "keel.tool.call_id": call_id,
             "keel.approval.decision": decision,
@@ -165,7 +183,7 @@ def evaluation_span(
         attributes={
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": "grader",
-            "gen_ai.conversation.id": agent.session_id,
+            "gen_ai.conversation.id": agent.conversation_id,
             "gen_ai.response.model": evaluated.model,
             **usage_attributes(evaluated.usage),
             "keel.cost_usd": evaluated.cost_usd,
@@ -192,7 +210,7 @@ def compaction_span(
         start_ns=at,
         end_ns=at,
         attributes={
-            "gen_ai.conversation.id": agent.session_id,
+            "gen_ai.conversation.id": agent.conversation_id,
             **({"gen_ai.response.model": compacted.model} if compacted.model else {}),
             **usage_attributes(compacted.usage),
             "keel.cost_usd": compacted.cost_usd,

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas import ModelSpec, Usage
+from schemas import ModelSpec, ThreadOrigin, Usage
 from traces._spans import SpanEvent
 
 
 class Agent(msgspec.Struct, frozen=True, kw_only=True):
-    """The session as its spans name it: its id, title, Managed Agents agent, model."""
+    """The session as its spans name it: its id, title, Managed Agents agent, model, and,
+    for a thread, where it came from."""
 
     session_id: str
     title: str = ""
     agent_id: str = ""
     model: ModelSpec = ModelSpec()
+    thread: ThreadOrigin | None = None
+
+    @property
+    def conversation_id(self) -> str:
+        """`gen_ai.conversation.id`: the session at the top of the tree, so a receiver's
+        conversation is a session with all its threads, and its totals are the session's."""
+        return self.session_id if self.thread is None else self.thread.root_session_id
 
 
 class Place(msgspec.Struct, frozen=True, kw_only=True):

@@ -113,10 +113,14 @@ class SessionProjector:
         at = unix_ns(recorded.at)
         event = recorded.event
         match event:
-            case SessionCreated(spec=spec, title=title, managed=managed):
+            case SessionCreated(spec=spec, title=title, managed=managed, thread=origin):
                 agent_id = managed.agent_id if managed is not None else ""
                 self._agent = Agent(
-                    session_id=self.session_id, title=title, agent_id=agent_id, model=spec.model
+                    session_id=self.session_id,
+                    title=title,
+                    agent_id=agent_id,
+                    model=spec.model,
+                    thread=origin,
                 )
             case SessionUpdated(title=title) if title is not None:
                 self._agent = msgspec.structs.replace(self._agent, title=title)

@@ -17,8 +17,10 @@ from schemas import (
     OutcomeEvaluated,
     OutcomeEvaluationStarted,
     Recorded,
+    SessionCreated,
     SessionStatus,
     TextBlock,
+    ThreadOrigin,
     ToolDispatched,
     ToolRequested,
     ToolResult,
@@ -272,3 +274,35 @@ def test_events_seen_twice_are_fed_once() -> None:
     log = read_log("coding")
     doubled: list[Recorded] = [r for recorded in log for r in (recorded, recorded)]
     assert project("coding", doubled) == project("coding", log)
+
+
+def test_a_thread_s_spans_are_its_session_s_conversation_and_name_the_spawning_call() -> None:
+    parent = LogBuilder()
+    parent.add(created("lead"))
+    parent.add(UserMessage(text="go"), SessionStatus(status="running"))
+    parent.add(ToolRequested(call_id="call-spawn", name="spawn_thread", input={}))
+    parent.add(ToolResult(call_id="call-spawn", output="done"))
+    parent.add(SessionStatus(status="idle", reason="end_turn"))
+    [spawn] = _by_name(project("ses_root", parent.records), "execute_tool")
+
+    origin = ThreadOrigin(
+        parent_session_id="ses_root",
+        call_id="call-spawn",
+        agent_name="worker",
+        root_session_id="ses_root",
+        thread_id="sthr_1",
+    )
+    thread = LogBuilder()
+    thread.add(SessionCreated(spec=created().spec, title="worker", thread=origin))
+    thread.add(SessionStatus(status="running"))
+    usage = Usage(input_tokens=7, output_tokens=3)
+    thread.add(ModelResponse(content=[TextBlock(text="ok")], stop_reason="end_turn", usage=usage))
+    thread.add(SessionStatus(status="idle", reason="end_turn"))
+    spans = project("sthr_1", thread.records)
+    [turn] = _by_name(spans, "invoke_agent")
+    assert {s.attributes["gen_ai.conversation.id"] for s in spans} == {"ses_root"}
+    assert turn.attributes["keel.session.id"] == "sthr_1"
+    assert turn.attributes["keel.thread.parent_session_id"] == "ses_root"
+    assert turn.attributes["keel.thread.call_span_id"] == spawn.span_id
+    assert turn.attributes["keel.thread.agent_name"] == "worker"
+    assert _tokens(spans) == (7, 3)
