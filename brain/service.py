@@ -39,6 +39,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from brain._peers import Peers
 from brain.audit import answer_audit
 from brain.crashpoints import brain_crashpoints
 from brain.deps import BrainDeps
@@ -181,6 +182,18 @@ class Brain:
         await self._nc.subscribe(
             SANDBOX_CHECK_SUBJECT, queue=SANDBOX_CHECK_QUEUE, cb=self._on_sandbox_check
         )
+        if self.settings.peer_check_s > 0:
+            js = self._js
+            peers = Peers(
+                self.settings.brain_id,
+                self._nc,
+                self.store,
+                lambda session_id, reason: request_attention(js, session_id, reason),
+                self.settings.peer_check_s,
+            )
+            await peers.start()
+            self._tasks.spawn(peers.announce())
+            self._tasks.spawn(peers.watch())
         for session_id in await self.store.leases_of(self.settings.brain_id):
             self._tasks.spawn(self._take_back(session_id))
         self._tasks.spawn(self._pull(subscription))

@@ -84,6 +84,14 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
             "KEEL_SWEEP_EVERY_S", "how often the sweeper looks for expired leases and due timers"
         ),
     ] = 0.2
+    peer_check_s: Annotated[
+        float,
+        setting(
+            "KEEL_PEER_CHECK_S",
+            "how often a brain asks the others whether they are alive, to take a dead one's "
+            "sessions before its leases run out (0: never)",
+        ),
+    ] = 0.2
     metrics_addr: Annotated[
         str,
         setting(

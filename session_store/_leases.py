@@ -137,6 +137,29 @@ class SqlLeases(SqlDatabase):
         )
         return await self._read(lambda conn: list(conn.execute(query).scalars()))
 
+    async def expire_leases_of(self, owner: str) -> list[str]:
+        """End now every lease `owner` holds on a session still going, and list those
+        sessions: `owner` is known dead (its brain's NATS connection is gone), so its
+        sessions need not wait for its leases to run out. Safe even if it is not: a claim
+        raises the epoch, which fences whatever it still tries to write."""
+        check_id("lease owner", owner)
+
+        def expire(conn: Connection) -> list[str]:
+            now = self._clock()
+            query = (
+                update(sessions)
+                .where(
+                    sessions.c.lease_owner == owner,
+                    sessions.c.lease_until >= now,
+                    sessions.c.status.not_in(TERMINAL_STATUSES),
+                )
+                .values(lease_until=now - 1.0)
+                .returning(sessions.c.session_id)
+            )
+            return list(conn.execute(query).scalars())
+
+        return await self._write(expire)
+
     async def sessions_due(self, limit: int = 100) -> list[str]:
         """Non-terminal sessions that need a brain and have none: the owner's lease ran out,
         or a timer left at release is due. The sweeper re-queues them."""

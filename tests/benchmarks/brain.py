@@ -7,7 +7,8 @@
 2. recovery, restart in place: a brain process is SIGKILLed mid-session and started again
    with the same id; from the kill to the next event appended, p50;
 3. recovery, takeover: a brain process is SIGKILLed and another, already running, takes the
-   session once the lease (KEEL_LEASE_S, 2 s by default) expires; kill to next event, p50;
+   session once it knows the first is dead (NATS has no responder for it), not waiting out
+   its lease (KEEL_LEASE_S, 2 s by default); kill to next event, p50;
 4. tool calls run twice across all of the kills (a counter in the workspace): must be 0;
 5. time to the first model request with the Docker backend, lazy vs eager provisioning.
 
@@ -234,7 +235,7 @@ async def kill_and_recover(
             head = await running.store.head(session_id)
             killed_at = time.time()
             current.kill()
-            # In place: the same id again at once. Takeover: the standby, after the lease.
+            # In place: the same id again at once. Takeover: the standby, once it knows.
             current = start_brain(running, current.brain_id) if standby is None else standby
             samples.append(await next_event_after(running, session_id, head, killed_at))
             if standby is not None:

@@ -186,6 +186,31 @@ async def test_a_frozen_brain_past_its_lease_is_fenced_and_stops(
     assert frozen_at < len(log)
 
 
+async def test_a_dead_brain_s_sessions_are_taken_over_long_before_its_lease_runs_out(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
+) -> None:
+    """With 30 s leases, only knowing the killed brain is dead (its peers hear "no
+    responders" from NATS) lets another take its session in time."""
+    first = spawn(lease_s=30.0)  # type: ignore[operator]
+    session_id = await start_session(store, js, coding_spec(coding_script(slow_turn=2)))
+    await wait_for_event(store, session_id, ModelResponse, count=1)
+    assert (await store.get_session(session_id)).lease_owner == first.brain_id
+    standby = spawn(lease_s=30.0)  # type: ignore[operator]
+    await asyncio.sleep(1.5)  # the standby hears the first say it is there
+    await wait_for_event(store, session_id, ModelResponse, count=2)
+    epoch = (await store.get_session(session_id)).lease_epoch
+    killed = time.monotonic()
+    first.kill()
+    while (await store.get_session(session_id)).lease_epoch == epoch:
+        assert time.monotonic() - killed < 10, "no takeover before the lease's end"
+        await asyncio.sleep(0.02)
+    print(f"the killed brain's session was taken after {time.monotonic() - killed:.2f} s")
+    info = await wait_for_status(store, session_id, {"completed", "failed"}, timeout_s=20)
+    assert info.status == "completed", info
+    assert info.lease_owner in (None, standby.brain_id)
+    assert_ran_once(await check_invariants(store, session_id))
+
+
 async def test_a_brain_restarted_in_place_takes_its_sessions_back_at_once(
     store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
 ) -> None:

@@ -405,6 +405,25 @@ class StoreContract:
         assert await store.leases_of("brain-2") == [sid]
         assert await store.leases_of("brain-1") == []
 
+    async def test_the_leases_of_a_dead_owner_end_at_once_and_fence_it(
+        self, store: EventStore
+    ) -> None:
+        held = (await store.create_session("acme", CREATED)).session_id
+        done = (await store.create_session("acme", CREATED)).session_id
+        other = (await store.create_session("acme", CREATED)).session_id
+        lease = await store.claim(held, "brain-dead", ttl=60)
+        await store.claim(done, "brain-dead", ttl=60)
+        await store.append_input(done, [SessionStatus(status="completed")])
+        await store.claim(other, "brain-live", ttl=60)
+        assert await store.expire_leases_of("brain-dead") == [held]
+        assert await store.expire_leases_of("brain-dead") == []  # once
+        assert await store.sessions_due() == [held]
+        taken = await store.claim(held, "brain-next", ttl=60)
+        assert taken.epoch == lease.epoch + 1
+        with pytest.raises(Fenced):
+            await store.renew(lease, ttl=60)
+        assert (await store.get_session(other)).lease_owner == "brain-live"
+
     async def test_expired_lease_is_claimable_and_listed_for_the_sweeper(
         self, store: EventStore
     ) -> None:
