@@ -9,7 +9,9 @@ end now (`expire_leases_of`), which queues them for any brain. A frozen brain (S
 long pause) still has its connection: its peers' questions time out, and its sessions wait
 for its leases to run out as before. Either way, whoever claims a session raises its epoch,
 which fences anything the old owner still tries to write: a peer wrongly thought dead (cut
-off from NATS a moment) loses its sessions, never shares them.
+off from NATS a moment) loses its sessions, never shares them. After its own connection
+came back, a brain judges nobody for `RECONNECT_GRACE_S`: a restarted server's clients all
+reconnect at once, and none of them is dead.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ PRESENT_EVERY_S: Final = 1.0
 FORGET_AFTER_S: Final = 30.0
 # "No responders" this many times in a row: the peer is dead, not between reconnects.
 STRIKES: Final = 2
+# After this brain's own connection came back (a NATS server restarted), its peers may still
+# be reconnecting: none is judged for this long.
+RECONNECT_GRACE_S: Final = 5.0
 
 
 def alive_subject(brain_id: str) -> str:
@@ -61,6 +66,8 @@ class Peers:
         # Peers by id: when each was last heard saying it is there.
         self.heard: dict[str, float] = {}
         self._strikes: dict[str, int] = {}
+        self._reconnects = 0
+        self._judge_after = 0.0
 
     async def start(self) -> None:
         await self._nc.subscribe(alive_subject(self.brain_id), cb=self._answer)
@@ -94,11 +101,23 @@ class Peers:
         question times out, holds up no other); take over from the dead."""
         while True:
             await asyncio.sleep(self._check_s)
+            if not self._judging():
+                continue
             try:
                 await asyncio.gather(*map(self._check, list(self.heard)))
             except Exception as exc:
                 # The watch must outlive any fault of NATS's or the store's.
                 log.warning("watching the other brains failed: %r", exc)
+
+    def _judging(self) -> bool:
+        """Whether peers can be judged now: not while this brain is cut off from NATS, nor
+        for a while after it reconnected (its peers may be reconnecting too)."""
+        reconnects = int(self._nc.stats["reconnects"])
+        if not self._nc.is_connected or reconnects != self._reconnects:
+            self._reconnects = reconnects
+            self._judge_after = time.monotonic() + RECONNECT_GRACE_S
+            self._strikes.clear()
+        return time.monotonic() >= self._judge_after
 
     async def _check(self, peer: str) -> None:
         heard = self.heard.get(peer)
