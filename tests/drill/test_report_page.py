@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser
 
-from drill import InjectedFault, Report, Violation, render_html
+from drill import FaultKind, InjectedFault, Report, Violation, render_html
 from drill._report import figures_by_kind
 from tests.drill.report_page import check_report_page
 
@@ -21,18 +21,17 @@ HOSTILE = '<script>document.title="pwned"</script><img src=x onerror="alert(1)">
 
 
 def hostile_report() -> Report:
+    recoveries: list[tuple[FaultKind, float | None]] = [
+        ("brain_kill", 0.8),
+        ("brain_kill", 1.4),
+        ("brain_kill", 4.6),
+        ("hands_kill", 0.2),
+        ("nats_restart", 2.5),
+        ("gateway_kill", None),  # nothing was committed after it
+    ]
     faults = [
         InjectedFault(number=i, kind=kind, at=1_700_000_000.0 + 3 * i, took_s=0.01, recovery_s=r)
-        for i, (kind, r) in enumerate(
-            [
-                ("brain_kill", 0.8),
-                ("brain_kill", 1.4),
-                ("brain_kill", 4.6),
-                ("hands_kill", 0.2),
-                ("nats_restart", 2.5),
-                ("gateway_kill", None),  # nothing was committed after it
-            ]
-        )
+        for i, (kind, r) in enumerate(recoveries)
     ]
     faults[3].detail = HOSTILE
     violations = [

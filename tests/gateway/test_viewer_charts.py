@@ -74,6 +74,26 @@ async def say(client: httpx2.AsyncClient, session_id: str, text: str) -> None:
     raise AssertionError(f"the turn of {text!r} never ended: {info}")
 
 
+# What the tool-call chart shows, lane by lane.
+LANES = """(groups) => groups.map((g) => ({
+  lane: g.dataset.lane,
+  label: g.querySelector("text.lane-label").textContent,
+  calls: Object.fromEntries([...g.querySelectorAll("rect.call")]
+    .map((r) => [r.dataset.call, r.dataset.outcome])),
+}))"""
+
+
+CAUGHT_UP = """([lanes, calls, modelCalls]) =>
+  document.querySelectorAll("#calls-chart g.lane").length === lanes &&
+  document.querySelectorAll("#calls-chart rect.call").length === calls &&
+  !document.querySelector("#calls-chart rect.o-open") &&
+  document.querySelector("#spend-chart").dataset.calls === String(modelCalls)"""
+
+
+def calls_in(lanes: dict[str, dict[str, str]]) -> int:
+    return sum(len(calls) for calls in lanes.values())
+
+
 async def calls_of(client: httpx2.AsyncClient, session_id: str) -> dict[str, str]:
     """Each call of a session's log, by id, with its outcome as the page words it."""
     log = (await client.get(f"/v1/sessions/{session_id}/events?limit=500")).json()["items"]
@@ -147,35 +167,24 @@ async def test_the_viewer_charts_a_session_s_spend_and_its_threads_calls(
     assert sorted(lanes[session_id].values()) == ["error", "ok", "ok"]  # bash, bash, spawn
     assert list(lanes[threads[0]["id"]].values()) == ["ok"]
 
-    # The charts catch up with the log: a lane per thread, a bar per call, none still open.
-    await page.wait_for_function(
-        """(want) => document.querySelectorAll("#calls-chart rect.call").length === want &&
-          !document.querySelector("#calls-chart rect.o-open") &&
-          document.querySelectorAll("#calls-chart g.lane").length === 2""",
-        arg=sum(len(calls) for calls in lanes.values()),
-    )
-    shown = await page.eval_on_selector_all(
-        "#calls-chart g.lane",
-        """(groups) => groups.map((g) => ({
-          lane: g.dataset.lane,
-          label: g.querySelector("text.lane-label").textContent,
-          calls: Object.fromEntries([...g.querySelectorAll("rect.call")]
-            .map((r) => [r.dataset.call, r.dataset.outcome])),
-        }))""",
-    )
+    sessions = [primary, *threads]
+    model_calls = sum(s["turns"] for s in sessions)
+
+    # The charts catch up with the logs: a lane per thread, a bar per call, none still open,
+    # a point per model call.
+    await page.wait_for_function(CAUGHT_UP, arg=[len(lanes), calls_in(lanes), model_calls])
+    shown = await page.eval_on_selector_all("#calls-chart g.lane", LANES)
     assert [lane["lane"] for lane in shown] == [session_id, threads[0]["id"]]
     assert {lane["lane"]: lane["calls"] for lane in shown} == lanes
     assert shown[1]["label"].startswith(AGENT)
 
     # Tokens and cost: the session's own totals plus its thread's, as the gateway keeps them.
-    sessions = [primary, *threads]
     spent = await page.eval_on_selector("#spend-chart", "(svg) => ({...svg.dataset})")
     assert int(spent["inputTokens"]) == sum(s["usage"]["input_tokens"] for s in sessions)
     assert int(spent["outputTokens"]) == sum(s["usage"]["output_tokens"] for s in sessions)
     cost = sum(s["cost_usd"] for s in sessions)
     assert cost > 0 and float(spent["costUsd"]) == pytest.approx(cost, rel=1e-9)
-    assert int(spent["calls"]) == sum(s["turns"] for s in sessions)
-    assert await page.locator("#spend-chart circle.point").count() == int(spent["calls"])
+    assert await page.locator("#spend-chart circle.point").count() == model_calls
     assert await page.locator("#spend-chart path.tokens").count() == 1
     totals = await page.text_content("#spend-totals")
     assert totals is not None and f"${cost:.4f}" in totals
@@ -183,3 +192,12 @@ async def test_the_viewer_charts_a_session_s_spend_and_its_threads_calls(
     path = await watched.screenshot(artifacts, "viewer-session")
     assert path.stat().st_size > 0
     assert await watched.problems() == []
+
+    # Opened afterwards, the page draws the same from the log as it drew live.
+    later = await Watched.open(browser)
+    await later.page.goto(f"{gateway_url}/view/{session_id}#key={key}")
+    await later.page.wait_for_function(CAUGHT_UP, arg=[len(lanes), calls_in(lanes), model_calls])
+    assert await later.page.eval_on_selector_all("#calls-chart g.lane", LANES) == shown
+    replayed = await later.page.eval_on_selector("#spend-chart", "(svg) => ({...svg.dataset})")
+    assert replayed == spent
+    assert await later.problems() == []
