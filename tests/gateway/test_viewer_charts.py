@@ -122,6 +122,7 @@ async def client(gateway_url: str, key: str) -> AsyncIterator[httpx2.AsyncClient
 
 async def test_the_viewer_charts_a_session_s_spend_and_its_threads_calls(
     gateway_url: str,
+    store: EventStore,
     key: str,
     client: httpx2.AsyncClient,
     brain: Brain,
@@ -159,8 +160,13 @@ async def test_the_viewer_charts_a_session_s_spend_and_its_threads_calls(
 
     threads = (await client.get(f"/v1/sessions/{session_id}/threads")).json()["items"]
     assert len(threads) == 1 and threads[0]["status"] == "idle", threads
-    # A thread spawns none (depth 1): its own list is empty.
+    # A thread spawns none (depth 1): its own list is empty. Another tenant's is a 404.
     assert (await client.get(f"/v1/sessions/{threads[0]['id']}/threads")).json()["items"] == []
+    other = (await store.create_api_key("globex", "viewer")).key
+    elsewhere = await client.get(
+        f"/v1/sessions/{session_id}/threads", headers={"authorization": f"Bearer {other}"}
+    )
+    assert elsewhere.status_code == 404, elsewhere.text
     primary = (await client.get(f"/v1/sessions/{session_id}")).json()
     lanes = {session_id: await calls_of(client, session_id)}
     lanes[threads[0]["id"]] = await calls_of(client, threads[0]["id"])
