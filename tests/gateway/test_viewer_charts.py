@@ -120,16 +120,8 @@ async def client(gateway_url: str, key: str) -> AsyncIterator[httpx2.AsyncClient
         yield client
 
 
-async def test_the_viewer_charts_a_session_s_spend_and_its_threads_calls(
-    gateway_url: str,
-    store: EventStore,
-    key: str,
-    client: httpx2.AsyncClient,
-    brain: Brain,
-    hands: HandsHost,
-    browser: Browser,
-    artifacts: Path,
-) -> None:
+async def create_session(client: httpx2.AsyncClient) -> str:
+    """A session of a priced model with bash, which may spawn a worker thread with bash."""
     spec = {
         "model": MODEL,
         "tools": ["bash"],
@@ -146,18 +138,13 @@ async def test_the_viewer_charts_a_session_s_spend_and_its_threads_calls(
     }
     created = await client.post("/v1/sessions", json={"title": "charts", "spec": spec})
     assert created.status_code == 201, created.text
-    session_id = created.json()["id"]
+    return str(created.json()["id"])
 
-    watched = await Watched.open(browser)
-    page = watched.page
-    await page.goto(f"{gateway_url}/view/{session_id}#key={key}")
-    await page.wait_for_selector("#s-stream.on")
 
-    await say(client, session_id, tool("bash", {"command": "echo one"}))
-    await say(client, session_id, tool("bash", {"command": "echo two >&2; exit 3"}))
-    task = tool("bash", {"command": "echo from the worker"})
-    await say(client, session_id, tool("spawn_thread", {"agent": AGENT, "task": task}))
-
+async def threads_of(
+    client: httpx2.AsyncClient, store: EventStore, session_id: str
+) -> list[dict[str, Any]]:
+    """The session's one thread, as `GET /v1/sessions/{id}/threads` lists it."""
     threads = (await client.get(f"/v1/sessions/{session_id}/threads")).json()["items"]
     assert len(threads) == 1 and threads[0]["status"] == "idle", threads
     # A thread spawns none (depth 1): its own list is empty. Another tenant's is a 404.
@@ -167,10 +154,40 @@ async def test_the_viewer_charts_a_session_s_spend_and_its_threads_calls(
         f"/v1/sessions/{session_id}/threads", headers={"authorization": f"Bearer {other}"}
     )
     assert elsewhere.status_code == 404, elsewhere.text
+    return list(threads)
+
+
+async def test_the_viewer_charts_a_session_s_spend_and_its_threads_calls(
+    gateway_url: str,
+    store: EventStore,
+    key: str,
+    client: httpx2.AsyncClient,
+    brain: Brain,
+    hands: HandsHost,
+    browser: Browser,
+    artifacts: Path,
+) -> None:
+    session_id = await create_session(client)
+    watched = await Watched.open(browser)
+    page = watched.page
+    await page.goto(f"{gateway_url}/view/{session_id}#key={key}")
+    await page.wait_for_selector("#s-stream.on")
+
+    # Live: a call's bar shows while it runs, and takes its outcome's colour when it ends.
+    slow = asyncio.create_task(say(client, session_id, tool("bash", {"command": "sleep 2"})))
+    await page.wait_for_selector("#calls-chart rect.o-open")
+    await slow
+    await page.wait_for_selector("#calls-chart rect.o-ok")
+    await say(client, session_id, tool("bash", {"command": "echo one"}))
+    await say(client, session_id, tool("bash", {"command": "echo two >&2; exit 3"}))
+    task = tool("bash", {"command": "echo from the worker"})
+    await say(client, session_id, tool("spawn_thread", {"agent": AGENT, "task": task}))
+
+    threads = await threads_of(client, store, session_id)
     primary = (await client.get(f"/v1/sessions/{session_id}")).json()
     lanes = {session_id: await calls_of(client, session_id)}
     lanes[threads[0]["id"]] = await calls_of(client, threads[0]["id"])
-    assert sorted(lanes[session_id].values()) == ["error", "ok", "ok"]  # bash, bash, spawn
+    assert sorted(lanes[session_id].values()) == ["error", "ok", "ok", "ok"]  # 3 bash, a spawn
     assert list(lanes[threads[0]["id"]].values()) == ["ok"]
 
     sessions = [primary, *threads]
