@@ -180,8 +180,12 @@ async def test_the_viewer_charts_a_session_s_spend_and_its_threads_calls(
     await page.wait_for_selector("#calls-chart rect.o-ok")
     await say(client, session_id, tool("bash", {"command": "echo one"}))
     await say(client, session_id, tool("bash", {"command": "echo two >&2; exit 3"}))
-    task = tool("bash", {"command": "echo from the worker"})
-    await say(client, session_id, tool("spawn_thread", {"agent": AGENT, "task": task}))
+    # A thread's call shows live too, in its lane, read from the thread's own log.
+    task = tool("bash", {"command": "sleep 2; echo from the worker"})
+    spawn = tool("spawn_thread", {"agent": AGENT, "task": task})
+    spawning = asyncio.create_task(say(client, session_id, spawn))
+    await page.wait_for_selector('#calls-chart g.lane[data-lane^="sthr_"] rect.o-open')
+    await spawning
 
     threads = await threads_of(client, store, session_id)
     primary = (await client.get(f"/v1/sessions/{session_id}")).json()
