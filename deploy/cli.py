@@ -28,6 +28,7 @@ from drill import (
     Target,
     TargetUnreachable,
     render,
+    render_html,
     run_drill,
 )
 from schemas import SettingsError, settings_from_env
@@ -162,6 +163,9 @@ def _drill_arguments(parser: argparse.ArgumentParser, settings: KeelSettings) ->
     parser.add_argument("--settle-s", type=float, default=180.0, help="time to settle after")
     parser.add_argument("--report", type=Path, help="write the report here as JSON")
     parser.add_argument(
+        "--html", type=Path, help="write the report here as a self-contained HTML page"
+    )
+    parser.add_argument(
         "--deployment",
         type=Path,
         help="a TOML file describing separate processes (default: the keel up in --data-dir)",
@@ -189,6 +193,8 @@ def _drill(args: argparse.Namespace) -> int:
     print(render(report))
     if args.report is not None:
         args.report.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+    if args.html is not None:
+        args.html.write_text(render_html(report), encoding="utf-8")
     return 0 if report.ok else 1
 
 

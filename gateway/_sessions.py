@@ -1,4 +1,5 @@
-"""Sessions as a resource: create, list, get, delete, fork, pause, resume, cancel."""
+"""Sessions as a resource: create, list, get, delete, fork, pause, resume, cancel; a
+session's threads."""
 
 from __future__ import annotations
 
@@ -221,6 +222,18 @@ async def cancel(keys: Keys, session: Session, services: Services) -> Response:
 async def get_session(session: Session) -> Response:
     """Status, head seq, title, metadata, and totals of usage, cost and turns."""
     return json_response(session_view(session))
+
+
+@router.get(
+    "/v1/sessions/{session_id}/threads",
+    openapi_extra=responds_with(200, SessionList),
+    response_class=Response,
+)
+async def list_threads(session: Session, services: Services) -> Response:
+    """The session's threads (the sub-agents its calls spawned), oldest first, in one page;
+    each is a session of its own, read at `/v1/sessions/{thread_id}`. A thread has none."""
+    threads = await services.store.list_threads(session.session_id)
+    return json_response(SessionList(items=[session_view(thread) for thread in threads]))
 
 
 @router.delete(

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser
 
 from tests.backends import PostgresBackend, SqliteBackend, postgres_schema, require_postgres
+from tests.browser import artifacts_dir, chromium
 from tests.nats_server import NatsServer
 
 
@@ -31,6 +33,19 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium (tests/browser.py): a skip where it is missing, a failure in CI."""
+    async with chromium() as running:
+        yield running
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where a test leaves its screenshots: KEEL_TEST_ARTIFACTS, else tmp_path/artifacts."""
+    return artifacts_dir(tmp_path)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

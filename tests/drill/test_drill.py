@@ -14,11 +14,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from playwright.async_api import Browser
 
 from drill import FAULT_KINDS, FaultKind, Report, StoreControl, plan_faults
 from hands import LocalBackend
 from session_store import open_store
 from tests.drill.processes import KeelUp, SeparateProcesses, drill
+from tests.drill.report_page import check_report_page
 from tests.hands.processes import remove_sandboxes
 from tests.outages.servers import PostgresServer
 from tests.sandboxes import local_backend
@@ -78,17 +80,19 @@ def test_the_same_seed_draws_the_same_faults() -> None:
     assert first != plan_faults(8, 20, kinds, (0.5, 2.0))
 
 
-def test_a_drill_catches_a_brain_that_records_a_result_twice(
-    tmp_path: Path, sandboxes: LocalBackend
+async def test_a_drill_catches_a_brain_that_records_a_result_twice(
+    tmp_path: Path, sandboxes: LocalBackend, browser: Browser, artifacts: Path
 ) -> None:
     up = KeelUp(tmp_path / "keel", env={"KEEL_BROKEN": "result_twice"})
     try:
-        ran = drill(
+        ran = await asyncio.to_thread(
+            drill,
             *("--data-dir", str(up.data_dir), "--faults", "2", "--seed", "3"),
             *("--sessions", "1", "--report", str(tmp_path / "report.json")),
+            *("--html", str(tmp_path / "report.html")),
         )
     finally:
-        up.stop()
+        await asyncio.to_thread(up.stop)  # it runs an event loop of its own
     assert ran.returncode == 1, ran.stdout + ran.stderr + up.logs()
     report = read_report(tmp_path / "report.json")
     twice = [v for v in report.violations if v.kind == "outcomes"]
@@ -96,6 +100,11 @@ def test_a_drill_catches_a_brain_that_records_a_result_twice(
     # Named where it happened: the session, the seq of the second result, the call.
     assert all(v.session_id and v.seq and v.call_id for v in twice)
     assert "VIOLATIONS" in ran.stdout and f"call {twice[0].call_id}" in ran.stdout
+    # Its page, as a user opens it (a screenshot: drill-report-broken-brain.png, in
+    # KEEL_TEST_ARTIFACTS or tmp_path/artifacts).
+    await check_report_page(
+        browser, report, tmp_path / "report.html", artifacts, "drill-report-broken-brain"
+    )
 
 
 def test_a_drill_against_separate_processes_on_postgres_finds_nothing(

@@ -30,6 +30,10 @@ async def test_the_page_routes_are_not_in_the_openapi_document(
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "/" not in paths and "/view/{session_id}" not in paths
     assert "/v1/sessions/{session_id}/stream" in paths
+    # What the page reads a session's threads with is the API's, documented like the rest.
+    threads = paths["/v1/sessions/{session_id}/threads"]["get"]["responses"]["200"]
+    schema = threads["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/SessionList"}
 
 
 async def test_the_page_carries_no_secret_and_needs_nothing_from_elsewhere(
