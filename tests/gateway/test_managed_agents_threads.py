@@ -237,10 +237,12 @@ def waiting_use(kind: str) -> Any:
 async def waiting_on_user(sdk: AsyncAnthropic, session_id: str, thread_id: str, kind: str) -> Any:
     """The thread's call of `kind`, once the thread waits for the user to answer it."""
     for _ in range(200):
-        thread = await sdk.beta.sessions.threads.retrieve(thread_id, session_id=session_id)
+        # The events first: a thread idle after its call was made waits on it (an idle read
+        # before could be the one the thread had before it began).
         events = [
             e async for e in sdk.beta.sessions.threads.events.list(thread_id, session_id=session_id)
         ]
+        thread = await sdk.beta.sessions.threads.retrieve(thread_id, session_id=session_id)
         use = [e for e in events if e.type == kind]
         if use and thread.status == "idle":
             return use[-1]

@@ -430,10 +430,11 @@ class StoreContract:
         sid = (await store.create_session("acme", CREATED)).session_id
         done = (await store.create_session("acme", CREATED)).session_id
         await store.append_input(done, [SessionStatus(status="completed")])
-        short = await store.claim(sid, "brain-1", ttl=0.05)
-        await store.claim(done, "brain-1", ttl=0.05)
+        # Long enough for the first look to come before it ends, on a loaded machine too.
+        short = await store.claim(sid, "brain-1", ttl=1.0)
+        await store.claim(done, "brain-1", ttl=1.0)
         assert await store.sessions_due() == []
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.1)
         assert await store.sessions_due() == [sid]  # terminal sessions are not swept
         taken = await store.claim(sid, "brain-2", ttl=30)
         assert taken.epoch == short.epoch + 1
