@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser
 
-from tests.backends import PostgresBackend, SqliteBackend, postgres_schema, require_postgres
+from session_store import EventStore
+from tests.backends import (
+    Backend,
+    PostgresBackend,
+    SqliteBackend,
+    postgres_schema,
+    require_postgres,
+)
 from tests.browser import artifacts_dir, chromium
 from tests.nats_server import NatsServer
 
@@ -22,6 +29,26 @@ def postgres_backend() -> Iterator[PostgresBackend]:
     require_postgres()
     for schema in postgres_schema():
         yield PostgresBackend(schema)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each backend in turn (a folder whose tests need one store of its own overrides
+    `store`)."""
+    if request.param == "sqlite":
+        return SqliteBackend(tmp_path)
+    backend: PostgresBackend = request.getfixturevalue("postgres_backend")
+    return backend
+
+
+@pytest.fixture
+async def store(store_backend: Backend) -> AsyncIterator[EventStore]:
+    store = store_backend.make_store()
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @pytest.fixture

@@ -15,33 +15,15 @@ from brain.settings import BrainSettings
 from hands import HandsHost, HandsSettings
 from schemas import AgentSpec, SessionCreated, UserMessage, new_id
 from session_store import EventStore, SessionInfo
-from tests.backends import Backend, PostgresBackend, SqliteBackend
+from tests.backends import Backend, SqliteBackend
 from tests.brain.processes import BrainProcess
 from tests.nats_server import NatsServer
 from tests.sandboxes import local_backend
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "sqlite":
-        return SqliteBackend(tmp_path)
-    backend: PostgresBackend = request.getfixturevalue("postgres_backend")
-    return backend
-
-
 @pytest.fixture
 def sqlite_store_backend(tmp_path: Path) -> Backend:
     return SqliteBackend(tmp_path)
-
-
-@pytest.fixture
-async def store(store_backend: Backend) -> AsyncIterator[EventStore]:
-    store = store_backend.make_store()
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

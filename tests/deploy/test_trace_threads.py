@@ -3,8 +3,6 @@ under it, from the store's logs, as one conversation."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
 import pytest
 
@@ -28,24 +26,8 @@ from tests.backends import Backend
 from traces import Span, TraceSettings
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    backend: Backend = request.getfixturevalue(f"{request.param}_backend")
-    return backend
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[EventStore]:
-    store = backend.make_store()
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def test_keel_trace_sends_a_session_with_its_threads(
-    store: EventStore, backend: Backend, capsys: pytest.CaptureFixture[str]
+    store: EventStore, store_backend: Backend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = (await store.create_session("acme", SessionCreated(spec=AgentSpec()))).session_id
     await store.append_input(root, [UserMessage(text="go"), SessionStatus(status="running")])
@@ -78,7 +60,7 @@ async def test_keel_trace_sends_a_session_with_its_threads(
         [ToolResult(call_id="call-1", output="done"), SessionStatus(status="completed")],
     )
 
-    assert await trace(backend.url, root, TraceSettings(), json=True) == 0
+    assert await trace(store_backend.url, root, TraceSettings(), json=True) == 0
     lines = capsys.readouterr().out.splitlines()
     spans = [msgspec.json.decode(line, type=Span) for line in lines]
     turns = [s for s in spans if s.name.startswith("invoke_agent")]
