@@ -1,0 +1,119 @@
+"""The process images deploy/images/build.sh makes: each role starts from its image against a
+real NATS and PostgreSQL, answers its probe, and stops cleanly on SIGTERM (`docker stop`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Final
+
+import httpx2
+import pytest
+
+from schemas import new_id
+from tests.backends import PostgresBackend
+from tests.nats_server import NatsServer, free_port
+
+IMAGES: Final = ("keel", "keel-brain", "keel-hands", "keel-gateway")
+pytestmark = pytest.mark.slow
+
+
+def docker(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], check=False, capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def images() -> None:
+    try:
+        missing = [image for image in IMAGES if docker("image", "inspect", image).returncode]
+    except FileNotFoundError:
+        missing = list(IMAGES)
+    if not missing:
+        return
+    what = f"the images {', '.join(missing)} (deploy/images/build.sh)"
+    if os.environ.get("KEEL_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"{what} are required here (KEEL_REQUIRE_DOCKER=1) but are missing")
+    pytest.skip(f"{what} are not built; to run these: deploy/images/build.sh")
+
+
+@pytest.fixture
+def run() -> Iterator[object]:
+    """`docker run -d` on the host's network (the tests' NATS and PostgreSQL are on its
+    loopback); every container started is removed at the end."""
+    started: list[str] = []
+
+    def run(image: str, env: dict[str, str], *command: str) -> str:
+        name = new_id("keel-test")
+        flags = [flag for key, value in env.items() for flag in ("-e", f"{key}={value}")]
+        result = docker("run", "-d", "--name", name, "--network", "host", *flags, image, *command)
+        assert result.returncode == 0, result.stderr
+        started.append(name)
+        return name
+
+    yield run
+    for name in started:
+        docker("rm", "-f", name)
+
+
+def wait_for(check: object, what: str, logs_of: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} after {timeout_s}s:\n{docker('logs', logs_of).stderr[-3000:]}")
+        time.sleep(0.2)
+
+
+def stop(name: str) -> int:
+    """SIGTERM, as `docker stop`, a rolling update or a scale-down send it; the exit code."""
+    started = time.monotonic()
+    assert docker("stop", "--time", "20", name).returncode == 0
+    assert time.monotonic() - started < 15, f"{name} did not stop on SIGTERM"
+    return int(docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout)
+
+
+def test_the_images_carry_every_role_and_nats_server() -> None:
+    result = docker(
+        "run",
+        "--rm",
+        "keel-hands:latest",
+        "sh",
+        "-c",
+        "id -u && nats-server --version && bwrap --version"
+        " && python -c 'import brain.service, hands._docker, gateway, deploy.cli'"
+        ' && echo "$KEEL_SANDBOX_BACKEND $KEEL_HANDS_DIR"',
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "10001"  # the sandbox uid, never root
+    assert lines[-1] == "docker /var/lib/keel/hands"
+
+
+def test_a_gateway_and_a_brain_start_from_their_images_and_stop_on_sigterm(
+    run: object, nats_server: NatsServer, postgres_backend: PostgresBackend
+) -> None:
+    env = {"KEEL_STORE_URL": postgres_backend.url, "KEEL_NATS_URL": nats_server.url}
+    metrics_port, http_port = free_port(), free_port()
+    brain = run(  # type: ignore[operator]
+        "keel-brain:latest",
+        env | {"KEEL_BRAIN_ID": "brain-image", "KEEL_METRICS_ADDR": f"127.0.0.1:{metrics_port}"},
+    )
+    wait_for(lambda: "brain brain-image ready" in docker("logs", brain).stdout, "no brain", brain)
+    gateway = run("keel-gateway:latest", env | {"KEEL_HTTP_PORT": str(http_port)})  # type: ignore[operator]
+
+    def ready() -> bool:
+        try:
+            return httpx2.get(f"http://127.0.0.1:{http_port}/readyz", timeout=2).status_code == 200
+        except httpx2.TransportError:
+            return False
+
+    wait_for(ready, "the gateway is not ready", gateway)
+    metrics = httpx2.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2)
+    assert "keel_brain_sessions_held" in metrics.text
+    assert stop(brain) == 0
+    # uvicorn ends by raising the signal again once it has shut down: 128 + SIGTERM.
+    assert stop(gateway) in (0, 143)
+    assert "Finished server process" in docker("logs", gateway).stderr
