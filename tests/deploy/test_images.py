@@ -3,41 +3,18 @@ real NATS and PostgreSQL, answers its probe, and stops cleanly on SIGTERM (`dock
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Iterator
-from typing import Final
 
 import httpx2
 import pytest
 
 from schemas import new_id
 from tests.backends import PostgresBackend
+from tests.deploy.conftest import docker
 from tests.nats_server import NatsServer, free_port
 
-IMAGES: Final = ("keel", "keel-brain", "keel-hands", "keel-gateway")
-pytestmark = pytest.mark.slow
-
-
-def docker(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], check=False, capture_output=True, text=True, timeout=timeout_s
-    )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def images() -> None:
-    try:
-        missing = [image for image in IMAGES if docker("image", "inspect", image).returncode]
-    except FileNotFoundError:
-        missing = list(IMAGES)
-    if not missing:
-        return
-    what = f"the images {', '.join(missing)} (deploy/images/build.sh)"
-    if os.environ.get("KEEL_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"{what} are required here (KEEL_REQUIRE_DOCKER=1) but are missing")
-    pytest.skip(f"{what} are not built; to run these: deploy/images/build.sh")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("keel_images")]
 
 
 @pytest.fixture
