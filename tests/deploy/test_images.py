@@ -1,15 +1,23 @@
 """The process images deploy/images/build.sh makes: each role starts from its image against a
-real NATS and PostgreSQL, answers its probe, and stops cleanly on SIGTERM (`docker stop`)."""
+real NATS and PostgreSQL, answers its probe, and stops cleanly on SIGTERM (`docker stop`);
+and a brain, a hands host (Docker sandboxes, through the engine's socket) and a gateway, each
+from its image, run `keel drill`'s sessions to completion."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2
 import pytest
 
 from schemas import new_id
+from session_store import open_store
 from tests.backends import PostgresBackend
 from tests.deploy.conftest import docker
 from tests.nats_server import NatsServer, free_port
@@ -23,10 +31,10 @@ def run() -> Iterator[object]:
     loopback); every container started is removed at the end."""
     started: list[str] = []
 
-    def run(image: str, env: dict[str, str], *command: str) -> str:
+    def run(image: str, env: dict[str, str], *flags: str) -> str:
         name = new_id("keel-test")
-        flags = [flag for key, value in env.items() for flag in ("-e", f"{key}={value}")]
-        result = docker("run", "-d", "--name", name, "--network", "host", *flags, image, *command)
+        variables = [flag for key, value in env.items() for flag in ("-e", f"{key}={value}")]
+        result = docker("run", "-d", "--name", name, "--network", "host", *variables, *flags, image)
         assert result.returncode == 0, result.stderr
         started.append(name)
         return name
@@ -94,3 +102,67 @@ def test_a_gateway_and_a_brain_start_from_their_images_and_stop_on_sigterm(
     # uvicorn ends by raising the signal again once it has shut down: 128 + SIGTERM.
     assert stop(gateway) in (0, 143)
     assert "Finished server process" in docker("logs", gateway).stderr
+
+
+def test_a_brain_a_hands_host_and_a_gateway_from_their_images_run_sessions_with_tools(
+    run: object, nats_server: NatsServer, postgres_backend: PostgresBackend, tmp_path: Path
+) -> None:
+    """What the compose file and the DaemonSet give a hands host: the engine's socket, the
+    group that owns it, and its directory at the same path inside and out."""
+    if not os.path.exists("/var/run/docker.sock"):
+        pytest.skip("no Docker engine socket at /var/run/docker.sock")
+    hands_dir = tmp_path / "hands"
+    hands_dir.mkdir()
+    os.chown(hands_dir, 10001, 10001)  # the image's user (the tests run as root in CI)
+    env = {"KEEL_STORE_URL": postgres_backend.url, "KEEL_NATS_URL": nats_server.url}
+    http_port = free_port()
+    brain = run("keel-brain:latest", env | {"KEEL_BRAIN_ID": "brain-image"})  # type: ignore[operator]
+    hands = run(  # type: ignore[operator]
+        "keel-hands:latest",
+        {
+            "KEEL_NATS_URL": nats_server.url,
+            "KEEL_HANDS_ID": "hands-image",
+            "KEEL_HANDS_DIR": str(hands_dir),
+        },
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        f"{hands_dir}:{hands_dir}",
+        "--group-add",
+        str(os.stat("/var/run/docker.sock").st_gid),
+    )
+    run("keel-gateway:latest", env | {"KEEL_HTTP_PORT": str(http_port)})  # type: ignore[operator]
+    for name, line in ((brain, "brain brain-image ready"), (hands, "hands host hands-image ready")):
+        wait_for(lambda: line in docker("logs", name).stdout, f"{name} not ready", name)  # noqa: B023
+    key = asyncio.run(_api_key(postgres_backend.url))
+    (tmp_path / "key").write_text(key)
+    (tmp_path / "drill.toml").write_text(
+        f'http_url = "http://127.0.0.1:{http_port}"\n'
+        f'store_url = "{postgres_backend.url}"\n'
+        f'api_key_file = "{tmp_path / "key"}"\n'
+        f'hands_dir = "{hands_dir}"\n'
+    )
+    # No process section: the only faults drawn are sandboxes killed under their calls.
+    drill = subprocess.run(
+        [
+            *(sys.executable, "-m", "deploy.cli", "drill"),
+            *("--deployment", str(tmp_path / "drill.toml"), "--seed", "7"),
+            *("--faults", "2", "--sessions", "3", "--settle-s", "120"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    logs = "\n".join(docker("logs", "--tail", "30", name).stderr for name in (brain, hands))
+    assert drill.returncode == 0, f"{drill.stdout}\n{drill.stderr}\n{logs}"
+    assert "completed=3" in drill.stdout, drill.stdout
+    assert stop(hands) == 0
+
+
+async def _api_key(store_url: str) -> str:
+    store = open_store(store_url)
+    try:
+        return (await store.create_api_key("acme", "image test")).key
+    finally:
+        await store.close()
