@@ -19,7 +19,9 @@ import yaml
 from deploy.settings import table
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+# Every resource file; kustomization.yaml lists them (and is no resource of the API).
+KUSTOMIZATION = ROOT / "deploy" / "k8s" / "kustomization.yaml"
+K8S = sorted(set((ROOT / "deploy" / "k8s").glob("*.yaml")) - {KUSTOMIZATION})
 COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yml"
 # The oldest Kubernetes the manifests are meant for (PreStop's `sleep` is 1.30's) and the
 # newest whose schemas kubernetes-validate carries.
@@ -62,6 +64,12 @@ def test_every_kubernetes_manifest_validates_against_the_api_schemas(
             name = f"{resource['kind']}/{resource['metadata']['name']}"
             path_in = ".".join(map(str, exc.path))
             pytest.fail(f"{path.name}: {name} at {path_in}: {exc.message}")
+
+
+def test_the_kustomization_applies_every_manifest() -> None:
+    (kustomization,) = documents(KUSTOMIZATION)
+    assert kustomization["kind"] == "Kustomization"
+    assert sorted(kustomization["resources"]) == [path.name for path in K8S]
 
 
 def test_the_kubernetes_workloads_stop_gracefully_are_probed_and_budgeted() -> None:
