@@ -20,13 +20,20 @@ NODES = ("nats-1", "nats-2", "nats-3")
 # Run on the compose network by a keel container: every node's URL, an R3 stream, and the
 # stream's view of its replicas.
 R3_CHECK = """
-import asyncio, nats
+import asyncio, sys, nats
 from nats.js.api import StreamConfig
 
 async def main():
     nc = await nats.connect([f"nats://nats-{n}:4222" for n in (1, 2, 3)])
     js = nc.jetstream()
-    info = await js.add_stream(StreamConfig(name="R3CHECK", subjects=["r3check"], num_replicas=3))
+    config = StreamConfig(name="R3CHECK", subjects=["r3check"], num_replicas=3)
+    for _ in range(60):  # a busy machine: the new stream's leader may take a moment
+        try:
+            await js.add_stream(config)
+            break
+        except Exception as exc:
+            print(exc, file=sys.stderr)
+            await asyncio.sleep(0.5)
     await js.publish("r3check", b"x")
     info = await js.stream_info("R3CHECK")
     print(info.cluster.leader, len(info.cluster.replicas or []), info.state.messages)
