@@ -14,6 +14,8 @@
   state folded to a seq (`brain.audit`); the gateway's audit route asks.
 - Restart in place: a brain started with the id of one that died takes that one's sessions
   back at once (the store lets an owner reclaim its own lease), without waiting for expiry.
+- Stopping: `close()` (SIGTERM) ends the leases of the sessions the brain still holds and
+  queues them, so another brain takes each at once, whatever the lease period.
 """
 
 from __future__ import annotations
@@ -203,6 +205,7 @@ class Brain:
 
     async def close(self) -> None:
         await self._tasks.cancel()
+        await self._hand_on()
         if self._tracer is not None:
             await self._tracer.close()
         if self._nc is not None:
@@ -219,6 +222,29 @@ class Brain:
             await self.store.close()
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.close)
+
+    async def _hand_on(self) -> None:
+        """Let go of every session this brain still holds and queue each for another brain,
+        so a brain stopped on purpose (SIGTERM: a rolling update, a scale-down) is replaced
+        at once, not when its leases run out. Its runs have ended: nothing of this brain
+        writes to them any more (and a claim's new epoch would fence anything that did)."""
+        if self._js is None:
+            return
+        try:
+            held = await self.store.expire_leases_of(self.settings.brain_id)
+        except StoreError as exc:
+            log.warning("letting go of the sessions this brain holds failed: %s", exc)
+            return  # its leases run out, and the sweepers of other brains queue them then
+        for session_id in held:
+            try:
+                await request_attention(
+                    self._js, session_id, f"brain {self.settings.brain_id} stopped"
+                )
+            except (nats.errors.Error, TimeoutError) as exc:
+                # Its lease has ended: the sweepers of other brains queue it anyway.
+                log.warning("queueing %s failed: %r", session_id, exc)
+        if held:
+            log.info("brain %s stopped: handed on %d sessions", self.settings.brain_id, len(held))
 
     # -- work -------------------------------------------------------------------------------
 

@@ -211,6 +211,33 @@ async def test_a_dead_brain_s_sessions_are_taken_over_long_before_its_lease_runs
     assert_ran_once(await check_invariants(store, session_id))
 
 
+async def test_a_brain_stopped_by_sigterm_hands_its_sessions_on_at_once(
+    store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
+) -> None:
+    """A rolling update: SIGTERM mid-session, with 30 s leases and no brain watching for
+    dead peers, so only the stopped brain letting go (`Brain.close`) explains a quick
+    takeover."""
+    quiet = {"KEEL_PEER_CHECK_S": "0"}
+    first = spawn(lease_s=30.0, extra_env=quiet)  # type: ignore[operator]
+    session_id = await start_session(store, js, coding_spec(coding_script(slow_turn=2)))
+    await wait_for_event(store, session_id, ModelResponse, count=2)
+    standby = spawn(lease_s=30.0, extra_env=quiet)  # type: ignore[operator]
+    held = await store.get_session(session_id)
+    assert held.lease_owner == first.brain_id
+    stopped = time.monotonic()
+    first.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(first.wait, 10) == 0, first.output()
+    while (await store.get_session(session_id)).lease_epoch == held.lease_epoch:
+        assert time.monotonic() - stopped < 10, "no takeover before the lease's end"
+        await asyncio.sleep(0.02)
+    print(f"the stopped brain's session was taken after {time.monotonic() - stopped:.2f} s")
+    info = await wait_for_status(store, session_id, {"completed", "failed"}, timeout_s=20)
+    assert info.status == "completed", info
+    assert info.lease_owner in (None, standby.brain_id)
+    assert_ran_once(await check_invariants(store, session_id))
+    assert "handed on 1 sessions" in first.output()
+
+
 async def test_a_brain_restarted_in_place_takes_its_sessions_back_at_once(
     store: EventStore, js: JetStreamContext, hands_host: HandsHost, spawn: object
 ) -> None:
