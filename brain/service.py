@@ -56,6 +56,7 @@ from schemas import (
     OUTCOME_SUBJECTS,
     SANDBOX_CHECK_QUEUE,
     SANDBOX_CHECK_SUBJECT,
+    SINGLE,
     TERMINAL_STATUSES,
     WORK_CONSUMER,
     WORK_STREAM,
@@ -64,6 +65,9 @@ from schemas import (
     BackgroundTasks,
     MetricsServer,
     NatsLinkLog,
+    Replication,
+    connect_nats,
+    ensure_stream,
     work_subject,
 )
 from session_store import (
@@ -90,18 +94,19 @@ OUTCOME_CONSUMER: Final = "brain-outcomes"
 DUPLICATE_WINDOW_S: Final = 5.0
 
 
-async def ensure_work_stream(js: JetStreamContext) -> None:
-    config = StreamConfig(
-        name=WORK_STREAM,
-        subjects=[WORK_SUBJECTS],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_S,
+async def ensure_work_stream(js: JetStreamContext, replication: Replication = SINGLE) -> None:
+    await ensure_stream(
+        js,
+        StreamConfig(
+            name=WORK_STREAM,
+            subjects=[WORK_SUBJECTS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=replication.replicas,
+            placement=replication.placement,
+        ),
     )
-    try:
-        await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
-        await js.update_stream(config)
 
 
 async def request_attention(
@@ -148,14 +153,9 @@ class Brain:
                 self.settings.metrics_addr, self.metrics.registry
             )
         link = NatsLinkLog(log, f"brain {self.settings.brain_id}")
-        self._nc = link.client = await nats.connect(
-            self.settings.nats_url,
-            name=self.settings.brain_id,
-            max_reconnect_attempts=-1,
-            **link.callbacks(),
-        )
+        self._nc = await connect_nats(self.settings.nats_url, self.settings.brain_id, link)
         self._js = self._nc.jetstream()
-        await ensure_work_stream(self._js)
+        await ensure_work_stream(self._js, self.settings.jetstream.resolve(self._nc))
         if self.settings.traces.exporting:
             # Only now: a brain that does not trace never loads the OpenTelemetry SDK.
             from traces.live import LiveTracer

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import nats
 from nats.aio.client import Client as NATS
 
 from hands._adoption import adopt_or_remove_leftovers
@@ -45,6 +44,7 @@ from schemas import (
     MetricsServer,
     NatsLinkLog,
     ProvisionRequest,
+    connect_nats,
 )
 
 log = logging.getLogger("keel.hands")
@@ -75,17 +75,17 @@ class HandsHost:
     async def start(self) -> None:
         self.sandboxes_root.mkdir(parents=True, exist_ok=True)
         link = NatsLinkLog(log, f"hands host {self.settings.host_id}")
-        nc = self._nc = link.client = await nats.connect(
-            self.settings.nats_url,
-            name=self.settings.host_id,
-            max_reconnect_attempts=-1,
-            **link.callbacks(),
-        )
+        nc = self._nc = await connect_nats(self.settings.nats_url, self.settings.host_id, link)
         js = nc.jetstream()
-        await ensure_outcome_stream(js)
-        storage = await SandboxStorage.open(nc, js)
+        replication = self.settings.jetstream.resolve(nc)
+        await ensure_outcome_stream(js, replication)
+        storage = await SandboxStorage.open(nc, js, replication)
         calls = CallRunner(
-            self.settings, storage, OutcomePublisher(nc, js), self._tasks, self.metrics
+            self.settings,
+            storage,
+            OutcomePublisher(nc, js, replication),
+            self._tasks,
+            self.metrics,
         )
         subjects = SandboxSubjects(nc, self._hosted, calls)
         await adopt_or_remove_leftovers(self._hosted, calls, subjects)
