@@ -357,14 +357,21 @@ class Brain:
             # While the store takes no writes, claims fail and the same sessions come due
             # every sweep: the store has said so once already.
             level = logging.INFO if self.store.health.up("write") else logging.DEBUG
-            for session_id in due:
+            for index, session_id in enumerate(due):
                 try:
                     queued = await request_attention(
                         self._js, session_id, "sweep", msg_id=f"sweep/{session_id}/{window}"
                     )
                 except (nats.errors.Error, TimeoutError) as exc:
-                    self._setback("re-queueing %s failed: %s", session_id, exc)
-                    continue
+                    # JetStream took none (no stream leader while a NATS cluster elects
+                    # one, or no NATS): it takes no other either. The next sweep tries all.
+                    self._setback(
+                        "re-queueing %s (and %d more due) failed: %r",
+                        session_id,
+                        len(due) - index - 1,
+                        exc,
+                    )
+                    break
                 if queued:  # not a repeat of this second's message: worth a line
                     log.log(
                         level, "session %s needs a brain (lease expired or timer due)", session_id
