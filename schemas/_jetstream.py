@@ -130,8 +130,16 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
         try:
             await js.add_stream(wanted)
             return
-        except nats.js.errors.BadRequestError:
-            info = await js.stream_info(name)  # another process made it first
+        except nats.js.errors.APIError as exc:
+            try:
+                info = await js.stream_info(name)  # another process made it first
+            except nats.js.errors.NotFoundError:
+                raise StreamMismatch(
+                    f"NATS refused to make the JetStream stream {name} with "
+                    f"{wanted.num_replicas} replicas and placement {wanted.placement}: "
+                    f"{exc.description or exc} (see KEEL_NATS_REPLICAS, KEEL_NATS_CLUSTER, "
+                    "KEEL_NATS_TAGS)"
+                ) from None
     current = info.config
     differences = {
         field: (getattr(current, field), getattr(wanted, field))

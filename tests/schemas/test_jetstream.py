@@ -77,5 +77,8 @@ async def test_a_lone_server_gets_one_replica_and_a_stream_is_brought_to_keels_c
         # One replica more than a lone server has: refused, and said so.
         with pytest.raises(StreamMismatch, match="num_replicas 1 -> 3"):
             await ensure_work_stream(js, Replication(3))
+        # Or made with them.
+        with pytest.raises(StreamMismatch, match=r"refused to make .* KEEL_NATS_REPLICAS"):
+            await ensure_stream(js, StreamConfig(name="OTHER", subjects=["o"], num_replicas=3))
     finally:
         await nc.close()
