@@ -7,6 +7,8 @@ hands host and a gateway are killed. Every session must complete with every call
 exactly once and no effect run twice (`drill.check_log`, `drill/_effects.py`), and every
 SSE client, moved to the other gateway, must see each event once with no gap (Last-Event-ID).
 
+And a deployment started with one replica is scaled to three in place.
+
 Printed, not asserted: for each node killed, the time to the first event committed after
 the kill, the longest an outcome publisher (keel's own connection options, every node
 listed) had no acknowledgement from JetStream, and the longest quiet on the SSE streams.
@@ -33,12 +35,15 @@ import msgspec
 import nats.errors
 import pytest
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 
+from brain.service import ensure_work_stream
 from drill import check_log
 from drill._effects import check_effects
 from drill._workload import Workload
 from hands import LocalBackend
-from schemas import TERMINAL_STATUSES, Attention, NatsLinkLog, connect_nats
+from hands._storage import SandboxStorage
+from schemas import TERMINAL_STATUSES, Attention, NatsLinkLog, Replication, connect_nats
 from session_store import EventStore, open_store
 from tests.backends import PostgresBackend
 from tests.brain.processes import BrainProcess
@@ -390,3 +395,36 @@ async def test_sessions_ride_through_node_leader_and_process_loss(
 
 def _s(value: float | None) -> str:
     return "never" if value is None else f"{value:.2f} s"
+
+
+async def test_a_one_replica_deployment_is_scaled_in_place_consumers_and_all(
+    cluster: NatsCluster,
+) -> None:
+    """keel started on the cluster with KEEL_NATS_REPLICAS=1, then with 3: its streams and
+    buckets are updated in place, keeping their messages, and the durable consumers follow."""
+    nc = await connect_nats(cluster.url, "test", NatsLinkLog(logging.getLogger(), "the test"))
+    try:
+        js = nc.jetstream()
+        await ensure_work_stream(js, Replication(1))
+        await SandboxStorage.open(nc, js, Replication(1))
+        await js.pull_subscribe(
+            "keel.work.*", durable="brains", stream="KEEL_WORK", config=ConsumerConfig()
+        )
+        await js.publish("keel.work.s1", b"{}")
+        assert (await js.stream_info("KEEL_WORK")).config.num_replicas == 1
+
+        await ensure_work_stream(js, Replication(3))
+        await SandboxStorage.open(nc, js, Replication(3))
+        for name in ("KEEL_WORK", "OBJ_keel-blobs", "OBJ_keel-checkpoints"):
+            info = await js.stream_info(name)
+            assert info.config.num_replicas == 3, name
+        assert (await js.stream_info("KEEL_WORK")).state.messages == 1
+        deadline = time.monotonic() + 60
+        while True:
+            consumer = await js.consumer_info("KEEL_WORK", "brains")
+            if consumer.cluster is not None and len(consumer.cluster.replicas or []) == 2:
+                break
+            assert time.monotonic() < deadline, consumer.cluster
+            await asyncio.sleep(0.5)
+    finally:
+        await nc.close()
