@@ -223,6 +223,7 @@ class Brain:
     # -- work -------------------------------------------------------------------------------
 
     async def _pull(self, subscription: JetStreamContext.PullSubscription) -> None:
+        leaderless = _Leaderless(WORK_STREAM)
         while True:
             free = self.settings.max_sessions - self._handling
             if free <= 0:
@@ -232,12 +233,14 @@ class Brain:
             try:
                 messages = await subscription.fetch(free, timeout=1.0)
             except TimeoutError:  # nats raises both its own and asyncio's
+                leaderless.over()  # the fetch was taken: nothing to do
                 continue
             except Exception as exc:
                 # The loop that feeds the brain must outlive any fault of NATS's.
-                self._setback("fetching work failed: %r", exc)
+                self._setback("fetching work failed: %r", exc, leaderless=leaderless)
                 await asyncio.sleep(0.5)
                 continue
+            leaderless.over()
             for message in messages:
                 self._handling += 1
                 self._tasks.spawn(self._handle(message))
@@ -308,15 +311,18 @@ class Brain:
     async def _forward_outcomes(self) -> None:
         assert self._js is not None
         subscription = await _outcome_consumer(self._js)
+        leaderless = _Leaderless(OUTCOME_STREAM)
         while True:
             try:
                 messages = await subscription.fetch(64, timeout=1.0)
             except TimeoutError:  # nats raises both its own and asyncio's
+                leaderless.over()
                 continue
             except Exception as exc:
-                self._setback("fetching outcomes failed: %r", exc)
+                self._setback("fetching outcomes failed: %r", exc, leaderless=leaderless)
                 await asyncio.sleep(0.5)
                 continue
+            leaderless.over()
             for message in messages:
                 await self._forward(message)
 
@@ -345,6 +351,7 @@ class Brain:
 
     async def _sweep(self) -> None:
         assert self._js is not None
+        leaderless = _Leaderless(WORK_STREAM)
         while True:
             await asyncio.sleep(self.settings.sweep_every_s)
             try:
@@ -370,22 +377,57 @@ class Brain:
                         session_id,
                         len(due) - index - 1,
                         exc,
+                        leaderless=leaderless,
                     )
                     break
+                leaderless.over()
                 if queued:  # not a repeat of this second's message: worth a line
                     log.log(
                         level, "session %s needs a brain (lease expired or timer due)", session_id
                     )
 
-    def _setback(self, message: str, *args: object) -> None:
+    def _setback(self, message: str, *args: object, leaderless: _Leaderless | None = None) -> None:
         """Log a failed step that will be tried again; quietly when its cause, an outage of
-        the store or of NATS, has been announced once already (see `StoreHealth` and
-        `NatsLinkLog`)."""
+        the store or of NATS, or a stream without a leader, has been announced once already
+        (see `StoreHealth`, `NatsLinkLog` and `_Leaderless`)."""
         error = args[-1]
-        announced = (isinstance(error, StoreUnavailable) and not self.store.health.up("write")) or (
-            self._nc is not None and not self._nc.is_connected
+        announced = (
+            (isinstance(error, StoreUnavailable) and not self.store.health.up("write"))
+            or (self._nc is not None and not self._nc.is_connected)
+            or (leaderless is not None and leaderless.announced(error))
         )
         log.log(logging.DEBUG if announced else logging.WARNING, message, *args)
+
+
+class _Leaderless:
+    """A stream without a leader (a NATS cluster electing one after losing a node: 503 to
+    every fetch, "no response from stream" to every publish, for some seconds), said once
+    when it starts and once when it ends, not at every try of one loop."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.since: float | None = None
+
+    def announced(self, error: object) -> bool:
+        """Whether `error` is part of an outage already announced (announcing it if new)."""
+        if not isinstance(
+            error, nats.js.errors.ServiceUnavailableError | nats.js.errors.NoStreamResponseError
+        ):
+            return False
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning(
+                "%s has no leader in JetStream (a NATS node lost?); trying until it has",
+                self.stream,
+            )
+        return True
+
+    def over(self) -> None:
+        if self.since is not None:
+            log.warning(
+                "%s has a leader again, after %.1f s", self.stream, time.monotonic() - self.since
+            )
+            self.since = None
 
 
 async def _outcome_consumer(js: JetStreamContext) -> JetStreamContext.PullSubscription:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Final
 
 from nats.aio.client import Client as NATS
 
@@ -49,6 +50,8 @@ from schemas import (
 
 log = logging.getLogger("keel.hands")
 
+JETSTREAM_TIMEOUT_S: Final = 2.0
+
 
 class HandsHost:
     def __init__(self, settings: HandsSettings, backend: SandboxBackend) -> None:
@@ -76,7 +79,10 @@ class HandsHost:
         self.sandboxes_root.mkdir(parents=True, exist_ok=True)
         link = NatsLinkLog(log, f"hands host {self.settings.host_id}")
         nc = self._nc = await connect_nats(self.settings.nats_url, self.settings.host_id, link)
-        js = nc.jetstream()
+        # Every JetStream request (an outcome, a chunk of a blob or checkpoint) is acked in
+        # milliseconds; one lost with a NATS node that died is sent again after 2 s, not
+        # nats-py's 5 s (outcomes are deduplicated; objects are stored by digest).
+        js = nc.jetstream(timeout=JETSTREAM_TIMEOUT_S)
         replication = self.settings.jetstream.resolve(nc)
         await ensure_outcome_stream(js, replication)
         storage = await SandboxStorage.open(nc, js, replication)

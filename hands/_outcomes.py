@@ -27,9 +27,6 @@ from schemas import (
 )
 
 _ENCODER: Final = msgspec.json.Encoder()
-# An acknowledgement takes milliseconds; one lost with a NATS node that died is asked for
-# again after this (not nats-py's 5 s), and JetStream drops the repeat by its Nats-Msg-Id.
-PUBLISH_TIMEOUT_S: Final = 2.0
 
 
 class OutcomePublisher:
@@ -48,7 +45,6 @@ class OutcomePublisher:
                     outcome_subject(outcome.session_id),
                     _ENCODER.encode(outcome),
                     headers={"Nats-Msg-Id": outcome_msg_id(outcome.session_id, outcome.call_id)},
-                    timeout=PUBLISH_TIMEOUT_S,
                 )
             except nats.js.errors.NoStreamResponseError:
                 # The stream is gone (deleted, or a fresh JetStream): make it again.
