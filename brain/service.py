@@ -58,6 +58,7 @@ from schemas import (
     OUTCOME_SUBJECTS,
     SANDBOX_CHECK_QUEUE,
     SANDBOX_CHECK_SUBJECT,
+    SINGLE,
     TERMINAL_STATUSES,
     WORK_CONSUMER,
     WORK_STREAM,
@@ -66,6 +67,9 @@ from schemas import (
     BackgroundTasks,
     MetricsServer,
     NatsLinkLog,
+    Replication,
+    connect_nats,
+    ensure_stream,
     work_subject,
 )
 from session_store import (
@@ -92,18 +96,19 @@ OUTCOME_CONSUMER: Final = "brain-outcomes"
 DUPLICATE_WINDOW_S: Final = 5.0
 
 
-async def ensure_work_stream(js: JetStreamContext) -> None:
-    config = StreamConfig(
-        name=WORK_STREAM,
-        subjects=[WORK_SUBJECTS],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_S,
+async def ensure_work_stream(js: JetStreamContext, replication: Replication = SINGLE) -> None:
+    await ensure_stream(
+        js,
+        StreamConfig(
+            name=WORK_STREAM,
+            subjects=[WORK_SUBJECTS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=replication.replicas,
+            placement=replication.placement,
+        ),
     )
-    try:
-        await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
-        await js.update_stream(config)
 
 
 async def request_attention(
@@ -150,14 +155,9 @@ class Brain:
                 self.settings.metrics_addr, self.metrics.registry
             )
         link = NatsLinkLog(log, f"brain {self.settings.brain_id}")
-        self._nc = link.client = await nats.connect(
-            self.settings.nats_url,
-            name=self.settings.brain_id,
-            max_reconnect_attempts=-1,
-            **link.callbacks(),
-        )
+        self._nc = await connect_nats(self.settings.nats_url, self.settings.brain_id, link)
         self._js = self._nc.jetstream()
-        await ensure_work_stream(self._js)
+        await ensure_work_stream(self._js, self.settings.jetstream.resolve(self._nc))
         if self.settings.traces.exporting:
             # Only now: a brain that does not trace never loads the OpenTelemetry SDK.
             from traces.live import LiveTracer
@@ -249,6 +249,7 @@ class Brain:
     # -- work -------------------------------------------------------------------------------
 
     async def _pull(self, subscription: JetStreamContext.PullSubscription) -> None:
+        leaderless = _Leaderless(WORK_STREAM)
         while True:
             free = self.settings.max_sessions - self._handling
             if free <= 0:
@@ -258,12 +259,14 @@ class Brain:
             try:
                 messages = await subscription.fetch(free, timeout=1.0)
             except TimeoutError:  # nats raises both its own and asyncio's
+                leaderless.over()  # the fetch was taken: nothing to do
                 continue
             except Exception as exc:
                 # The loop that feeds the brain must outlive any fault of NATS's.
-                self._setback("fetching work failed: %r", exc)
+                self._setback("fetching work failed: %r", exc, leaderless=leaderless)
                 await asyncio.sleep(0.5)
                 continue
+            leaderless.over()
             for message in messages:
                 self._handling += 1
                 self._tasks.spawn(self._handle(message))
@@ -334,15 +337,18 @@ class Brain:
     async def _forward_outcomes(self) -> None:
         assert self._js is not None
         subscription = await _outcome_consumer(self._js)
+        leaderless = _Leaderless(OUTCOME_STREAM)
         while True:
             try:
                 messages = await subscription.fetch(64, timeout=1.0)
             except TimeoutError:  # nats raises both its own and asyncio's
+                leaderless.over()
                 continue
             except Exception as exc:
-                self._setback("fetching outcomes failed: %r", exc)
+                self._setback("fetching outcomes failed: %r", exc, leaderless=leaderless)
                 await asyncio.sleep(0.5)
                 continue
+            leaderless.over()
             for message in messages:
                 await self._forward(message)
 
@@ -371,6 +377,7 @@ class Brain:
 
     async def _sweep(self) -> None:
         assert self._js is not None
+        leaderless = _Leaderless(WORK_STREAM)
         while True:
             await asyncio.sleep(self.settings.sweep_every_s)
             try:
@@ -383,28 +390,70 @@ class Brain:
             # While the store takes no writes, claims fail and the same sessions come due
             # every sweep: the store has said so once already.
             level = logging.INFO if self.store.health.up("write") else logging.DEBUG
-            for session_id in due:
+            for index, session_id in enumerate(due):
                 try:
                     queued = await request_attention(
                         self._js, session_id, "sweep", msg_id=f"sweep/{session_id}/{window}"
                     )
                 except (nats.errors.Error, TimeoutError) as exc:
-                    self._setback("re-queueing %s failed: %s", session_id, exc)
-                    continue
+                    # JetStream took none (no stream leader while a NATS cluster elects
+                    # one, or no NATS): it takes no other either. The next sweep tries all.
+                    self._setback(
+                        "re-queueing %s (and %d more due) failed: %r",
+                        session_id,
+                        len(due) - index - 1,
+                        exc,
+                        leaderless=leaderless,
+                    )
+                    break
+                leaderless.over()
                 if queued:  # not a repeat of this second's message: worth a line
                     log.log(
                         level, "session %s needs a brain (lease expired or timer due)", session_id
                     )
 
-    def _setback(self, message: str, *args: object) -> None:
+    def _setback(self, message: str, *args: object, leaderless: _Leaderless | None = None) -> None:
         """Log a failed step that will be tried again; quietly when its cause, an outage of
-        the store or of NATS, has been announced once already (see `StoreHealth` and
-        `NatsLinkLog`)."""
+        the store or of NATS, or a stream without a leader, has been announced once already
+        (see `StoreHealth`, `NatsLinkLog` and `_Leaderless`)."""
         error = args[-1]
-        announced = (isinstance(error, StoreUnavailable) and not self.store.health.up("write")) or (
-            self._nc is not None and not self._nc.is_connected
+        announced = (
+            (isinstance(error, StoreUnavailable) and not self.store.health.up("write"))
+            or (self._nc is not None and not self._nc.is_connected)
+            or (leaderless is not None and leaderless.announced(error))
         )
         log.log(logging.DEBUG if announced else logging.WARNING, message, *args)
+
+
+class _Leaderless:
+    """A stream without a leader (a NATS cluster electing one after losing a node: 503 to
+    every fetch, "no response from stream" to every publish, for some seconds), said once
+    when it starts and once when it ends, not at every try of one loop."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.since: float | None = None
+
+    def announced(self, error: object) -> bool:
+        """Whether `error` is part of an outage already announced (announcing it if new)."""
+        if not isinstance(
+            error, nats.js.errors.ServiceUnavailableError | nats.js.errors.NoStreamResponseError
+        ):
+            return False
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning(
+                "%s has no leader in JetStream (a NATS node lost?); trying until it has",
+                self.stream,
+            )
+        return True
+
+    def over(self) -> None:
+        if self.since is not None:
+            log.warning(
+                "%s has a leader again, after %.1f s", self.stream, time.monotonic() - self.since
+            )
+            self.since = None
 
 
 async def _outcome_consumer(js: JetStreamContext) -> JetStreamContext.PullSubscription:

@@ -9,7 +9,14 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from brain.providers import RetryPolicy
-from schemas import LogSettings, parse_metrics_addr, setting, settings_from_env
+from schemas import (
+    NATS_URL_DOC,
+    JetStreamSettings,
+    LogSettings,
+    parse_metrics_addr,
+    setting,
+    settings_from_env,
+)
 from traces import TraceSettings
 
 DEFAULT_STORE_URL: Final = "sqlite:///keel.db"
@@ -19,7 +26,8 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
     store_url: Annotated[
         str, setting("KEEL_STORE_URL", "the session store: sqlite:///PATH or postgresql://...")
     ] = DEFAULT_STORE_URL
-    nats_url: Annotated[str, setting("KEEL_NATS_URL", "the NATS server")] = "nats://127.0.0.1:4222"
+    nats_url: Annotated[str, setting("KEEL_NATS_URL", NATS_URL_DOC)] = "nats://127.0.0.1:4222"
+    jetstream: JetStreamSettings = JetStreamSettings()
     brain_id: Annotated[
         str,
         setting(

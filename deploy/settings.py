@@ -31,7 +31,11 @@ class KeelSettings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: Annotated[int, setting("KEEL_HTTP_PORT", "the port `keel up` serves on")] = 8080
     nats_url: Annotated[
         str | None,
-        setting("KEEL_NATS_URL", "a NATS server for `keel up` (default: it starts its own)"),
+        setting(
+            "KEEL_NATS_URL",
+            "a NATS server for `keel up`, or a cluster's servers comma-separated (default: "
+            "it starts its own)",
+        ),
     ] = None
     store_url: Annotated[
         str | None,

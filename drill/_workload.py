@@ -13,6 +13,7 @@ duplicate.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Final
 
 import httpx2
@@ -85,6 +86,8 @@ class StreamWatch:
         # Attempts after an error, failed ones included (a gateway restarting refuses some).
         self.reconnects = 0
         self.violations: list[Violation] = []
+        # When each event arrived (unix s): how long a fault kept the client waiting.
+        self.received: list[float] = []
 
     async def follow(self, http: httpx2.AsyncClient, give_up: asyncio.Event) -> None:
         """Until the stream ends with the session over, or `give_up` is set."""
@@ -110,6 +113,7 @@ class StreamWatch:
                     return
 
     def _saw(self, seq: int) -> None:
+        self.received.append(time.time())
         if seq <= self.last_seq:
             self._found("stream_duplicate", f"seq {seq} again after {self.last_seq}", seq)
         elif seq != self.last_seq + 1:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-import nats
 import uvicorn
 import uvloop
 from prometheus_client import CollectorRegistry
@@ -20,6 +19,7 @@ from schemas import (
     NatsLinkLog,
     SettingsError,
     configure_logging,
+    connect_nats,
     settings_from_env,
 )
 from session_store import open_store
@@ -31,9 +31,7 @@ async def serve(settings: GatewaySettings) -> None:
     store = open_store(settings.store_url, registry=registry)
     await store.migrate()
     link = NatsLinkLog(logging.getLogger("keel.gateway"), "the gateway")
-    nc = link.client = await nats.connect(
-        settings.nats_url, name="gateway", max_reconnect_attempts=-1, **link.callbacks()
-    )
+    nc = await connect_nats(settings.nats_url, "gateway", link)
     app = create_app(
         store,
         nc,

@@ -9,7 +9,7 @@ import msgspec
 from gateway._federation import Federation
 from gateway._webhook_urls import WebhookUrls
 from gateway._work_leases import DEFAULT_LEASE_S
-from schemas import LogSettings, setting
+from schemas import NATS_URL_DOC, LogSettings, setting
 
 
 class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,7 +59,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     store_url: Annotated[
         str, setting("KEEL_STORE_URL", "the session store: sqlite:///PATH or postgresql://...")
     ] = "sqlite:///keel.db"
-    nats_url: Annotated[str, setting("KEEL_NATS_URL", "the NATS server")] = "nats://127.0.0.1:4222"
+    nats_url: Annotated[str, setting("KEEL_NATS_URL", NATS_URL_DOC)] = "nats://127.0.0.1:4222"
     host: Annotated[str, setting("KEEL_HTTP_HOST", "the address the API listens on")] = "127.0.0.1"
     port: Annotated[int, setting("KEEL_HTTP_PORT", "the port the API listens on")] = 8080
     access_log: Annotated[

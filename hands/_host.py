@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Final
 
-import nats
 from nats.aio.client import Client as NATS
 
 from hands._adoption import adopt_or_remove_leftovers
@@ -45,9 +45,12 @@ from schemas import (
     MetricsServer,
     NatsLinkLog,
     ProvisionRequest,
+    connect_nats,
 )
 
 log = logging.getLogger("keel.hands")
+
+JETSTREAM_TIMEOUT_S: Final = 2.0
 
 
 class HandsHost:
@@ -75,17 +78,20 @@ class HandsHost:
     async def start(self) -> None:
         self.sandboxes_root.mkdir(parents=True, exist_ok=True)
         link = NatsLinkLog(log, f"hands host {self.settings.host_id}")
-        nc = self._nc = link.client = await nats.connect(
-            self.settings.nats_url,
-            name=self.settings.host_id,
-            max_reconnect_attempts=-1,
-            **link.callbacks(),
-        )
-        js = nc.jetstream()
-        await ensure_outcome_stream(js)
-        storage = await SandboxStorage.open(nc, js)
+        nc = self._nc = await connect_nats(self.settings.nats_url, self.settings.host_id, link)
+        # Every JetStream request (an outcome, a chunk of a blob or checkpoint) is acked in
+        # milliseconds; one lost with a NATS node that died is sent again after 2 s, not
+        # nats-py's 5 s (outcomes are deduplicated; objects are stored by digest).
+        js = nc.jetstream(timeout=JETSTREAM_TIMEOUT_S)
+        replication = self.settings.jetstream.resolve(nc)
+        await ensure_outcome_stream(js, replication)
+        storage = await SandboxStorage.open(nc, js, replication)
         calls = CallRunner(
-            self.settings, storage, OutcomePublisher(nc, js), self._tasks, self.metrics
+            self.settings,
+            storage,
+            OutcomePublisher(nc, js, replication),
+            self._tasks,
+            self.metrics,
         )
         subjects = SandboxSubjects(nc, self._hosted, calls)
         await adopt_or_remove_leftovers(self._hosted, calls, subjects)

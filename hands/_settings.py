@@ -8,11 +8,19 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from schemas import LogSettings, parse_metrics_addr, setting, settings_from_env
+from schemas import (
+    NATS_URL_DOC,
+    JetStreamSettings,
+    LogSettings,
+    parse_metrics_addr,
+    setting,
+    settings_from_env,
+)
 
 
 class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
-    nats_url: Annotated[str, setting("KEEL_NATS_URL", "the NATS server")] = "nats://127.0.0.1:4222"
+    nats_url: Annotated[str, setting("KEEL_NATS_URL", NATS_URL_DOC)] = "nats://127.0.0.1:4222"
+    jetstream: JetStreamSettings = JetStreamSettings()
     data_dir: Annotated[
         Path,
         setting(

@@ -15,13 +15,22 @@ import hashlib
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.api import ObjectStoreConfig
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
 from hands._checkpoint import fingerprint, pack
 from hands._nats import until_nats_has_it
 from hands._sandbox import Sandbox
-from schemas import BLOB_BUCKET, CHECKPOINT_BUCKET, FINAL_CHECKPOINT_PREFIX, BlobRef
+from schemas import (
+    BLOB_BUCKET,
+    CHECKPOINT_BUCKET,
+    FINAL_CHECKPOINT_PREFIX,
+    SINGLE,
+    BlobRef,
+    Replication,
+    ensure_bucket_replicas,
+)
 
 
 class SandboxStorage:
@@ -31,8 +40,16 @@ class SandboxStorage:
         self._checkpoints = checkpoints
 
     @classmethod
-    async def open(cls, nc: NATS, js: JetStreamContext) -> SandboxStorage:
-        return cls(nc, await _bucket(js, BLOB_BUCKET), await _bucket(js, CHECKPOINT_BUCKET))
+    async def open(
+        cls, nc: NATS, js: JetStreamContext, replication: Replication = SINGLE
+    ) -> SandboxStorage:
+        """The buckets opened, made, or brought to `replication` (`StreamMismatch` when
+        NATS refuses)."""
+        return cls(
+            nc,
+            await _bucket(js, BLOB_BUCKET, replication),
+            await _bucket(js, CHECKPOINT_BUCKET, replication),
+        )
 
     async def keep_output(self, data: bytes, preview: str) -> BlobRef:
         """A call's full output as a blob, stored however long NATS is away."""
@@ -87,11 +104,14 @@ class SandboxStorage:
         return BlobRef(digest=digest, size=len(data), preview=preview[:2000])
 
 
-async def _bucket(js: JetStreamContext, name: str) -> ObjectStore:
+async def _bucket(js: JetStreamContext, name: str, replication: Replication) -> ObjectStore:
     try:
-        return await js.object_store(name)
+        bucket = await js.object_store(name)
     except (NotFoundError, nats.js.errors.BucketNotFoundError):
-        return await js.create_object_store(name)
+        config = ObjectStoreConfig(replicas=replication.replicas, placement=replication.placement)
+        return await js.create_object_store(name, config=config)
+    await ensure_bucket_replicas(js, f"OBJ_{name}", replication)
+    return bucket
 
 
 def final_checkpoint_name(sandbox_id: str) -> str:

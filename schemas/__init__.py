@@ -3,11 +3,12 @@
 Also the few helpers every process uses the same way, which only this package can share
 (brain and gateway may not import each other, hands may not import the store): settings
 from the environment, which model an id names (the models file), logs, the retry policy,
-background tasks, crash points, NATS link logging, the `/metrics` server of a process
-without HTTP, the nesting bound of free-form JSON, ids.
+background tasks, crash points, NATS links (servers, reconnects, stream replicas), the
+`/metrics` server of a process without HTTP, the nesting bound of free-form JSON, ids.
 
 Its errors are `ValueError`s: `SettingsError` (a bad `KEEL_*` value, and `ModelsFileError`, a
-bad models file) and `UnknownModel` (an id no route serves).
+bad models file) and `UnknownModel` (an id no route serves); and `StreamMismatch`, a
+`RuntimeError`: a JetStream stream keel cannot bring to its configuration.
 
 This package imports nothing else of keel's; every other package imports it.
 """
@@ -146,6 +147,17 @@ from schemas._hands import (
     sandbox_subject,
 )
 from schemas._ids import ID_PATTERN, is_valid_id, new_id
+from schemas._jetstream import (
+    NATS_URL_DOC,
+    SINGLE,
+    JetStreamSettings,
+    Replication,
+    StreamMismatch,
+    connect_nats,
+    ensure_bucket_replicas,
+    ensure_stream,
+    nats_servers,
+)
 from schemas._links import NatsLinkLog
 from schemas._logs import LogSettings, configure_logging, working_on
 from schemas._metrics_server import MetricsServer, parse_metrics_addr
@@ -333,7 +345,16 @@ __all__ = [
     "ModelResponse",
     "ModelSpec",
     "MetricsServer",
+    "JetStreamSettings",
+    "NATS_URL_DOC",
     "NatsLinkLog",
+    "Replication",
+    "SINGLE",
+    "StreamMismatch",
+    "connect_nats",
+    "ensure_bucket_replicas",
+    "ensure_stream",
+    "nats_servers",
     "Outcome",
     "OutcomeDefined",
     "OutcomeEvaluated",
