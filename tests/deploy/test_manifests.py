@@ -27,8 +27,6 @@ COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yml"
 # newest whose schemas kubernetes-validate carries.
 KUBERNETES_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
-# Settings another change adds (the NATS cluster's replica count); the manifests set it now.
-PENDING_SETTINGS = {"KEEL_NATS_REPLICAS"}
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -40,7 +38,7 @@ def k8s_resources() -> list[dict[str, Any]]:
 
 
 def known_settings() -> set[str]:
-    return set(re.findall(r"`(KEEL_[A-Z0-9_]+)`", table())) | PENDING_SETTINGS
+    return set(re.findall(r"`(KEEL_[A-Z0-9_]+)`", table()))
 
 
 def keel_variables(environment: dict[str, Any] | list[dict[str, Any]]) -> set[str]:
