@@ -72,7 +72,7 @@ async def ask_to_provision(
     answers = await nc.subscribe(nc.new_inbox())
     try:
         await nc.publish(PROVISION_SUBJECT, request, reply=answers.subject)
-        heard_from = "no hands host"
+        who = "any hands host"
         while True:
             left = deadline - loop.time()
             if left <= 0:
@@ -83,14 +83,14 @@ async def ask_to_provision(
                 if loop.time() >= deadline:
                     continue
                 raise ProvisionFailed(
-                    f"{heard_from} said anything about the provisioning for {silence_s:.0f} s"
+                    f"nothing was heard from {who} about the provisioning for {silence_s:.0f} s"
                 ) from None
             if msg.headers and msg.headers.get(Header.STATUS) == _NO_RESPONDERS:
                 raise nats.errors.NoRespondersError
             answer = _PROVISION_REPLY.decode(msg.data)
             if not answer.working:
                 return answer
-            heard_from = f"hands host {answer.host_id}"
+            who = f"hands host {answer.host_id}"
     finally:
         with contextlib.suppress(nats.errors.Error):
             await answers.unsubscribe()
