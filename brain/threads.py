@@ -209,8 +209,12 @@ def waiting_note(
     }
     calls: list[WaitingCall] = []
     for call, reason in waiting:
-        # An open call was asked for after the last compaction, which keeps what is open.
-        response_seq, use_index = asked_at[call.call_id]
+        place = asked_at.get(call.call_id)
+        if place is None:
+            # Not in the context (compaction and resets keep what is open, so never seen):
+            # the thread's own stream still shows the call; the session's cannot name it.
+            continue
+        response_seq, use_index = place
         waits_for: Literal["approval", "custom", "client"] = "approval"
         if reason == WAITING_FOR_CLIENT:
             custom = any(tool.name == call.name for tool in spec.custom_tools)

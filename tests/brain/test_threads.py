@@ -13,20 +13,28 @@ import msgspec
 from nats.js import JetStreamContext
 
 from brain import initial_state, replay
+from brain.decide import waits_on_user
 from brain.service import Brain, request_attention
-from brain.threads import MESSAGE_TOOL, SPAWN_TOOL
+from brain.threads import MESSAGE_TOOL, SPAWN_TOOL, waiting_key, waiting_note
 from hands import HandsHost
 from schemas import (
     AgentSpec,
+    ApprovalRequested,
+    CustomTool,
     ModelResponse,
+    Recorded,
     SessionCreated,
     SessionStatus,
+    TextBlock,
     ThreadMessageReceived,
+    ThreadOrigin,
     ThreadReplied,
     ToolRequested,
     ToolResult,
+    ToolUseBlock,
     UserInterrupt,
     UserMessage,
+    event_type,
     new_id,
 )
 from session_store import EventStore
@@ -247,3 +255,46 @@ async def test_an_inline_agent_runs_with_its_own_prompt_and_a_subset_of_the_tool
     assert results[0].is_error and "unknown tool 'spawn_thread'" in results[0].output
     replies = [r.event for r in logs[session_id] if isinstance(r.event, ToolResult)]
     assert not replies[0].is_error and replies[0].output.endswith("done")
+
+
+def test_a_thread_s_wait_on_the_user_names_each_call_where_its_log_asked_for_it() -> None:
+    """Pure: the note a thread writes in its session before it waits (`thread.waiting`)."""
+    origin = ThreadOrigin(
+        parent_session_id="ses_root",
+        call_id="call-spawn",
+        agent_name="asker",
+        root_session_id="ses_root",
+        thread_id="sthr_1",
+    )
+    spec = AgentSpec(
+        tools=["bash", "read_file"],
+        custom_tools=[CustomTool(name="lookup")],
+        permissions={"bash": "ask"},
+    )
+    uses = [
+        ToolUseBlock(call_id="c-read", name="read_file", input={"path": "a"}),
+        ToolUseBlock(call_id="c-bash", name="bash", input={"command": "ls"}),
+        ToolUseBlock(call_id="c-look", name="lookup", input={"word": "keel"}),
+    ]
+    events = [
+        SessionCreated(spec=spec, thread=origin),
+        ModelResponse(content=[TextBlock(text="three calls"), *uses], stop_reason="tool_use"),
+        *(ToolRequested(call_id=u.call_id, name=u.name, input=u.input) for u in uses),
+        ApprovalRequested(call_id="c-bash", expires_at=2e9),
+    ]
+    log = [
+        Recorded(seq=seq, at=1.0, type=event_type(event), event=event)
+        for seq, event in enumerate(events, start=1)
+    ]
+    state = replay(log, initial_state("sthr_1"))
+    note = waiting_note(state, waits_on_user(state, now=1.0))
+    assert note is not None and (note.thread_id, note.agent_name) == ("sthr_1", "asker")
+    assert [(c.call_id, c.response_seq, c.use_index, c.waits_for) for c in note.calls] == [
+        ("c-bash", 2, 1, "approval"),
+        ("c-look", 2, 2, "custom"),
+    ]
+    # The same calls, the same key, whichever run notes them; a session's own log notes none.
+    assert waiting_key(note) == waiting_key(waiting_note(state, waits_on_user(state, 1.0)))
+    created = Recorded(seq=1, at=1.0, type="session.created", event=SessionCreated(spec=spec))
+    own = replay([created, *log[1:]], initial_state("ses_own"))
+    assert waiting_note(own, waits_on_user(own, 1.0)) is None
