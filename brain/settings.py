@@ -13,6 +13,7 @@ from schemas import (
     NATS_URL_DOC,
     JetStreamSettings,
     LogSettings,
+    MetricsAddr,
     parse_metrics_addr,
     setting,
     settings_from_env,
@@ -100,14 +101,7 @@ class BrainSettings(msgspec.Struct, frozen=True, kw_only=True):
             "sessions before its leases run out (0: never)",
         ),
     ] = 0.2
-    metrics_addr: Annotated[
-        str,
-        setting(
-            "KEEL_METRICS_ADDR",
-            "host:port where the process serves Prometheus /metrics (port 0: a free one); "
-            "unset, it serves none",
-        ),
-    ] = ""
+    metrics_addr: MetricsAddr = ""
     model_retry: RetryPolicy = RetryPolicy()
     log: LogSettings = LogSettings()
     traces: TraceSettings = TraceSettings()

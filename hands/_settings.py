@@ -12,6 +12,7 @@ from schemas import (
     NATS_URL_DOC,
     JetStreamSettings,
     LogSettings,
+    MetricsAddr,
     parse_metrics_addr,
     setting,
     settings_from_env,
@@ -77,14 +78,7 @@ class HandsSettings(msgspec.Struct, frozen=True, kw_only=True):
             "how often the host asks brains which quiet sandboxes a session can still reach",
         ),
     ] = 30.0
-    metrics_addr: Annotated[
-        str,
-        setting(
-            "KEEL_METRICS_ADDR",
-            "host:port where the process serves Prometheus /metrics (port 0: a free one); "
-            "unset, it serves none",
-        ),
-    ] = ""
+    metrics_addr: MetricsAddr = ""
 
     log: LogSettings = LogSettings()
 

@@ -160,7 +160,7 @@ from schemas._jetstream import (
 )
 from schemas._links import NatsLinkLog
 from schemas._logs import LogSettings, configure_logging, working_on
-from schemas._metrics_server import MetricsServer, parse_metrics_addr
+from schemas._metrics_server import MetricsAddr, MetricsServer, parse_metrics_addr
 from schemas._models import (
     ModelRoute,
     ModelRoutes,
@@ -344,6 +344,7 @@ __all__ = [
     "LoopDetected",
     "ModelResponse",
     "ModelSpec",
+    "MetricsAddr",
     "MetricsServer",
     "JetStreamSettings",
     "NATS_URL_DOC",

@@ -11,11 +11,22 @@ and the gauges computed at scrape time read the size of a dict or set, which is 
 from __future__ import annotations
 
 import threading
+from typing import Annotated
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from schemas._settings import SettingsError
+from schemas._settings import SettingsError, setting
+
+# The setting of a process that serves its own `/metrics` (a brain, a hands host).
+MetricsAddr = Annotated[
+    str,
+    setting(
+        "KEEL_METRICS_ADDR",
+        "host:port where the process serves Prometheus /metrics (port 0: a free one); "
+        "unset, it serves none",
+    ),
+]
 
 
 class MetricsServer:

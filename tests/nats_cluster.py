@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import nats
 import nats.errors
 
-from tests.nats_server import free_port, nats_server_binary
+from tests.nats_server import free_port, nats_server_binary, wait_for_port
 
 CLUSTER_NAME = "keel-test"
 
@@ -43,14 +42,7 @@ class ClusterNode:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"nats-server {self.name} did not start on port {self.port}")
+        wait_for_port(self.port, f"nats-server {self.name}")
 
     def kill(self) -> None:
         if self.process is not None:

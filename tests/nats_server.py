@@ -27,6 +27,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for_port(port: int, what: str) -> None:
+    """Return once something listens on loopback `port` (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{what} did not start on port {port}")
+
+
 class NatsServer:
     def __init__(self, store_dir: Path) -> None:
         self.store_dir = store_dir
@@ -49,14 +61,7 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"nats-server did not start on port {self.port}")
+        wait_for_port(self.port, "nats-server")
 
     def freeze(self) -> None:
         """SIGSTOP: the server keeps its connections but answers nothing."""
