@@ -21,7 +21,7 @@ from hands._metrics import HandsMetrics
 from hands._records import CallRecords
 from hands._sandbox import Sandbox
 from hands._settings import HandsSettings
-from schemas import BackgroundTasks, ProvisionRequest, new_id
+from schemas import BackgroundTasks, ProvisionRequest, new_id, run_to_end
 
 log = logging.getLogger("keel.hands")
 
@@ -60,10 +60,7 @@ class HostedSandboxes:
         try:
             return await asyncio.shield(creating)
         except asyncio.CancelledError:
-            removing = asyncio.ensure_future(self._remove_once_made(creating))
-            while not removing.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(removing)
+            await run_to_end(self._remove_once_made(creating))
             raise
 
     async def _remove_once_made(self, creating: asyncio.Future[Sandbox]) -> None:

@@ -23,6 +23,7 @@ from schemas import (
     ProvisionReply,
     ProvisionRequest,
     is_valid_id,
+    run_to_end,
 )
 
 log = logging.getLogger("keel.hands")
@@ -96,7 +97,8 @@ class Provisioner:
                 await self._restore(sandbox, checkpoint)
             await self._subjects.serve(sandbox)
         except BaseException:
-            await asyncio.shield(self._hosted.destroy(sandbox))
+            # However often a closing host cancels it: a half-served sandbox is removed.
+            await run_to_end(self._hosted.destroy(sandbox))
             raise
         sandbox.touch()
         self._hosted.metrics.provisions.labels(source).inc()

@@ -172,7 +172,7 @@ from schemas._models import (
 from schemas._nesting import MAX_JSON_DEPTH, nesting_depth
 from schemas._retry import Backoff, retrying
 from schemas._settings import SettingsError, setting, settings_from_env, settings_table
-from schemas._tasks import BackgroundTasks
+from schemas._tasks import BackgroundTasks, run_to_end
 from schemas._tools import (
     HARNESS_OUTPUT_BYTES,
     HARNESS_TOOLS,
@@ -231,6 +231,7 @@ __all__ = [
     "UnknownModel",
     "load_model_routes",
     "resolve_model",
+    "run_to_end",
     "setting",
     "settings_from_env",
     "settings_table",

@@ -5,6 +5,7 @@ WARNING with its traceback, so nothing fails unseen."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -12,6 +13,18 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 # A task still running this long after it was cancelled is cancelled again.
 _CANCEL_AGAIN_S = 0.5
+
+
+async def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await `coroutine` to its end however often the caller is cancelled meanwhile: cleanup
+    that must not be cut short (removing a half-made sandbox), in a process that cancels its
+    tasks again and again while it closes (`BackgroundTasks.cancel`). The caller's cancel is
+    its own to raise afterwards."""
+    task = asyncio.ensure_future(coroutine)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+    return task.result()
 
 
 class BackgroundTasks:

@@ -187,6 +187,39 @@ async def test_closing_while_slow_starts_outlast_repeated_cancels_leaves_nothing
     assert await backend.reap_unknown(settings.host_id, set()) == 0
 
 
+async def test_closing_while_a_sandbox_is_half_served_removes_it_however_slow_the_removal(
+    settings: HandsSettings,
+    backend: SandboxBackend,
+    client: HandsTestClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A provisioning cut off between making a sandbox and serving it removes the sandbox,
+    though the host cancels its tasks again every half second and the removal is slower."""
+    remove = backend.remove
+    serving = asyncio.Event()
+
+    async def slow_remove(record: SandboxRecord) -> None:
+        await asyncio.sleep(1.2)
+        await remove(record)
+
+    async def never_served(sandbox: object) -> None:
+        serving.set()
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(backend, "remove", slow_remove)
+    host = HandsHost(msgspec.structs.replace(settings, warm_pool=0), backend)
+    await host.start()
+    assert host._provisioner is not None
+    monkeypatch.setattr(host._provisioner._subjects, "serve", never_served)
+    asking = asyncio.ensure_future(client.provision(SESSION))
+    await asyncio.wait_for(serving.wait(), timeout=30)
+    await host.close(destroy_sandboxes=True)
+    asking.cancel()
+    await asyncio.gather(asking, return_exceptions=True)
+    assert list((settings.data_dir / "sandboxes").iterdir()) == []
+    assert await backend.reap_unknown(settings.host_id, set()) == 0
+
+
 async def test_warm_pool_serves_provisioning(
     settings: HandsSettings, backend: SandboxBackend, client: HandsTestClient
 ) -> None:
